@@ -1,0 +1,385 @@
+"""The ``codesign`` command. Parses flags, calls the library, prints; holds no model logic.
+
+Exit codes: 0 ok, 2 bad input (config, CSV, flags, storage URL; nothing is created or
+touched), 1 internal error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from codesign.errors import ConfigError
+
+PROG = "codesign"
+
+
+# --------------------------------------------------------------------------- flag types
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") \
+                from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so :func:`main` returns the exit code."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(None, self.prog, "valid flags (see --help)", message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from codesign.config import SAMPLERS
+    from codesign.specs import PRECISIONS, RECOMPUTE_MODES, TOPOLOGIES
+
+    p = _Parser(prog=PROG, description="Co-design search for AI datacenter chips and clusters.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("search", help="run (or continue) a study from an experiment file")
+    s.add_argument("experiment", help="experiment TOML file")
+    s.add_argument("--trials", type=_int_at_least(1),
+                   help="trials to run now (default: what is left of the experiment's budget)")
+    s.add_argument("--study", help="study name (default: the experiment's name)")
+    s.add_argument("--storage", help="journal file path or database URL "
+                   "(default: embedded journal RUN_DIR/study.log)")
+    s.add_argument("--out", help="run directory (default: runs/<study>)")
+    s.add_argument("--sampler", choices=SAMPLERS)
+    s.add_argument("--seed", type=_int_at_least(0))
+    s.add_argument("--workers", type=_int_at_least(1), default=1,
+                   help="processes sharing the study on this machine")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--allow-space-change", action="store_true",
+                   help="continue a study whose experiment file has changed")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    r = sub.add_parser("resume", help="continue a study from its run directory")
+    r.add_argument("run_dir")
+    r.add_argument("--trials", type=_int_at_least(1))
+    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--json", action="store_true")
+
+    w = sub.add_parser("worker", help="join a study from another process or machine")
+    w.add_argument("experiment")
+    w.add_argument("--storage", required=True)
+    w.add_argument("--study", required=True)
+    w.add_argument("--trials", type=_int_at_least(1))
+    w.add_argument("--out", help="run directory for this worker's Parquet log")
+    w.add_argument("--no-progress", action="store_true")
+    w.add_argument("--json", action="store_true")
+
+    pa = sub.add_parser("pareto", help="print the Pareto front of a run")
+    pa.add_argument("run_dir")
+    pa.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    e = sub.add_parser("evaluate", help="predict one chip + cluster on one workload")
+    e.add_argument("--chip", required=True, help="catalog chip id or design TOML ([design])")
+    e.add_argument("--workload", required=True,
+                   help="catalog model id or workload TOML ([workload])")
+    e.add_argument("--n-chips", type=_int_at_least(1), default=None)
+    e.add_argument("--seq-len", type=_int_at_least(1), default=4096,
+                   help="with a model id: sequence length (tokens)")
+    e.add_argument("--global-batch", type=_int_at_least(1), default=1024,
+                   help="with a model id: sequences per step")
+    e.add_argument("--precision", choices=PRECISIONS, default="bf16")
+    e.add_argument("--scaleout-gbps", type=_positive_float, help="NIC Gbit/s per chip")
+    e.add_argument("--topology", choices=TOPOLOGIES, default="fat-tree")
+    e.add_argument("--oversubscription", type=_positive_float, default=1.0)
+    for flag in ("tp", "pp", "dp", "cp", "ep", "vpp"):
+        e.add_argument(f"--{flag}", type=_int_at_least(1))
+    e.add_argument("--micro-batch", type=_int_at_least(1))
+    e.add_argument("--recompute", choices=RECOMPUTE_MODES)
+    e.add_argument("--zero", type=int, choices=(0, 1, 2, 3))
+    e.add_argument("--sequence-parallel", type=int, choices=(0, 1))
+    e.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("catalog", help="list reference chips and models")
+    c.add_argument("--json", action="store_true")
+    return p
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _print_summary(summary: Any, as_json: bool) -> None:
+    from codesign.study import summary_dict
+
+    if as_json:
+        print(json.dumps(summary_dict(summary)))
+        return
+    rate = summary.trials_run / summary.seconds if summary.seconds > 0 else 0.0
+    print(f"study {summary.study_name}: {summary.trials_run} trials run in "
+          f"{summary.seconds:.1f} s ({rate:.1f}/s); {summary.trials_total_complete} complete, "
+          f"{summary.feasible} feasible")
+    print(f"Pareto front: {summary.pareto_size} designs -> {summary.pareto_path}")
+    print(f"all trials (Parquet): {summary.trials_path}")
+    print(f"show the front: codesign pareto {summary.run_dir}")
+
+
+def _remaining(exp: Any, run: Any) -> int:
+    import optuna
+    from optuna.trial import TrialState
+
+    from codesign.study import JOURNAL_FILE, open_storage
+
+    if run.storage_url is None and not (run.run_dir / JOURNAL_FILE).exists():
+        return exp.trials
+    storage = open_storage(run)
+    try:
+        study = optuna.load_study(study_name=run.study_name, storage=storage)
+    except KeyError:
+        return exp.trials
+    return exp.trials - len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def _run(exp: Any, run: Any, trials: int | None, workers: int, progress: bool,
+         as_json: bool) -> int:
+    from codesign import study as st
+
+    n = trials if trials is not None else _remaining(exp, run)
+    if n <= 0:
+        print(f"study {run.study_name}: the budget of {exp.trials} trials is reached; "
+              f"pass --trials N to run more. Front: codesign pareto {run.run_dir}")
+        return 0
+    st._write_run_files(exp, run)
+    procs = []
+    shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
+    ctx = multiprocessing.get_context("spawn")
+    for i in range(1, workers):
+        if shares[i]:
+            proc = ctx.Process(target=_worker_process, args=(str(run.run_dir), shares[i], i))
+            proc.start()
+            procs.append(proc)
+    t0 = time.perf_counter()
+    summary = st.run_search(exp, run, shares[0], progress=progress, worker=0)
+    failed = 0
+    for proc in procs:
+        proc.join()
+        failed += proc.exitcode != 0
+    if procs:  # a snapshot and summary that count every worker's trials
+        summary = st.finalize(exp, run, n, time.perf_counter() - t0, "all")
+    _print_summary(summary, as_json)
+    if failed:
+        print(f"{PROG}: {failed} worker process(es) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _worker_process(run_dir: str, n_trials: int, worker: int) -> None:
+    from codesign.study import load_run, run_search
+
+    exp, run = load_run(run_dir)
+    run_search(exp, run, n_trials, progress=False, worker=worker)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from codesign.config import load_experiment
+    from codesign.study import check_storage_url, prepare_run
+
+    exp = load_experiment(args.experiment)
+    check_storage_url(args.storage)
+    run = prepare_run(exp, args.out, args.study, args.storage, args.sampler, args.seed,
+                      args.allow_space_change)
+    return _run(exp, run, args.trials, args.workers, not args.no_progress, args.json)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from codesign.study import load_run
+
+    exp, run = load_run(args.run_dir)
+    return _run(exp, run, args.trials, 1, not args.no_progress, args.json)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from codesign.config import load_experiment
+    from codesign.study import check_storage_url, prepare_run
+
+    exp = load_experiment(args.experiment)
+    check_storage_url(args.storage)
+    run = prepare_run(exp, args.out, args.study, args.storage)
+    return _run(exp, run, args.trials, 1, not args.no_progress, args.json)
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    import optuna
+
+    from codesign.study import load_run, open_storage, pareto_rows
+
+    exp, run = load_run(args.run_dir)
+    study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
+    rows = pareto_rows(exp, study)
+    cols = ["trial", *[f"value_{o.metric}" for o in exp.objectives],
+            *[f"param_{p.name}" for p in exp.space.params],
+            "tdp_w", "mfu", "map_tp", "map_pp", "map_dp", "map_micro_batch", "map_recompute",
+            "map_zero"]
+    if args.format == "json":
+        print(json.dumps({"study": run.study_name,
+                          "objectives": [[o.metric, o.direction] for o in exp.objectives],
+                          "front": rows}, default=str))
+        return 0
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=cols)
+    if args.format == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+        return 0
+    print(f"{run.study_name}: {len(df)} Pareto-optimal feasible designs "
+          f"({', '.join(f'{o.direction} {o.metric}' for o in exp.objectives)})")
+    if len(df):
+        df.columns = [c.removeprefix("value_").removeprefix("param_") for c in df.columns]
+        print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from codesign import catalog
+    from codesign.config import load_design, load_workload
+    from codesign.design import design_to_chip
+    from codesign.pack import UnknownSpecError
+    from codesign.perf import evaluate, result_metrics
+    from codesign.specs import ClusterSpec, Mapping, TrainJob
+
+    if args.chip.endswith(".toml"):
+        chip = design_to_chip(load_design(args.chip), name=Path(args.chip).stem)
+    elif args.chip in catalog.chip_ids():
+        chip = catalog.get_chip(args.chip)
+    else:
+        raise ConfigError(None, "--chip",
+                          f"a design TOML or one of: {', '.join(catalog.chip_ids())}", args.chip)
+    if args.workload.endswith(".toml"):
+        job = load_workload(args.workload)
+    elif args.workload in catalog.model_ids():
+        job = TrainJob(catalog.get_model(args.workload), args.seq_len, args.global_batch,
+                       args.precision)
+    else:
+        raise ConfigError(None, "--workload",
+                          f"a workload TOML or one of: {', '.join(catalog.model_ids())}",
+                          args.workload)
+    n_chips = args.n_chips or (chip.scaleup_domain or 8)
+    cluster = ClusterSpec(n_chips=n_chips, topology=args.topology,
+                          oversubscription=max(1.0, args.oversubscription))
+    mapping = Mapping(tp=args.tp or 0, pp=args.pp or 0, dp=args.dp or 0, cp=args.cp or 0,
+                      ep=args.ep or 0, vpp=args.vpp or 0, micro_batch=args.micro_batch or 0,
+                      recompute=args.recompute, zero=args.zero,
+                      sequence_parallel=None if args.sequence_parallel is None
+                      else bool(args.sequence_parallel))
+    try:
+        res = evaluate(chip, cluster, job, mapping, scaleout_gbps=args.scaleout_gbps)
+    except UnknownSpecError as exc:
+        raise ConfigError(None, "--chip", "a chip with every number the model needs",
+                          str(exc)) from None
+    m = result_metrics(chip, cluster, res)
+    out = {
+        "chip": chip.id or chip.name,
+        "die_area_mm2": chip.die_area_mm2,
+        "tdp_w": chip.tdp_w,
+        "chip_cost_usd": chip.price_usd,
+        "n_chips": n_chips,
+        "model": job.model.name,
+        "mapping": res.mapping.as_dict(),
+        "step_time_s": res.step_time_s,
+        "tokens_per_s": res.tokens_per_s,
+        "tokens_per_s_per_chip": res.tokens_per_s_per_chip,
+        "mfu": res.mfu,
+        "memory_gb_per_chip": res.memory_gb_per_chip,
+        "chip_power_w": res.chip_power_w,
+        "cluster_power_w": res.cluster_power_w,
+        "tokens_per_joule": res.tokens_per_joule,
+        "cost_per_mtoken_usd": m["cost_per_mtoken_usd"] if chip.price_usd else None,
+        "feasible": res.feasible,
+        "reason": res.reason,
+        "candidates": res.n_candidates,
+        "feasible_candidates": res.n_feasible,
+        "breakdown_s": res.breakdown_s,
+    }
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    for key, value in out.items():
+        print(f"{key:>22}: {value}")
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from codesign import catalog
+
+    chips = [asdict(c) for c in catalog.chips()]
+    models = {k: {**asdict(m), "params_total": m.params_total(),
+                  "params_active": m.params_active()} for k, m in catalog.models().items()}
+    if args.json:
+        print(json.dumps({"chips": chips, "models": models}))
+        return 0
+    import pandas as pd
+
+    cols = ["id", "vendor", "year", "process_nm", "tflops_bf16", "tflops_fp8", "sram_mb",
+            "hbm_gen", "hbm_stacks", "hbm_gb", "hbm_tbps", "scaleup_gbps", "scaleup_domain",
+            "scaleout_gbps", "tdp_w"]
+    print(f"{len(chips)} reference chips (empty = unknown in the source data)")
+    print(pd.DataFrame(chips, columns=cols).to_string(index=False, na_rep=""))
+    print(f"\n{len(models)} reference models")
+    mcols = ["name", "layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab",
+             "moe_experts", "moe_topk"]
+    df = pd.DataFrame.from_dict(models, orient="index")
+    df["params_b"] = (df["params_total"] / 1e9).round(1)
+    df["active_b"] = (df["params_active"] / 1e9).round(1)
+    print(df[[*mcols, "params_b", "active_b"]].to_string())
+    return 0
+
+
+COMMANDS = {
+    "search": cmd_search,
+    "resume": cmd_resume,
+    "worker": cmd_worker,
+    "pareto": cmd_pareto,
+    "evaluate": cmd_evaluate,
+    "catalog": cmd_catalog,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    try:
+        args = _parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    except BrokenPipeError:
+        return 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,544 @@
+"""Strict TOML -> typed config: search spaces and experiments.
+
+Every problem with a file is a :class:`~codesign.errors.ConfigError` naming the file, the key
+path, what was expected and what was got; unknown keys are rejected (with a "did you mean"
+hint), ``true`` is not an integer, integers are accepted where a number is expected.
+
+Example:
+    >>> from codesign.config import load_experiment
+    >>> exp = load_experiment("experiments/quickstart.toml")  # doctest: +SKIP
+    >>> exp.objectives[0].metric, exp.space.params[0].name  # doctest: +SKIP
+    ('tokens_per_s', 'compute_units')
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from codesign import catalog
+from codesign.design import CLUSTER_PARAMETERS, DEFAULT_DESIGN, DESIGN_PARAMETERS
+from codesign.errors import ConfigError
+from codesign.metrics import DIRECTIONS, METRICS
+from codesign.specs import PRECISIONS, ModelSpec, TrainJob
+
+SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random")
+"""Values of ``[search] sampler``."""
+
+STORAGE_PREFIXES = ("sqlite:///", "postgresql://", "postgresql+psycopg2://", "mysql://")
+JOURNAL_SUFFIXES = (".log", ".journal")
+"""``[storage] url`` is a database URL with one of these prefixes or a journal file path."""
+
+CLUSTER_EXTRA = ("scaleup_latency_us", "scaleout_latency_us", "host_power_w_per_chip")
+"""``[cluster]`` keys that are not design parameters (non-negative numbers)."""
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_PASSWORD_RE = re.compile(r"(://[^/@:]*):[^/@]*@|[?&]password=", re.IGNORECASE)
+_MODEL_INTS = ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab")  # >= 1
+_MODEL_MOE = ("moe_experts", "moe_topk", "moe_ffn_hidden", "moe_shared_experts",
+              "moe_dense_layers")  # >= 0, default 0
+
+
+# --------------------------------------------------------------------------- public types
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searched design parameter (units are those of ``DESIGN_PARAMETERS[name]``).
+
+    ``kind`` is ``"int"``, ``"float"`` (``low``/``high``/``step``/``log`` as in Optuna's
+    ``suggest_int``/``suggest_float``; ``step`` is 1 for ints, ``None`` = continuous for
+    floats) or ``"categorical"`` (``choices``).
+    """
+
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A search space file: which design parameters are searched, and fixed values for the rest.
+
+    ``base`` is a full design: :data:`~codesign.design.DEFAULT_DESIGN` updated by ``[base]``
+    (float parameters stored as floats). Searched parameters keep their default in ``base``.
+    """
+
+    name: str
+    path: str
+    params: tuple[ParamSpec, ...]
+    base: dict[str, Any]
+
+    def fingerprint(self) -> str:
+        """sha256 hex of the params (by name) and base; the name and path do not count."""
+        params = sorted((asdict(p) for p in self.params), key=lambda p: p["name"])
+        return _sha256({"params": params, "base": self.base})
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Optimise ``metric`` (a :data:`~codesign.metrics.METRICS` name) in ``direction``."""
+
+    metric: str
+    direction: str  # "maximize" | "minimize"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """Feasible when ``min <= metric <= max`` (``None`` = unbounded), in the metric's unit."""
+
+    metric: str
+    min: float | None
+    max: float | None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment file: workload, search space, objectives, constraints, budget.
+
+    ``cluster`` holds the ``[cluster]`` values as given (``n_chips`` in chips,
+    ``*_latency_us`` in microseconds, ``host_power_w_per_chip`` in watts, ``pue`` and
+    ``oversubscription`` as ratios); ``text`` is the file as read, ``storage_url`` ``None``
+    means the embedded journal of the run directory.
+    """
+
+    path: str
+    text: str
+    name: str
+    description: str
+    space: SearchSpace
+    job: TrainJob
+    cluster: dict[str, Any]
+    objectives: tuple[Objective, ...]
+    constraints: tuple[Constraint, ...] = ()
+    trials: int = 100
+    sampler: str = "nsga2"
+    seed: int = 0
+    population: int = 32
+    storage_url: str | None = None
+    baselines: tuple[str, ...] = ()
+
+    def fingerprint(self) -> str:
+        """sha256 hex of what defines the problem: space, workload, objectives, constraints,
+        cluster. Budget, seed, sampler and storage do not count (they may change on resume)."""
+        return _sha256({
+            "space": self.space.fingerprint(),
+            "workload": asdict(self.job),
+            "objectives": [[o.metric, o.direction] for o in self.objectives],
+            "constraints": [[c.metric, c.min, c.max] for c in self.constraints],
+            "cluster": self.cluster,
+        })
+
+
+# --------------------------------------------------------------------------- typed getters
+
+
+class _Plain(str):
+    """Text shown as is (unquoted) in the "got" part of an error."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+_MISSING = _Plain("nothing")
+_REQUIRED = object()
+_NOUNS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+          "list": "an array", "table": "a table"}
+
+
+def _one_of(options: Iterable[Any]) -> str:
+    return "one of: " + ", ".join(str(o) for o in options)
+
+
+def _suggest(got: object, options: Iterable[Any]) -> str:
+    if not isinstance(got, str):
+        return ""
+    close = difflib.get_close_matches(got, [str(o) for o in options], n=3)
+    close.sort(key=lambda name: sorted(name) != sorted(got))  # a swap of letters wins ties
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _describe(kind: str, low: float | None, high: float | None, low_open: bool) -> str:
+    text = _NOUNS[kind]
+    if low is not None and high is not None:
+        return f"{text} in {'(' if low_open else '['}{low}, {high}]"
+    if low is not None:
+        return f"{text} {'>' if low_open else '>='} {low}"
+    if high is not None:
+        return f"{text} <= {high}"
+    return text
+
+
+def _check(file: str, key: str, value: Any, kind: str, *, low: float | None = None,
+           high: float | None = None, low_open: bool = False,
+           choices: Iterable[Any] | None = None, expected: str | None = None) -> Any:
+    """Check one value of ``kind`` ("int", "float", "str", "bool", "list", "table") against
+    its bounds or choices; return it (ints as int, numbers as float) or raise ConfigError."""
+    if expected is None:
+        expected = _one_of(choices) if choices is not None else _describe(kind, low, high, low_open)
+    is_num = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = {"int": is_num and isinstance(value, int), "float": is_num,
+          "str": isinstance(value, str), "bool": isinstance(value, bool),
+          "list": isinstance(value, list), "table": isinstance(value, dict)}[kind]
+    if value is _MISSING or not ok or (kind == "float" and not math.isfinite(value)):
+        raise ConfigError(file, key, expected, value)
+    if choices is not None and value not in choices:
+        raise ConfigError(file, key, expected + _suggest(value, choices), value)
+    if (low is not None and (value <= low if low_open else value < low)) or (
+            high is not None and value > high):
+        raise ConfigError(file, key, expected, value)
+    return float(value) if kind == "float" else value
+
+
+def _check_design(file: str, key: str, name: str, value: Any) -> Any:
+    """Check a value for design parameter ``name`` against its kind, range or choices."""
+    info = DESIGN_PARAMETERS[name]
+    return _check(file, key, value, info.kind, low=info.low, high=info.high, choices=info.choices)
+
+
+@dataclass
+class _Table:
+    """A TOML table being read; knows its file and key path so every error can name them."""
+
+    file: str
+    path: str
+    data: dict[str, Any]
+
+    def at(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str, expected: str, got: object) -> ConfigError:
+        return ConfigError(self.file, self.at(key), expected, got)
+
+    def only(self, allowed: Iterable[str]) -> None:
+        """Reject keys not in ``allowed``, suggesting the closest allowed one."""
+        allowed = list(allowed)
+        for key in self.data:
+            if key not in allowed:
+                raise self.error(key, _one_of(allowed) + _suggest(key, allowed),
+                                 _Plain(f"unknown key {key!r}"))
+
+    def get(self, key: str, kind: str, default: Any = _REQUIRED, **rules: Any) -> Any:
+        """The checked value at ``key`` (see :func:`_check`), ``default`` if absent."""
+        if key not in self.data and default is not _REQUIRED:
+            return default
+        return _check(self.file, self.at(key), self.data.get(key, _MISSING), kind, **rules)
+
+    def table(self, key: str, required: bool = True, expected: str | None = None) -> _Table:
+        """The sub-table at ``key``; an empty one if absent and not ``required``."""
+        if key not in self.data and not required:
+            return _Table(self.file, self.at(key), {})
+        data = self.get(key, "table", expected=expected or f"a table [{self.at(key)}]")
+        return _Table(self.file, self.at(key), data)
+
+    def unique(self, key: str, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``values`` (the checked items of the array at ``key``) if none repeats."""
+        seen: dict[Any, int] = {}
+        for i, value in enumerate(values):
+            if value in seen:
+                raise self.error(f"{key}[{i}]", f"no duplicates (same as {key}[{seen[value]}])",
+                                 value)
+            seen[value] = i
+        return values
+
+
+def _read(path: str | os.PathLike[str]) -> tuple[str, _Table]:
+    """The text and top-level table of a UTF-8 TOML file."""
+    file = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(file, "<file>", "an existing file", _Plain("no such file")) from None
+    except OSError as exc:
+        raise ConfigError(file, "<file>", "a readable file", _Plain(exc.strerror or str(exc))) \
+            from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        got = _Plain(f"byte 0x{raw[exc.start]:02x} at line {line}")
+        raise ConfigError(file, "<file>", "UTF-8 text", got) from None
+    try:
+        data = tomllib.loads(text.removeprefix("\ufeff"))
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        if msg.startswith(("Cannot overwrite", "Cannot declare")):
+            msg += " (a key or table is defined twice)"
+        raise ConfigError(file, "<toml>", "valid TOML", _Plain(msg)) from None
+    return text, _Table(file, "", data)
+
+
+def _sha256(obj: object) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- search spaces
+
+
+def load_search_space(path: str | os.PathLike[str]) -> SearchSpace:
+    """Read a search space file (``[space]``, optional ``[base]``, ``[params.NAME]`` tables).
+
+    Raises:
+        ConfigError: on any problem, naming file, key path, expected and got.
+    """
+    return _load_space(path)[0]
+
+
+def _load_space(path: str | os.PathLike[str]) -> tuple[SearchSpace, frozenset[str]]:
+    """The search space and the names set explicitly in ``[base]``."""
+    _, doc = _read(path)
+    doc.only(("space", "base", "params"))
+    head = doc.table("space")
+    head.only(("name", "description"))
+    name = head.get("name", "str")
+    head.get("description", "str", default="")
+
+    base_t = doc.table("base", required=False)
+    base_t.only(DESIGN_PARAMETERS)
+    fixed = {k: _check_design(doc.file, base_t.at(k), k, v) for k, v in base_t.data.items()}
+
+    params_t = doc.table("params")
+    params_t.only(DESIGN_PARAMETERS)
+    if not params_t.data:
+        raise doc.error("params", "at least one [params.NAME] table", params_t.data)
+    params = []
+    for pname in params_t.data:
+        if pname in fixed:
+            raise params_t.error(pname, "each parameter in [base] or [params], not both",
+                                 _Plain(f"also in [base] ({pname} = {fixed[pname]!r})"))
+        params.append(_param(params_t.table(pname), pname))
+
+    defaults = {k: float(v) if DESIGN_PARAMETERS[k].kind == "float" else v
+                for k, v in DEFAULT_DESIGN.items()}
+    space = SearchSpace(name, str(path), tuple(params), defaults | fixed)
+    return space, frozenset(fixed)
+
+
+def _param(t: _Table, name: str) -> ParamSpec:
+    info = DESIGN_PARAMETERS[name]
+    if info.choices is not None or info.kind == "str":
+        types, note = ("categorical",), f" ({name} takes {_one_of(info.choices or ())})"
+    elif info.kind == "int":
+        types, note = ("int", "categorical"), f" ({name} is an integer parameter)"
+    else:
+        types, note = ("int", "float", "categorical"), ""
+    kind = t.get("type", "str", choices=types, expected=_one_of(types) + note)
+
+    if kind == "categorical":
+        t.only(("type", "choices"))
+        items = t.get("choices", "list", expected="a non-empty array of values")
+        if not items:
+            raise t.error("choices", "a non-empty array of values", items)
+        choices = tuple(_check_design(t.file, t.at(f"choices[{i}]"), name, v)
+                        for i, v in enumerate(items))
+        return ParamSpec(name, kind, choices=t.unique("choices", choices))
+
+    t.only(("type", "low", "high", "step", "log"))
+    low = t.get("low", kind, low=info.low, high=info.high)
+    high = t.get("high", kind, low=info.low, high=info.high)
+    if low > high:
+        raise ConfigError(t.file, t.path, "`low <= high` must hold",
+                          _Plain(f"(low={low}, high={high})"))
+    log = t.get("log", "bool", default=False)
+    if log and low <= 0:
+        raise t.error("low", "a value > 0 when log = true", low)
+    if log and "step" in t.data:
+        raise t.error("step", "no step when log = true", t.data["step"])
+    step = t.get("step", kind, default=1 if kind == "int" else None, low=0, low_open=True)
+    return ParamSpec(name, kind, low, high, step, log)
+
+
+# --------------------------------------------------------------------------- experiments
+
+
+def load_experiment(path: str | os.PathLike[str]) -> Experiment:
+    """Read an experiment file and the search space it points to.
+
+    Raises:
+        ConfigError: on any problem in either file, naming file, key path, expected and got.
+    """
+    text, doc = _read(path)
+    doc.only(("experiment", "workload", "cluster", "objectives", "constraints", "budget",
+              "search", "storage"))
+
+    head = doc.table("experiment")
+    head.only(("name", "description", "search_space", "baselines"))
+    name = head.get("name", "str")
+    if not _NAME_RE.fullmatch(name):
+        raise head.error("name", "letters, digits, '_', '.' or '-', starting with a letter or "
+                                 "digit (it becomes a directory name)", name)
+    description = head.get("description", "str", default="")
+    space_rel = head.get("search_space", "str")
+    space_path = Path(doc.file).parent / space_rel
+    if not space_path.is_file():
+        raise head.error("search_space", f"a search space file (relative to {space_path.parent})",
+                         space_rel)
+    space, fixed = _load_space(space_path)
+    chip_ids = catalog.chip_ids()
+    items = head.get("baselines", "list", default=[])
+    baselines = head.unique("baselines", tuple(
+        _check(doc.file, head.at(f"baselines[{i}]"), v, "str", choices=chip_ids)
+        for i, v in enumerate(items)))
+
+    job = _train_job(doc.table("workload"))
+    cluster = _cluster(doc.table("cluster", required=False), space, fixed)
+
+    obj_t = doc.table("objectives")
+    obj_t.only(METRICS)
+    if not obj_t.data:
+        raise doc.error("objectives", 'at least one entry metric = "maximize" or "minimize"', {})
+    objectives = tuple(Objective(m, obj_t.get(m, "str", choices=DIRECTIONS)) for m in obj_t.data)
+
+    con_t = doc.table("constraints", required=False)
+    con_t.only(METRICS)
+    constraints = tuple(_constraint(con_t, m) for m in con_t.data)
+
+    budget = doc.table("budget", required=False)
+    budget.only(("trials",))
+    search = doc.table("search", required=False)
+    search.only(("sampler", "seed", "population"))
+    storage = doc.table("storage", required=False)
+    storage.only(("url",))
+
+    return Experiment(
+        path=doc.file, text=text, name=name, description=description, space=space, job=job,
+        cluster=cluster, objectives=objectives, constraints=constraints,
+        trials=budget.get("trials", "int", default=100, low=1),
+        sampler=search.get("sampler", "str", default="nsga2", choices=SAMPLERS),
+        seed=search.get("seed", "int", default=0, low=0, high=2**32 - 1),
+        population=search.get("population", "int", default=32, low=2),
+        storage_url=_storage_url(storage),
+        baselines=baselines,
+    )
+
+
+def _train_job(t: _Table) -> TrainJob:
+    t.only(("kind", "model", "seq_len", "global_batch", "precision"))
+    t.get("kind", "str", choices=("train",), expected="'train' (the only workload kind so far)")
+    if isinstance(t.data.get("model"), dict):
+        model = _inline_model(t.table("model"))
+    else:
+        ids = catalog.model_ids()
+        expected = f"a catalog model id ({_one_of(ids)}) or a table [{t.at('model')}]"
+        model = catalog.get_model(t.get("model", "str", choices=ids, expected=expected))
+    return TrainJob(
+        model=model,
+        seq_len=t.get("seq_len", "int", low=1),
+        global_batch=t.get("global_batch", "int", low=1),
+        precision=t.get("precision", "str", default="bf16", choices=PRECISIONS),
+    )
+
+
+def _inline_model(t: _Table) -> ModelSpec:
+    t.only(("name", *_MODEL_INTS, "gated_mlp", *_MODEL_MOE, "tied_embeddings"))
+    v: dict[str, Any] = {"name": t.get("name", "str")}
+    v |= {k: t.get(k, "int", low=1) for k in _MODEL_INTS}
+    v |= {k: t.get(k, "int", default=0, low=0) for k in _MODEL_MOE}
+    v["gated_mlp"] = t.get("gated_mlp", "bool", default=True)
+    v["tied_embeddings"] = t.get("tied_embeddings", "bool", default=False)
+    moe = v["moe_experts"] > 0
+    rules = (
+        ("heads", v["hidden"] % v["heads"] == 0, f"a divisor of hidden ({v['hidden']})"),
+        ("kv_heads", v["heads"] % v["kv_heads"] == 0, f"a divisor of heads ({v['heads']})"),
+        ("moe_topk", v["moe_topk"] <= v["moe_experts"],
+         f"an integer <= moe_experts ({v['moe_experts']})"),
+        ("moe_topk", not moe or v["moe_topk"] >= 1, "an integer >= 1 when moe_experts > 0"),
+        ("moe_ffn_hidden", not moe or v["moe_ffn_hidden"] >= 1,
+         "an integer >= 1 when moe_experts > 0"),
+        ("moe_dense_layers", v["moe_dense_layers"] <= v["layers"],
+         f"an integer <= layers ({v['layers']})"),
+    )
+    for key, ok, expected in rules:
+        if not ok:
+            raise t.error(key, expected, v[key])
+    return ModelSpec(**v)
+
+
+def _cluster(t: _Table, space: SearchSpace, fixed: frozenset[str]) -> dict[str, Any]:
+    t.only((*CLUSTER_PARAMETERS, *CLUSTER_EXTRA))
+    searched = {p.name for p in space.params}
+    cluster = {}
+    for key, value in t.data.items():
+        if key in searched or key in fixed:
+            where = "searches" if key in searched else "fixes it in [base]"
+            raise t.error(key, f"no value here: the search space ({space.path}) {where}", value)
+        if key in DESIGN_PARAMETERS:
+            cluster[key] = _check_design(t.file, t.at(key), key, value)
+        else:
+            cluster[key] = t.get(key, "float", low=0)
+    if "n_chips" not in cluster and "n_chips" not in searched | fixed:
+        info = DESIGN_PARAMETERS["n_chips"]
+        raise t.error("n_chips", f"an integer in [{info.low}, {info.high}] (required here unless "
+                                 "the search space sets n_chips)", _MISSING)
+    return cluster
+
+
+def _constraint(t: _Table, metric: str) -> Constraint:
+    c = t.table(metric, expected="a table like { min = 0, max = 1 }")
+    c.only(("min", "max"))
+    low = c.get("min", "float", default=None)
+    high = c.get("max", "float", default=None)
+    if low is None and high is None:
+        raise t.error(metric, "at least one of min, max", c.data)
+    if low is not None and high is not None and low > high:
+        raise t.error(metric, "`min <= max` must hold", _Plain(f"(min={low}, max={high})"))
+    return Constraint(metric, low, high)
+
+
+def _storage_url(t: _Table) -> str | None:
+    url = t.get("url", "str", default=None)
+    if url is None:
+        return None
+    if _PASSWORD_RE.search(url):
+        redacted = re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", url)
+        redacted = re.sub(r"([?&]password=)[^&]*", r"\1***", redacted, flags=re.IGNORECASE)
+        raise t.error("url", "no password in the file (use --storage or CODESIGN_STORAGE_URL)",
+                      _Plain(redacted))
+    if not (url.startswith(STORAGE_PREFIXES) or url.endswith(JOURNAL_SUFFIXES)):
+        raise t.error("url", f"a URL starting with {', '.join(STORAGE_PREFIXES)} or a journal "
+                             f"file path ending in {' or '.join(JOURNAL_SUFFIXES)}", url)
+    return url
+
+
+# --------------------------------------------------------------------------- single files
+
+
+def load_workload(path: str | os.PathLike[str]) -> TrainJob:
+    """A workload file: one ``[workload]`` table, as in experiments.
+
+    Raises:
+        ConfigError: on any problem, naming file, key path, expected and got.
+    """
+    _, root = _read(path)
+    root.only(("workload",))
+    return _train_job(root.table("workload"))
+
+
+def load_design(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A chip design file: a ``[design]`` table of design parameters (units as in
+    :data:`~codesign.design.DESIGN_PARAMETERS`); unset ones take :data:`DEFAULT_DESIGN`.
+
+    Raises:
+        ConfigError: on any problem, naming file, key path, expected and got.
+    """
+    _, root = _read(path)
+    root.only(("design",))
+    t = root.table("design")
+    t.only(DESIGN_PARAMETERS)
+    design = dict(DEFAULT_DESIGN)
+    design.update({k: _check_design(t.file, t.at(k), k, v) for k, v in t.data.items()})
+    return design

@@ -1,0 +1,147 @@
+"""Design parameters: the knobs a search space may turn, and how a set of them becomes specs.
+
+A *design* is a flat dict ``{parameter name: value}`` covering every entry of
+:data:`DESIGN_PARAMETERS`. Search spaces list which of them are searched and give fixed values
+for the rest (``[base]``); anything still unset falls back to :data:`DEFAULT_DESIGN`, an
+H100-like chip in 8-chip scale-up domains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from codesign import cost, power
+from codesign.specs import HBM_GENERATIONS, TOPOLOGIES, ChipSpec, ClusterSpec
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """What a design parameter is: kind, unit, physically meaningful bounds or choices."""
+
+    kind: str  # "int" | "float" | "str"
+    unit: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] | None = None
+    help: str = ""
+
+
+DESIGN_PARAMETERS: dict[str, ParamInfo] = {
+    # --- chip ---
+    "process_nm": ParamInfo("float", "nm", choices=(7, 5, 4, 3, 2),
+                            help="foundry node class of the compute die"),
+    "compute_units": ParamInfo("int", "count", 1, 4096, help="matrix compute units (SM/CU/core)"),
+    "macs_per_unit": ParamInfo("int", "MAC/cycle", 16, 65536,
+                               help="dense bf16 multiply-accumulates per cycle per unit"),
+    "clock_ghz": ParamInfo("float", "GHz", 0.2, 4.0, help="clock of the matrix units"),
+    "fp8_speedup": ParamInfo("int", "x bf16", choices=(0, 1, 2),
+                             help="fp8 matmul rate as a multiple of bf16 (0 = no fp8)"),
+    "fp4_speedup": ParamInfo("int", "x bf16", choices=(0, 1, 2, 4),
+                             help="fp4 matmul rate as a multiple of bf16 (0 = no fp4)"),
+    "sram_mb": ParamInfo("float", "MB", 1, 4096, help="on-chip SRAM (caches + scratchpads)"),
+    "hbm_gen": ParamInfo("str", "", choices=tuple(g for g in HBM_GENERATIONS if g != "none"),
+                         help="HBM generation"),
+    "hbm_stacks": ParamInfo("int", "count", 1, 16, help="HBM stacks per package"),
+    "scaleup_links": ParamInfo("int", "count", 0, 256, help="scale-up ports per chip"),
+    "scaleup_link_gbps": ParamInfo("float", "GB/s", 0, 2000,
+                                   help="bidirectional bandwidth of one scale-up link"),
+    "scaleup_domain": ParamInfo("int", "chips", 1, 1_000_000,
+                                help="chips sharing the scale-up fabric"),
+    "scaleout_gbps": ParamInfo("float", "Gbit/s", 0, 12_800, help="NIC bandwidth per chip"),
+    # --- cluster ---
+    "n_chips": ParamInfo("int", "chips", 1, 10_000_000, help="accelerators in the cluster"),
+    "topology": ParamInfo("str", "", choices=TOPOLOGIES, help="scale-out network topology"),
+    "oversubscription": ParamInfo("float", "ratio", 1.0, 16.0,
+                                  help="fat-tree taper above the leaf (1 = non-blocking)"),
+    "pue": ParamInfo("float", "ratio", 1.0, 3.0, help="facility power usage effectiveness"),
+}
+"""Every design parameter name a search space may use, with its unit and valid range."""
+
+CLUSTER_PARAMETERS = ("n_chips", "topology", "oversubscription", "pue")
+
+DEFAULT_DESIGN: dict[str, Any] = {
+    # H100 SXM-like: 132 SMs x 2048 bf16 MAC/cycle x 1.83 GHz = 989 TFLOP/s dense
+    # (NVIDIA H100 datasheet; chips.csv row h100-sxm), 5 HBM3 stacks, 18 NVLink4 links of
+    # 50 GB/s bidirectional each (900 GB/s), 400 Gb/s NIC per GPU, HGX 8-GPU domain.
+    "process_nm": 4,
+    "compute_units": 132,
+    "macs_per_unit": 2048,
+    "clock_ghz": 1.83,
+    "fp8_speedup": 2,
+    "fp4_speedup": 0,
+    "sram_mb": 80.0,
+    "hbm_gen": "HBM3",
+    "hbm_stacks": 5,
+    "scaleup_links": 18,
+    "scaleup_link_gbps": 50.0,
+    "scaleup_domain": 8,
+    "scaleout_gbps": 400.0,
+    "n_chips": 1024,
+    "topology": "fat-tree",
+    "oversubscription": 1.0,
+    "pue": 1.2,
+}
+
+
+HBM_STACK = {
+    # generation: (GB/s per stack, GB per stack)
+    "HBM2": (256.0, 8.0),  # JEDEC JESD235A: 1024 bits x 2.0 Gb/s; 8 GB 8-high
+    "HBM2e": (460.0, 16.0),  # 1024 x 3.6 Gb/s (SK hynix HBM2E); 16 GB 8-high
+    "HBM3": (819.0, 16.0),  # JESD238: 1024 x 6.4 Gb/s; 16 GB 8-high (H100 stacks)
+    "HBM3e": (1229.0, 24.0),  # 1024 x 9.6 Gb/s (Micron HBM3E); 24 GB 8-high
+    "HBM4": (2048.0, 36.0),  # JESD270-4: 2048 bits x 8 Gb/s; 36 GB 12-high
+}
+"""Per-stack bandwidth and capacity of each HBM generation at its nominal pin rate."""
+
+
+def design_to_chip(design: dict[str, Any], name: str = "design") -> ChipSpec:
+    """Build the chip a design describes; TDP, die area and price come from the estimates in
+    :mod:`codesign.power` and :mod:`codesign.cost`."""
+    node = float(design["process_nm"])
+    units = int(design["compute_units"])
+    macs = int(design["macs_per_unit"])
+    clock = float(design["clock_ghz"])
+    bf16 = 2.0 * units * macs * clock * 1e9 / 1e12
+    gen = str(design["hbm_gen"])
+    stacks = int(design["hbm_stacks"])
+    stack_gbps, stack_gb = HBM_STACK[gen]
+    up_gbps = float(design["scaleup_links"]) * float(design["scaleup_link_gbps"])
+    out_gbps = float(design["scaleout_gbps"])
+    serdes_gbit_one_way = up_gbps * 8 / 2 + out_gbps
+    area = cost.die_area_mm2(node, units, macs, float(design["sram_mb"]), stacks,
+                             serdes_gbit_one_way)
+    tdp = power.estimate_tdp_w(node, bf16, gen, stacks * stack_gbps / 1000.0,
+                               up_gbps + out_gbps / 8, area)
+    return ChipSpec(
+        name=name,
+        process_nm=node,
+        compute_units=units,
+        clock_ghz=clock,
+        tflops_fp32=bf16 / 16.0,  # vector fp32: 1/16 of the matrix rate (H100: 66.9 vs 989)
+        tflops_bf16=bf16,
+        tflops_fp8=bf16 * int(design["fp8_speedup"]),
+        tflops_fp4=bf16 * int(design["fp4_speedup"]),
+        sram_mb=float(design["sram_mb"]),
+        hbm_gen=gen,
+        hbm_stacks=stacks,
+        hbm_gb=stacks * stack_gb,
+        hbm_tbps=stacks * stack_gbps / 1000.0,
+        scaleup_gbps=up_gbps,
+        scaleup_links=int(design["scaleup_links"]),
+        scaleup_domain=int(design["scaleup_domain"]),
+        scaleout_gbps=out_gbps,
+        tdp_w=tdp,
+        die_area_mm2=area,
+        n_compute_dies=1,
+        price_usd=cost.chip_cost_usd(node, area, gen, stacks * stack_gb, stacks),
+    )
+
+
+def design_to_cluster(design: dict[str, Any], extra: dict[str, Any] | None = None) -> ClusterSpec:
+    """Build the cluster a design describes; ``extra`` adds the non-searchable cluster keys
+    (latencies, host power) from the experiment's ``[cluster]`` table."""
+    kwargs = {k: design[k] for k in CLUSTER_PARAMETERS}
+    kwargs["n_chips"] = int(kwargs["n_chips"])
+    kwargs.update(extra or {})
+    return ClusterSpec(**kwargs)

@@ -1,0 +1,93 @@
+"""Column order of the flat arrays the kernels read and write (plain ints: numba globals)."""
+
+# ---- chip: float64[CHIP_LEN] -------------------------------------------------------------
+C_FLOPS_FP32 = 0  # dense peak FLOP/s per precision
+C_FLOPS_BF16 = 1
+C_FLOPS_FP8 = 2
+C_FLOPS_FP4 = 3
+C_UNITS = 4  # compute units
+C_CLOCK_HZ = 5
+C_SRAM_B = 6  # on-chip SRAM, bytes
+C_HBM_B = 7  # HBM capacity, bytes
+C_HBM_BPS = 8  # HBM bandwidth, bytes/s
+C_UP_BPS = 9  # scale-up bandwidth per chip per direction, bytes/s
+C_DOMAIN = 10  # chips per scale-up domain
+C_OUT_BPS = 11  # scale-out NIC bandwidth per chip per direction, bytes/s
+C_TDP_W = 12
+CHIP_LEN = 13
+
+# ---- cluster: float64[CLUSTER_LEN] -------------------------------------------------------
+K_N_CHIPS = 0
+K_TOPOLOGY = 1  # index into specs.TOPOLOGIES
+K_OVERSUB = 2
+K_UP_LAT_S = 3
+K_OUT_LAT_S = 4
+K_PUE = 5
+K_HOST_W = 6  # host + NIC power per chip, W
+CLUSTER_LEN = 7
+
+TOPO_FAT_TREE = 0
+TOPO_RAIL = 1
+
+# ---- model: float64[MODEL_LEN] -----------------------------------------------------------
+M_LAYERS = 0
+M_HIDDEN = 1
+M_HEADS = 2
+M_KV_HEADS = 3
+M_FFN = 4
+M_VOCAB = 5
+M_GATED = 6
+M_EXPERTS = 7
+M_TOPK = 8
+M_MOE_FFN = 9
+M_SHARED = 10
+M_DENSE_LAYERS = 11
+MODEL_LEN = 12
+
+# ---- training job: float64[JOB_LEN] ------------------------------------------------------
+J_SEQ = 0
+J_GBATCH = 1  # sequences per optimizer step
+J_PREC = 2  # index into specs.PRECISIONS
+J_BYTES = 3  # bytes per matmul operand element for that precision (activations/weights)
+JOB_LEN = 4
+
+# ---- mapping: int64[MAP_LEN]; in a "fixed" array, -1 means "search this field" ------------
+P_TP = 0
+P_PP = 1
+P_DP = 2
+P_CP = 3
+P_EP = 4
+P_VPP = 5
+P_MB = 6
+P_RECOMPUTE = 7  # 0 none, 1 selective, 2 full
+P_ZERO = 8  # 0..3
+P_SP = 9  # sequence parallel 0/1
+MAP_LEN = 10
+
+# ---- result: float64[OUT_LEN] ------------------------------------------------------------
+O_STEP_S = 0
+O_TOKENS_PER_S = 1
+O_MFU = 2
+O_MEM_B = 3  # peak memory per chip, bytes
+O_CHIP_W = 4
+O_CLUSTER_W = 5
+O_TOK_PER_J = 6
+O_T_COMPUTE = 7  # per-step time spent in each part, s (exposed, on the critical path)
+O_T_TP = 8
+O_T_BUBBLE = 9
+O_T_DP = 10
+O_T_OPT = 11
+O_T_PP = 12
+O_BUSY = 13  # fraction of the step the compute units are busy
+O_N_USED = 14  # chips the mapping uses (<= cluster size)
+OUT_LEN = 15
+
+# ---- status codes ------------------------------------------------------------------------
+S_OK = 0
+S_INVALID = 1  # degrees do not divide the model / batch / cluster
+S_OOM = 2  # does not fit in HBM
+S_NO_BW = 3  # needs a network with zero bandwidth
+S_NO_COMPUTE = 4  # chip has no throughput at this precision
+S_BAD_INPUT = 5  # NaN, negative or zero where a positive value is required
+S_NO_CANDIDATE = 6  # the search found no mapping to try
+N_STATUS = 7

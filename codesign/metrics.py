@@ -1,0 +1,24 @@
+"""Metrics a result exposes: the names objectives and constraints may use, with units."""
+
+from __future__ import annotations
+
+METRICS: dict[str, tuple[str, str]] = {
+    # name: (unit, natural direction)
+    "tokens_per_s": ("tokens/s", "maximize"),
+    "tokens_per_s_per_chip": ("tokens/s/chip", "maximize"),
+    "tokens_per_joule": ("tokens/J", "maximize"),
+    "mfu": ("fraction", "maximize"),
+    "step_time_s": ("s", "minimize"),
+    "die_area_mm2": ("mm^2", "minimize"),
+    "tdp_w": ("W", "minimize"),
+    "chip_cost_usd": ("USD", "minimize"),
+    "chip_power_w": ("W", "minimize"),
+    "cluster_power_w": ("W", "minimize"),
+    "cost_per_mtoken_usd": ("USD per 1e6 tokens", "minimize"),
+    "memory_gb_per_chip": ("GB", "minimize"),
+    "hbm_gb": ("GB", "maximize"),
+    "peak_tflops_bf16": ("TFLOP/s", "maximize"),
+}
+"""Every metric name an experiment may use as an objective or constraint."""
+
+DIRECTIONS = ("maximize", "minimize")

@@ -1,0 +1,60 @@
+"""Search spaces as Optuna distributions, and trial parameters as full designs.
+
+Example:
+    >>> from codesign.config import ParamSpec, SearchSpace
+    >>> from codesign.design import DEFAULT_DESIGN
+    >>> sp = SearchSpace("s", "s.toml", (ParamSpec("sram_mb", "float", 16, 256, log=True),),
+    ...                  dict(DEFAULT_DESIGN))
+    >>> sorted(distributions(sp))
+    ['sram_mb']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from codesign.config import CLUSTER_EXTRA, Experiment, SearchSpace
+from codesign.design import CLUSTER_PARAMETERS
+
+
+def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
+    """One Optuna distribution per searched parameter, in file order."""
+    out: dict[str, BaseDistribution] = {}
+    for p in space.params:
+        if p.kind == "categorical":
+            out[p.name] = CategoricalDistribution(list(p.choices or ()))
+        elif p.kind == "int":
+            out[p.name] = IntDistribution(
+                int(p.low), int(p.high), log=p.log, step=int(p.step or 1)
+            )
+        else:
+            out[p.name] = FloatDistribution(
+                float(p.low), float(p.high), log=p.log, step=p.step
+            )
+    return out
+
+
+def base_design(exp: Experiment) -> dict[str, Any]:
+    """The fixed part of every design: the space's base plus the experiment's ``[cluster]``."""
+    design = dict(exp.space.base)
+    design.update({k: v for k, v in exp.cluster.items() if k in CLUSTER_PARAMETERS})
+    return design
+
+
+def cluster_extra(exp: Experiment) -> dict[str, Any]:
+    """The ``[cluster]`` values that are not design parameters (latencies, host power)."""
+    return {k: v for k, v in exp.cluster.items() if k in CLUSTER_EXTRA}
+
+
+def design_from_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A full design: ``base`` with the trial's parameters on top."""
+    design = dict(base)
+    design.update(params)
+    return design

@@ -1,0 +1,235 @@
+"""The data model: frozen dataclasses for chips, clusters, LLMs, jobs and parallel mappings.
+
+Every quantity carries its unit in its name (``_gb``, ``_tbps``, ``_gbps``, ``_w`` ...).
+Nothing here computes performance; :mod:`codesign.pack` turns these into the flat arrays the
+numba kernels read, and :mod:`codesign.perf` runs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "fp4")
+"""Matmul precisions the model knows (fp16 runs at the bf16 rate on every catalog chip)."""
+
+HBM_GENERATIONS = ("none", "HBM2", "HBM2e", "HBM3", "HBM3e", "HBM4")
+
+TOPOLOGIES = ("fat-tree", "rail-optimized")
+"""Scale-out topologies the model implements (torus and dragonfly come with the network model)."""
+
+RECOMPUTE_MODES = ("none", "selective", "full")
+
+
+@dataclass(frozen=True)
+class ChipSpec:
+    """One accelerator package as sold (a GB200 row is one Blackwell GPU).
+
+    FLOPS are dense peaks. ``scaleup_gbps`` is the per-chip *bidirectional* scale-up bandwidth
+    in GB/s, as vendors quote it; ``scaleout_gbps`` is the per-chip NIC bandwidth in Gbit/s.
+    ``None`` means unknown (only catalog rows have unknowns; designs are always complete), and
+    ``0`` means "none / not supported" (``tflops_fp8 = 0``: no fp8; ``hbm_stacks = 0``: no HBM).
+    ``id`` is the catalog slug (empty for a searched design).
+    """
+
+    name: str
+    process_nm: float | None
+    compute_units: int | None
+    clock_ghz: float | None
+    tflops_fp32: float | None
+    tflops_bf16: float | None
+    tflops_fp8: float | None
+    tflops_fp4: float | None
+    sram_mb: float | None
+    hbm_gen: str | None
+    hbm_stacks: int | None
+    hbm_gb: float | None
+    hbm_tbps: float | None
+    scaleup_gbps: float | None
+    scaleup_links: int | None
+    scaleup_domain: int | None
+    scaleout_gbps: float | None
+    tdp_w: float | None
+    die_area_mm2: float | None = None
+    n_compute_dies: int | None = 1
+    price_usd: float | None = None
+    vendor: str = ""
+    year: int | None = None
+    id: str = ""
+
+    def unknown_fields(self, names: tuple[str, ...]) -> list[str]:
+        """The fields among ``names`` whose value is unknown (None)."""
+        return [n for n in names if getattr(self, n) is None]
+
+    def tflops(self, precision: str) -> float | None:
+        """Dense peak TFLOP/s for a matmul precision (fp16 at the bf16 rate); None if unknown."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"`precision` must be one of {PRECISIONS}, but got {precision!r}")
+        if precision == "fp16":
+            return self.tflops_bf16
+        return getattr(self, f"tflops_{precision}")
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """How chips are put together.
+
+    ``scaleup_domain`` of the chip says how many chips share the scale-up fabric; the cluster
+    says how many chips there are and how the scale-out network is built.
+    ``oversubscription`` is the fat-tree taper above the leaf (1.0 = non-blocking).
+    """
+
+    n_chips: int
+    topology: str = "fat-tree"
+    oversubscription: float = 1.0
+    scaleup_latency_us: float = 2.0
+    scaleout_latency_us: float = 10.0
+    pue: float = 1.2
+    host_power_w_per_chip: float = 250.0
+    power_budget_mw: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A decoder-only transformer (dense or mixture-of-experts).
+
+    ``ffn_hidden`` is the dense MLP inner width; ``gated_mlp`` selects the 3-matrix SwiGLU MLP.
+    For MoE models, ``moe_experts`` routed experts of width ``moe_ffn_hidden`` with ``moe_topk``
+    active per token, plus ``moe_shared_experts`` always-on experts; ``moe_dense_layers`` leading
+    layers stay dense.
+    """
+
+    name: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    ffn_hidden: int
+    vocab: int
+    gated_mlp: bool = True
+    moe_experts: int = 0
+    moe_topk: int = 0
+    moe_ffn_hidden: int = 0
+    moe_shared_experts: int = 0
+    moe_dense_layers: int = 0
+    tied_embeddings: bool = False
+
+    @property
+    def is_moe(self) -> bool:
+        """True when the model has routed experts."""
+        return self.moe_experts > 0
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head."""
+        return self.hidden // self.heads
+
+    def attention_params_per_layer(self) -> int:
+        """Q, K, V and output projection weights of one layer (biases and norms ignored)."""
+        kv_dim = self.kv_heads * self.head_dim
+        return self.hidden * (2 * self.hidden + 2 * kv_dim)
+
+    def mlp_params(self, width: int) -> int:
+        """Weights of one MLP (or expert) of inner width ``width``."""
+        return (3 if self.gated_mlp else 2) * self.hidden * width
+
+    def params_total(self) -> int:
+        """All weights, embeddings included (untied output layer unless ``tied_embeddings``)."""
+        n_moe = self.layers - self.moe_dense_layers if self.is_moe else 0
+        n_dense = self.layers - n_moe
+        n_experts = self.moe_experts + self.moe_shared_experts
+        per_moe = self.mlp_params(self.moe_ffn_hidden) * n_experts
+        emb = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
+        return (
+            self.layers * self.attention_params_per_layer()
+            + n_dense * self.mlp_params(self.ffn_hidden)
+            + n_moe * per_moe
+            + emb
+        )
+
+    def params_active(self) -> int:
+        """Weights a single token touches (top-k routed + shared experts for MoE)."""
+        if not self.is_moe:
+            return self.params_total()
+        n_moe = self.layers - self.moe_dense_layers
+        n_dense = self.layers - n_moe
+        per_moe = self.mlp_params(self.moe_ffn_hidden) * (self.moe_topk + self.moe_shared_experts)
+        emb = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
+        return (
+            self.layers * self.attention_params_per_layer()
+            + n_dense * self.mlp_params(self.ffn_hidden)
+            + n_moe * per_moe
+            + emb
+        )
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One training run: a model, sequence length, global batch (sequences) and precision."""
+
+    model: ModelSpec
+    seq_len: int
+    global_batch: int
+    precision: str = "bf16"
+
+    def tokens_per_step(self) -> int:
+        """Tokens processed per optimizer step."""
+        return self.seq_len * self.global_batch
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A parallel layout. ``0`` in any integer field (or ``None``) means "search this field".
+
+    ``recompute`` is one of :data:`RECOMPUTE_MODES`; ``zero`` is the optimizer-state sharding
+    stage (0-3). ``vpp`` is the number of interleaved virtual stages per pipeline rank.
+    """
+
+    tp: int = 0
+    pp: int = 0
+    dp: int = 0
+    cp: int = 0
+    ep: int = 0
+    vpp: int = 0
+    micro_batch: int = 0
+    recompute: str | None = None
+    zero: int | None = None
+    sequence_parallel: bool | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain dict with the contract keys of ``codesign evaluate --json``."""
+        return {
+            "tp": self.tp,
+            "pp": self.pp,
+            "dp": self.dp,
+            "cp": self.cp,
+            "ep": self.ep,
+            "vpp": self.vpp,
+            "micro_batch": self.micro_batch,
+            "recompute": self.recompute,
+            "zero": self.zero,
+            "sequence_parallel": self.sequence_parallel,
+        }
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the evaluator predicts for one (chip, cluster, job) with its best mapping.
+
+    Times in seconds, powers in watts, energy per token in tokens per joule. ``feasible`` is
+    False with a human-readable ``reason`` when no mapping fits; the numeric fields are then 0.
+    """
+
+    feasible: bool
+    reason: str
+    mapping: Mapping
+    step_time_s: float
+    tokens_per_s: float
+    tokens_per_s_per_chip: float
+    mfu: float
+    memory_gb_per_chip: float
+    chip_power_w: float
+    cluster_power_w: float
+    tokens_per_joule: float
+    n_candidates: int
+    n_feasible: int
+    breakdown_s: dict[str, float] = field(default_factory=dict)
