@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import multiprocessing
+import re
 import sys
 import time
 from pathlib import Path
@@ -51,7 +52,17 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so :func:`main` returns the exit code."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(None, self.prog, "valid flags (see --help)", message)
+        found = re.fullmatch(r"argument ([^:]+): (?:expected (.*), got (.*)|(.*))", message)
+        if found is None:
+            raise ConfigError(None, self.prog, "valid flags (see --help)", message)
+        flag, expected, got, other = found.groups()
+        if expected is None:
+            choice = re.fullmatch(r"invalid choice: (.*) \(choose from (.*)\)", other)
+            if choice is not None:
+                got, expected = choice.group(1), f"one of: {choice.group(2)}"
+            else:
+                got, expected = other, "a valid value (see --help)"
+        raise ConfigError(None, flag.split("/")[-1], expected, got.strip("'"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -342,7 +353,10 @@ def cmd_catalog(args: argparse.Namespace) -> int:
             "hbm_gen", "hbm_stacks", "hbm_gb", "hbm_tbps", "scaleup_gbps", "scaleup_domain",
             "scaleout_gbps", "tdp_w"]
     print(f"{len(chips)} reference chips (empty = unknown in the source data)")
-    print(pd.DataFrame(chips, columns=cols).to_string(index=False, na_rep=""))
+    table = pd.DataFrame(chips, columns=cols)
+    for col in ("year", "hbm_stacks", "scaleup_domain"):
+        table[col] = table[col].astype("Int64")
+    print(table.to_string(index=False, na_rep=""))
     print(f"\n{len(models)} reference models")
     mcols = ["name", "layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab",
              "moe_experts", "moe_topk"]

@@ -13,6 +13,8 @@ from pathlib import Path
 class ConfigError(ValueError):
     """User input is wrong: names the file, the key path, what was expected and what was got.
 
+    ``file=None`` means the value came from the command line (a flag).
+
     Example:
         >>> err = ConfigError("exp.toml", "budget.trials", "an integer >= 1", 0)
         >>> str(err)
@@ -20,7 +22,7 @@ class ConfigError(ValueError):
     """
 
     def __init__(self, file: str | Path | None, key: str, expected: str, got: object) -> None:
-        self.file = str(file) if file is not None else "<input>"
+        self.file = str(file) if file is not None else "<command line>"
         self.key = key
         self.expected = expected
         self.got = got

@@ -124,6 +124,12 @@ def fixed_array(mapping: Mapping | None) -> np.ndarray:
     a = np.full(layout.MAP_LEN, -1, dtype=np.int64)
     if mapping is None:
         return a
+    for name in ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch"):
+        value = getattr(mapping, name)
+        if value < 0:
+            raise ValueError(f"`Mapping.{name} >= 0` must hold (0 = search), but got {value}")
+    if mapping.zero is not None and mapping.zero not in (0, 1, 2, 3):
+        raise ValueError(f"`Mapping.zero` must be 0, 1, 2 or 3, but got {mapping.zero}")
     for idx, value in (
         (layout.P_TP, mapping.tp),
         (layout.P_PP, mapping.pp),

@@ -132,12 +132,11 @@ class ModelSpec:
         """Weights of one MLP (or expert) of inner width ``width``."""
         return (3 if self.gated_mlp else 2) * self.hidden * width
 
-    def params_total(self) -> int:
-        """All weights, embeddings included (untied output layer unless ``tied_embeddings``)."""
+    def _params(self, routed_experts: int) -> int:
+        """Weights with ``routed_experts`` routed experts per MoE layer (plus shared ones)."""
         n_moe = self.layers - self.moe_dense_layers if self.is_moe else 0
         n_dense = self.layers - n_moe
-        n_experts = self.moe_experts + self.moe_shared_experts
-        per_moe = self.mlp_params(self.moe_ffn_hidden) * n_experts
+        per_moe = self.mlp_params(self.moe_ffn_hidden) * (routed_experts + self.moe_shared_experts)
         emb = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
         return (
             self.layers * self.attention_params_per_layer()
@@ -146,20 +145,13 @@ class ModelSpec:
             + emb
         )
 
+    def params_total(self) -> int:
+        """All weights, embeddings included (untied output layer unless ``tied_embeddings``)."""
+        return self._params(self.moe_experts)
+
     def params_active(self) -> int:
         """Weights a single token touches (top-k routed + shared experts for MoE)."""
-        if not self.is_moe:
-            return self.params_total()
-        n_moe = self.layers - self.moe_dense_layers
-        n_dense = self.layers - n_moe
-        per_moe = self.mlp_params(self.moe_ffn_hidden) * (self.moe_topk + self.moe_shared_experts)
-        emb = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
-        return (
-            self.layers * self.attention_params_per_layer()
-            + n_dense * self.mlp_params(self.ffn_hidden)
-            + n_moe * per_moe
-            + emb
-        )
+        return self._params(self.moe_topk)
 
 
 @dataclass(frozen=True)

@@ -231,6 +231,10 @@ def eval_mapping(chip, cluster, model, job, mp, out):
         return S_BAD_INPUT
     if not (chip[C_TDP_W] >= 0 and chip[C_DOMAIN] >= 1 and cluster[K_OVERSUB] >= 1):
         return S_BAD_INPUT
+    if not (cluster[K_PUE] >= 1 and cluster[K_HOST_W] >= 0):
+        return S_BAD_INPUT
+    if not (cluster[K_UP_LAT_S] >= 0 and cluster[K_OUT_LAT_S] >= 0):
+        return S_BAD_INPUT
     if prec == 0:
         peak = chip[C_FLOPS_FP32]
     elif prec <= 2:
@@ -274,9 +278,11 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     cp_in = tp * cp <= domain
     ep_in = tp * cp * ep <= domain
     pp_in = n_used <= domain
-    needs_up = (tp > 1 and tp_in) or (cp > 1 and cp_in) or (dp > 1 and tp * cp < domain)
-    needs_out = (tp > 1 and not tp_in) or (cp > 1 and not cp_in) or (pp > 1 and not pp_in)
-    needs_out = needs_out or (dp > 1 and tp * cp * dp > domain) or (ep > 1 and not ep_in)
+    # every group of more than one rank needs the link it sits on (dp may use both levels)
+    needs_up = (tp > 1 and tp_in) or (cp > 1 and cp_in) or (ep > 1 and ep_in)
+    needs_up = needs_up or (pp > 1 and pp_in) or (dp > 1 and tp * cp < domain)
+    needs_out = (tp > 1 and not tp_in) or (cp > 1 and not cp_in) or (ep > 1 and not ep_in)
+    needs_out = needs_out or (pp > 1 and not pp_in) or (dp > 1 and tp * cp * dp > domain)
     if (needs_up and not (up_bps > 0)) or (needs_out and not (out_bps > 0)):
         return S_NO_BW
     tp_bw = up_bps if tp_in else out_bps
@@ -342,7 +348,8 @@ def eval_mapping(chip, cluster, model, job, mp, out):
         cp_lat = up_lat if cp_in else out_lat
         kv_vol = el_b * 2.0 * b * s_loc * kvd / tp
         t_ring = (cp - 1) * (kv_vol / (cp_bw * NET_EFF) + cp_lat)
-        t_layer_cp = max(0.0, t_ring - t_attn) + 2.0 * max(0.0, 2.0 * t_ring - 2.5 * t_attn)
+        # forward passes K/V around the ring; backward passes K/V and their gradients
+        t_layer_cp = max(0.0, t_ring - t_attn) + max(0.0, 2.0 * t_ring - 2.5 * t_attn)
     t_layer_ep = 0.0
     if is_moe and ep > 1:
         ep_bw = up_bps if ep_in else out_bps
@@ -378,14 +385,16 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     t_dp = group_allreduce_time(
         GRAD_B * p_chip, dp, dp_stride, domain, up_bps, out_bps, up_lat, out_lat
     )
-    t_bwd_window = layers_stage * (t_bwd + t_recompute)  # last micro-batch's backward
-    t_dp_exposed = max(0.0, t_dp - t_bwd_window)
     if zero == 3 and dp > 1:
-        # FSDP gathers parameters for forward and backward of every micro-batch, prefetched
+        # FSDP gathers parameters for forward and backward of every micro-batch (two
+        # all-gathers = one all-reduce volume), prefetched under the compute of all of them
         t_gather = group_allreduce_time(
             WEIGHT_B * p_chip, dp, dp_stride, domain, up_bps, out_bps, up_lat, out_lat
-        )  # two all-gathers = one all-reduce volume
-        t_dp_exposed += m * max(0.0, t_gather - layers_stage * t_layer_compute)
+        )
+        t_dp_exposed = max(0.0, m * t_gather + t_dp - m * layers_stage * t_layer_compute)
+    else:
+        # gradients reduce under the backward pass of the last micro-batch
+        t_dp_exposed = max(0.0, t_dp - layers_stage * (t_bwd + t_recompute))
     shard = dp if zero >= 1 else 1.0
     t_opt = ADAM_BYTES_PER_PARAM * p_chip / shard / (hbm * MEM_EFF)
 
@@ -483,6 +492,10 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
     """
     for i in range(counts.shape[0]):
         counts[i] = 0
+    for i in range(MAP_LEN):
+        if fixed[i] == 0 and i <= P_MB:  # a degree or micro-batch fixed at 0 is invalid
+            counts[S_INVALID] += 1
+            return S_INVALID
     n_chips = int(cluster[K_N_CHIPS])
     layers = int(model[M_LAYERS])
     gbatch = int(job[J_GBATCH])

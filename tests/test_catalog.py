@@ -1,0 +1,159 @@
+"""codesign.catalog: the shared reference chips and models load as data, faithfully."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import fields
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from codesign import pack
+from codesign.catalog import chip_ids, chips, get_chip, get_model, model_ids, models
+from codesign.kernels import layout
+from codesign.specs import PRECISIONS, ChipSpec
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+SKIPPED_COLUMNS = {"source", "transistors_b", "tflops_tf32"}  # documentation only
+
+
+def packaged_csv_bytes() -> bytes:
+    return resources.files("codesign.catalog").joinpath("chips.csv").read_bytes()
+
+
+def packaged_rows() -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(packaged_csv_bytes().decode("utf-8"))))
+
+
+# ---- chips -----------------------------------------------------------------------------------
+def test_all_21_chips_load_in_csv_order():
+    rows = packaged_rows()
+    assert len(rows) == 21
+    ids = [r["id"] for r in rows]
+    assert len(set(ids)) == len(ids), "duplicate chip ids"
+    assert chip_ids() == ids
+    assert [c.id for c in chips()] == ids
+    assert all(isinstance(c, ChipSpec) for c in chips())
+
+
+def test_packaged_csv_is_the_shared_catalog():
+    shared = SHARED_DATA / "chips.csv"
+    if not shared.exists():
+        pytest.skip(f"shared catalog not present at {shared} (only in the team workspace)")
+    assert packaged_csv_bytes() == shared.read_bytes(), (
+        "codesign/catalog/chips.csv differs from the shared data/chips.csv; copy it over"
+    )
+
+
+def test_csv_columns_are_chipspec_fields():
+    header = set(packaged_rows()[0])
+    spec = {f.name for f in fields(ChipSpec)}
+    assert header - SKIPPED_COLUMNS <= spec, sorted(header - SKIPPED_COLUMNS - spec)
+
+
+@pytest.mark.parametrize("row", packaged_rows(), ids=lambda r: r["id"])
+def test_unknown_cells_are_none_and_zero_stays_zero(row):
+    chip = get_chip(row["id"])
+    for column, text in row.items():
+        if column in SKIPPED_COLUMNS:
+            continue
+        value = getattr(chip, column)
+        text = text.strip()
+        if column == "vendor":
+            assert value == text
+        elif column in {"id", "name", "hbm_gen"}:
+            assert value == (text or None), column
+        elif text == "":
+            assert value is None, f"{row['id']}.{column}: empty cell must be None, got {value!r}"
+        else:
+            assert value is not None, column
+            assert value == pytest.approx(float(text), rel=1e-12, abs=0), column
+            if float(text) == 0:
+                assert value == 0 and value is not None, f"{row['id']}.{column}: 0 is 'none'"
+
+
+def test_catalog_spot_values():
+    h100 = get_chip("h100-sxm")
+    assert (h100.tflops_bf16, h100.hbm_gb, h100.tdp_w, h100.scaleup_domain) == (989.4, 80, 700, 8)
+    assert h100.tflops_fp4 == 0  # "not supported", known
+    assert h100.price_usd is None  # unknown
+    assert h100.tflops("fp16") == h100.tflops_bf16
+    a100 = get_chip("a100-sxm-80gb")
+    assert a100.tflops_fp8 == 0 and isinstance(a100.compute_units, int)
+    unknown = get_chip("h100-sxm-96gb-500w")
+    assert unknown.tflops_bf16 is None and unknown.hbm_gb == 96 and unknown.tdp_w == 500
+    wse = get_chip("wse3")
+    assert wse.hbm_gen == "none" and wse.hbm_stacks == 0 and wse.hbm_gb == 0
+    with pytest.raises(ValueError, match="precision"):
+        h100.tflops("int8")
+    assert set(PRECISIONS) >= {"bf16", "fp8"}
+
+
+def test_unknown_chip_id_names_known_ids():
+    with pytest.raises(KeyError) as err:
+        get_chip("h101-sxm")
+    msg = str(err.value)
+    assert "h101-sxm" in msg
+    assert "h100-sxm" in msg and "tpu-v5p" in msg
+
+
+def test_pack_refuses_unknown_tflops():
+    chip = get_chip("h100-sxm-96gb-500w")
+    with pytest.raises(pack.UnknownSpecError) as err:
+        pack.chip_array(chip, scaleout_gbps=400.0)
+    msg = str(err.value)
+    assert "h100-sxm-96gb-500w" in msg
+    assert "tflops_bf16" in msg
+    assert isinstance(err.value, ValueError)
+
+
+def test_every_chip_packs_or_names_what_is_missing():
+    for chip in chips():
+        try:
+            arr = pack.chip_array(chip, scaleout_gbps=400.0)
+        except pack.UnknownSpecError as err:
+            assert chip.id in str(err)
+        else:
+            assert arr.shape == (layout.CHIP_LEN,)
+
+
+# ---- models ----------------------------------------------------------------------------------
+PUBLISHED = {
+    # id: (total params, active params, relative tolerance)
+    "llama3-8b": (8.03e9, 8.03e9, 0.02),  # Meta model card
+    "llama3-70b": (70.6e9, 70.6e9, 0.02),
+    "llama3-405b": (405.8e9, 405.8e9, 0.02),
+    "gpt3-175b": (175e9, 175e9, 0.02),  # Brown et al. 2020
+    "mtnlg-530b": (530e9, 530e9, 0.02),  # Smith et al. 2022
+    "mixtral-8x7b": (46.7e9, 12.9e9, 0.02),  # Mistral AI: 46.7B total, 12.9B active
+    "deepseek-v3": (671e9, 37e9, 0.05),  # DeepSeek-V3 report; MLA approximated as MHA
+}
+
+
+def test_all_reference_models_load():
+    assert set(PUBLISHED) <= set(model_ids())
+    assert model_ids() == list(models())
+    for mid in model_ids():
+        m = get_model(mid)
+        assert m.layers > 0 and m.hidden % m.heads == 0 and m.heads % m.kv_heads == 0
+        assert (m.moe_experts > 0) == m.is_moe
+
+
+@pytest.mark.parametrize("mid", list(PUBLISHED))
+def test_parameter_counts_match_published(mid):
+    total, active, tol = PUBLISHED[mid]
+    m = get_model(mid)
+    assert m.params_total() == pytest.approx(total, rel=0.02)
+    assert m.params_active() == pytest.approx(active, rel=tol)
+    if not m.is_moe:
+        assert m.params_active() == m.params_total()
+
+
+def test_unknown_model_id_names_known_ids():
+    with pytest.raises(KeyError) as err:
+        get_model("llama4-1t")
+    msg = str(err.value)
+    assert "llama4-1t" in msg and "llama3-8b" in msg and "deepseek-v3" in msg
