@@ -10,9 +10,12 @@ import argparse
 import json
 import math
 import multiprocessing
+import os
 import re
+import socket
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +172,7 @@ def _remaining(exp: Any, run: Any) -> int:
 
 
 def _run(exp: Any, run: Any, trials: int | None, workers: int, progress: bool,
-         as_json: bool) -> int:
+         as_json: bool, first_worker: int = 0) -> int:
     from codesign import study as st
 
     n = trials if trials is not None else _remaining(exp, run)
@@ -177,17 +180,18 @@ def _run(exp: Any, run: Any, trials: int | None, workers: int, progress: bool,
         print(f"study {run.study_name}: the budget of {exp.trials} trials is reached; "
               f"pass --trials N to run more. Front: codesign pareto {run.run_dir}")
         return 0
-    st._write_run_files(exp, run)
+    st.write_run_files(exp, run)
     procs = []
     shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
     ctx = multiprocessing.get_context("spawn")
     for i in range(1, workers):
         if shares[i]:
-            proc = ctx.Process(target=_worker_process, args=(str(run.run_dir), shares[i], i))
+            proc = ctx.Process(target=_worker_process,
+                               args=(str(run.run_dir), shares[i], first_worker + i))
             proc.start()
             procs.append(proc)
     t0 = time.perf_counter()
-    summary = st.run_search(exp, run, shares[0], progress=progress, worker=0)
+    summary = st.run_search(exp, run, shares[0], progress=progress, worker=first_worker)
     failed = 0
     for proc in procs:
         proc.join()
@@ -210,10 +214,9 @@ def _worker_process(run_dir: str, n_trials: int, worker: int) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from codesign.config import load_experiment
-    from codesign.study import check_storage_url, prepare_run
+    from codesign.study import prepare_run
 
     exp = load_experiment(args.experiment)
-    check_storage_url(args.storage)
     run = prepare_run(exp, args.out, args.study, args.storage, args.sampler, args.seed,
                       args.allow_space_change)
     return _run(exp, run, args.trials, args.workers, not args.no_progress, args.json)
@@ -228,12 +231,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from codesign.config import load_experiment
-    from codesign.study import check_storage_url, prepare_run
+    from codesign.study import prepare_run
 
     exp = load_experiment(args.experiment)
-    check_storage_url(args.storage)
     run = prepare_run(exp, args.out, args.study, args.storage)
-    return _run(exp, run, args.trials, 1, not args.no_progress, args.json)
+    # a worker index unique to this host and process: joining workers never share a seed
+    worker = zlib.crc32(f"{socket.gethostname()}-{os.getpid()}".encode())
+    return _run(exp, run, args.trials, 1, not args.no_progress, args.json, worker)
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:

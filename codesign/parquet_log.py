@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +78,16 @@ def _table(rows: list[dict[str, Any]], sch: pa.Schema) -> pa.Table:
     return pa.Table.from_pydict(cols, schema=sch)
 
 
+def temp_path(path: Path, pid: int) -> Path:
+    """Where process ``pid`` writes ``path`` before the rename: hidden and not ``*.parquet``,
+    so no reader or glob picks up a half-written file."""
+    return path.with_name(f".{path.name}.{pid}.tmp")
+
+
 def atomic_write(table: pa.Table, path: Path) -> Path:
     """Write ``table`` to ``path`` via a hidden temp file + fsync + rename; never a half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp = temp_path(path, os.getpid())
     try:
         with open(tmp, "wb") as fh:
             pq.write_table(table, fh)
@@ -106,6 +113,32 @@ def write_pareto(
     """Write one Pareto-front snapshot (the front after ``n_trials`` trials)."""
     name = f"front-{n_trials:08d}-{writer}.parquet"
     return atomic_write(_table(rows, schema(exp)), run_dir / "pareto" / name)
+
+
+def remove_stale_temp_files(run_dir: Path, is_alive: Callable[[int], bool]) -> int:
+    """Delete temp files left by killed writers (their pid is no longer alive)."""
+    removed = 0
+    for folder in (run_dir / "trials", run_dir / "pareto"):
+        for f in folder.glob(".*.tmp") if folder.is_dir() else ():
+            pid = f.name.rsplit(".", 2)[-2]
+            if pid.isdigit() and not is_alive(int(pid)):
+                f.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def rewrite_trials(run_dir: Path, exp: Experiment, rows: list[dict[str, Any]], writer: str) -> None:
+    """Replace the whole trial log by ``rows`` under ``exp``'s schema (after an allowed change
+    of the search space). The new file is in place before the old ones go."""
+    old = sorted((run_dir / "trials").glob("part-*.parquet"))
+    if rows:
+        write_trials(run_dir, exp, rows, writer)
+    keep = run_dir / "trials" / (
+        f"part-{writer}-{min(r['trial'] for r in rows):08d}-{max(r['trial'] for r in rows):08d}"
+        ".parquet" if rows else "")
+    for f in old:
+        if f != keep:
+            f.unlink()
 
 
 def logged_trials(run_dir: Path) -> set[int]:

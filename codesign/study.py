@@ -56,6 +56,7 @@ class RunSpec:
     storage_url: str | None
     sampler: str
     seed: int
+    changed: bool = False  # the experiment changed (allowed): rewrite the config and the log
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,53 @@ def _safe_url(url: str | None) -> str | None:
     return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", url)
 
 
+def normalize_storage(url: str | None) -> str | None:
+    """Make a journal path or sqlite URL absolute, so the run finds it from any directory."""
+    if url is None:
+        return None
+    if "://" not in url:
+        return str(Path(url).resolve())
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(url.removeprefix("sqlite:///")).resolve())
+    return url
+
+
+def _stored_fingerprint(name: str, url: str | None, run_dir: Path) -> str | None:
+    """The fingerprint a study already in the storage was created with (None if no study).
+
+    Read-only for journal files: a missing file is not created.
+    """
+    if url is None:
+        url_path = run_dir / JOURNAL_FILE
+    elif "://" not in url:
+        url_path = Path(url)
+    else:
+        url_path = None
+    if url_path is not None and not url_path.exists():
+        return None
+    run = RunSpec(run_dir, name, str(url_path) if url_path is not None else url, "random", 0)
+    try:
+        study = optuna.load_study(study_name=name, storage=open_storage(run))
+    except KeyError:
+        return None
+    return study.user_attrs.get(FINGERPRINT_ATTR)
+
+
+def _changed(exp: Experiment, where: object, fingerprint: str, allow: bool) -> bool:
+    """True if the experiment differs from ``fingerprint`` and that is allowed; else raise."""
+    if fingerprint == exp.fingerprint():
+        return False
+    if not allow:
+        raise ConfigError(
+            exp.path, "<experiment>",
+            f"the search space, workload, objectives and constraints of the existing study in "
+            f"{where} (fingerprint {fingerprint[:12]}; pass --allow-space-change to continue "
+            "anyway, or use a new --study)",
+            f"a changed experiment (fingerprint {exp.fingerprint()[:12]})",
+        )
+    return True
+
+
 def prepare_run(
     exp: Experiment,
     out: str | os.PathLike[str] | None,
@@ -92,10 +140,11 @@ def prepare_run(
     seed: int | None = None,
     allow_space_change: bool = False,
 ) -> RunSpec:
-    """Decide the run directory and check it against any study already there.
+    """Decide the run directory and storage, and check them against any study already there.
 
-    Reads but never writes: a changed experiment on an existing run is a ConfigError (exit 2)
-    unless ``allow_space_change``.
+    Reads but never writes. A changed experiment on an existing study (in the run directory
+    or in a shared storage) is a ConfigError (exit 2) unless ``allow_space_change``; the
+    objectives of a study never change. A run made with ``--storage X`` continues in X.
     """
     name = study or exp.name
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
@@ -104,34 +153,58 @@ def prepare_run(
     sampler = sampler or exp.sampler
     if sampler not in SAMPLERS:
         raise ConfigError(None, "--sampler", f"one of: {', '.join(SAMPLERS)}", sampler)
-    run = RunSpec(run_dir, name, storage or exp.storage_url, sampler,
-                  exp.seed if seed is None else seed)
+    check_storage_url(storage)
+    url = normalize_storage(storage or exp.storage_url)
+    changed = False
     info_path = run_dir / RUN_FILE
     if info_path.exists():
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-        if info["study"] != name:
-            raise ConfigError(info_path, "study", f"study {info['study']!r} (this run directory's)",
-                              name)
-        if info["fingerprint"] != exp.fingerprint() and not allow_space_change:
-            raise ConfigError(
-                exp.path, "<experiment>",
-                f"the search space, workload, objectives and constraints of the existing study "
-                f"in {run_dir} (fingerprint {info['fingerprint'][:12]}; pass "
-                "--allow-space-change to continue anyway, or use a new --study)",
-                f"a changed experiment (fingerprint {exp.fingerprint()[:12]})",
-            )
+        stored_exp, stored_run = load_run(run_dir)
+        if stored_run.study_name != name:
+            raise ConfigError(info_path, "study",
+                              f"study {stored_run.study_name!r} (this run directory's)", name)
+        if url is None:
+            url = stored_run.storage_url
+        elif _safe_url(url) != _safe_url(stored_run.storage_url):
+            raise ConfigError(None, "--storage",
+                              f"this run's storage {_safe_url(stored_run.storage_url)}",
+                              _safe_url(url))
+        changed = _changed(exp, run_dir, stored_exp.fingerprint(), allow_space_change)
+        if changed and [(o.metric, o.direction) for o in exp.objectives] != [
+                (o.metric, o.direction) for o in stored_exp.objectives]:
+            raise ConfigError(exp.path, "objectives",
+                              "the objectives the study was created with (a study's objectives "
+                              "never change; use a new --study)",
+                              [o.metric for o in exp.objectives])
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(None, "--out", "an empty or new directory, or an existing run directory",
                           str(run_dir))
-    return run
+    stored = _stored_fingerprint(name, url, run_dir)
+    if stored is not None:
+        changed = _changed(exp, _safe_url(url) or run_dir, stored, allow_space_change) or changed
+    return RunSpec(run_dir, name, url, sampler, exp.seed if seed is None else seed, changed)
 
 
-def _write_run_files(exp: Experiment, run: RunSpec) -> None:
-    """Create the run directory with the config as run (only the first time)."""
+def write_run_files(exp: Experiment, run: RunSpec) -> None:
+    """Write the config as run: the first time, or after an allowed change, when the trial log
+    is first rewritten under the new schema and the previous config moves to
+    ``history/<time>/``. Idempotent: does nothing once the run holds ``exp``."""
     run.run_dir.mkdir(parents=True, exist_ok=True)
     info_path = run.run_dir / RUN_FILE
     if info_path.exists():
-        return
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        if info["fingerprint"] == exp.fingerprint():
+            return
+        if not run.changed:
+            raise RuntimeError("the run directory holds another experiment; prepare_run checks")
+        study = open_study(exp, run)
+        tag = f"rewrite-{_writer_tag(0)}"
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        parquet_log.rewrite_trials(run.run_dir, exp,
+                                   [row_from_trial(exp, t, tag) for t in complete], tag)
+        old = run.run_dir / "history" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        old.mkdir(parents=True)
+        for name in (RUN_FILE, "experiment.toml", "search_space.toml"):
+            os.replace(run.run_dir / name, old / name)
     space_text = Path(exp.space.path).read_text(encoding="utf-8")
     (run.run_dir / "search_space.toml").write_text(space_text, encoding="utf-8")
     text, n = re.subn(r'(?m)^(\s*search_space\s*=\s*)(".*?"|\'.*?\')', r'\1"search_space.toml"',
@@ -220,14 +293,17 @@ def derived_seed(seed: int, n_existing: int, worker: int) -> int:
 
 
 def open_study(exp: Experiment, run: RunSpec, worker: int = 0) -> optuna.Study:
-    """Create or load the study; the sampler seed is derived from the trials already there."""
+    """Create or load the study; the sampler seed is derived from the trials already there
+    and the worker index. After an allowed change the stored fingerprint is updated."""
     storage = open_storage(run)
     directions = [o.direction for o in exp.objectives]
     probe = optuna.create_study(storage=storage, study_name=run.study_name,
                                 directions=directions, load_if_exists=True)
     stored = probe.user_attrs.get(FINGERPRINT_ATTR)
-    if stored is None:
+    if stored is None or (stored != exp.fingerprint() and run.changed):
         probe.set_user_attr(FINGERPRINT_ATTR, exp.fingerprint())
+    elif stored != exp.fingerprint():  # prepare_run checks this first; a race or a bug
+        raise RuntimeError(f"study {run.study_name!r} was changed by another process")
     n_existing = len(probe.get_trials(deepcopy=False))
     sampler = make_sampler(run.sampler, derived_seed(run.seed, n_existing, worker),
                            exp.population)
@@ -281,17 +357,46 @@ def row_from_trial(exp: Experiment, t: FrozenTrial, writer: str) -> dict[str, An
 # --------------------------------------------------------------------------- the loop
 
 
+WRITER_KEY = "_writer"  # inside the metrics attribute: which process evaluated the trial
+
+
 def _writer_tag(worker: int) -> str:
     return f"{socket.gethostname()}-{os.getpid()}-w{worker}"
 
 
+def pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _writer_gone(tag: str | None) -> bool:
+    """True if the process that evaluated a trial can no longer log it itself: it ran on
+    this host and is dead (trials of live or remote writers are theirs to log)."""
+    if not tag:
+        return True
+    host, pid, _ = tag.rsplit("-", 2)
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    # this process runs one search loop at a time: its own earlier trials are not in flight
+    return int(pid) == os.getpid() or not pid_alive(int(pid))
+
+
 def sync_parquet(exp: Experiment, run: RunSpec, study: optuna.Study) -> int:
-    """Write the COMPLETE trials the Parquet log lacks (after a crash); returns how many."""
+    """Bring the Parquet log level with the storage after a crash: logs the COMPLETE trials
+    it lacks whose writer died (returns how many) and removes temp files of dead writers."""
+    parquet_log.remove_stale_temp_files(run.run_dir, pid_alive)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    tag = f"rebuild-{_writer_tag(0)}"
     logged = parquet_log.logged_trials(run.run_dir)
-    missing = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-               if t.number not in logged]
+    missing = [t for t in complete if t.number not in logged
+               and _writer_gone(t.user_attrs.get(METRICS_ATTR, {}).get(WRITER_KEY))]
     if missing:
-        tag = f"rebuild-{_writer_tag(0)}"
         parquet_log.write_trials(run.run_dir, exp,
                                  [row_from_trial(exp, t, tag) for t in missing], tag)
     return len(missing)
@@ -303,10 +408,10 @@ def _json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tell(exp: Experiment, study: optuna.Study, trial: optuna.Trial,
-          metrics: dict[str, Any]) -> FrozenTrial:
+          metrics: dict[str, Any], writer: str) -> FrozenTrial:
     """Record one evaluated design: COMPLETE with constraints, or FAIL if non-finite."""
     values = objective_values(exp, metrics)
-    trial.set_user_attr(METRICS_ATTR, _json_safe(metrics))
+    trial.set_user_attr(METRICS_ATTR, {**_json_safe(metrics), WRITER_KEY: writer})
     if not all(_finite(v) for v in values):
         trial.set_user_attr("fail_reason", f"non-finite objective values {values}")
         return study.tell(trial, state=TrialState.FAIL)
@@ -328,7 +433,7 @@ def run_search(
     and appended to the Parquet log as one file; a Pareto snapshot is written at the end.
     """
     t0 = time.perf_counter()
-    _write_run_files(exp, run)
+    write_run_files(exp, run)
     study = open_study(exp, run, worker)
     sync_parquet(exp, run, study)
     dists = distributions(exp.space)
@@ -351,7 +456,7 @@ def run_search(
                 designs = [design_from_params(base, t.params) for t in trials]
                 metrics = evaluate_designs(designs, exp.job, extra)
                 for t, m in zip(trials, metrics, strict=True):
-                    frozen = _tell(exp, study, t, m)
+                    frozen = _tell(exp, study, t, m, writer)
                     told += 1
                     if frozen.state == TrialState.COMPLETE:
                         rows.append(row_from_trial(exp, frozen, writer))

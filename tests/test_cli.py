@@ -1,0 +1,192 @@
+"""The ``codesign`` command outside of searches: catalog, evaluate, --help, the console script.
+
+The keys and exit codes checked here are the command contract of DESIGN.md: relied on from
+outside the code, so they change only with a deprecation path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codesign import catalog
+from codesign.cli import COMMANDS, main
+
+EVALUATE = ["evaluate", "--chip", "h100-sxm", "--workload", "llama3-8b", "--n-chips", "64",
+            "--seq-len", "8192", "--global-batch", "512", "--json"]
+
+CONTRACT_KEYS = {"chip", "die_area_mm2", "tdp_w", "chip_cost_usd", "n_chips", "mapping",
+                 "step_time_s", "tokens_per_s", "tokens_per_s_per_chip", "mfu",
+                 "cluster_power_w", "tokens_per_joule", "cost_per_mtoken_usd", "feasible",
+                 "reason"}
+MAPPING_KEYS = {"tp", "pp", "dp", "cp", "ep", "micro_batch", "recompute", "zero"}
+
+
+def _no_nan(text: str) -> Any:
+    raise AssertionError(f"not strict JSON: {text}")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    """Run a ``--json`` command that must succeed and print exactly one strict JSON object."""
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 1, out
+    doc = json.loads(out, parse_constant=_no_nan)
+    assert isinstance(doc, dict)
+    return doc
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+
+# ----------------------------------------------------------------------------- catalog
+
+
+def test_catalog_lists_chips_and_models(capsys) -> None:
+    code, out, err = run(capsys, "catalog")
+    assert code == 0, err
+    assert "21 reference chips" in out
+    for chip_id in catalog.chip_ids():
+        assert chip_id in out, chip_id
+    for model_id in catalog.model_ids():
+        assert model_id in out, model_id
+
+
+def test_catalog_json(capsys) -> None:
+    doc = run_json(capsys, "catalog", "--json")
+    assert len(doc["chips"]) == 21
+    assert [c["id"] for c in doc["chips"]] == catalog.chip_ids()
+    assert sorted(doc["models"]) == sorted(catalog.model_ids())
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_json_has_the_contract_keys(capsys) -> None:
+    doc = run_json(capsys, *EVALUATE)
+    assert CONTRACT_KEYS <= doc.keys(), CONTRACT_KEYS - doc.keys()
+    assert MAPPING_KEYS <= doc["mapping"].keys(), MAPPING_KEYS - doc["mapping"].keys()
+    assert doc["chip"] == "h100-sxm"
+    assert doc["n_chips"] == 64
+    assert doc["feasible"] is True and doc["reason"] == ""
+    m = doc["mapping"]
+    assert m["tp"] * m["pp"] * m["dp"] * m["cp"] == 64
+    for key in ("step_time_s", "tokens_per_s", "tokens_per_s_per_chip", "cluster_power_w",
+                "tokens_per_joule", "die_area_mm2", "tdp_w"):
+        assert math.isfinite(doc[key]) and doc[key] > 0, key
+    assert 0 < doc["mfu"] <= 1
+    assert doc["tokens_per_s_per_chip"] * 64 == pytest.approx(doc["tokens_per_s"])
+    assert doc["tokens_per_s"] == pytest.approx(8192 * 512 / doc["step_time_s"])
+    assert doc["tokens_per_joule"] == pytest.approx(doc["tokens_per_s"] / doc["cluster_power_w"])
+
+
+def test_evaluate_honours_fixed_mapping_flags(capsys) -> None:
+    doc = run_json(capsys, *EVALUATE, "--tp", "2", "--pp", "2")
+    assert doc["feasible"] is True
+    assert (doc["mapping"]["tp"], doc["mapping"]["pp"]) == (2, 2)
+    assert doc["mapping"]["dp"] * doc["mapping"]["cp"] == 16
+
+
+def test_evaluate_impossible_mapping_is_infeasible_not_an_error(capsys) -> None:
+    doc = run_json(capsys, *EVALUATE, "--tp", "3")
+    assert doc["feasible"] is False
+    assert isinstance(doc["reason"], str) and doc["reason"].strip()
+    assert CONTRACT_KEYS <= doc.keys()
+
+
+def test_evaluate_design_toml_as_chip(tmp_path: Path, capsys) -> None:
+    design = tmp_path / "my_chip.toml"
+    design.write_text("[design]\ncompute_units = 200\n", encoding="utf-8")
+    doc = run_json(capsys, *[str(design) if a == "h100-sxm" else a for a in EVALUATE])
+    assert CONTRACT_KEYS <= doc.keys()
+    assert doc["chip"] == "my_chip"
+    assert doc["die_area_mm2"] > 0 and doc["tdp_w"] > 0
+
+    smaller = tmp_path / "small_chip.toml"
+    smaller.write_text("[design]\ncompute_units = 100\n", encoding="utf-8")
+    small = run_json(capsys, *[str(smaller) if a == "h100-sxm" else a for a in EVALUATE])
+    assert small["die_area_mm2"] < doc["die_area_mm2"]
+
+
+def test_evaluate_bad_design_toml_names_file_and_key(tmp_path: Path, capsys) -> None:
+    design = tmp_path / "bad_chip.toml"
+    design.write_text('[design]\ncompute_units = "many"\n', encoding="utf-8")
+    code, out, err = run(capsys, *[str(design) if a == "h100-sxm" else a for a in EVALUATE])
+    assert code == 2, (out, err)
+    assert str(design) in err and "compute_units" in err and "many" in err, err
+    assert out == ""
+
+
+@pytest.mark.parametrize(("flag", "value"), [
+    ("--chip", "h100-pcie"),
+    ("--workload", "llama3-7b"),
+    ("--tp", "0"),
+    ("--n-chips", "abc"),
+    ("--pp", "-2"),
+    ("--global-batch", "1.5"),
+    ("--chip", "missing_chip.toml"),
+])
+def test_evaluate_bad_flag_exits_2_naming_flag_and_value(capsys, flag: str, value: str) -> None:
+    argv = list(EVALUATE)
+    if flag in argv:
+        argv[argv.index(flag) + 1] = value
+    else:
+        argv += [flag, value]
+    code, out, err = run(capsys, *argv)
+    assert code == 2, (out, err)
+    assert out == ""
+    assert flag in err or value.endswith(".toml"), err
+    assert value in err, err
+
+
+def test_evaluate_chip_with_unknown_numbers_exits_2_naming_the_field(capsys) -> None:
+    code, out, err = run(capsys, *[a if a != "h100-sxm" else "h100-sxm-96gb-500w"
+                                   for a in EVALUATE])
+    assert code == 2, (out, err)
+    assert "h100-sxm-96gb-500w" in err
+    assert "sram_mb" in err, err
+    assert out == ""
+
+
+# ----------------------------------------------------------------------------- help, script
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_exits_0(capsys, command: str | None) -> None:
+    argv = ["--help"] if command is None else [command, "--help"]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    assert "usage: codesign" in out
+
+
+def test_no_command_exits_2(capsys) -> None:
+    code, _, err = run(capsys)
+    assert code == 2
+    assert "codesign" in err
+
+
+def test_console_script(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("codesign")
+    assert exe.is_file(), f"console script not installed next to {sys.executable}"
+    proc = subprocess.run([str(exe), "catalog", "--json"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["chips"]) == 21
+    proc = subprocess.run([str(exe), "evaluate", "--chip", "nope", "--workload", "llama3-8b"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "--chip" in proc.stderr and "nope" in proc.stderr
