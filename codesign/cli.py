@@ -134,6 +134,19 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("catalog", help="list reference chips and models")
     c.add_argument("--json", action="store_true")
+
+    v = sub.add_parser("validate", help="predictions vs published measurements")
+    v.add_argument("--cases", help="CSV with the columns of calibration.csv "
+                   "(default: the packaged calibration.csv)")
+    v.add_argument("--workload", choices=("train", "infer", "all"), default="all",
+                   help="which rows to predict (default: all)")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
+
+    b = sub.add_parser("bench", help="evaluator, mapping-search and search-loop throughput")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--quick", action="store_true", help="fewer search trials (300 instead of 2000)")
+    b.add_argument("--search-trials", type=_int_at_least(1),
+                   help="trials of the search-loop benchmark (overrides --quick)")
     return p
 
 
@@ -371,6 +384,110 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _short_mapping(m: dict[str, Any] | None) -> str:
+    """``tp8 pp35 dp1 cp1 vpp3 mb1 full z0`` (``ep`` shown when > 1)."""
+    if not m:
+        return ""
+    ep = f" ep{m['ep']}" if m.get("ep", 1) > 1 else ""
+    return (f"tp{m['tp']} pp{m['pp']} dp{m['dp']} cp{m['cp']}{ep} vpp{m['vpp']} "
+            f"mb{m['micro_batch']} {m['recompute']} z{m['zero']}")
+
+
+def _strict_json(value: Any) -> Any:
+    """``value`` with NaN/inf (and pandas' missing values) as None and numpy scalars as
+    Python numbers, so ``json.dumps(allow_nan=False)`` succeeds."""
+    if isinstance(value, dict):
+        return {str(k): _strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict_json(v) for v in value]
+    if value is None or isinstance(value, bool | str):
+        return value
+    if hasattr(value, "item"):  # numpy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from codesign.validate import default_cases_path, load_cases, run_cases, summarize
+
+    path = args.cases if args.cases is not None else default_cases_path()
+    cases = load_cases(path)
+    if args.workload != "all":
+        cases = [c for c in cases if c.workload == args.workload]
+        if not cases:
+            raise ConfigError(path, "workload", f"at least one {args.workload!r} row "
+                              "(--workload filters the rows of --cases)", "none")
+    df = run_cases(cases)
+    rows = []
+    for case, r in zip(cases, df.to_dict("records"), strict=True):
+        mapping = r.get("mapping")
+        rows.append({
+            "case_id": r["case_id"],
+            "workload": case.workload,
+            "metric": r["metric"],
+            "measured": r["measured"],
+            "predicted": r["predicted"],
+            "error_pct": r["error_pct"],
+            "mapping": mapping if isinstance(mapping, dict) else None,
+            "reason": r["reason"] if isinstance(r["reason"], str) and r["reason"] else None,
+        })
+    rows = _strict_json(rows)
+    summary = _strict_json(summarize(df))
+    if args.json:
+        print(json.dumps({"cases": rows, "summary": summary}, allow_nan=False))
+        return 0
+    import pandas as pd
+
+    def num(x: float | None, fmt: str) -> str:
+        return "" if x is None else format(x, fmt)
+
+    table = pd.DataFrame([{
+        "case_id": r["case_id"],
+        "metric": r["metric"],
+        "measured": num(r["measured"], ".4g"),
+        "predicted": num(r["predicted"], ".4g"),
+        "error_pct": num(r["error_pct"], "+.1f"),
+        "mapping": _short_mapping(r["mapping"]),
+        "reason": "" if r["predicted"] is not None else (r["reason"] or ""),
+    } for r in rows])
+    left = ("case_id", "metric", "mapping", "reason")
+    width = {c: max([len(c), *(len(x) for x in table[c])]) for c in left}
+    text = table.to_string(index=False, justify="left", formatters={
+        c: (lambda x, w=width[c]: f"{x:<{w}}") for c in left})
+    print("\n".join(line.rstrip() for line in text.splitlines()))
+    print()
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1f}"
+
+    print(f"cases: {summary['cases']} ({summary['predicted']} predicted, "
+          f"{summary['not_predicted']} not predicted)  file: {path}")
+    print(f"abs error %, all predicted: median {pct(summary['median_abs_error_pct'])}, "
+          f"mean {pct(summary['mean_abs_error_pct'])}")
+    if summary["by_family"]:
+        fam = pd.DataFrame([{"family": f, "n": s["n"],
+                             "median_abs_error_pct": pct(s["median_abs_error_pct"]),
+                             "mean_abs_error_pct": pct(s["mean_abs_error_pct"])}
+                            for f, s in summary["by_family"].items()])
+        print("by family:")
+        print(fam.to_string(index=False))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from codesign.bench import format_text, run_bench
+
+    log = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    doc = run_bench(quick=args.quick, search_trials=args.search_trials, log=log)
+    if args.json:
+        print(json.dumps(_strict_json(doc), allow_nan=False))
+        return 0
+    print(format_text(doc))
+    return 0
+
+
 COMMANDS = {
     "search": cmd_search,
     "resume": cmd_resume,
@@ -378,6 +495,8 @@ COMMANDS = {
     "pareto": cmd_pareto,
     "evaluate": cmd_evaluate,
     "catalog": cmd_catalog,
+    "validate": cmd_validate,
+    "bench": cmd_bench,
 }
 
 

@@ -29,7 +29,7 @@ from codesign import catalog
 from codesign.design import CLUSTER_PARAMETERS, DEFAULT_DESIGN, DESIGN_PARAMETERS
 from codesign.errors import ConfigError
 from codesign.metrics import DIRECTIONS, METRICS
-from codesign.specs import PRECISIONS, ModelSpec, TrainJob
+from codesign.specs import ATTENTION_IMPLS, PRECISIONS, ModelSpec, TrainJob
 
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random")
 """Values of ``[search] sampler``."""
@@ -427,7 +427,7 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
 
 
 def _train_job(t: _Table) -> TrainJob:
-    t.only(("kind", "model", "seq_len", "global_batch", "precision"))
+    t.only(("kind", "model", "seq_len", "global_batch", "precision", "attention"))
     t.get("kind", "str", choices=("train",), expected="'train' (the only workload kind so far)")
     if isinstance(t.data.get("model"), dict):
         model = _inline_model(t.table("model"))
@@ -440,6 +440,7 @@ def _train_job(t: _Table) -> TrainJob:
         seq_len=t.get("seq_len", "int", low=1),
         global_batch=t.get("global_batch", "int", low=1),
         precision=t.get("precision", "str", default="bf16", choices=PRECISIONS),
+        attention=t.get("attention", "str", default="flash", choices=ATTENTION_IMPLS),
     )
 
 

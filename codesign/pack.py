@@ -13,8 +13,11 @@ import math
 
 import numpy as np
 
+from codesign import efficiency
+from codesign.efficiency import Efficiency
 from codesign.kernels import layout
 from codesign.specs import (
+    ATTENTION_IMPLS,
     PRECISIONS,
     RECOMPUTE_MODES,
     TOPOLOGIES,
@@ -41,10 +44,12 @@ def _num(value: float | int | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def chip_array(chip: ChipSpec, scaleout_gbps: float | None = None) -> np.ndarray:
+def chip_array(chip: ChipSpec, scaleout_gbps: float | None = None,
+               eff: Efficiency = efficiency.DEFAULT) -> np.ndarray:
     """Pack a chip. Units: FLOP/s, bytes, bytes/s (per direction for links).
 
     ``scaleout_gbps`` overrides the chip's NIC bandwidth (Gbit/s): scale-out is cluster-specific.
+    ``eff`` sets the software-stack efficiencies (default: the calibrated ones).
     Raises :class:`UnknownSpecError` naming the chip and field when a needed value is unknown.
     """
     missing = chip.unknown_fields(_REQUIRED_CHIP_FIELDS)
@@ -75,6 +80,12 @@ def chip_array(chip: ChipSpec, scaleout_gbps: float | None = None) -> np.ndarray
     a[layout.C_DOMAIN] = domain
     a[layout.C_OUT_BPS] = nic * 1e9 / 8.0  # Gbit/s -> bytes/s
     a[layout.C_TDP_W] = chip.tdp_w
+    a[layout.C_GEMM_EFF] = eff.gemm
+    a[layout.C_GEMM_EFF_LOWP] = eff.gemm_lowp
+    a[layout.C_ATTN_EFF] = eff.attention
+    a[layout.C_MEM_EFF] = eff.memory
+    a[layout.C_NET_EFF] = eff.network
+    a[layout.C_KERNEL_S] = eff.kernel_s
     return a
 
 
@@ -116,6 +127,7 @@ def job_array(job: TrainJob) -> np.ndarray:
     a[layout.J_GBATCH] = job.global_batch
     a[layout.J_PREC] = PRECISIONS.index(job.precision)
     a[layout.J_BYTES] = PRECISION_BYTES[job.precision]
+    a[layout.J_ATTN] = ATTENTION_IMPLS.index(job.attention)
     return a
 
 

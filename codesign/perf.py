@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from codesign import pack
+from codesign import efficiency, pack
 from codesign.design import design_to_chip, design_to_cluster
+from codesign.efficiency import Efficiency
 from codesign.kernels import layout
 from codesign.kernels.train import search_mappings, search_population
 from codesign.specs import ChipSpec, ClusterSpec, Mapping, Result, TrainJob
@@ -28,14 +29,16 @@ def evaluate(
     job: TrainJob,
     mapping: Mapping | None = None,
     scaleout_gbps: float | None = None,
+    eff: Efficiency = efficiency.DEFAULT,
 ) -> Result:
     """Predict a training step of ``job`` on ``cluster.n_chips`` copies of ``chip``.
 
     Fields of ``mapping`` that are 0/None are searched; the fastest feasible mapping is
-    returned (``Result.mapping``). ``scaleout_gbps`` (Gbit/s per chip) overrides the chip's NIC.
+    returned (``Result.mapping``). ``scaleout_gbps`` (Gbit/s per chip) overrides the chip's NIC;
+    ``eff`` the software-stack efficiencies (default: the calibrated ones).
     Raises :class:`codesign.pack.UnknownSpecError` if the chip lacks a needed number.
     """
-    chip_a = pack.chip_array(chip, scaleout_gbps)
+    chip_a = pack.chip_array(chip, scaleout_gbps, eff)
     best_mp = np.zeros(layout.MAP_LEN, np.int64)
     best_out = np.zeros(layout.OUT_LEN)
     counts = np.zeros(layout.N_STATUS, np.int64)

@@ -14,10 +14,16 @@ PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "fp4")
 
 HBM_GENERATIONS = ("none", "HBM2", "HBM2e", "HBM3", "HBM3e", "HBM4")
 
-TOPOLOGIES = ("fat-tree", "rail-optimized")
-"""Scale-out topologies the model implements (torus and dragonfly come with the network model)."""
+TOPOLOGIES = ("fat-tree", "rail-optimized", "torus-2d", "torus-3d", "dragonfly")
+"""Network topologies. fat-tree (with oversubscription), rail-optimized and dragonfly shape the
+scale-out network between scale-up domains; torus-2d/3d make the scale-up domain a torus of
+direct links (TPU-style) instead of a switched fabric."""
 
 RECOMPUTE_MODES = ("none", "selective", "full")
+
+ATTENTION_IMPLS = ("flash", "unfused")
+"""Attention kernels: fused (FlashAttention and successors, the default since 2023) or the
+unfused QK^T / softmax / dropout / AV sequence of earlier frameworks (Megatron-LM 2021-22)."""
 
 
 @dataclass(frozen=True)
@@ -156,12 +162,14 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TrainJob:
-    """One training run: a model, sequence length, global batch (sequences) and precision."""
+    """One training run: a model, sequence length, global batch (sequences), matmul precision
+    and attention implementation (one of :data:`ATTENTION_IMPLS`)."""
 
     model: ModelSpec
     seq_len: int
     global_batch: int
     precision: str = "bf16"
+    attention: str = "flash"
 
     def tokens_per_step(self) -> int:
         """Tokens processed per optimizer step."""

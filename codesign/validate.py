@@ -25,11 +25,20 @@ from typing import Any
 
 import pandas as pd
 
-from codesign import catalog
+from codesign import catalog, efficiency
+from codesign.efficiency import Efficiency
 from codesign.errors import ConfigError
 from codesign.pack import UnknownSpecError
 from codesign.perf import evaluate
-from codesign.specs import PRECISIONS, RECOMPUTE_MODES, ClusterSpec, Mapping, ModelSpec, TrainJob
+from codesign.specs import (
+    ATTENTION_IMPLS,
+    PRECISIONS,
+    RECOMPUTE_MODES,
+    ClusterSpec,
+    Mapping,
+    ModelSpec,
+    TrainJob,
+)
 
 COLUMNS = (
     "case_id", "workload", "model", "layers", "hidden", "heads", "kv_heads", "ffn_hidden",
@@ -38,11 +47,18 @@ COLUMNS = (
     "sequence_parallel", "zero", "precision", "input_len", "output_len", "concurrency", "metric",
     "value", "source",
 )
-"""Columns of a cases CSV (see shared data/README.md); all must be present."""
+"""Columns of a cases CSV (see shared data/README.md); all must be present. An optional
+``attention`` column (``flash`` | ``unfused``) names the attention kernel of the run."""
 
 TRAIN_METRICS = ("tokens_per_s_per_chip", "iteration_time_s")
 INFER_METRICS = ("output_tokens_per_s", "ttft_s", "itl_s", "chip_power_w", "joules_per_token",
                  "node_power_w")
+
+UNFUSED_ATTENTION_FAMILIES = ("MLM21-", "KOR22-")
+"""Runs whose framework had no fused attention: Megatron-LM as of Narayanan et al. 2021 and
+Korthikanti et al. 2022 (FlashAttention, Dao et al., appeared in May 2022 and reached
+Megatron-LM in 2023). Every other run uses fused attention unless an optional ``attention``
+column (``flash`` | ``unfused``) says otherwise."""
 
 MODEL_DEFAULTS = {
     "head_dim": 128,  # heads = hidden / 128 when unknown (Megatron GPT configs, Llama, NeMo)
@@ -52,7 +68,8 @@ MODEL_DEFAULTS = {
 _INT_COLS = ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "gated_mlp", "vocab",
              "seq_len", "moe_experts", "moe_topk", "moe_ffn_hidden", "n_chips", "tp", "pp", "dp",
              "cp", "ep", "vpp", "micro_batch", "global_batch", "sequence_parallel", "zero",
-             "input_len", "output_len", "concurrency")
+             "input_len", "concurrency")
+_FLOAT_COLS = ("output_len",)  # a mean generated length for the MLE3 rows
 
 
 @dataclass(frozen=True)
@@ -69,17 +86,18 @@ class Case:
     mapping: Mapping
 
 
-def _int(file: str, row: int, col: str, text: str, low: int = 0) -> int | None:
+def _int(file: str, row: int, col: str, text: str, integer: bool = True) -> int | float | None:
     text = text.strip()
     if text == "":
         return None
+    kind = "an integer" if integer else "a number"
     try:
         value = float(text)
     except ValueError:
-        raise ConfigError(file, f"row {row}.{col}", "an integer or an empty cell", text) from None
-    if value != int(value) or value < low:
-        raise ConfigError(file, f"row {row}.{col}", f"an integer >= {low} or an empty cell", text)
-    return int(value)
+        raise ConfigError(file, f"row {row}.{col}", f"{kind} or an empty cell", text) from None
+    if not math.isfinite(value) or value < 0 or (integer and value != int(value)):
+        raise ConfigError(file, f"row {row}.{col}", f"{kind} >= 0 or an empty cell", text)
+    return int(value) if integer else value
 
 
 def _choice(file: str, row: int, col: str, text: str, options: tuple[str, ...],
@@ -100,6 +118,7 @@ def _required(file: str, row: int, col: str, value: int | None) -> int:
 
 def _case(file: str, row: int, r: dict[str, str]) -> Case:
     v = {c: _int(file, row, c, r[c]) for c in _INT_COLS}
+    v |= {c: _int(file, row, c, r[c], integer=False) for c in _FLOAT_COLS}
     workload = _choice(file, row, "workload", r["workload"], ("train", "infer"), True)
     metric = _choice(file, row, "metric", r["metric"], TRAIN_METRICS + INFER_METRICS, True)
     chip = _choice(file, row, "chip", r["chip"], tuple(catalog.chip_ids()), True)
@@ -111,6 +130,10 @@ def _case(file: str, row: int, r: dict[str, str]) -> Case:
         raise ConfigError(file, f"row {row}.value", "a finite number > 0", r["value"])
     recompute = _choice(file, row, "recompute", r["recompute"], RECOMPUTE_MODES)
     precision = _choice(file, row, "precision", r["precision"], PRECISIONS) or "bf16"
+    attention = _choice(file, row, "attention", r.get("attention") or "", ATTENTION_IMPLS)
+    if attention is None:
+        unfused = r["case_id"].startswith(UNFUSED_ATTENTION_FAMILIES)
+        attention = "unfused" if unfused else "flash"
     n_chips = _required(file, row, "n_chips", v["n_chips"])
     job = None
     if workload == "train":
@@ -130,7 +153,8 @@ def _case(file: str, row: int, r: dict[str, str]) -> Case:
             moe_ffn_hidden=v["moe_ffn_hidden"] or 0,
         )
         job = TrainJob(model, _required(file, row, "seq_len", v["seq_len"]),
-                       _required(file, row, "global_batch", v["global_batch"]), precision)
+                       _required(file, row, "global_batch", v["global_batch"]), precision,
+                       attention)
     sp = v["sequence_parallel"]
     mapping = Mapping(
         tp=v["tp"] or 0, pp=v["pp"] or 0, dp=v["dp"] or 0, cp=v["cp"] or 0, ep=v["ep"] or 0,
@@ -176,8 +200,10 @@ def load_cases(path: str | os.PathLike[str] | None = None) -> list[Case]:
     return cases
 
 
-def predict(case: Case) -> dict[str, Any]:
-    """Predict one case: the metric value (None if not predictable) with mapping and reason."""
+def predict(case: Case, eff: Efficiency = efficiency.DEFAULT) -> dict[str, Any]:
+    """Predict one case: the metric value (None if not predictable) with mapping and reason.
+
+    ``eff`` sets the software-stack efficiencies (default: the calibrated ones)."""
     out: dict[str, Any] = {"case_id": case.case_id, "metric": case.metric,
                            "measured": case.measured, "predicted": None, "error_pct": None,
                            "feasible": False, "reason": "", "mapping": None}
@@ -186,7 +212,7 @@ def predict(case: Case) -> dict[str, Any]:
         return out
     try:
         res = evaluate(catalog.get_chip(case.chip), ClusterSpec(n_chips=case.n_chips), case.job,
-                       case.mapping)
+                       case.mapping, eff=eff)
     except UnknownSpecError as exc:
         out["reason"] = str(exc)
         return out
@@ -204,9 +230,9 @@ def predict(case: Case) -> dict[str, Any]:
     return out
 
 
-def run_cases(cases: list[Case]) -> pd.DataFrame:
+def run_cases(cases: list[Case], eff: Efficiency = efficiency.DEFAULT) -> pd.DataFrame:
     """Predictions for every case, one row each (columns of ``validate --json`` cases)."""
-    return pd.DataFrame([predict(c) for c in cases])
+    return pd.DataFrame([predict(c, eff) for c in cases])
 
 
 def summarize(df: pd.DataFrame) -> dict[str, Any]:

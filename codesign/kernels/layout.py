@@ -14,7 +14,14 @@ C_UP_BPS = 9  # scale-up bandwidth per chip per direction, bytes/s
 C_DOMAIN = 10  # chips per scale-up domain
 C_OUT_BPS = 11  # scale-out NIC bandwidth per chip per direction, bytes/s
 C_TDP_W = 12
-CHIP_LEN = 13
+# efficiency of the chip + software stack (codesign.efficiency holds the calibrated defaults)
+C_GEMM_EFF = 13  # sustained fraction of peak on large 16/32-bit GEMMs
+C_GEMM_EFF_LOWP = 14  # same for fp8/fp4 GEMMs
+C_ATTN_EFF = 15  # fused (flash) attention, fraction of the 16-bit peak
+C_MEM_EFF = 16  # streaming fraction of HBM peak bandwidth
+C_NET_EFF = 17  # large-collective fraction of link bandwidth
+C_KERNEL_S = 18  # fixed time per kernel launch, s
+CHIP_LEN = 19
 
 # ---- cluster: float64[CLUSTER_LEN] -------------------------------------------------------
 K_N_CHIPS = 0
@@ -26,8 +33,11 @@ K_PUE = 5
 K_HOST_W = 6  # host + NIC power per chip, W
 CLUSTER_LEN = 7
 
-TOPO_FAT_TREE = 0
+TOPO_FAT_TREE = 0  # order of specs.TOPOLOGIES
 TOPO_RAIL = 1
+TOPO_TORUS2 = 2
+TOPO_TORUS3 = 3
+TOPO_DRAGONFLY = 4
 
 # ---- model: float64[MODEL_LEN] -----------------------------------------------------------
 M_LAYERS = 0
@@ -49,7 +59,8 @@ J_SEQ = 0
 J_GBATCH = 1  # sequences per optimizer step
 J_PREC = 2  # index into specs.PRECISIONS
 J_BYTES = 3  # bytes per matmul operand element for that precision (activations/weights)
-JOB_LEN = 4
+J_ATTN = 4  # index into specs.ATTENTION_IMPLS: 0 fused (flash), 1 unfused
+JOB_LEN = 5
 
 # ---- mapping: int64[MAP_LEN]; in a "fixed" array, -1 means "search this field" ------------
 P_TP = 0
