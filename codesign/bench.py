@@ -40,7 +40,7 @@ from codesign import catalog, pack
 from codesign.kernels.layout import O_STEP_S, OUT_LEN
 from codesign.kernels.train import eval_mapping
 from codesign.perf import evaluate
-from codesign.specs import ClusterSpec, TrainJob
+from codesign.specs import ClusterSpec, TrainJob, mapping_short
 
 SINGLE_EVAL_CALLS = 100_000
 """Calls of :func:`eval_mapping` per timed jitted loop."""
@@ -308,12 +308,6 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
     }
 
 
-def _short(m: dict[str, Any] | None) -> str:
-    if not m:
-        return "-"
-    ep = f" ep{m['ep']}" if m.get("ep", 1) > 1 else ""
-    return (f"tp{m['tp']} pp{m['pp']} dp{m['dp']} cp{m['cp']}{ep} vpp{m['vpp']} "
-            f"mb{m['micro_batch']} {m['recompute']} z{m['zero']}")
 
 
 def format_text(doc: dict[str, Any]) -> str:
@@ -323,7 +317,7 @@ def format_text(doc: dict[str, Any]) -> str:
     ev = doc["evaluator"]
     lines = ["evaluator",
              f"  single eval_mapping call   {ev['single_eval_us']:.3f} us"
-             f"   ({_short(ev.get('single_eval_mapping'))})",
+             f"   ({mapping_short(ev.get('single_eval_mapping')) or '-'})",
              f"  mapping search rate        {ev['evals_per_s']:,.0f} evals/s",
              "", "mapping search (codesign.perf.evaluate, all mappings of one problem)"]
     rows = [{"name": s["name"], "n_chips": s["n_chips"], "seconds": f"{s['seconds']:.4f}",
@@ -331,7 +325,7 @@ def format_text(doc: dict[str, Any]) -> str:
              "evals/s": f"{s['candidates_per_s']:,.0f}" if s["candidates_per_s"] else "-",
              "best_step_s": "-" if s["best_step_time_s"] is None
              else f"{s['best_step_time_s']:.3f}",
-             "best mapping": _short(s["mapping"])} for s in doc["mapping_search"]]
+             "best mapping": mapping_short(s["mapping"]) or "-"} for s in doc["mapping_search"]]
     table = pd.DataFrame(rows).to_string(index=False)
     lines += ["  " + line for line in table.splitlines()]
     lines += ["", "search loop"]

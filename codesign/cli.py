@@ -70,7 +70,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     from codesign.config import SAMPLERS
-    from codesign.specs import PRECISIONS, RECOMPUTE_MODES, TOPOLOGIES
+    from codesign.specs import ATTENTION_IMPLS, PRECISIONS, RECOMPUTE_MODES, TOPOLOGIES
 
     p = _Parser(prog=PROG, description="Co-design search for AI datacenter chips and clusters.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -121,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--global-batch", type=_int_at_least(1), default=1024,
                    help="with a model id: sequences per step")
     e.add_argument("--precision", choices=PRECISIONS, default="bf16")
+    e.add_argument("--attention", choices=ATTENTION_IMPLS, default="flash",
+                   help="with a model id: fused (flash) or unfused attention kernels")
     e.add_argument("--scaleout-gbps", type=_positive_float, help="NIC Gbit/s per chip")
     e.add_argument("--topology", choices=TOPOLOGIES, default="fat-tree")
     e.add_argument("--oversubscription", type=_positive_float, default=1.0)
@@ -303,7 +305,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         job = load_workload(args.workload)
     elif args.workload in catalog.model_ids():
         job = TrainJob(catalog.get_model(args.workload), args.seq_len, args.global_batch,
-                       args.precision)
+                       args.precision, args.attention)
     else:
         raise ConfigError(None, "--workload",
                           f"a workload TOML or one of: {', '.join(catalog.model_ids())}",
@@ -384,13 +386,6 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
-def _short_mapping(m: dict[str, Any] | None) -> str:
-    """``tp8 pp35 dp1 cp1 vpp3 mb1 full z0`` (``ep`` shown when > 1)."""
-    if not m:
-        return ""
-    ep = f" ep{m['ep']}" if m.get("ep", 1) > 1 else ""
-    return (f"tp{m['tp']} pp{m['pp']} dp{m['dp']} cp{m['cp']}{ep} vpp{m['vpp']} "
-            f"mb{m['micro_batch']} {m['recompute']} z{m['zero']}")
 
 
 def _strict_json(value: Any) -> Any:
@@ -410,6 +405,7 @@ def _strict_json(value: Any) -> Any:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from codesign.specs import mapping_short
     from codesign.validate import default_cases_path, load_cases, run_cases, summarize
 
     path = args.cases if args.cases is not None else default_cases_path()
@@ -449,7 +445,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         "measured": num(r["measured"], ".4g"),
         "predicted": num(r["predicted"], ".4g"),
         "error_pct": num(r["error_pct"], "+.1f"),
-        "mapping": _short_mapping(r["mapping"]),
+        "mapping": mapping_short(r["mapping"]),
         "reason": "" if r["predicted"] is not None else (r["reason"] or ""),
     } for r in rows])
     left = ("case_id", "metric", "mapping", "reason")

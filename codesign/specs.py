@@ -8,6 +8,7 @@ numba kernels read, and :mod:`codesign.perf` runs them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "fp4")
 """Matmul precisions the model knows (fp16 runs at the bf16 rate on every catalog chip)."""
@@ -209,6 +210,16 @@ class Mapping:
             "zero": self.zero,
             "sequence_parallel": self.sequence_parallel,
         }
+
+
+def mapping_short(m: dict[str, Any] | None) -> str:
+    """One-line form of a mapping dict (:meth:`Mapping.as_dict`):
+    ``tp8 pp35 dp1 cp1 vpp3 mb1 full z0`` (``ep`` shown when > 1); "" for None."""
+    if not m:
+        return ""
+    ep = f" ep{m['ep']}" if (m.get("ep") or 1) > 1 else ""
+    return (f"tp{m['tp']} pp{m['pp']} dp{m['dp']} cp{m['cp']}{ep} vpp{m['vpp']} "
+            f"mb{m['micro_batch']} {m['recompute']} z{m['zero']}")
 
 
 @dataclass(frozen=True)
