@@ -3,12 +3,12 @@
 Each is a physically meaningful fraction (or time) that a datasheet does not give. The values
 below were fitted by ``scripts/calibrate.py`` against the 63 training rows of calibration.csv
 (Megatron-LM 2021-22, NeMo 24.07 and MosaicML runs on A100 and H100), each held inside the
-published range cited with it. Fit result: robust mean |log error| 0.154, median absolute error
-8.0 %, KOR22 iteration times 3.0 % mean absolute error. Three parameters end on a bound of their
-range (attention and memory at the low end, network at the high end, kernel time at the low
-end): the rows that pull them (MosaicML's 2023 H100 runs at long sequence lengths, DeepSpeed
-ZeRO-3 at 1.5k-2.2k GPUs) ask for effects these knobs do not represent, and the bounds keep the
-fit physical rather than follow them. A chip may override them (see
+published range cited with it. Fit result: robust mean |log error| 0.160, median absolute error
+8.3 %, KOR22 iteration times 3.0 % mean absolute error. Several parameters end on or near a
+bound of their range (attention, memory, low-precision GEMM and kernel time at the low end,
+network at the high end): the rows that pull them (MosaicML's 2023 H100 runs at long
+sequence lengths, DeepSpeed ZeRO-3 at 1.5k-2.2k GPUs) ask for effects these knobs do not
+represent, and the bounds keep the fit physical rather than follow them. A chip may override them (see
 :func:`codesign.pack.chip_array`).
 """
 
@@ -24,7 +24,7 @@ class Efficiency:
     gemm: float = 0.764
     """Large bf16/fp16 GEMMs, fraction of dense peak (range 0.65-0.90: cuBLAS reaches roughly
     65-75 % of H100 SXM and 80-90 % of A100 dense peak on large GEMMs)."""
-    gemm_lowp: float = 0.536
+    gemm_lowp: float = 0.502
     """Large fp8/fp4 GEMMs, fraction of their dense peak (range 0.50-0.80: H100 fp8 GEMMs reach
     about 55-70 % of the 1979 TFLOP/s peak at 700 W, clock throttling and scaling overheads)."""
     attention: float = 0.40

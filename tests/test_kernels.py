@@ -4,14 +4,16 @@ QuantEcon style: the kernels take flat arrays, write into preallocated outputs a
 codes, so each one is run jitted and as plain Python on the same inputs (seeded random draws
 around catalog chips and models, plus edge inputs) and the two must agree. On top of that:
 invariants that hold by construction of the model (finite, positive outputs of feasible results,
-breakdown <= step time, monotonicity in hardware speed), an explicit Python enumeration that the
-mapping search must match, and one end-to-end run with ``NUMBA_DISABLE_JIT=1``.
+breakdown <= step time, monotonicity in hardware speed and efficiency), an explicit Python
+enumeration of the full candidate space whose best step time the branch-and-bound mapping search
+must match exactly, and one end-to-end run with ``NUMBA_DISABLE_JIT=1``.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -25,15 +27,20 @@ from codesign import pack
 from codesign.catalog import get_chip, get_model
 from codesign.kernels import layout as L
 from codesign.kernels.train import (
+    MAX_CP,
+    MAX_MICRO_BATCH,
+    MIN_TOKENS_PER_CP_RANK,
     _choices,
+    _gemm_flops_per_token,
+    allreduce_time,
     eval_mapping,
     gemm_time,
     group_allreduce_time,
-    ring_allreduce_time,
+    scaleup_bw,
     search_mappings,
     search_population,
 )
-from codesign.specs import PRECISIONS, ClusterSpec, ModelSpec, TrainJob
+from codesign.specs import PRECISIONS, TOPOLOGIES, ClusterSpec, ModelSpec, TrainJob
 
 REPO = Path(__file__).resolve().parents[1]
 RTOL = 1e-12
@@ -46,11 +53,17 @@ PACKABLE_CHIPS = (
 MODELS = ("llama3-8b", "llama3-70b", "mixtral-8x7b", "gpt3-175b", "deepseek-v3")
 TINY = ModelSpec("tiny", layers=6, hidden=512, heads=8, kv_heads=4, ffn_hidden=1408, vocab=1000)
 """A ~25M-parameter model: fits on one chip, so small clusters have many feasible mappings."""
+TINY_MOE = ModelSpec("tiny-moe", layers=4, hidden=512, heads=8, kv_heads=8, ffn_hidden=1408,
+                     vocab=1000, moe_experts=4, moe_topk=2, moe_ffn_hidden=512,
+                     moe_shared_experts=1, moe_dense_layers=1)
+"""A small MoE (4 experts, one shared, one leading dense layer): expert parallelism is searched."""
+EFF_COLS = (L.C_GEMM_EFF, L.C_GEMM_EFF_LOWP, L.C_ATTN_EFF, L.C_MEM_EFF, L.C_NET_EFF)
 
 
 # ---- helpers -----------------------------------------------------------------------------
 def chip_arr(chip_id: str = "h100-sxm", **set_values: float) -> np.ndarray:
-    """A packed catalog chip (NIC 400 Gb/s) with some columns overwritten (layout names)."""
+    """A packed catalog chip (NIC 400 Gb/s, calibrated efficiencies) with some columns
+    overwritten (layout names)."""
     a = pack.chip_array(get_chip(chip_id), scaleout_gbps=400.0)
     for name, value in set_values.items():
         a[getattr(L, name)] = value
@@ -64,15 +77,17 @@ def case(
     seq: int = 2048,
     gbatch: int = 32,
     precision: str = "bf16",
+    attention: str = "flash",
     **cluster_kw: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(chip, cluster, model, job) arrays for the kernels."""
     m = get_model(model) if isinstance(model, str) else model
+    job = TrainJob(m, seq_len=seq, global_batch=gbatch, precision=precision, attention=attention)
     return (
         chip_arr() if chip is None else chip,
         pack.cluster_array(ClusterSpec(n_chips=n_chips, **cluster_kw)),
         pack.model_array(m),
-        pack.job_array(TrainJob(m, seq_len=seq, global_batch=gbatch, precision=precision)),
+        pack.job_array(job),
     )
 
 
@@ -111,7 +126,8 @@ def run_search(fn, arrays, fixed=None):
 
 
 def search_both(arrays, fixed=None):
-    """search_mappings jitted and as Python (its py_func calls the jitted eval_mapping)."""
+    """search_mappings jitted and as Python (its py_func calls the jitted eval_mapping):
+    same status, counts (pruning included), mapping and outputs."""
     st_j, mp_j, out_j, cnt_j = run_search(search_mappings, arrays, fixed)
     st_p, mp_p, out_p, cnt_p = run_search(search_mappings.py_func, arrays, fixed)
     assert st_j == st_p
@@ -156,48 +172,98 @@ def test_gemm_time_matches_py_func_and_roofline():
     for _ in range(300):
         m, k, n = rng.integers(1, 65536, size=3).astype(float)
         peak = 989e12 * rng.lognormal(0, 1)
+        eff = float(rng.uniform(0.3, 1.0))
         hbm = 3.35e12 * rng.lognormal(0, 1)
+        mem_eff = float(rng.uniform(0.5, 1.0))
         sram = 80e6 * rng.lognormal(0, 2)
         el_b = float(rng.choice([0.5, 1.0, 2.0, 4.0]))
-        t = gemm_time(m, k, n, peak, hbm, sram, el_b)
-        assert t == pytest.approx(gemm_time.py_func(m, k, n, peak, hbm, sram, el_b), rel=RTOL)
+        units = float(rng.choice([0.0, 1.0, 108.0, 132.0, 1000.0]))
+        tile = float(rng.choice([0.0, 100.0, 16390.86, 32767.01, 32768.0, 65536.0]))
+        args = (m, k, n, peak, eff, hbm, mem_eff, sram, el_b, units, tile)
+        t = gemm_time(*args)
+        assert t == pytest.approx(gemm_time.py_func(*args), rel=RTOL)
         # roofline bounds: at least the compute time and the compulsory traffic time
-        assert t >= 2 * m * k * n / (peak * 0.80) * (1 - 1e-12)
-        assert t >= el_b * (m * k + k * n + m * n) / (hbm * 0.85) * (1 - 1e-12)
-        # faster compute, faster HBM or more SRAM never make a GEMM slower
-        assert gemm_time(m, k, n, 2 * peak, hbm, sram, el_b) <= t
-        assert gemm_time(m, k, n, peak, 2 * hbm, sram, el_b) <= t
-        assert gemm_time(m, k, n, peak, hbm, 2 * sram, el_b) <= t
+        assert t >= 2 * m * k * n / (peak * eff) * (1 - 1e-12)
+        assert t >= el_b * (m * k + k * n + m * n) / (hbm * mem_eff) * (1 - 1e-12)
+        # tile and wave quantisation only ever lose throughput
+        assert t >= gemm_time(m, k, n, peak, eff, hbm, mem_eff, sram, el_b, 0.0, 0.0) * (
+            1 - 1e-12)
+        # faster compute, higher efficiency, faster HBM or more SRAM never make a GEMM slower
+        for i, factor in ((3, 2.0), (4, 1.0 / eff), (5, 2.0), (6, 1.0 / mem_eff), (7, 2.0)):
+            faster = list(args)
+            faster[i] *= factor
+            assert gemm_time(*faster) <= t * (1 + 1e-12), i
 
 
 def test_gemm_time_edge_inputs():
+    h100 = (1e15, 0.8, 1e12, 0.85)  # peak, eff, HBM, memory efficiency
     # an SRAM smaller than one element: tile side clamps to 1 (every operand re-read), finite
-    t = gemm_time(64.0, 64.0, 64.0, 1e12, 1e12, 1.0, 2.0)
-    assert np.isfinite(t) and t == gemm_time.py_func(64.0, 64.0, 64.0, 1e12, 1e12, 1.0, 2.0)
-    # memory-bound skinny GEMM (decode-like) vs compute-bound square GEMM
-    skinny = gemm_time(1.0, 8192.0, 8192.0, 1e15, 1e12, 50e6, 2.0)
+    args = (64.0, 64.0, 64.0, *h100, 1.0, 2.0, 132.0, 32768.0)
+    t = gemm_time(*args)
+    assert np.isfinite(t) and t == gemm_time.py_func(*args)
+    # memory-bound skinny GEMM (decode-like): the output-stationary traffic formula
+    skinny = gemm_time(1.0, 8192.0, 8192.0, *h100, 50e6, 2.0, 0.0, 0.0)
     x = (50e6 / (6 * 2.0)) ** 0.5  # tile side; A (1 x 8192) is re-read 8192 / x times
     traffic = 2.0 * (8192 * 8192 / x + 8192 * 8192 + 8192)
     assert skinny == pytest.approx(traffic / (1e12 * 0.85), rel=1e-12)
-    square = gemm_time(8192.0, 8192.0, 8192.0, 1e15, 1e13, 50e6, 2.0)
+    # compute-bound square GEMM without unit information: peak x efficiency
+    square = gemm_time(8192.0, 8192.0, 8192.0, 1e15, 0.8, 1e13, 0.85, 50e6, 2.0, 0.0, 0.0)
     assert square == pytest.approx(2 * 8192.0**3 / (1e15 * 0.80), rel=1e-12)
 
 
-def test_ring_allreduce_time_matches_py_func():
+@pytest.mark.parametrize(
+    ("m", "n", "util"),
+    [
+        (128 * 132, 256, 1.0),  # 132 tiles of 128 x 256 on 132 units: one full wave
+        (128 * 66, 512, 1.0),  # same tile count, other shape
+        (128, 256, 1 / 132),  # one tile: 131 units idle
+        (128 * 133, 256, 133 / 264),  # one tile too many: a second, almost empty wave
+        (128, 128, 1 / 264),  # half a tile on one unit
+        (128 * 264, 256 * 2, 1.0),  # exactly four waves
+    ],
+)
+def test_gemm_time_wave_quantisation(m, n, util):
+    k, peak, eff = 8192.0, 1e15, 0.8
+    args = (float(m), k, float(n), peak, eff, 1e18, 1.0, 1e12, 2.0, 132.0, 128.0 * 256.0)
+    assert gemm_time(*args) == pytest.approx(2 * m * k * n / (peak * eff * util), rel=1e-12)
+    assert gemm_time.py_func(*args) == pytest.approx(gemm_time(*args), rel=RTOL)
+
+
+def test_allreduce_time_is_the_faster_of_ring_and_tree():
     rng = np.random.default_rng(2)
     for n in (0, 1):  # no peers: nothing to do
-        assert ring_allreduce_time(1e9, n, 1e11, 1e-5) == 0.0
-        assert ring_allreduce_time.py_func(1e9, n, 1e11, 1e-5) == 0.0
-    for _ in range(200):
-        vol = 1e9 * rng.lognormal(0, 2)
+        assert allreduce_time(1e9, n, 1e11, 1e-5) == 0.0
+        assert allreduce_time.py_func(1e9, n, 1e11, 1e-5) == 0.0
+    for _ in range(300):
+        vol = 1e9 * rng.lognormal(0, 4)
         n = int(rng.integers(2, 4096))
         bw = 4.5e11 * rng.lognormal(0, 1)
         lat = 1e-5 * rng.lognormal(0, 1)
-        t = ring_allreduce_time(vol, n, bw, lat)
-        assert t == pytest.approx(ring_allreduce_time.py_func(vol, n, bw, lat), rel=RTOL)
-        assert t == pytest.approx(2 * (n - 1) / n * vol / (bw * 0.8) + 2 * (n - 1) * lat,
-                                  rel=RTOL)
-    assert ring_allreduce_time(1e9, 2, 1e11, 0.0) == pytest.approx(1e9 / (1e11 * 0.8))
+        t = allreduce_time(vol, n, bw, lat)
+        assert t == pytest.approx(allreduce_time.py_func(vol, n, bw, lat), rel=RTOL)
+        ring = 2 * (n - 1) / n * vol / bw + 2 * (n - 1) * lat
+        tree = 2 * vol / bw + 2 * math.log2(n) * lat
+        assert t == pytest.approx(min(ring, tree), rel=RTOL)
+        # more bandwidth or less latency never hurts; bandwidths are used as given (no derating)
+        assert allreduce_time(vol, n, 2 * bw, lat) <= t
+        assert allreduce_time(vol, n, bw, lat / 2) <= t
+        assert t >= 2 * (n - 1) / n * vol / bw * (1 - 1e-12)  # the bandwidth lower bound
+    # two ranks: the ring (V/B + 2a) always wins; many ranks, tiny message: the tree wins
+    assert allreduce_time(1e9, 2, 1e11, 0.0) == pytest.approx(1e9 / 1e11, rel=RTOL)
+    assert allreduce_time(1e3, 1024, 1e11, 1e-5) == pytest.approx(2e3 / 1e11 + 20 * 1e-5,
+                                                                  rel=RTOL)
+
+
+def _group_reference(vol, n, stride, domain, up, out, up_lat, out_lat):
+    """Hierarchical all-reduce written out: k = the largest divisor of n that fits the
+    domain's share of the group (domain // stride), inside first, then n/k shards outside."""
+    if n <= 1:
+        return 0.0
+    k = max(d for d in range(1, n + 1) if n % d == 0 and d <= max(1, domain // stride))
+    t = allreduce_time(vol, k, up, up_lat)
+    if n // k > 1:
+        t += allreduce_time(vol / k, n // k, out, out_lat)
+    return t
 
 
 def test_group_allreduce_time_matches_py_func_and_limits():
@@ -213,10 +279,42 @@ def test_group_allreduce_time_matches_py_func_and_limits():
         t = group_allreduce_time(*args)
         assert t == pytest.approx(group_allreduce_time.py_func(*args), rel=RTOL)
         assert np.isfinite(t) and t >= 0
+        assert t == pytest.approx(_group_reference(*args), rel=RTOL)
         if n > 1 and stride * n <= domain:  # whole group inside one scale-up domain
-            assert t == pytest.approx(ring_allreduce_time(vol, n, up, up_lat), rel=RTOL)
+            assert t == pytest.approx(allreduce_time(vol, n, up, up_lat), rel=RTOL)
         if n > 1 and domain // stride <= 1:  # one rank per domain: all over the NIC
-            assert t == pytest.approx(ring_allreduce_time(vol, n, out, out_lat), rel=RTOL)
+            assert t == pytest.approx(allreduce_time(vol, n, out, out_lat), rel=RTOL)
+
+
+SWITCHED = (L.TOPO_FAT_TREE, L.TOPO_RAIL, L.TOPO_DRAGONFLY)
+
+
+@pytest.mark.parametrize(
+    ("topo", "domain", "expected"),
+    [
+        (L.TOPO_TORUS2, 16, {2: 1 / 2, 4: 1 / 2, 8: 1.0, 16: 1.0}),  # 4 x 4
+        (L.TOPO_TORUS2, 64, {2: 1 / 2, 8: 1 / 2, 16: 1.0, 64: 1.0}),  # 8 x 8
+        (L.TOPO_TORUS2, 256, {16: 1 / 2, 32: 1.0, 256: 1.0}),  # 16 x 16
+        (L.TOPO_TORUS3, 8, {2: 1 / 3, 4: 2 / 3, 8: 1.0}),  # 2 x 2 x 2
+        (L.TOPO_TORUS3, 27, {3: 1 / 3, 9: 2 / 3, 27: 1.0}),  # 3 x 3 x 3
+        *((t, d, {g: 1.0 for g in (1, 2, 8, 72)}) for t in SWITCHED for d in (8, 72)),
+    ],
+)
+def test_scaleup_bw_switched_and_torus(topo, domain, expected):
+    for group, share in expected.items():
+        assert scaleup_bw(group, 3e11, topo, domain) == pytest.approx(3e11 * share, rel=RTOL)
+        assert scaleup_bw.py_func(group, 3e11, topo, domain) == pytest.approx(
+            3e11 * share, rel=RTOL)
+    # wider groups span more dimensions: never less bandwidth, never more than the links
+    shares = [scaleup_bw(g, 1.0, topo, domain) for g in range(1, domain + 1)]
+    assert all(a <= b for a, b in itertools.pairwise(shares))
+    assert 0 < min(shares) and max(shares) <= 1.0
+
+
+@pytest.mark.parametrize(("domain", "side"), [(64, 4), (125, 5), (1000, 10), (4096, 16)])
+def test_scaleup_bw_torus3d_group_filling_one_dimension(domain, side):
+    assert scaleup_bw(side, 1.0, L.TOPO_TORUS3, domain) == pytest.approx(1 / 3, rel=RTOL)
+    assert scaleup_bw(side * side, 1.0, L.TOPO_TORUS3, domain) == pytest.approx(2 / 3, rel=RTOL)
 
 
 @pytest.mark.parametrize(
@@ -239,18 +337,34 @@ def test_choices_matches_py_func(args, expected):
     assert _choices.py_func(*args).tolist() == expected
 
 
+@pytest.mark.parametrize("model", [*MODELS, "llama3-405b", "mtnlg-530b", TINY, TINY_MOE],
+                         ids=lambda m: m if isinstance(m, str) else m.name)
+def test_gemm_flops_per_token_counts_the_active_weights(model):
+    m = get_model(model) if isinstance(model, str) else model
+    arr = pack.model_array(m)
+    # two FLOPs per active weight that a GEMM touches: everything but the input embedding
+    emb_in = 0 if m.tied_embeddings else m.vocab * m.hidden
+    expected = 2.0 * (m.params_active() - emb_in)
+    assert _gemm_flops_per_token(arr) == pytest.approx(expected, rel=1e-12)
+    assert _gemm_flops_per_token.py_func(arr) == pytest.approx(expected, rel=1e-12)
+
+
 # ---- eval_mapping: random realistic inputs -------------------------------------------------
 def random_case(rng):
-    """A perturbed catalog chip + random cluster + catalog model + job + mapping, drawn so that
-    a good share of the mappings are valid (the product of degrees fits the cluster)."""
+    """A perturbed catalog chip + random cluster (every topology) + catalog model + job (both
+    attention kernels) + mapping, drawn so that a good share of the mappings are valid (the
+    product of degrees fits the cluster)."""
     chip = chip_arr(str(rng.choice(PACKABLE_CHIPS)))
     for idx in (L.C_FLOPS_FP32, L.C_FLOPS_BF16, L.C_FLOPS_FP8, L.C_FLOPS_FP4, L.C_SRAM_B,
                 L.C_HBM_B, L.C_HBM_BPS, L.C_UP_BPS, L.C_OUT_BPS, L.C_TDP_W):
         chip[idx] *= rng.lognormal(0.0, 0.3)
     chip[L.C_HBM_B] *= float(rng.choice([1.0, 4.0]))  # some bigger memories: more S_OK
-    chip[L.C_DOMAIN] = float(rng.choice([1, 2, 4, 8, 16, 72]))
+    chip[L.C_DOMAIN] = float(rng.choice([1, 2, 4, 8, 16, 64, 72]))
     if chip[L.C_UP_BPS] == 0:  # zero scale-up bandwidth has its own tests
         chip[L.C_DOMAIN] = 1.0
+    for idx in EFF_COLS:  # efficiencies around the calibrated ones, inside (0, 1]
+        chip[idx] = min(1.0, chip[idx] * rng.lognormal(0.0, 0.1))
+    chip[L.C_KERNEL_S] *= rng.lognormal(0.0, 0.5)
     mname = str(rng.choice(MODELS))
     model = TINY if rng.random() < 0.3 else get_model(mname)
     moe = model.is_moe
@@ -270,11 +384,12 @@ def random_case(rng):
     if rng.random() < 0.05:
         gbatch += 1  # dp * micro-batch no longer divides the batch
     precision = str(rng.choice(PRECISIONS, p=[0.1, 0.1, 0.5, 0.2, 0.1]))
+    attention = "unfused" if rng.random() < 0.2 else "flash"
     job = TrainJob(model, seq_len=int(rng.choice([1024, 2048, 4096, 8192])),
-                   global_batch=gbatch, precision=precision)
+                   global_batch=gbatch, precision=precision, attention=attention)
     cluster = ClusterSpec(
         n_chips=n_chips,
-        topology=str(rng.choice(["fat-tree", "rail-optimized"])),
+        topology=str(rng.choice(TOPOLOGIES)),
         oversubscription=float(rng.choice([1.0, 2.0, 4.0])),
         scaleup_latency_us=2.0 * rng.lognormal(0, 0.5),
         scaleout_latency_us=10.0 * rng.lognormal(0, 0.5),
@@ -289,6 +404,8 @@ def test_eval_mapping_matches_py_func_on_random_cases():
     rng = np.random.default_rng(20240601)
     seen: dict[int, int] = {}
     ok_with = dict.fromkeys(("tp", "pp", "dp", "cp", "ep", "vpp"), 0)
+    ok_topo = dict.fromkeys(range(len(TOPOLOGIES)), 0)
+    ok_unfused = 0
     for _ in range(600):
         arrays, mp = random_case(rng)
         status, out = eval_both(arrays, mp)
@@ -297,6 +414,8 @@ def test_eval_mapping_matches_py_func_on_random_cases():
             assert_ok_outputs(arrays, mp, out)
             for k in ok_with:
                 ok_with[k] += int(mp[getattr(L, f"P_{k.upper()}")] > 1)
+            ok_topo[int(arrays[1][L.K_TOPOLOGY])] += 1
+            ok_unfused += int(arrays[3][L.J_ATTN] == 1)
         elif status in (L.S_INVALID, L.S_NO_BW, L.S_NO_COMPUTE, L.S_BAD_INPUT):
             assert not np.any(out), "early returns leave out zeroed"
     # the draw must exercise the interesting outcomes, not only rejections
@@ -304,6 +423,36 @@ def test_eval_mapping_matches_py_func_on_random_cases():
     for s in (L.S_INVALID, L.S_OOM, L.S_NO_COMPUTE):
         assert seen.get(s, 0) >= 5, seen
     assert min(ok_with.values()) >= 5, ok_with  # every parallelism kind feasible somewhere
+    assert min(ok_topo.values()) >= 5, ok_topo  # every topology feasible somewhere
+    assert ok_unfused >= 5
+
+
+def _pruning_rate(chip: np.ndarray, job: np.ndarray) -> float:
+    """Sustained GEMM FLOP/s the search's branch and bound assumes for the job's precision."""
+    prec = int(job[L.J_PREC])
+    col = (L.C_FLOPS_FP32, L.C_FLOPS_BF16, L.C_FLOPS_BF16, L.C_FLOPS_FP8, L.C_FLOPS_FP4)[prec]
+    eff = chip[L.C_GEMM_EFF] if prec <= 2 else chip[L.C_GEMM_EFF_LOWP]
+    return chip[col] * eff
+
+
+def test_search_lower_bound_never_exceeds_a_feasible_step():
+    """The bound that lets the search prune (fwd + bwd GEMM FLOPs of the whole step at
+    sustained peak, spread over the chips in use) is below every feasible step time: pruning
+    can never drop the optimum."""
+    rng = np.random.default_rng(12)
+    n_ok = 0
+    for _ in range(600):
+        arrays, mp = random_case(rng)
+        st, out = run_eval(eval_mapping, arrays, mp)
+        if st != L.S_OK:
+            continue
+        n_ok += 1
+        chip, _cluster, model, job = arrays
+        n_used = mp[L.P_TP] * mp[L.P_CP] * mp[L.P_PP] * mp[L.P_DP]
+        work = 3.0 * _gemm_flops_per_token(model) * job[L.J_SEQ] * job[L.J_GBATCH]
+        bound = work / (_pruning_rate(chip, job) * n_used)
+        assert bound < out[L.O_STEP_S], (mp.tolist(), bound, out[L.O_STEP_S])
+    assert n_ok >= 60
 
 
 # ---- eval_mapping: edge inputs ---------------------------------------------------------------
@@ -441,6 +590,7 @@ INVALID_MAPPINGS = [
     ({"cp": 3}, "cp does not divide the sequence"),
     ({"pp": 1, "vpp": 2}, "interleaving without a pipeline"),
     ({"pp": 4, "vpp": 2, "mb": 16}, "interleaving with 2 micro-batches on 4 stages"),
+    ({"pp": 2, "vpp": 32}, "more virtual stages than layers"),
     ({"ep": 2}, "expert parallel on a dense model"),
 ]
 
@@ -498,6 +648,15 @@ def test_invalid_moe_expert_parallel():
         ("model", L.M_HEADS, np.nan),
         ("job", L.J_SEQ, 0.0),
         ("job", L.J_BYTES, 0.0),
+        ("chip", L.C_GEMM_EFF, 0.0),
+        ("chip", L.C_GEMM_EFF, 1.5),
+        ("chip", L.C_ATTN_EFF, np.nan),
+        ("chip", L.C_MEM_EFF, -0.5),
+        ("chip", L.C_NET_EFF, 2.0),
+        ("chip", L.C_KERNEL_S, -1e-6),
+        ("cluster", L.K_UP_LAT_S, -1e-6),
+        ("cluster", L.K_OUT_LAT_S, np.nan),
+        ("cluster", L.K_PUE, 0.9),
     ],
 )
 def test_bad_input_is_a_status(target, col, value):
@@ -506,7 +665,18 @@ def test_bad_input_is_a_status(target, col, value):
     assert eval_both(tuple(arrays), mapping())[0] == L.S_BAD_INPUT
 
 
-# ---- monotonicity (holds by construction of the model) ---------------------------------------
+def test_low_precision_efficiency_is_checked_only_for_low_precision_jobs():
+    chip = chip_arr(C_GEMM_EFF_LOWP=0.0)
+    assert eval_both(case(chip, model=TINY, gbatch=16, precision="fp8"), mapping())[0] == (
+        L.S_BAD_INPUT)
+    st, out = eval_both(case(chip, model=TINY, gbatch=16), mapping())  # bf16: not used
+    assert st == L.S_OK
+    assert_ok_outputs(case(chip, model=TINY, gbatch=16), mapping(), out)
+
+
+
+
+# ---- monotonicity and orderings (hold by construction of the model) --------------------------
 FASTER = [
     ("hbm_bw", L.C_HBM_BPS),
     ("sram", L.C_SRAM_B),
@@ -529,71 +699,145 @@ def _valid_random_ok(rng, n: int, zero_stages, cps=(1,)):
     return found
 
 
-def _peak_col(job: np.ndarray) -> int:
+def _peak_cols(job: np.ndarray) -> list[int]:
+    """Peak columns a job reads: its GEMM precision and the 16-bit attention rate."""
     prec = int(job[L.J_PREC])
-    return (L.C_FLOPS_FP32, L.C_FLOPS_BF16, L.C_FLOPS_BF16, L.C_FLOPS_FP8, L.C_FLOPS_FP4)[prec]
+    gemm = (L.C_FLOPS_FP32, L.C_FLOPS_BF16, L.C_FLOPS_BF16, L.C_FLOPS_FP8, L.C_FLOPS_FP4)[prec]
+    return sorted({gemm, L.C_FLOPS_FP32 if prec == 0 else L.C_FLOPS_BF16})
+
+
+def _run_changed(arrays, mp, target: int, changes: dict[int, float]):
+    """eval_mapping with some columns of arrays[target] multiplied (efficiencies capped at 1)."""
+    changed = [a.copy() for a in arrays]
+    for col, factor in changes.items():
+        changed[target][col] *= factor
+        if target == 0 and col in EFF_COLS:
+            changed[target][col] = min(1.0, changed[target][col])
+    return run_eval(eval_mapping, tuple(changed), mp)
 
 
 def test_faster_hardware_never_slows_a_fixed_mapping():
-    """Doubling HBM bandwidth, peak FLOP/s, SRAM or link bandwidth never increases step time;
-    doubling latencies or the fat-tree taper never decreases it (ZeRO 0-2)."""
+    """Doubling HBM bandwidth, peak FLOP/s (all precisions at once), SRAM or link bandwidth, or
+    raising any efficiency, never increases step time; doubling latencies or the fat-tree taper
+    never decreases it (ZeRO 0-2)."""
     rng = np.random.default_rng(7)
     for arrays, mp, out in _valid_random_ok(rng, 150, [0, 1, 2]):
-        chip, cluster, model, job = arrays
+        _chip, _cluster, _model, job = arrays
         step = out[L.O_STEP_S]
-        for name, col in [*FASTER, ("peak", _peak_col(job))]:
-            faster = chip.copy()
-            faster[col] *= 2.0
-            st2, out2 = run_eval(eval_mapping, (faster, cluster, model, job), mp)
+        all_peaks = dict.fromkeys(
+            (L.C_FLOPS_FP32, L.C_FLOPS_BF16, L.C_FLOPS_FP8, L.C_FLOPS_FP4), 2.0)
+        changes = [(name, {col: 2.0}) for name, col in FASTER]
+        changes += [("peak", dict.fromkeys(_peak_cols(job), 2.0)), ("all peaks", all_peaks)]
+        changes += [(f"eff[{col}]", {col: 1.25}) for col in EFF_COLS]
+        changes += [("kernel_s", {L.C_KERNEL_S: 0.5})]
+        for name, change in changes:
+            st2, out2 = _run_changed(arrays, mp, 0, change)
             assert st2 == L.S_OK, name
             assert out2[L.O_MEM_B] == out[L.O_MEM_B], name  # memory does not depend on speed
             assert out2[L.O_STEP_S] <= step * (1 + 1e-12), (name, mp.tolist())
         for col in (L.K_UP_LAT_S, L.K_OUT_LAT_S, L.K_OVERSUB):
-            slower = cluster.copy()
-            slower[col] *= 2.0
-            st2, out2 = run_eval(eval_mapping, (chip, slower, model, job), mp)
+            st2, out2 = _run_changed(arrays, mp, 1, {col: 2.0})
             assert st2 == L.S_OK
             assert out2[L.O_STEP_S] >= step * (1 - 1e-12)
-        bigger = chip.copy()
-        bigger[L.C_HBM_B] *= 2.0  # capacity changes what fits, not the speed
-        st2, out2 = run_eval(eval_mapping, (bigger, cluster, model, job), mp)
-        assert st2 == L.S_OK and out2[L.O_STEP_S] == step
+        st2, out2 = _run_changed(arrays, mp, 0, {L.C_HBM_B: 2.0})
+        assert st2 == L.S_OK and out2[L.O_STEP_S] == step  # capacity: what fits, not speed
 
 
 def test_links_never_slow_a_fixed_mapping_with_zero3_or_cp():
     rng = np.random.default_rng(8)
     for arrays, mp, out in _valid_random_ok(rng, 100, [0, 1, 2, 3], cps=(1, 2, 4)):
-        chip, cluster, model, job = arrays
-        for _name, col in FASTER[2:]:  # scale-up and NIC bandwidth
-            faster = chip.copy()
-            faster[col] *= 2.0
-            st2, out2 = run_eval(eval_mapping, (faster, cluster, model, job), mp)
+        for _name, col in [*FASTER[2:], ("net_eff", L.C_NET_EFF)]:  # links and their use
+            st2, out2 = _run_changed(arrays, mp, 0, {col: 1.5})
             assert st2 == L.S_OK and out2[L.O_STEP_S] <= out[L.O_STEP_S] * (1 + 1e-12)
 
 
-@pytest.mark.parametrize("col", [L.C_FLOPS_BF16, L.C_HBM_BPS], ids=["peak", "hbm_bw"])
+@pytest.mark.parametrize("col", [L.C_FLOPS_BF16, L.C_HBM_BPS, L.C_ATTN_EFF, L.C_GEMM_EFF],
+                         ids=["peak", "hbm_bw", "attn_eff", "gemm_eff"])
 def test_faster_chip_never_slows_a_fixed_zero3_mapping(col):
     arrays = case(chip_arr(), n_chips=64, model="llama3-8b", seq=2048, gbatch=64)
     mp = mapping(tp=1, dp=64, mb=1, rc=1, zero=3)
     st, out = eval_both(arrays, mp)
     assert st == L.S_OK
     faster = arrays[0].copy()
-    faster[col] *= 2.0
+    faster[col] = faster[col] * 2.0 if col not in EFF_COLS else 1.0
     st2, out2 = eval_both((faster, *arrays[1:]), mp)
     assert st2 == L.S_OK
     assert out2[L.O_STEP_S] <= out[L.O_STEP_S]
 
 
 def test_faster_chip_never_slows_a_fixed_cp_mapping():
-    arrays = case(chip_arr(), n_chips=64, model="llama3-8b", seq=1024, gbatch=16)
+    """Context parallel overlaps the K/V ring with attention: faster attention exposes more of
+    the ring but never makes the step slower."""
+    arrays = case(chip_arr(), n_chips=64, model="llama3-8b", seq=8192, gbatch=16)
     mp = mapping(tp=8, cp=4, dp=2, mb=1, rc=2, zero=1)
     st, out = eval_both(arrays, mp)
     assert st == L.S_OK
-    faster = arrays[0].copy()
-    faster[L.C_FLOPS_BF16] *= 2.0
-    st2, out2 = eval_both((faster, *arrays[1:]), mp)
-    assert st2 == L.S_OK
-    assert out2[L.O_STEP_S] <= out[L.O_STEP_S]
+    for col in (L.C_FLOPS_BF16, L.C_ATTN_EFF, L.C_HBM_BPS):
+        faster = arrays[0].copy()
+        faster[col] = faster[col] * 2.0 if col != L.C_ATTN_EFF else 1.0
+        st2, out2 = eval_both((faster, *arrays[1:]), mp)
+        assert st2 == L.S_OK
+        assert out2[L.O_STEP_S] <= out[L.O_STEP_S]
+
+
+def test_topologies_never_beat_a_non_blocking_switched_fabric():
+    """Same chip, same mapping: rail-optimised (lower latency) is never slower than a
+    non-blocking fat-tree; dragonfly (tapered global links) and 2D/3D tori (a group gets only the
+    links of the dimensions it spans) are never faster."""
+    rng = np.random.default_rng(13)
+    for arrays, mp, _out in _valid_random_ok(rng, 100, [0, 1, 2, 3], cps=(1, 2)):
+        chip, cluster, model, job = arrays
+        steps = {}
+        for t in range(len(TOPOLOGIES)):
+            cl = cluster.copy()
+            cl[L.K_TOPOLOGY], cl[L.K_OVERSUB] = t, 1.0
+            st, out = run_eval(eval_mapping, (chip, cl, model, job), mp)
+            assert st == L.S_OK
+            steps[TOPOLOGIES[t]] = out[L.O_STEP_S]
+        fat = steps["fat-tree"]
+        assert steps["rail-optimized"] <= fat * (1 + 1e-12)
+        for name in ("dragonfly", "torus-2d", "torus-3d"):
+            assert steps[name] >= fat * (1 - 1e-12), (name, mp.tolist())
+
+
+def test_unfused_attention_never_faster_and_never_smaller():
+    """The unfused kernel streams the s^2 scores through HBM and stores them (recompute none or
+    full): never faster than flash, never less memory, strictly more unless selective recompute
+    drops exactly the score activations."""
+    rng = np.random.default_rng(14)
+    n = 0
+    while n < 100:
+        arrays, mp = random_case(rng)
+        chip, cluster, model, job = arrays
+        flash, unfused = job.copy(), job.copy()
+        flash[L.J_ATTN], unfused[L.J_ATTN] = 0.0, 1.0
+        chip_big = chip.copy()
+        chip_big[L.C_HBM_B] = 1e15  # compare the two kernels on the same mapping
+        st_f, out_f = run_eval(eval_mapping, (chip_big, cluster, model, flash), mp)
+        if st_f != L.S_OK:
+            continue
+        n += 1
+        st_u, out_u = eval_both((chip_big, cluster, model, unfused), mp)
+        assert st_u == L.S_OK
+        assert out_u[L.O_STEP_S] >= out_f[L.O_STEP_S] * (1 - 1e-12), mp.tolist()
+        if mp[L.P_RECOMPUTE] == 1:
+            assert out_u[L.O_MEM_B] == pytest.approx(out_f[L.O_MEM_B], rel=1e-12)
+        else:
+            assert out_u[L.O_MEM_B] > out_f[L.O_MEM_B]
+
+
+def test_unfused_score_memory_is_korthikanti_5as2b():
+    """Recompute none, one chip: the unfused kernel adds 5 a s^2 b bytes per layer (softmax
+    output, dropout mask and output; Korthikanti et al. 2022 Eq. 1) to the flash activations."""
+    m, seq, layers = TINY, 2048, TINY.layers
+    fl = case(n_chips=1, model=m, seq=seq, gbatch=4)
+    un = case(n_chips=1, model=m, seq=seq, gbatch=4, attention="unfused")
+    mp = mapping(mb=2)
+    st_f, out_f = eval_both(fl, mp)
+    st_u, out_u = eval_both(un, mp)
+    assert st_f == st_u == L.S_OK
+    extra = 5.0 * m.heads * seq * seq * 2 * layers  # in flight: min(pp, m) = 1 micro-batch
+    assert out_u[L.O_MEM_B] - out_f[L.O_MEM_B] == pytest.approx(extra, rel=1e-9)
 
 
 def test_more_zero_sharding_never_needs_more_memory():
@@ -624,76 +868,200 @@ def test_full_recompute_never_faster_than_none():
             assert steps[1] >= steps[0] * (1 - 1e-12)
 
 
+# ---- model bugs found while testing (fixed; these guard them) -------------------------------
+def test_unfused_fp8_attention_uses_the_16bit_gemm_efficiency():
+    """fp8 job, one chip, recompute none: step(unfused) - step(flash) is the attention-core
+    difference only, which at the 16-bit rate must not depend on the fp8 GEMM efficiency."""
+    def gap(lowp_eff: float) -> float:
+        chip = chip_arr(C_GEMM_EFF_LOWP=lowp_eff, C_HBM_B=1e15)
+        steps = []
+        for attention in ("flash", "unfused"):
+            arrays = case(chip, n_chips=1, model=TINY, seq=2048, gbatch=4, precision="fp8",
+                          attention=attention)
+            st, out = eval_both(arrays, mapping(mb=1))
+            assert st == L.S_OK
+            steps.append(out[L.O_STEP_S])
+        return steps[1] - steps[0]
+
+    assert gap(0.4) == pytest.approx(gap(0.8), rel=1e-9)
+
+
+def test_step_time_is_continuous_in_the_clock():
+    arrays = case(n_chips=64, model="llama3-8b", seq=8192, gbatch=512)
+    mp = mapping(dp=64, mb=1, zero=3)
+    st, out = eval_both(arrays, mp)
+    assert st == L.S_OK
+    for factor in (1 - 5e-5, 1 + 5e-5):
+        st2, out2 = _run_changed(arrays, mp, 0, {L.C_CLOCK_HZ: factor})
+        assert st2 == L.S_OK
+        assert out2[L.O_STEP_S] == pytest.approx(out[L.O_STEP_S], rel=1e-3), factor
+
+
 # ---- search_mappings ------------------------------------------------------------------------
-def documented_candidates(arrays):
-    """The candidate list search_mappings' docstring promises, written out independently:
-    tp powers of 2 up to min(domain, heads), pp divisors of the layer count or powers of 2,
-    dp divisors of the batch with tp*pp*dp <= chips, micro-batches dividing the per-replica
-    batch (<= 64), every recompute mode and ZeRO stage; cp = ep = vpp = 1; SP iff tp > 1."""
+def _values(fixed_value: int, values) -> list[int]:
+    return [int(fixed_value)] if fixed_value >= 0 else list(values)
+
+
+def _pow2(hi: int) -> list[int]:
+    return [v for v in (2**i for i in range(40)) if v <= hi]
+
+
+def full_candidates(arrays, fixed=None):
+    """The whole candidate space search_mappings' docstring promises, written out independently
+    and without pruning: tp powers of 2 up to min(domain, heads); cp powers of 2 (<= 16) while
+    seq / cp >= 2048; pp divisors of the layer count or powers of 2; dp divisors of the batch
+    with tp*cp*pp*dp <= chips; micro-batches dividing the per-replica batch (<= 64); ep powers
+    of 2 dividing the experts and dp; vpp powers of 2 with layers % (pp*vpp) == 0 and the
+    micro-batch count divisible by pp; every recompute mode and ZeRO stage; SP iff tp > 1.
+    Fixed fields (>= 0 in ``fixed``) are taken as they are, unfiltered."""
     chip, cluster, model, job = arrays
+    fixed = np.full(L.MAP_LEN, -1, np.int64) if fixed is None else fixed
     n = int(cluster[L.K_N_CHIPS])
     layers = int(model[L.M_LAYERS])
+    experts = int(model[L.M_EXPERTS])
     gb = int(job[L.J_GBATCH])
+    seq = int(job[L.J_SEQ])
     tp_max = max(1, min(int(chip[L.C_DOMAIN]), int(model[L.M_HEADS])))
-    tps = [t for t in (2**i for i in range(31)) if t <= tp_max and t <= n]
-    pps = [p for p in range(1, layers + 1) if layers % p == 0 or (p & (p - 1)) == 0]
-    for tp in tps:
-        for pp in pps:
-            for dp in range(1, n // (tp * pp) + 1):
-                if gb % dp:
+    cp_max = max(c for c in _pow2(MAX_CP) if seq // c >= MIN_TOKENS_PER_CP_RANK or c == 1)
+    free = {i: fixed[i] < 0 for i in range(L.MAP_LEN)}
+    for tp in _values(fixed[L.P_TP], _pow2(tp_max)):
+        for cp in _values(fixed[L.P_CP], _pow2(cp_max)):
+            pps = [p for p in range(1, layers + 1) if layers % p == 0 or (p & (p - 1)) == 0]
+            for pp in _values(fixed[L.P_PP], pps):
+                if tp * cp * pp > n:
                     continue
-                per_dp = gb // dp
-                for b in range(1, min(per_dp, 64) + 1):
-                    if per_dp % b:
-                        continue
-                    for rc in range(3):
-                        for zero in range(4):
-                            yield mapping(tp, pp, dp, 1, 1, 1, b, rc, zero)
+                dps = range(1, n // (tp * cp * pp) + 1)
+                for dp in _values(fixed[L.P_DP], [d for d in dps if gb % d == 0]):
+                    per_dp = gb // dp if gb % dp == 0 else 0
+                    mbs = range(1, min(per_dp, MAX_MICRO_BATCH) + 1)
+                    for b in _values(fixed[L.P_MB], [x for x in mbs if per_dp % x == 0]):
+                        eps = [e for e in _pow2(max(1, experts))
+                               if experts % e == 0 and dp % e == 0]
+                        vpps = _pow2(max(1, layers // pp) if pp > 1 else 1)
+                        if free[L.P_VPP]:
+                            vpps = [v for v in vpps if v == 1 or (
+                                layers % (pp * v) == 0 and (per_dp // b) % pp == 0)]
+                        for ep in _values(fixed[L.P_EP], eps):
+                            for vpp in _values(fixed[L.P_VPP], vpps):
+                                for rc in _values(fixed[L.P_RECOMPUTE], range(3)):
+                                    for zero in _values(fixed[L.P_ZERO], range(4)):
+                                        sp = fixed[L.P_SP] if fixed[L.P_SP] >= 0 else None
+                                        yield mapping(tp, pp, dp, cp, ep, vpp, b, rc, zero, sp)
+
+
+def brute_force(arrays, fixed=None):
+    """(status counts, best step, its memory, candidate count) of the full enumeration."""
+    counts = np.zeros(L.N_STATUS, np.int64)
+    best_step, best_mem = np.inf, np.inf
+    out = np.zeros(L.OUT_LEN)
+    for mp in full_candidates(arrays, fixed):
+        s = eval_mapping(*arrays, mp, out)
+        counts[s] += 1
+        if s == L.S_OK and (out[L.O_STEP_S], out[L.O_MEM_B]) < (best_step, best_mem):
+            best_step, best_mem = out[L.O_STEP_S], out[L.O_MEM_B]
+    return counts, best_step, best_mem
 
 
 SEARCH_CASES = {
     "tiny-8chips-domain4": lambda: case(chip_arr(C_DOMAIN=4.0), n_chips=8, model=TINY,
                                         seq=1024, gbatch=24),
-    "tiny-12chips-rail": lambda: case(chip_arr("a100-sxm-40gb"), n_chips=12, model=TINY,
-                                      seq=2048, gbatch=36, topology="rail-optimized"),
+    "tiny-12chips-rail-cp": lambda: case(chip_arr("a100-sxm-40gb"), n_chips=12, model=TINY,
+                                         seq=8192, gbatch=12, topology="rail-optimized"),
     "tiny-16chips-no-nic": lambda: case(chip_arr(C_OUT_BPS=0.0, C_DOMAIN=4.0), n_chips=16,
                                         model=TINY, seq=1024, gbatch=16),
+    "tiny-moe-16chips-torus2d": lambda: case(chip_arr(C_DOMAIN=16.0), n_chips=16,
+                                             model=TINY_MOE, seq=4096, gbatch=32,
+                                             topology="torus-2d"),
+    "tiny-8chips-unfused-dragonfly": lambda: case(chip_arr(C_DOMAIN=2.0), n_chips=8, model=TINY,
+                                                  seq=2048, gbatch=16, attention="unfused",
+                                                  topology="dragonfly"),
     "llama8b-8xh100": lambda: case(n_chips=8, model="llama3-8b", seq=4096, gbatch=16),
+    "llama8b-32xh100-fp8-torus3d": lambda: case(n_chips=32, model="llama3-8b", seq=8192,
+                                                gbatch=32, precision="fp8",
+                                                topology="torus-3d"),
+    "llama70b-64xa100-oversub": lambda: case(chip_arr("a100-sxm-80gb"), n_chips=64,
+                                             model="llama3-70b", seq=4096, gbatch=64,
+                                             oversubscription=2.0),
+    "llama8b-8xh100-seq32k": lambda: case(n_chips=8, model="llama3-8b", seq=32768, gbatch=8),
+    "llama70b-64xa100-slow-nic": lambda: case(chip_arr("a100-sxm-40gb", C_OUT_BPS=5e9),
+                                              n_chips=64, model="llama3-70b", seq=4096,
+                                              gbatch=128),
+    "gpt3-64xa100": lambda: case(chip_arr("a100-sxm-80gb"), n_chips=64, model="gpt3-175b",
+                                 seq=2048, gbatch=64),
     "mixtral-16xh200": lambda: case(chip_arr("h200"), n_chips=16, model="mixtral-8x7b",
                                     seq=4096, gbatch=32),
     "gpt3-8xh100-oom": lambda: case(n_chips=8, model="gpt3-175b", seq=2048, gbatch=8),
+    "mixtral-4xa100-oom": lambda: case(chip_arr("a100-sxm-40gb"), n_chips=4,
+                                       model="mixtral-8x7b", seq=8192, gbatch=8),
+    "tiny-fp8-on-a100": lambda: case(chip_arr("a100-sxm-80gb"), n_chips=8, model=TINY,
+                                     seq=4096, gbatch=8, precision="fp8"),
 }
 
 
-@pytest.mark.parametrize("name", list(SEARCH_CASES))
-def test_search_mappings_is_exhaustive_and_finds_the_best(name):
-    arrays = SEARCH_CASES[name]()
-    st, best_mp, best_out, counts = search_both(arrays)
-
-    expected_counts = np.zeros(L.N_STATUS, np.int64)
-    best_step, best_mem = np.inf, np.inf
-    out = np.zeros(L.OUT_LEN)
-    for mp in documented_candidates(arrays):
-        s = eval_mapping(*arrays, mp, out)
-        expected_counts[s] += 1
-        if s == L.S_OK and (out[L.O_STEP_S], out[L.O_MEM_B]) < (best_step, best_mem):
-            best_step, best_mem = out[L.O_STEP_S], out[L.O_MEM_B]
-    # every documented candidate was evaluated once, and nothing else
-    np.testing.assert_array_equal(counts, expected_counts)
-    assert counts.sum() == expected_counts.sum() > 0
+def _check_search_against_brute_force(arrays, fixed=None):
+    st, best_mp, best_out, counts = search_both(arrays, fixed)
+    full_counts, best_step, best_mem = brute_force(arrays, fixed)
+    n_full = int(full_counts.sum())
+    assert n_full > 0
+    assert 0 < counts.sum() <= n_full  # pruning only ever skips candidates
     if np.isfinite(best_step):
         assert st == L.S_OK
-        assert best_out[L.O_STEP_S] == best_step  # the minimum, exactly
+        assert counts[L.S_OK] >= 1
+        assert best_out[L.O_STEP_S] == best_step  # the minimum of the full space, exactly
         assert best_out[L.O_MEM_B] == best_mem  # ties broken by memory
         st2, out2 = run_eval(eval_mapping, arrays, best_mp)  # the reported mapping gives it
         assert st2 == L.S_OK
         np.testing.assert_array_equal(out2, best_out)
         assert_ok_outputs(arrays, best_mp, best_out)
+        if fixed is not None:
+            free = fixed < 0
+            np.testing.assert_array_equal(best_mp[~free], fixed[~free])
     else:
+        # nothing feasible: nothing to prune with, so the whole space was evaluated
+        np.testing.assert_array_equal(counts, full_counts)
         assert counts[L.S_OK] == 0
-        failures = expected_counts[1:]
-        assert st == 1 + int(np.argmax(failures))  # the most frequent failure
-        assert not np.any(best_out)
+        assert st == 1 + int(np.argmax(full_counts[1:]))  # the most frequent failure
+        assert not np.any(best_out) and not np.any(best_mp)
+    return st, best_mp, counts, n_full
+
+
+@pytest.mark.parametrize("name", list(SEARCH_CASES))
+def test_search_mappings_finds_the_best_of_the_full_space(name):
+    _check_search_against_brute_force(SEARCH_CASES[name]())
+
+
+def test_search_explores_cp_ep_vpp_and_prunes():
+    """Across the brute-force cases the optimum uses context, expert and interleaved pipeline
+    parallelism somewhere (so the exact match above covers them), and branch and bound skips
+    candidates where a feasible mapping is found early."""
+    used = dict.fromkeys(("cp", "ep", "vpp"), False)
+    pruned = 0
+    for name in ("llama8b-8xh100-seq32k", "llama70b-64xa100-slow-nic", "gpt3-64xa100",
+                 "mixtral-16xh200", "llama8b-8xh100"):
+        st, best_mp, counts, n_full = _check_search_against_brute_force(SEARCH_CASES[name]())
+        assert st == L.S_OK, name
+        for k in used:
+            used[k] |= bool(best_mp[getattr(L, f"P_{k.upper()}")] > 1)
+        pruned += int(counts.sum() < n_full)
+    assert all(used.values()), used
+    assert pruned >= 3
+
+
+@pytest.mark.parametrize(
+    ("name", "fixed"),
+    [
+        ("llama8b-32xh100-fp8-torus3d", {L.P_TP: 8}),
+        ("llama70b-64xa100-oversub", {L.P_PP: 4, L.P_RECOMPUTE: 2}),
+        ("tiny-moe-16chips-torus2d", {L.P_EP: 2, L.P_SP: 0}),
+        ("mixtral-16xh200", {L.P_DP: 2, L.P_ZERO: 1}),
+    ],
+    ids=["tp8", "pp4-full-recompute", "ep2-no-sp", "dp2-zero1"],
+)
+def test_search_with_fixed_fields_finds_the_best_of_the_restricted_space(name, fixed):
+    fx = np.full(L.MAP_LEN, -1, np.int64)
+    for idx, value in fixed.items():
+        fx[idx] = value
+    _check_search_against_brute_force(SEARCH_CASES[name](), fx)
 
 
 def test_search_mappings_honours_fixed_fields():
@@ -710,12 +1078,13 @@ def test_search_mappings_honours_fixed_fields():
     assert counts.sum() == 1 and st == L.S_OK
     np.testing.assert_array_equal(mp, full)
     np.testing.assert_array_equal(out, run_eval(eval_mapping, arrays, full)[1])
-    # searched cp/ep/vpp default to 1; fixed ones are used
-    fixed = np.full(L.MAP_LEN, -1, np.int64)
-    fixed[L.P_CP] = 2
-    st, mp, out, _ = search_both(arrays, fixed)
-    assert st == L.S_OK and mp[L.P_CP] == 2
-    assert_ok_outputs(arrays, mp, out)
+    # a fixed cp / vpp outside the searched range is used as given
+    for field, value in ((L.P_CP, 2), (L.P_VPP, 2)):
+        fixed = np.full(L.MAP_LEN, -1, np.int64)
+        fixed[field] = value
+        st, mp, out, _ = search_both(arrays, fixed)
+        assert st == L.S_OK and mp[field] == value
+        assert_ok_outputs(arrays, mp, out)
 
 
 def test_search_population_matches_search_mappings_row_by_row():
@@ -773,24 +1142,36 @@ def test_search_population_empty():
 
 
 # ---- pure-Python path end to end -------------------------------------------------------------
+NOJIT_CASES = [
+    # (chip, chips, model, seq, global batch, precision, attention, topology)
+    ("h100-sxm", 8, "llama3-8b", 2048, 16, "bf16", "flash", "fat-tree"),
+    ("h100-sxm", 8, "llama3-8b", 32768, 8, "bf16", "flash", "torus-2d"),  # context parallel
+    ("h200", 16, "mixtral-8x7b", 4096, 32, "fp8", "flash", "dragonfly"),  # expert parallel
+    ("a100-sxm-80gb", 64, "gpt3-175b", 2048, 64, "fp16", "unfused", "rail-optimized"),  # vpp
+]
+
 _NOJIT_SCRIPT = textwrap.dedent(
     """
     import json
+    import sys
 
     from codesign.catalog import get_chip, get_model
     from codesign.kernels import train
     from codesign.perf import evaluate
     from codesign.specs import ClusterSpec, TrainJob
 
-    job = TrainJob(get_model("llama3-8b"), seq_len=2048, global_batch=16)
-    res = evaluate(get_chip("h100-sxm"), ClusterSpec(n_chips=8), job)
-    print(json.dumps({
-        "jit": hasattr(train.eval_mapping, "py_func"),
-        "step": repr(res.step_time_s),
-        "mapping": res.mapping.as_dict(),
-        "candidates": res.n_candidates,
-        "feasible": res.n_feasible,
-    }))
+    rows = []
+    for chip, n, model, seq, gb, prec, attn, topo in json.loads(sys.argv[1]):
+        job = TrainJob(get_model(model), seq_len=seq, global_batch=gb, precision=prec,
+                       attention=attn)
+        res = evaluate(get_chip(chip), ClusterSpec(n_chips=n, topology=topo), job)
+        rows.append({
+            "step": repr(res.step_time_s),
+            "mapping": res.mapping.as_dict(),
+            "candidates": res.n_candidates,
+            "feasible": res.n_feasible,
+        })
+    print(json.dumps({"jit": hasattr(train.eval_mapping, "py_func"), "rows": rows}))
     """
 )
 
@@ -800,16 +1181,23 @@ def test_numba_disable_jit_end_to_end_matches_jitted():
 
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     proc = subprocess.run(
-        [sys.executable, "-c", _NOJIT_SCRIPT], cwd=REPO, env=env, capture_output=True,
-        text=True, timeout=120, check=False,
+        [sys.executable, "-c", _NOJIT_SCRIPT, json.dumps(NOJIT_CASES)], cwd=REPO, env=env,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["jit"] is False  # really the pure-Python path
 
-    job = TrainJob(get_model("llama3-8b"), seq_len=2048, global_batch=16)
-    res = evaluate(get_chip("h100-sxm"), ClusterSpec(n_chips=8), job)
-    assert res.feasible
-    assert float(got["step"]) == pytest.approx(res.step_time_s, rel=RTOL)
-    assert got["mapping"] == res.mapping.as_dict()
-    assert (got["candidates"], got["feasible"]) == (res.n_candidates, res.n_feasible)
+    used = set()
+    for (chip, n, model, seq, gb, prec, attn, topo), row in zip(NOJIT_CASES, got["rows"],
+                                                                   strict=True):
+        job = TrainJob(get_model(model), seq_len=seq, global_batch=gb, precision=prec,
+                       attention=attn)
+        res = evaluate(get_chip(chip), ClusterSpec(n_chips=n, topology=topo), job)
+        assert res.feasible
+        assert float(row["step"]) == pytest.approx(res.step_time_s, rel=RTOL)
+        assert row["mapping"] == res.mapping.as_dict()
+        # same branch and bound on both paths: the same candidates evaluated
+        assert (row["candidates"], row["feasible"]) == (res.n_candidates, res.n_feasible)
+        used |= {k for k in ("cp", "ep", "vpp") if row["mapping"][k] > 1}
+    assert used == {"cp", "ep", "vpp"}

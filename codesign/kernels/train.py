@@ -145,7 +145,7 @@ def scaleup_bw(group, up_bps, topology, domain):
     fabric; on a k-D torus (2k links) the links of the dimensions the group spans."""
     if topology == L.TOPO_TORUS2 or topology == L.TOPO_TORUS3:
         k = 2.0 if topology == L.TOPO_TORUS2 else 3.0
-        side = domain ** (1.0 / k)
+        side = max(1.0, math.floor(domain ** (1.0 / k) + 0.5))  # 64 ** (1/3) = 3.9999...
         dims = 1.0
         span = side
         while span < group and dims < k:
@@ -281,7 +281,9 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     units = chip[L.C_UNITS]
     tile = 0.0
     if units >= 1 and chip[L.C_CLOCK_HZ] > 0:
-        tile = TILE_ELEMS_PER_MAC * chip[L.C_FLOPS_BF16] / (2.0 * units * chip[L.C_CLOCK_HZ])
+        # whole MACs per unit (989.4 TFLOP/s / (2 x 132 x 1.83 GHz) = 2047.9 -> 2048)
+        macs = math.floor(chip[L.C_FLOPS_BF16] / (2.0 * units * chip[L.C_CLOCK_HZ]) + 0.5)
+        tile = TILE_ELEMS_PER_MAC * macs
     s_loc = seq / cp
     tok = b * s_loc  # tokens per micro-batch on this chip
     kvd = kv_heads * (h / heads)
@@ -294,7 +296,7 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     scores = heads / tp * s_loc * seq * b  # score elements per layer on this chip
     if unfused:
         attn_flops = 4.0 * b * s_loc * seq * h / tp  # two GEMMs over the full (masked) scores
-        t_attn_c = attn_flops / (peak_attn * eff_gemm)
+        t_attn_c = attn_flops / (peak_attn * chip[L.C_GEMM_EFF])  # 16-bit GEMMs
         t_attn = t_attn_c + UNFUSED_SCORE_BYTES * scores / (hbm * eff_mem)
         t_attn_bwd = 2.0 * t_attn
     else:

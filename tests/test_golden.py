@@ -1,0 +1,134 @@
+"""Golden values of the calibrated training model.
+
+Two kinds of tolerance, on purpose:
+
+* ``GOLDEN_RTOL`` (1e-6): the predictions below were computed from the model as calibrated
+  (``codesign.efficiency.DEFAULT``, kernels/train.py of the branch-and-bound search) and pasted
+  in as literals. They are REGRESSION GUARDS: any change to the kernel, the efficiencies, the
+  packing or the catalog that moves a prediction fails here. If the change is intended, recompute
+  the literals (the failing assertion prints the new value) and say why in the commit.
+* ``ACCURACY``: the same predictions against the published measurement, with the accuracy the
+  model claims for that kind of run. This is the physics check that survives recalibration.
+
+The three reference cases go through exactly the ``codesign validate`` path
+(:func:`codesign.validate.load_cases` + :func:`codesign.validate.predict`); the llama3-405b
+golden uses :func:`codesign.perf.evaluate` directly and needs no CSV.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from codesign import validate
+from codesign.catalog import get_chip, get_model
+from codesign.perf import evaluate
+from codesign.specs import ClusterSpec, TrainJob
+
+GOLDEN_RTOL = 1e-6
+"""Regression guard of the calibrated model: catches accidental changes, not model error."""
+
+GOLDEN = {
+    # case_id: (predicted value, chosen mapping) -- computed from the current model
+    "KOR22-T5-3a": (
+        49.55431369190986,  # iteration_time_s
+        {"tp": 8, "pp": 35, "dp": 1, "cp": 1, "ep": 1, "vpp": 3, "micro_batch": 1,
+         "recompute": "full", "zero": 0, "sequence_parallel": False},
+    ),
+    "KOR22-T5-2b": (
+        13.75262365415271,  # iteration_time_s
+        {"tp": 8, "pp": 8, "dp": 1, "cp": 1, "ep": 1, "vpp": 3, "micro_batch": 1,
+         "recompute": "selective", "zero": 0, "sequence_parallel": True},
+    ),
+    "NEMO2407-10a": (
+        300.2740847973875,  # tokens_per_s_per_chip (recompute and ZeRO stage searched)
+        {"tp": 8, "pp": 8, "dp": 2, "cp": 1, "ep": 1, "vpp": 12, "micro_batch": 1,
+         "recompute": "none", "zero": 2, "sequence_parallel": True},
+    ),
+}
+
+ACCURACY = {
+    # case_id: (metric, measured value, relative tolerance = the accuracy claim)
+    # Korthikanti et al. 2022 Table 5, MT-NLG 530B on 280 A100: within 5 % of the iteration time
+    "KOR22-T5-3a": ("iteration_time_s", 49.05, 0.05),
+    # Korthikanti et al. 2022 Table 5, GPT-3 175B on 64 A100: within 5 % of the iteration time
+    "KOR22-T5-2b": ("iteration_time_s", 13.75, 0.05),
+    # NeMo 24.07 performance summary, Nemotron-340B fp8 on 128 H100: within 10 % of tokens/s/chip
+    "NEMO2407-10a": ("tokens_per_s_per_chip", 326.0, 0.10),
+}
+
+CONFIG = {
+    # what each row must be, so the goldens are pinned to the published configuration:
+    # (model, chip, chips, tp, pp, dp, vpp, micro-batch, global batch, seq, recompute, SP,
+    #  precision, attention)
+    "KOR22-T5-3a": ("MT-NLG 530B", "a100-sxm-80gb", 280, 8, 35, 1, 3, 1, 280, 2048, "full",
+                    False, "fp16", "unfused"),
+    "KOR22-T5-2b": ("GPT-3 175B", "a100-sxm-80gb", 64, 8, 8, 1, 3, 1, 64, 2048, "selective",
+                    True, "fp16", "unfused"),
+    "NEMO2407-10a": ("Nemotron-340B", "h100-sxm", 128, 8, 8, 2, 12, 1, 32, 4096, None, None,
+                     "fp8", "flash"),
+}
+
+
+@pytest.fixture(scope="module")
+def cases() -> dict[str, validate.Case]:
+    wanted = set(GOLDEN)
+    found = {c.case_id: c for c in validate.load_cases() if c.case_id in wanted}
+    assert set(found) == wanted
+    return found
+
+
+@pytest.fixture(scope="module")
+def predictions(cases) -> dict[str, dict]:
+    return {cid: validate.predict(case) for cid, case in cases.items()}
+
+
+@pytest.mark.parametrize("case_id", list(GOLDEN))
+def test_reference_case_is_the_published_configuration(cases, case_id):
+    c = cases[case_id]
+    mp, job = c.mapping, c.job
+    assert job is not None and c.workload == "train"
+    got = (job.model.name, c.chip, c.n_chips, mp.tp, mp.pp, mp.dp, mp.vpp, mp.micro_batch,
+           job.global_batch, job.seq_len, mp.recompute, mp.sequence_parallel, job.precision,
+           job.attention)
+    assert got == CONFIG[case_id]
+    metric, measured, _tol = ACCURACY[case_id]
+    assert (c.metric, c.measured) == (metric, measured)
+
+
+@pytest.mark.parametrize("case_id", list(GOLDEN))
+def test_reference_case_golden_value(predictions, case_id):
+    """Regression guard: the calibrated model's prediction, to 1e-6."""
+    pred = predictions[case_id]
+    value, mapping = GOLDEN[case_id]
+    assert pred["feasible"], pred["reason"]
+    assert pred["predicted"] == pytest.approx(value, rel=GOLDEN_RTOL)
+    assert pred["mapping"] == mapping
+
+
+@pytest.mark.parametrize("case_id", list(GOLDEN))
+def test_reference_case_matches_the_measurement(predictions, case_id):
+    """Accuracy claim: the prediction is within the stated tolerance of the measurement."""
+    pred = predictions[case_id]
+    metric, measured, tol = ACCURACY[case_id]
+    assert pred["metric"] == metric and pred["measured"] == measured
+    assert pred["predicted"] == pytest.approx(measured, rel=tol)
+    assert abs(pred["error_pct"]) <= 100 * tol
+
+
+LLAMA405B_STEP_S = 6.707550441150933
+"""Golden (regression guard of the calibrated model, rel 1e-6): llama3-405b on 16384 H100,
+seq 8192, global batch 2048, mapping searched."""
+LLAMA405B_MAPPING = {"tp": 8, "pp": 8, "dp": 64, "cp": 4, "ep": 1, "vpp": 1, "micro_batch": 1,
+                     "recompute": "none", "zero": 2, "sequence_parallel": True}
+
+
+def test_llama3_405b_on_16k_h100_golden():
+    job = TrainJob(get_model("llama3-405b"), seq_len=8192, global_batch=2048)
+    res = evaluate(get_chip("h100-sxm"), ClusterSpec(n_chips=16384), job)
+    assert res.feasible, res.reason
+    assert res.mapping.as_dict() == LLAMA405B_MAPPING
+    assert res.step_time_s == pytest.approx(LLAMA405B_STEP_S, rel=GOLDEN_RTOL)
+    # sanity around the golden: the whole cluster in use, a plausible MFU for this scale
+    mp = res.mapping
+    assert mp.tp * mp.pp * mp.dp * mp.cp == 16384
+    assert 0.3 < res.mfu < 0.6
