@@ -8,8 +8,8 @@ published range cited with it. Fit result: robust mean |log error| 0.160, median
 bound of their range (attention, memory, low-precision GEMM and kernel time at the low end,
 network at the high end): the rows that pull them (MosaicML's 2023 H100 runs at long
 sequence lengths, DeepSpeed ZeRO-3 at 1.5k-2.2k GPUs) ask for effects these knobs do not
-represent, and the bounds keep the fit physical rather than follow them. A chip may override them (see
-:func:`codesign.pack.chip_array`).
+represent, and the bounds keep the fit physical rather than follow them. A chip may override
+them (see :func:`codesign.pack.chip_array`).
 """
 
 from __future__ import annotations
