@@ -9,6 +9,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "tokens_per_joule": ("tokens/J", "maximize"),
     "mfu": ("fraction", "maximize"),
     "step_time_s": ("s", "minimize"),
+    "ttft_s": ("s", "minimize"),
+    "itl_s": ("s", "minimize"),
     "die_area_mm2": ("mm^2", "minimize"),
     "tdp_w": ("W", "minimize"),
     "chip_cost_usd": ("USD", "minimize"),
@@ -22,3 +24,8 @@ METRICS: dict[str, tuple[str, str]] = {
 """Every metric name an experiment may use as an objective or constraint."""
 
 DIRECTIONS = ("maximize", "minimize")
+
+TRAIN_ONLY = ("mfu", "step_time_s")
+INFER_ONLY = ("ttft_s", "itl_s")
+"""Metrics that exist for one workload kind only (NaN for the other). For serving,
+``tokens_per_s`` counts output tokens of the whole system."""

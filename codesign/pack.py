@@ -23,6 +23,8 @@ from codesign.specs import (
     TOPOLOGIES,
     ChipSpec,
     ClusterSpec,
+    InferJob,
+    InferResult,
     Mapping,
     ModelSpec,
     Result,
@@ -131,6 +133,21 @@ def job_array(job: TrainJob) -> np.ndarray:
     return a
 
 
+def infer_job_array(job: InferJob) -> np.ndarray:
+    """Pack an inference job (latency limits in seconds, 0 = none)."""
+    kv = job.kv_precision or ("fp8" if job.precision == "fp4" else job.precision)
+    a = np.zeros(layout.IJOB_LEN)
+    a[layout.I_ISL] = job.input_len
+    a[layout.I_OSL] = job.output_len
+    a[layout.I_CONC] = job.concurrency or 0
+    a[layout.I_PREC] = PRECISIONS.index(job.precision)
+    a[layout.I_W_BYTES] = PRECISION_BYTES[job.precision]
+    a[layout.I_KV_BYTES] = PRECISION_BYTES[kv]
+    a[layout.I_TTFT_SLO] = job.ttft_slo_s or 0.0
+    a[layout.I_ITL_SLO] = job.itl_slo_s or 0.0
+    return a
+
+
 def fixed_array(mapping: Mapping | None) -> np.ndarray:
     """Pack the fixed fields of a mapping; -1 marks a field the search chooses."""
     a = np.full(layout.MAP_LEN, -1, dtype=np.int64)
@@ -185,6 +202,7 @@ STATUS_REASONS = {
     layout.S_NO_COMPUTE: "the chip has no matmul throughput at this precision",
     layout.S_BAD_INPUT: "invalid input (zero, negative or non-finite spec value)",
     layout.S_NO_CANDIDATE: "no mapping candidate to evaluate",
+    layout.S_SLO: "no mapping meets the latency limits (TTFT / ITL)",
 }
 """Human-readable reason for each kernel status code."""
 
@@ -226,4 +244,40 @@ def result_from_arrays(
             "dp_comm_exposed": float(out[layout.O_T_DP]),
             "optimizer": float(out[layout.O_T_OPT]),
         },
+    )
+
+
+def infer_result_from_arrays(
+    status: int, mp: np.ndarray, out: np.ndarray, counts: np.ndarray, n_chips: int
+) -> InferResult:
+    """Unpack a serving-mapping search for a cluster of ``n_chips``."""
+    n_cand = int(counts.sum())
+    n_feas = int(counts[layout.S_OK])
+    if status != layout.S_OK or not all(math.isfinite(float(x)) for x in out):
+        reason = STATUS_REASONS.get(status, f"status {status}")
+        if status == layout.S_OK:
+            reason = "non-finite model output"
+        return InferResult(False, f"{reason} ({n_cand} candidates tried)", Mapping(), 0.0, 0.0,
+                           0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, n_cand, n_feas)
+    tps = float(out[layout.IO_TPS])
+    m = mapping_from_array(mp)
+    return InferResult(
+        feasible=True,
+        reason="",
+        mapping=Mapping(tp=m.tp, pp=m.pp, dp=m.dp, cp=1, ep=m.ep, vpp=1,
+                        micro_batch=m.micro_batch, recompute=None, zero=None,
+                        sequence_parallel=None),
+        tokens_per_s=tps,
+        tokens_per_s_per_chip=tps / n_chips,
+        ttft_s=float(out[layout.IO_TTFT]),
+        itl_s=float(out[layout.IO_ITL]),
+        prefill_s=float(out[layout.IO_T_PREFILL]),
+        decode_step_s=float(out[layout.IO_T_DECODE]),
+        memory_gb_per_chip=float(out[layout.IO_MEM_B]) / 1e9,
+        chip_power_w=float(out[layout.IO_CHIP_W]),
+        cluster_power_w=float(out[layout.IO_CLUSTER_W]),
+        tokens_per_joule=float(out[layout.IO_TOK_PER_J]),
+        decode_flops_per_byte=float(out[layout.IO_DECODE_INTENSITY]),
+        n_candidates=n_cand,
+        n_feasible=n_feas,
     )

@@ -178,6 +178,25 @@ class TrainJob:
 
 
 @dataclass(frozen=True)
+class InferJob:
+    """Serving a model: requests of ``input_len`` prompt tokens and ``output_len`` generated
+    tokens (a mean for variable-length traffic), ``concurrency`` requests in flight for the
+    whole system (None: as many as fit, the max-throughput setting), weights and matmuls in
+    ``precision``, KV cache in ``kv_precision`` (default: ``precision``, at least fp8), and
+    optional latency limits: time to first token ``ttft_slo_s`` and inter-token latency
+    ``itl_slo_s`` (seconds)."""
+
+    model: ModelSpec
+    input_len: int
+    output_len: float
+    concurrency: int | None = None
+    precision: str = "bf16"
+    kv_precision: str | None = None
+    ttft_slo_s: float | None = None
+    itl_slo_s: float | None = None
+
+
+@dataclass(frozen=True)
 class Mapping:
     """A parallel layout. ``0`` in any integer field (or ``None``) means "search this field".
 
@@ -212,12 +231,40 @@ class Mapping:
         }
 
 
+@dataclass(frozen=True)
+class InferResult:
+    """What the evaluator predicts for serving: the best replica mapping (``mapping.tp/pp/ep``;
+    ``mapping.dp`` = replicas, ``mapping.micro_batch`` = sequences decoded together per
+    replica), output tokens/s of the whole system, latencies in seconds, memory and power.
+    Infeasible results carry zeros and a reason."""
+
+    feasible: bool
+    reason: str
+    mapping: Mapping
+    tokens_per_s: float
+    tokens_per_s_per_chip: float
+    ttft_s: float
+    itl_s: float
+    prefill_s: float
+    decode_step_s: float
+    memory_gb_per_chip: float
+    chip_power_w: float
+    cluster_power_w: float
+    tokens_per_joule: float
+    decode_flops_per_byte: float
+    n_candidates: int
+    n_feasible: int
+
+
 def mapping_short(m: dict[str, Any] | None) -> str:
     """One-line form of a mapping dict (:meth:`Mapping.as_dict`):
-    ``tp8 pp35 dp1 cp1 vpp3 mb1 full z0`` (``ep`` shown when > 1); "" for None."""
+    ``tp8 pp35 dp1 cp1 vpp3 mb1 full z0`` for training, ``tp2 pp1 replicas4 batch64`` for
+    serving (``ep`` shown when > 1); "" for None."""
     if not m:
         return ""
     ep = f" ep{m['ep']}" if (m.get("ep") or 1) > 1 else ""
+    if m.get("recompute") is None:  # a serving mapping: replicas and batch per replica
+        return f"tp{m['tp']} pp{m['pp']}{ep} replicas{m['dp']} batch{m['micro_batch']}"
     return (f"tp{m['tp']} pp{m['pp']} dp{m['dp']} cp{m['cp']}{ep} vpp{m['vpp']} "
             f"mb{m['micro_batch']} {m['recompute']} z{m['zero']}")
 

@@ -35,6 +35,7 @@ from codesign.specs import (
     PRECISIONS,
     RECOMPUTE_MODES,
     ClusterSpec,
+    InferJob,
     Mapping,
     ModelSpec,
     TrainJob,
@@ -82,7 +83,7 @@ class Case:
     measured: float
     chip: str
     n_chips: int
-    job: TrainJob | None
+    job: TrainJob | InferJob | None
     mapping: Mapping
 
 
@@ -135,26 +136,35 @@ def _case(file: str, row: int, r: dict[str, str]) -> Case:
         unfused = r["case_id"].startswith(UNFUSED_ATTENTION_FAMILIES)
         attention = "unfused" if unfused else "flash"
     n_chips = _required(file, row, "n_chips", v["n_chips"])
-    job = None
+    hidden = _required(file, row, "hidden", v["hidden"])
+    heads = v["heads"] or max(1, hidden // MODEL_DEFAULTS["head_dim"])
+    moe = (v["moe_experts"] or 0) > 0
+    model = ModelSpec(
+        name=r["model"],
+        layers=_required(file, row, "layers", v["layers"]),
+        hidden=hidden,
+        heads=heads,
+        kv_heads=v["kv_heads"] or heads,
+        # an all-MoE model (Qwen3-235B) has no dense MLP: its empty ffn_hidden is not needed
+        ffn_hidden=v["ffn_hidden"] or 0 if moe else _required(file, row, "ffn_hidden",
+                                                              v["ffn_hidden"]),
+        vocab=v["vocab"] or MODEL_DEFAULTS["vocab"],
+        gated_mlp=bool(v["gated_mlp"]),
+        moe_experts=v["moe_experts"] or 0,
+        moe_topk=v["moe_topk"] or 0,
+        moe_ffn_hidden=v["moe_ffn_hidden"] or 0,
+    )
+    job: TrainJob | InferJob | None
     if workload == "train":
-        hidden = _required(file, row, "hidden", v["hidden"])
-        heads = v["heads"] or max(1, hidden // MODEL_DEFAULTS["head_dim"])
-        model = ModelSpec(
-            name=r["model"],
-            layers=_required(file, row, "layers", v["layers"]),
-            hidden=hidden,
-            heads=heads,
-            kv_heads=v["kv_heads"] or heads,
-            ffn_hidden=_required(file, row, "ffn_hidden", v["ffn_hidden"]),
-            vocab=v["vocab"] or MODEL_DEFAULTS["vocab"],
-            gated_mlp=bool(v["gated_mlp"]),
-            moe_experts=v["moe_experts"] or 0,
-            moe_topk=v["moe_topk"] or 0,
-            moe_ffn_hidden=v["moe_ffn_hidden"] or 0,
-        )
         job = TrainJob(model, _required(file, row, "seq_len", v["seq_len"]),
                        _required(file, row, "global_batch", v["global_batch"]), precision,
                        attention)
+    elif v["input_len"] is None:
+        job = None  # a property of the traffic, not a tuning choice: it cannot be searched
+    else:
+        job = InferJob(model, v["input_len"], _required(file, row, "output_len",
+                                                        v["output_len"]),
+                       v["concurrency"] or None, precision)
     sp = v["sequence_parallel"]
     mapping = Mapping(
         tp=v["tp"] or 0, pp=v["pp"] or 0, dp=v["dp"] or 0, cp=v["cp"] or 0, ep=v["ep"] or 0,
@@ -208,7 +218,7 @@ def predict(case: Case, eff: Efficiency = efficiency.DEFAULT) -> dict[str, Any]:
                            "measured": case.measured, "predicted": None, "error_pct": None,
                            "feasible": False, "reason": "", "mapping": None}
     if case.job is None:
-        out["reason"] = "inference is not modelled yet (issue 4)"
+        out["reason"] = "input_len is empty: the prompt length of the traffic is unknown"
         return out
     try:
         res = evaluate(catalog.get_chip(case.chip), ClusterSpec(n_chips=case.n_chips), case.job,
@@ -221,10 +231,19 @@ def predict(case: Case, eff: Efficiency = efficiency.DEFAULT) -> dict[str, Any]:
     if not res.feasible:
         return out
     out["mapping"] = res.mapping.as_dict()
-    if case.metric == "iteration_time_s":
-        pred = res.step_time_s
-    else:
-        pred = res.tokens_per_s / case.n_chips
+    pred = {
+        "iteration_time_s": lambda: res.step_time_s,
+        "tokens_per_s_per_chip": lambda: res.tokens_per_s / case.n_chips,
+        "output_tokens_per_s": lambda: res.tokens_per_s,
+        "ttft_s": lambda: res.ttft_s,
+        "itl_s": lambda: res.itl_s,
+        "chip_power_w": lambda: res.chip_power_w,
+        "joules_per_token": lambda: case.n_chips * res.chip_power_w / res.tokens_per_s,
+    }.get(case.metric)
+    if pred is None:
+        out["reason"] = f"{case.metric} is not predicted (no model of the whole server yet)"
+        return out
+    pred = pred()
     out["predicted"] = pred
     out["error_pct"] = 100.0 * (pred - case.measured) / case.measured
     return out

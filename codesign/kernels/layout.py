@@ -101,4 +101,33 @@ S_NO_BW = 3  # needs a network with zero bandwidth
 S_NO_COMPUTE = 4  # chip has no throughput at this precision
 S_BAD_INPUT = 5  # NaN, negative or zero where a positive value is required
 S_NO_CANDIDATE = 6  # the search found no mapping to try
-N_STATUS = 7
+S_SLO = 7  # fits, but over a latency limit (inference)
+N_STATUS = 8
+
+# ---- inference job: float64[IJOB_LEN] ----------------------------------------------------
+I_ISL = 0  # prompt tokens per request
+I_OSL = 1  # generated tokens per request
+I_CONC = 2  # requests in flight for the whole system; 0 = as many as fit (max throughput)
+I_PREC = 3  # weight/matmul precision, index into specs.PRECISIONS
+I_W_BYTES = 4  # bytes per weight element
+I_KV_BYTES = 5  # bytes per KV-cache element
+I_TTFT_SLO = 6  # time-to-first-token limit, s (0 = none)
+I_ITL_SLO = 7  # inter-token latency limit, s (0 = none)
+IJOB_LEN = 8
+
+# ---- inference result: float64[IOUT_LEN] -------------------------------------------------
+IO_TPS = 0  # output tokens/s of the whole system
+IO_TTFT = 1  # s
+IO_ITL = 2  # s
+IO_MEM_B = 3  # memory per chip, bytes
+IO_BATCH = 4  # sequences decoded together per replica
+IO_REPLICAS = 5
+IO_T_PREFILL = 6  # one request's prefill, s
+IO_T_DECODE = 7  # one decode step of the whole batch, s
+IO_CHIP_W = 8
+IO_CLUSTER_W = 9
+IO_TOK_PER_J = 10
+IO_BUSY = 11
+IO_N_USED = 12
+IO_DECODE_INTENSITY = 13  # decode FLOPs per HBM byte (compare with the chip's balance point)
+IOUT_LEN = 14

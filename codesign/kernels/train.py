@@ -81,7 +81,9 @@ def gemm_time(m, k, n, peak_flops, eff, hbm_bps, mem_eff, sram_b, el_b, units, t
     """Seconds for an (m x k) @ (k x n) GEMM: compute or HBM traffic, whichever is longer.
 
     Compute: ``2mkn / (peak * eff * util)``; ``util`` is the busy share of ``units`` over the
-    waves of ``tile_elems``-element output tiles (128 x tile_elems/128), 1 if ``units`` is 0.
+    waves of output tiles ``tm x tile_elems/128`` (1 if ``units`` is 0). The tile height ``tm``
+    is the one of 16, 32, 64, 128 that pads ``m`` least (ties: the taller), as GEMM libraries
+    pick narrower tiles for skinny products such as decode GEMVs.
     Traffic: output-stationary square tiles of side ``x = sqrt(sram / (6 el_b))`` (A, B, C
     double-buffered); A is re-read ``n/x`` times and B ``m/x`` times.
     """
@@ -89,6 +91,12 @@ def gemm_time(m, k, n, peak_flops, eff, hbm_bps, mem_eff, sram_b, el_b, units, t
     util = 1.0
     if units >= 1.0 and tile_elems >= 128.0:
         tm = 128.0
+        padded = math.ceil(m / 128.0) * 128.0
+        for cand in (64.0, 32.0, 16.0):
+            p = math.ceil(m / cand) * cand
+            if p < padded:
+                padded = p
+                tm = cand
         tn = tile_elems / 128.0
         tiles = math.ceil(m / tm) * math.ceil(n / tn)
         waves = math.ceil(tiles / units)

@@ -1,0 +1,440 @@
+"""Inference kernel: one serving mapping (:func:`infer_eval`) and the best one
+(:func:`infer_search`, :func:`infer_search_population`).
+
+A replica is ``tp x pp`` chips (experts spread over ``ep`` of them); ``n_chips / (tp pp)``
+replicas serve independent requests. Per replica, in steady-state continuous batching with
+``B`` sequences in flight, each of input length ``isl`` and output length ``osl``:
+
+* Prefill of one request: one forward pass over ``isl`` tokens (GEMMs with ``m = isl``, fused
+  causal attention): compute-bound.
+* Decode step: one forward pass for ``B`` new tokens. Every weight is read from HBM once per
+  step (GEMMs with ``m = B``) and each sequence reads its KV cache (mean context
+  ``isl + osl/2``): memory-bound until ``B`` reaches the chip's FLOP/byte balance point.
+  MoE layers read only the experts the step's tokens touch (``E (1 - (1 - 1/E)^(B k))``).
+* Collectives: two all-reduces per layer over the tp group (latency-bound in decode),
+  all-to-all dispatch and combine over ep, point-to-point between pipeline stages.
+* In the time one request is served (``osl`` steps) the other ``B - 1`` are replaced once, so
+  ``ITL = t_decode + (B-1) t_prefill / osl``, ``TTFT = t_prefill (+ t_decode if B > 1)``, and a
+  replica emits ``B osl / (B t_prefill + osl t_decode)`` tokens/s.
+* Pipeline stages split the weights; a batch passes them one after the other (no
+  micro-batch pipelining across stages), so pp buys memory, not throughput.
+* Memory per chip: weights at their precision + KV cache ``2 L/pp kv_heads/tp head_dim`` per
+  token (kv heads replicate when tp > kv_heads) for ``B (isl + osl)`` tokens + buffers, within
+  ``HBM_UTIL`` of HBM. The largest batch that fits caps ``B``.
+
+Latency limits (TTFT, ITL) are constraints of the search: a mapping over them is S_SLO.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from codesign.kernels import layout as L
+from codesign.kernels.train import (
+    BUFFER_B,
+    IDLE_POWER_FRAC,
+    KERNELS_PER_LAYER,
+    allreduce_time,
+    gemm_time,
+    scaleup_bw,
+)
+
+HBM_UTIL = 0.90
+"""Share of HBM a serving engine may fill with weights and KV cache (vLLM's default
+``gpu_memory_utilization``; TensorRT-LLM reserves a similar share)."""
+ACT_B = 2.0
+"""Activations and collectives stay 16-bit (fp8 serving quantises weights and KV cache)."""
+MAX_BATCH = 4096
+MAX_PP = 16
+
+
+@njit(cache=True)
+def _kv_heads_per_chip(kv_heads, tp):
+    """KV heads one chip stores: split over tp, replicated once tp exceeds them."""
+    return max(1.0, kv_heads / tp)
+
+
+@njit(cache=True)
+def memory_per_chip(model, job, tp, pp, ep):
+    """(weight bytes, KV-cache bytes per sequence) on one chip of a (tp, pp, ep) replica."""
+    layers = model[L.M_LAYERS]
+    h = model[L.M_HIDDEN]
+    hd = h / model[L.M_HEADS]
+    kvd = model[L.M_KV_HEADS] * hd
+    mats = 3.0 if model[L.M_GATED] > 0.5 else 2.0
+    experts = model[L.M_EXPERTS]
+    n_moe = layers - model[L.M_DENSE_LAYERS] if experts > 0 else 0.0
+    attn = h * (2.0 * h + 2.0 * kvd) / tp
+    dense = mats * h * model[L.M_FFN] / tp
+    tp_e = max(1.0, tp / ep)
+    moe = mats * h * model[L.M_MOE_FFN] * (experts / ep / tp_e + model[L.M_SHARED] / tp)
+    per_layer = attn + ((layers - n_moe) * dense + n_moe * moe) / layers
+    params = math.ceil(layers / pp) * per_layer + 2.0 * model[L.M_VOCAB] * h / tp
+    kv_tokens = job[L.I_ISL] + job[L.I_OSL]
+    kv_seq = (2.0 * math.ceil(layers / pp) * _kv_heads_per_chip(model[L.M_KV_HEADS], tp) * hd
+              * job[L.I_KV_BYTES] * kv_tokens)
+    return params * job[L.I_W_BYTES], kv_seq
+
+
+@njit(cache=True)
+def kv_room(chip, w_bytes):
+    """Bytes left for the KV cache on one chip after weights and buffers."""
+    return HBM_UTIL * chip[L.C_HBM_B] - w_bytes - BUFFER_B
+
+
+@njit(cache=True)
+def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, prefill, out2):
+    """Seconds for one forward pass of ``tokens`` new tokens (``n_seq`` sequences, attention
+    context ``ctx`` each) through a replica. ``out2[0]`` gets the busy time (compute or HBM
+    bound kernels), ``out2[1]`` the FLOPs and ``out2[2]`` the HBM bytes of the pass."""
+    prec = int(job[L.I_PREC])
+    w_b = job[L.I_W_BYTES]
+    kv_b = job[L.I_KV_BYTES]
+    if prec == 0:
+        peak = chip[L.C_FLOPS_FP32]
+    elif prec <= 2:
+        peak = chip[L.C_FLOPS_BF16]
+    elif prec == 3:
+        peak = chip[L.C_FLOPS_FP8]
+    else:
+        peak = chip[L.C_FLOPS_FP4]
+    eff = chip[L.C_GEMM_EFF] if prec <= 2 else chip[L.C_GEMM_EFF_LOWP]
+    peak16 = chip[L.C_FLOPS_FP32] if prec == 0 else chip[L.C_FLOPS_BF16]
+    hbm = chip[L.C_HBM_BPS]
+    mem_eff = chip[L.C_MEM_EFF]
+    sram = chip[L.C_SRAM_B]
+    units = chip[L.C_UNITS]
+    tile = 0.0
+    if units >= 1 and chip[L.C_CLOCK_HZ] > 0:
+        macs = math.floor(chip[L.C_FLOPS_BF16] / (2.0 * units * chip[L.C_CLOCK_HZ]) + 0.5)
+        tile = 16.0 * macs
+    layers = model[L.M_LAYERS]
+    h = model[L.M_HIDDEN]
+    hd = h / model[L.M_HEADS]
+    kvd = model[L.M_KV_HEADS] * hd
+    f = model[L.M_FFN]
+    mats = 3.0 if model[L.M_GATED] > 0.5 else 2.0
+    experts = model[L.M_EXPERTS]
+    topk = model[L.M_TOPK]
+    f_moe = model[L.M_MOE_FFN]
+    n_moe = layers - model[L.M_DENSE_LAYERS] if experts > 0 else 0.0
+
+    # network
+    topo = int(cluster[L.K_TOPOLOGY])
+    domain = chip[L.C_DOMAIN]
+    out_bps = chip[L.C_OUT_BPS] * chip[L.C_NET_EFF]
+    if topo == L.TOPO_FAT_TREE:
+        out_bps = out_bps / cluster[L.K_OVERSUB]
+    tp_bw = scaleup_bw(tp, chip[L.C_UP_BPS], topo, domain) * chip[L.C_NET_EFF]
+    tp_lat = cluster[L.K_UP_LAT_S]
+    if tp > domain:
+        tp_bw = out_bps
+        tp_lat = cluster[L.K_OUT_LAT_S]
+
+    flops = 0.0
+    hbm_bytes = 0.0
+    # dense projections: weights k x n are read once per pass (the roofline's k n term)
+    t_qkv = gemm_time(tokens, h, (h + 2.0 * kvd) / tp, peak, eff, hbm, mem_eff, sram, w_b,
+                      units, tile)
+    t_proj = gemm_time(tokens, h / tp, h, peak, eff, hbm, mem_eff, sram, w_b, units, tile)
+    flops += 2.0 * tokens * h * (2.0 * h + 2.0 * kvd) / tp
+    hbm_bytes += w_b * h * (2.0 * h + 2.0 * kvd) / tp
+    # attention: causal over the prompt in prefill; over the whole cache in decode
+    kv_chip = _kv_heads_per_chip(model[L.M_KV_HEADS], tp) * hd
+    if prefill:
+        a_flops = 4.0 * tokens * ctx * h / tp * 0.5
+        a_bytes = ACT_B * tokens * (2.0 * h / tp + 2.0 * kv_chip)
+    else:
+        a_flops = 4.0 * tokens * ctx * h / tp
+        a_bytes = kv_b * n_seq * ctx * 2.0 * kv_chip
+    t_attn = max(a_flops / (peak16 * chip[L.C_ATTN_EFF]), a_bytes / (hbm * mem_eff))
+    flops += a_flops
+    hbm_bytes += a_bytes
+    # MLP: dense layers, or the experts the pass touches
+    t_dense = gemm_time(tokens, h, (mats - 1.0) * f / tp, peak, eff, hbm, mem_eff, sram, w_b,
+                        units, tile)
+    t_dense += gemm_time(tokens, f / tp, h, peak, eff, hbm, mem_eff, sram, w_b, units, tile)
+    t_moe = 0.0
+    t_a2a = 0.0
+    touched = 0.0
+    if experts > 0:
+        tp_e = max(1.0, tp / ep)
+        touched = 1.0 - (1.0 - 1.0 / experts) ** (tokens * topk)  # share of experts in use
+        local = experts / ep * touched
+        m_exp = tokens * topk / (experts * touched)  # tokens per touched expert
+        t_one = gemm_time(m_exp, h, (mats - 1.0) * f_moe / tp_e, peak, eff, hbm, mem_eff, sram,
+                          w_b, units, tile)
+        t_one += gemm_time(m_exp, f_moe / tp_e, h, peak, eff, hbm, mem_eff, sram, w_b, units,
+                           tile)
+        t_moe = local * t_one
+        shared = model[L.M_SHARED]
+        if shared > 0:
+            t_moe += gemm_time(tokens, h, shared * (mats - 1.0) * f_moe / tp, peak, eff, hbm,
+                               mem_eff, sram, w_b, units, tile)
+            t_moe += gemm_time(tokens, shared * f_moe / tp, h, peak, eff, hbm, mem_eff, sram,
+                               w_b, units, tile)
+        if ep > 1:
+            ep_bw = scaleup_bw(ep, chip[L.C_UP_BPS], topo, domain) * chip[L.C_NET_EFF]
+            ep_lat = cluster[L.K_UP_LAT_S]
+            if ep > domain:
+                ep_bw = out_bps
+                ep_lat = cluster[L.K_OUT_LAT_S]
+            vol = ACT_B * tokens * topk * h * (ep - 1.0) / ep
+            t_a2a = 2.0 * (vol / ep_bw + (ep - 1.0) * ep_lat)
+    frac_moe = n_moe / layers
+    t_mlp = (1.0 - frac_moe) * t_dense + frac_moe * t_moe
+    mlp_w = (1.0 - frac_moe) * mats * h * f / tp
+    if experts > 0:
+        mlp_w += frac_moe * mats * h * f_moe * (
+            experts / ep / max(1.0, tp / ep) * touched + model[L.M_SHARED] / tp)
+    hbm_bytes += w_b * mlp_w
+    flops += 2.0 * tokens * mats * h * ((1.0 - frac_moe) * f / tp + frac_moe * f_moe * (
+        topk + model[L.M_SHARED]) / tp)
+    t_elem = ACT_B * tokens * 12.0 * h / (hbm * mem_eff)
+    t_tp = 2.0 * allreduce_time(ACT_B * tokens * h, tp, tp_bw, tp_lat) if tp > 1 else 0.0
+    t_layer_busy = t_qkv + t_proj + t_attn + t_mlp + t_elem
+    t_layer = t_layer_busy + t_tp + frac_moe * t_a2a + KERNELS_PER_LAYER * chip[L.C_KERNEL_S]
+    # output layer: every new token in decode, the last prompt token in prefill
+    n_logits = n_seq if prefill else tokens
+    t_logits = gemm_time(n_logits, h, model[L.M_VOCAB] / tp, peak, eff, hbm, mem_eff, sram,
+                         w_b, units, tile)
+    hbm_bytes = layers * hbm_bytes + w_b * h * model[L.M_VOCAB] / tp
+    flops = layers * flops + 2.0 * n_logits * h * model[L.M_VOCAB] / tp
+    t_p2p = 0.0
+    if pp > 1:
+        pp_in = tp * pp <= domain
+        bw = scaleup_bw(tp * pp, chip[L.C_UP_BPS], topo, domain) * chip[L.C_NET_EFF]
+        lat = cluster[L.K_UP_LAT_S]
+        if not pp_in:
+            bw = out_bps
+            lat = cluster[L.K_OUT_LAT_S]
+        t_p2p = (pp - 1.0) * (ACT_B * tokens * h / bw + lat)
+    # a batch goes through the stages one after the other: pp splits the weights (memory),
+    # it does not pipeline batches; each chip is busy for its own stage's layers
+    out2[0] = layers * t_layer_busy / pp + t_logits
+    out2[1] = flops / pp
+    out2[2] = hbm_bytes / pp
+    return layers * t_layer + t_logits + t_p2p
+
+
+@njit(cache=True)
+def infer_eval(chip, cluster, model, job, mp, out):
+    """Evaluate one serving mapping (tp, pp, ep, replicas = dp, batch = micro_batch); fills
+    ``out`` (layout ``IO_*``) and returns a status code ``S_*``."""
+    for i in range(out.shape[0]):
+        out[i] = 0.0
+    tp = mp[L.P_TP]
+    pp = mp[L.P_PP]
+    ep = mp[L.P_EP]
+    dp = mp[L.P_DP]
+    b = mp[L.P_MB]
+    n_chips = cluster[L.K_N_CHIPS]
+    if tp < 1 or pp < 1 or ep < 1 or dp < 1 or b < 1:
+        return L.S_INVALID
+    layers = model[L.M_LAYERS]
+    heads = model[L.M_HEADS]
+    kv_heads = model[L.M_KV_HEADS]
+    experts = model[L.M_EXPERTS]
+    isl = job[L.I_ISL]
+    osl = job[L.I_OSL]
+    if not (layers >= 1 and heads >= 1 and kv_heads >= 1 and model[L.M_HIDDEN] >= 1):
+        return L.S_BAD_INPUT
+    if not (isl >= 1 and osl >= 1 and job[L.I_W_BYTES] > 0 and job[L.I_KV_BYTES] > 0):
+        return L.S_BAD_INPUT
+    if not (chip[L.C_HBM_BPS] > 0 and chip[L.C_HBM_B] > 0 and chip[L.C_SRAM_B] > 0):
+        return L.S_BAD_INPUT
+    if not (0 < chip[L.C_GEMM_EFF] <= 1 and 0 < chip[L.C_GEMM_EFF_LOWP] <= 1):
+        return L.S_BAD_INPUT
+    if not (0 < chip[L.C_ATTN_EFF] <= 1 and 0 < chip[L.C_MEM_EFF] <= 1):
+        return L.S_BAD_INPUT
+    if not (0 < chip[L.C_NET_EFF] <= 1 and chip[L.C_KERNEL_S] >= 0 and chip[L.C_TDP_W] >= 0):
+        return L.S_BAD_INPUT
+    if not (cluster[L.K_PUE] >= 1 and cluster[L.K_HOST_W] >= 0 and cluster[L.K_OVERSUB] >= 1):
+        return L.S_BAD_INPUT
+    if not (cluster[L.K_UP_LAT_S] >= 0 and cluster[L.K_OUT_LAT_S] >= 0):
+        return L.S_BAD_INPUT
+    prec = int(job[L.I_PREC])
+    if prec == 0:
+        peak = chip[L.C_FLOPS_FP32]
+    elif prec <= 2:
+        peak = chip[L.C_FLOPS_BF16]
+    elif prec == 3:
+        peak = chip[L.C_FLOPS_FP8]
+    else:
+        peak = chip[L.C_FLOPS_FP4]
+    if not (peak > 0 and chip[L.C_FLOPS_BF16] > 0):
+        return L.S_NO_COMPUTE
+    if tp * pp * dp > n_chips or pp > layers or heads % tp != 0:
+        return L.S_INVALID
+    if kv_heads % tp != 0 and tp % kv_heads != 0:
+        return L.S_INVALID
+    if experts > 0:
+        if int(experts) % ep != 0 or ep > tp * pp:
+            return L.S_INVALID
+    elif ep != 1:
+        return L.S_INVALID
+    needs_up = (tp > 1 and tp <= chip[L.C_DOMAIN]) or (pp > 1 and tp * pp <= chip[L.C_DOMAIN])
+    needs_out = tp > chip[L.C_DOMAIN] or (pp > 1 and tp * pp > chip[L.C_DOMAIN])
+    if (needs_up and not (chip[L.C_UP_BPS] > 0)) or (needs_out and not (chip[L.C_OUT_BPS] > 0)):
+        return L.S_NO_BW
+
+    w_bytes, kv_seq = memory_per_chip(model, job, tp, pp, ep)
+    mem = w_bytes + b * kv_seq + BUFFER_B
+    aux = np.zeros(3)
+    t_pre = forward_time(chip, cluster, model, job, tp, pp, ep, isl, 1.0, isl, True, aux)
+    busy_pre = aux[0]
+    ctx = isl + osl / 2.0
+    t_dec = forward_time(chip, cluster, model, job, tp, pp, ep, b, b, ctx, False, aux)
+    busy_dec = aux[0]
+    cycle = b * t_pre + osl * t_dec
+    if not (cycle > 0) or not math.isfinite(cycle):
+        return L.S_BAD_INPUT
+    tps = dp * b * osl / cycle
+    itl = t_dec + (b - 1.0) * t_pre / osl
+    ttft = t_pre + (t_dec if b > 1 else 0.0)
+    busy = min(1.0, (b * busy_pre + osl * busy_dec) / cycle)
+    chip_w = chip[L.C_TDP_W] * (IDLE_POWER_FRAC + (1.0 - IDLE_POWER_FRAC) * busy)
+    cluster_w = n_chips * (chip_w + cluster[L.K_HOST_W]) * cluster[L.K_PUE]
+    out[L.IO_TPS] = tps
+    out[L.IO_TTFT] = ttft
+    out[L.IO_ITL] = itl
+    out[L.IO_MEM_B] = mem
+    out[L.IO_BATCH] = b
+    out[L.IO_REPLICAS] = dp
+    out[L.IO_T_PREFILL] = t_pre
+    out[L.IO_T_DECODE] = t_dec
+    out[L.IO_CHIP_W] = chip_w
+    out[L.IO_CLUSTER_W] = cluster_w
+    out[L.IO_TOK_PER_J] = tps / cluster_w if cluster_w > 0 else 0.0
+    out[L.IO_BUSY] = busy
+    out[L.IO_N_USED] = tp * pp * dp
+    out[L.IO_DECODE_INTENSITY] = aux[1] / aux[2] if aux[2] > 0 else 0.0
+    if mem > HBM_UTIL * chip[L.C_HBM_B]:
+        return L.S_OOM
+    if (job[L.I_TTFT_SLO] > 0 and ttft > job[L.I_TTFT_SLO]) or (
+            job[L.I_ITL_SLO] > 0 and itl > job[L.I_ITL_SLO]):
+        return L.S_SLO
+    return L.S_OK
+
+
+@njit(cache=True)
+def _pow2_upto(fixed_value, hi):
+    if fixed_value >= 0:
+        res = np.empty(1, np.int64)
+        res[0] = fixed_value
+        return res
+    cnt = 0
+    v = 1
+    while v <= hi:
+        cnt += 1
+        v *= 2
+    res = np.empty(max(cnt, 1), np.int64)
+    v = 1
+    for i in range(res.shape[0]):
+        res[i] = v
+        v *= 2
+    return res
+
+
+@njit(cache=True)
+def infer_search(chip, cluster, model, job, fixed, best_mp, best_out, counts):
+    """Find the serving mapping with the most output tokens/s within the latency limits
+    (ties: lower ITL). Searched: tp (powers of 2 up to the scale-up domain), pp (powers of 2),
+    ep (powers of 2 dividing the experts, within the replica), and the batch: with a fixed
+    concurrency, ``ceil(concurrency / replicas)`` capped by what fits; otherwise every power of
+    2 up to the largest batch that fits, and that largest batch. Replicas use every chip.
+    ``fixed`` holds -1 for searched fields. Returns S_OK or the most frequent failure."""
+    for i in range(counts.shape[0]):
+        counts[i] = 0
+    n_chips = int(cluster[L.K_N_CHIPS])
+    domain = int(chip[L.C_DOMAIN]) if chip[L.C_DOMAIN] >= 1 else 1
+    experts = int(model[L.M_EXPERTS])
+    conc = job[L.I_CONC]
+    mp = np.zeros(L.MAP_LEN, np.int64)
+    out = np.zeros(L.IOUT_LEN)
+    best_tps = -1.0
+    best_itl = np.inf
+    for i in range(L.MAP_LEN):
+        if fixed[i] == 0 and i <= L.P_MB:
+            counts[L.S_INVALID] += 1
+            return L.S_INVALID
+    tps_ = _pow2_upto(fixed[L.P_TP], max(1, min(domain, int(model[L.M_HEADS]))))
+    pps = _pow2_upto(fixed[L.P_PP], min(MAX_PP, int(model[L.M_LAYERS])))
+    eps = _pow2_upto(fixed[L.P_EP], max(1, experts))
+    for tp in tps_:
+        for pp in pps:
+            if tp * pp > n_chips:
+                continue
+            dp = fixed[L.P_DP] if fixed[L.P_DP] > 0 else n_chips // (tp * pp)
+            for ep in eps:
+                if fixed[L.P_EP] < 0 and (ep > tp * pp or (experts > 0 and experts % ep != 0)):
+                    continue
+                if fixed[L.P_EP] < 0 and experts == 0 and ep > 1:
+                    continue
+                w_bytes, kv_seq = memory_per_chip(model, job, tp, pp, ep)
+                room = kv_room(chip, w_bytes)
+                b_max = int(room // kv_seq) if kv_seq > 0 and room > 0 else 0
+                b_max = min(b_max, MAX_BATCH)
+                if fixed[L.P_MB] > 0:
+                    nb = 1
+                elif conc > 0:
+                    nb = 1
+                else:
+                    nb = 0
+                    v = 1
+                    while v <= b_max:
+                        nb += 1
+                        v *= 2
+                    nb += 1  # b_max itself
+                nb = max(nb, 1)
+                for bi in range(nb):
+                    if fixed[L.P_MB] > 0:
+                        b = fixed[L.P_MB]
+                    elif conc > 0:
+                        b = min(math.ceil(conc / dp), max(b_max, 1))
+                    elif bi == nb - 1:
+                        b = max(b_max, 1)
+                    else:
+                        b = 1 << bi
+                    mp[L.P_TP] = tp
+                    mp[L.P_PP] = pp
+                    mp[L.P_DP] = dp
+                    mp[L.P_CP] = 1
+                    mp[L.P_EP] = ep
+                    mp[L.P_VPP] = 1
+                    mp[L.P_MB] = b
+                    mp[L.P_RECOMPUTE] = 0
+                    mp[L.P_ZERO] = 0
+                    mp[L.P_SP] = 0
+                    st = infer_eval(chip, cluster, model, job, mp, out)
+                    counts[st] += 1
+                    if st != L.S_OK:
+                        continue
+                    tps = out[L.IO_TPS]
+                    if tps > best_tps or (tps == best_tps and out[L.IO_ITL] < best_itl):
+                        best_tps = tps
+                        best_itl = out[L.IO_ITL]
+                        best_mp[:] = mp
+                        best_out[:] = out
+    if best_tps >= 0:
+        return L.S_OK
+    worst = L.S_NO_CANDIDATE
+    most = 0
+    for s in range(1, L.N_STATUS):
+        if counts[s] > most:
+            most = counts[s]
+            worst = s
+    return worst
+
+
+@njit(cache=True, parallel=True)
+def infer_search_population(chips, clusters, model, job, fixed, best_mps, best_outs, counts,
+                            status):
+    """:func:`infer_search` for every row of ``chips``/``clusters`` (one design per row)."""
+    for i in prange(chips.shape[0]):
+        status[i] = infer_search(
+            chips[i], clusters[i], model, job, fixed, best_mps[i], best_outs[i], counts[i]
+        )
