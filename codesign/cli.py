@@ -120,7 +120,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="with a model id: sequence length (tokens)")
     e.add_argument("--global-batch", type=_int_at_least(1), default=1024,
                    help="with a model id: sequences per step")
-    e.add_argument("--precision", choices=PRECISIONS, default="bf16")
+    e.add_argument("--precision", choices=PRECISIONS, default="bf16",
+                   help="matmul (and, serving, weight) precision")
+    e.add_argument("--input-len", type=_int_at_least(1),
+                   help="with a model id: serve requests of this many prompt tokens")
+    e.add_argument("--output-len", type=_positive_float, default=512.0,
+                   help="serving: generated tokens per request")
+    e.add_argument("--concurrency", type=_int_at_least(1),
+                   help="serving: requests in flight (default: as many as fit)")
+    e.add_argument("--kv-precision", choices=PRECISIONS, help="serving: KV-cache precision")
+    e.add_argument("--ttft-slo-s", type=_positive_float, help="serving: TTFT limit, s")
+    e.add_argument("--itl-slo-s", type=_positive_float, help="serving: ITL limit, s")
     e.add_argument("--attention", choices=ATTENTION_IMPLS, default="flash",
                    help="with a model id: fused (flash) or unfused attention kernels")
     e.add_argument("--scaleout-gbps", type=_positive_float, help="NIC Gbit/s per chip")
@@ -292,7 +302,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from codesign.design import design_to_chip
     from codesign.pack import UnknownSpecError
     from codesign.perf import evaluate, result_metrics
-    from codesign.specs import ClusterSpec, Mapping, TrainJob
+    from codesign.specs import ClusterSpec, InferJob, InferResult, Mapping, TrainJob
 
     if args.chip.endswith(".toml"):
         chip = design_to_chip(load_design(args.chip), name=Path(args.chip).stem)
@@ -303,6 +313,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                           f"a design TOML or one of: {', '.join(catalog.chip_ids())}", args.chip)
     if args.workload.endswith(".toml"):
         job = load_workload(args.workload)
+    elif args.workload in catalog.model_ids() and args.input_len is not None:
+        job = InferJob(catalog.get_model(args.workload), args.input_len,
+                       args.output_len, args.concurrency, args.precision, args.kv_precision,
+                       args.ttft_slo_s, args.itl_slo_s)
     elif args.workload in catalog.model_ids():
         job = TrainJob(catalog.get_model(args.workload), args.seq_len, args.global_batch,
                        args.precision, args.attention)
@@ -324,6 +338,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(None, "--chip", "a chip with every number the model needs",
                           str(exc)) from None
     m = result_metrics(chip, cluster, res)
+    serving = isinstance(res, InferResult)
     out = {
         "chip": chip.id or chip.name,
         "die_area_mm2": chip.die_area_mm2,
@@ -331,11 +346,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "chip_cost_usd": chip.price_usd,
         "n_chips": n_chips,
         "model": job.model.name,
+        "workload": "infer" if serving else "train",
         "mapping": res.mapping.as_dict(),
-        "step_time_s": res.step_time_s,
+    }
+    if serving:
+        out.update({
+            "ttft_s": res.ttft_s,
+            "itl_s": res.itl_s,
+            "prefill_s": res.prefill_s,
+            "decode_step_s": res.decode_step_s,
+            "decode_flops_per_byte": res.decode_flops_per_byte,
+        })
+    else:
+        out.update({"step_time_s": res.step_time_s, "mfu": res.mfu})
+    out.update({
         "tokens_per_s": res.tokens_per_s,
         "tokens_per_s_per_chip": res.tokens_per_s_per_chip,
-        "mfu": res.mfu,
         "memory_gb_per_chip": res.memory_gb_per_chip,
         "chip_power_w": res.chip_power_w,
         "cluster_power_w": res.cluster_power_w,
@@ -345,8 +371,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "reason": res.reason,
         "candidates": res.n_candidates,
         "feasible_candidates": res.n_feasible,
-        "breakdown_s": res.breakdown_s,
-    }
+    })
+    if not serving:
+        out["breakdown_s"] = res.breakdown_s
     if args.json:
         print(json.dumps(out))
         return 0

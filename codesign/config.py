@@ -28,8 +28,8 @@ from typing import Any
 from codesign import catalog
 from codesign.design import CLUSTER_PARAMETERS, DEFAULT_DESIGN, DESIGN_PARAMETERS
 from codesign.errors import ConfigError
-from codesign.metrics import DIRECTIONS, METRICS
-from codesign.specs import ATTENTION_IMPLS, PRECISIONS, ModelSpec, TrainJob
+from codesign.metrics import DIRECTIONS, INFER_ONLY, METRICS, TRAIN_ONLY
+from codesign.specs import ATTENTION_IMPLS, PRECISIONS, InferJob, ModelSpec, TrainJob
 
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random")
 """Values of ``[search] sampler``."""
@@ -120,7 +120,7 @@ class Experiment:
     name: str
     description: str
     space: SearchSpace
-    job: TrainJob
+    job: TrainJob | InferJob
     cluster: dict[str, Any]
     objectives: tuple[Objective, ...]
     constraints: tuple[Constraint, ...] = ()
@@ -394,17 +394,20 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
         _check(doc.file, head.at(f"baselines[{i}]"), v, "str", choices=chip_ids)
         for i, v in enumerate(items)))
 
-    job = _train_job(doc.table("workload"))
+    job = _workload(doc.table("workload"))
     cluster = _cluster(doc.table("cluster", required=False), space, fixed)
+    # metrics that exist for this workload kind only
+    kind_metrics = [m for m in METRICS
+                    if m not in (INFER_ONLY if isinstance(job, TrainJob) else TRAIN_ONLY)]
 
     obj_t = doc.table("objectives")
-    obj_t.only(METRICS)
+    obj_t.only(kind_metrics)
     if not obj_t.data:
         raise doc.error("objectives", 'at least one entry metric = "maximize" or "minimize"', {})
     objectives = tuple(Objective(m, obj_t.get(m, "str", choices=DIRECTIONS)) for m in obj_t.data)
 
     con_t = doc.table("constraints", required=False)
-    con_t.only(METRICS)
+    con_t.only(kind_metrics)
     constraints = tuple(_constraint(con_t, m) for m in con_t.data)
 
     budget = doc.table("budget", required=False)
@@ -426,21 +429,41 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
     )
 
 
-def _train_job(t: _Table) -> TrainJob:
-    t.only(("kind", "model", "seq_len", "global_batch", "precision", "attention"))
-    t.get("kind", "str", choices=("train",), expected="'train' (the only workload kind so far)")
+_TRAIN_KEYS = ("kind", "model", "seq_len", "global_batch", "precision", "attention",
+               "moe_imbalance")
+_INFER_KEYS = ("kind", "model", "input_len", "output_len", "concurrency", "precision",
+               "kv_precision", "ttft_slo_s", "itl_slo_s", "moe_imbalance")
+
+
+def _workload(t: _Table) -> TrainJob | InferJob:
+    """A ``[workload]`` table: ``kind = "train"`` (a training step) or ``"infer"`` (serving)."""
+    kind = t.get("kind", "str", choices=("train", "infer"))
+    t.only(_TRAIN_KEYS if kind == "train" else _INFER_KEYS)
     if isinstance(t.data.get("model"), dict):
         model = _inline_model(t.table("model"))
     else:
         ids = catalog.model_ids()
         expected = f"a catalog model id ({_one_of(ids)}) or a table [{t.at('model')}]"
         model = catalog.get_model(t.get("model", "str", choices=ids, expected=expected))
+    if kind == "infer":
+        return InferJob(
+            model=model,
+            input_len=t.get("input_len", "int", low=1),
+            output_len=t.get("output_len", "float", low=1.0),
+            concurrency=t.get("concurrency", "int", default=None, low=1),
+            precision=t.get("precision", "str", default="bf16", choices=PRECISIONS),
+            kv_precision=t.get("kv_precision", "str", default=None, choices=PRECISIONS),
+            ttft_slo_s=t.get("ttft_slo_s", "float", default=None, low=0.0, low_open=True),
+            itl_slo_s=t.get("itl_slo_s", "float", default=None, low=0.0, low_open=True),
+            moe_imbalance=t.get("moe_imbalance", "float", default=1.0, low=1.0, high=16.0),
+        )
     return TrainJob(
         model=model,
         seq_len=t.get("seq_len", "int", low=1),
         global_batch=t.get("global_batch", "int", low=1),
         precision=t.get("precision", "str", default="bf16", choices=PRECISIONS),
         attention=t.get("attention", "str", default="flash", choices=ATTENTION_IMPLS),
+        moe_imbalance=t.get("moe_imbalance", "float", default=1.0, low=1.0, high=16.0),
     )
 
 
@@ -518,15 +541,15 @@ def _storage_url(t: _Table) -> str | None:
 # --------------------------------------------------------------------------- single files
 
 
-def load_workload(path: str | os.PathLike[str]) -> TrainJob:
-    """A workload file: one ``[workload]`` table, as in experiments.
+def load_workload(path: str | os.PathLike[str]) -> TrainJob | InferJob:
+    """A workload file: one ``[workload]`` table, as in experiments (train or infer).
 
     Raises:
         ConfigError: on any problem, naming file, key path, expected and got.
     """
     _, root = _read(path)
     root.only(("workload",))
-    return _train_job(root.table("workload"))
+    return _workload(root.table("workload"))
 
 
 def load_design(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -130,6 +130,7 @@ def job_array(job: TrainJob) -> np.ndarray:
     a[layout.J_PREC] = PRECISIONS.index(job.precision)
     a[layout.J_BYTES] = PRECISION_BYTES[job.precision]
     a[layout.J_ATTN] = ATTENTION_IMPLS.index(job.attention)
+    a[layout.J_MOE_IMB] = job.moe_imbalance
     return a
 
 
@@ -145,6 +146,7 @@ def infer_job_array(job: InferJob) -> np.ndarray:
     a[layout.I_KV_BYTES] = PRECISION_BYTES[kv]
     a[layout.I_TTFT_SLO] = job.ttft_slo_s or 0.0
     a[layout.I_ITL_SLO] = job.itl_slo_s or 0.0
+    a[layout.I_MOE_IMB] = job.moe_imbalance
     return a
 
 

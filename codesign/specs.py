@@ -171,6 +171,9 @@ class TrainJob:
     global_batch: int
     precision: str = "bf16"
     attention: str = "flash"
+    moe_imbalance: float = 1.0
+    """MoE routing imbalance: tokens of the busiest expert over the mean (>= 1; an expert
+    parallel group waits for its busiest rank). 1.0 = perfectly balanced."""
 
     def tokens_per_step(self) -> int:
         """Tokens processed per optimizer step."""
@@ -182,9 +185,9 @@ class InferJob:
     """Serving a model: requests of ``input_len`` prompt tokens and ``output_len`` generated
     tokens (a mean for variable-length traffic), ``concurrency`` requests in flight for the
     whole system (None: as many as fit, the max-throughput setting), weights and matmuls in
-    ``precision``, KV cache in ``kv_precision`` (default: ``precision``, at least fp8), and
+    ``precision``, KV cache in ``kv_precision`` (default: ``precision``, at least fp8),
     optional latency limits: time to first token ``ttft_slo_s`` and inter-token latency
-    ``itl_slo_s`` (seconds)."""
+    ``itl_slo_s`` (seconds), and the MoE routing imbalance (busiest expert / mean, >= 1)."""
 
     model: ModelSpec
     input_len: int
@@ -194,6 +197,7 @@ class InferJob:
     kv_precision: str | None = None
     ttft_slo_s: float | None = None
     itl_slo_s: float | None = None
+    moe_imbalance: float = 1.0
 
 
 @dataclass(frozen=True)

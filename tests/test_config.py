@@ -192,8 +192,8 @@ CASES = [
     Case("inline-model-moe", "exp", 'model = "llama3-8b"', INLINE_MODEL.replace(
         " }", ", moe_experts = 8, moe_topk = 9, moe_ffn_hidden = 64 }"),
          "workload.model.moe_topk", "an integer <= moe_experts (8)", "9"),
-    Case("workload-kind", "exp", 'kind = "train"', 'kind = "infer"', "workload.kind",
-         "'train' (the only workload kind so far)", "'infer'"),
+    Case("workload-kind", "exp", 'kind = "train"', 'kind = "serve"', "workload.kind",
+         "one of: train, infer", "'serve'"),
     Case("bad-precision", "exp", 'precision = "bf16"', 'precision = "int8"',
          "workload.precision", "one of: fp32, fp16, bf16, fp8, fp4", "'int8'"),
     Case("unknown-metric", "exp", 'die_area_mm2 = "minimize"', 'die_area_mm = "minimize"',

@@ -169,7 +169,7 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
                           w_b, units, tile)
         t_one += gemm_time(m_exp, f_moe / tp_e, h, peak, eff, hbm, mem_eff, sram, w_b, units,
                            tile)
-        t_moe = local * t_one
+        t_moe = local * t_one * job[L.I_MOE_IMB]  # the busiest expert sets the pace
         shared = model[L.M_SHARED]
         if shared > 0:
             t_moe += gemm_time(tokens, h, shared * (mats - 1.0) * f_moe / tp, peak, eff, hbm,
@@ -182,7 +182,7 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
             if ep > domain:
                 ep_bw = out_bps
                 ep_lat = cluster[L.K_OUT_LAT_S]
-            vol = ACT_B * tokens * topk * h * (ep - 1.0) / ep
+            vol = ACT_B * tokens * topk * h * (ep - 1.0) / ep * job[L.I_MOE_IMB]
             t_a2a = 2.0 * (vol / ep_bw + (ep - 1.0) * ep_lat)
     frac_moe = n_moe / layers
     t_mlp = (1.0 - frac_moe) * t_dense + frac_moe * t_moe
@@ -243,6 +243,8 @@ def infer_eval(chip, cluster, model, job, mp, out):
     if not (layers >= 1 and heads >= 1 and kv_heads >= 1 and model[L.M_HIDDEN] >= 1):
         return L.S_BAD_INPUT
     if not (isl >= 1 and osl >= 1 and job[L.I_W_BYTES] > 0 and job[L.I_KV_BYTES] > 0):
+        return L.S_BAD_INPUT
+    if not (job[L.I_MOE_IMB] >= 1.0):
         return L.S_BAD_INPUT
     if not (chip[L.C_HBM_BPS] > 0 and chip[L.C_HBM_B] > 0 and chip[L.C_SRAM_B] > 0):
         return L.S_BAD_INPUT

@@ -60,7 +60,8 @@ J_GBATCH = 1  # sequences per optimizer step
 J_PREC = 2  # index into specs.PRECISIONS
 J_BYTES = 3  # bytes per matmul operand element for that precision (activations/weights)
 J_ATTN = 4  # index into specs.ATTENTION_IMPLS: 0 fused (flash), 1 unfused
-JOB_LEN = 5
+J_MOE_IMB = 5  # tokens of the busiest expert / mean tokens per expert (>= 1)
+JOB_LEN = 6
 
 # ---- mapping: int64[MAP_LEN]; in a "fixed" array, -1 means "search this field" ------------
 P_TP = 0
@@ -113,7 +114,8 @@ I_W_BYTES = 4  # bytes per weight element
 I_KV_BYTES = 5  # bytes per KV-cache element
 I_TTFT_SLO = 6  # time-to-first-token limit, s (0 = none)
 I_ITL_SLO = 7  # inter-token latency limit, s (0 = none)
-IJOB_LEN = 8
+I_MOE_IMB = 8  # tokens of the busiest expert / mean tokens per expert (>= 1)
+IJOB_LEN = 9
 
 # ---- inference result: float64[IOUT_LEN] -------------------------------------------------
 IO_TPS = 0  # output tokens/s of the whole system

@@ -211,6 +211,9 @@ def eval_mapping(chip, cluster, model, job, mp, out):
         return L.S_BAD_INPUT
     if not (seq >= 1 and gbatch >= 1 and el_b > 0 and vocab >= 1 and f >= 0):
         return L.S_BAD_INPUT
+    imbalance = job[L.J_MOE_IMB]
+    if not (imbalance >= 1.0):
+        return L.S_BAD_INPUT
     if not (chip[L.C_HBM_BPS] > 0 and chip[L.C_SRAM_B] > 0 and chip[L.C_HBM_B] > 0):
         return L.S_BAD_INPUT
     if not (chip[L.C_TDP_W] >= 0 and chip[L.C_DOMAIN] >= 1 and cluster[L.K_OVERSUB] >= 1):
@@ -326,7 +329,7 @@ def eval_mapping(chip, cluster, model, job, mp, out):
                           el_b, units, tile)
         t_one += gemm_time(tok_exp, f_moe / tp, h, peak, eff_gemm, hbm, eff_mem, sram, el_b,
                            units, tile)
-        t_moe_mlp = experts / ep * t_one
+        t_moe_mlp = experts / ep * t_one * imbalance  # the busiest expert sets the pace
         if shared > 0:
             t_moe_mlp += gemm_time(tok, h, shared * mlp_mats * f_moe / tp, peak, eff_gemm, hbm,
                                    eff_mem, sram, el_b, units, tile)
@@ -367,7 +370,7 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     if is_moe and ep > 1:
         ep_bw = scaleup_bw(tp * cp * ep, up_raw, topo, domain) * eff_net if ep_in else out_bps
         ep_lat = up_lat if ep_in else out_lat
-        a2a_vol = act_b * tok * topk * h / tp * (ep - 1.0) / ep
+        a2a_vol = act_b * tok * topk * h / tp * (ep - 1.0) / ep * imbalance
         t_layer_ep = frac_moe * 6.0 * (a2a_vol / ep_bw + (ep - 1.0) * ep_lat)
     t_layer = t_layer_compute + t_layer_tp + t_layer_cp + t_layer_ep
 
