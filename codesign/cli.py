@@ -144,6 +144,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--sequence-parallel", type=int, choices=(0, 1))
     e.add_argument("--json", action="store_true")
 
+    cm = sub.add_parser("compare", help="best designs of a run next to a reference chip")
+    cm.add_argument("run_dir")
+    cm.add_argument("--against", required=True, help="catalog chip id, e.g. h100-sxm")
+    cm.add_argument("--format", choices=("table", "json"), default="table")
+
     c = sub.add_parser("catalog", help="list reference chips and models")
     c.add_argument("--json", action="store_true")
 
@@ -511,6 +516,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from codesign.compare import compare_run
+
+    doc = compare_run(args.run_dir, args.against)
+    if args.format == "json":
+        print(json.dumps(_strict_json(doc), allow_nan=False))
+        return 0
+    base = doc["baseline"]
+    print(f"{doc['study']}: best design per objective vs {base['id']} "
+          f"(same workload and cluster; improvement > 1 = better)")
+    if not base["feasible"]:
+        print(f"  {base['id']} is infeasible here: {base['reason']}")
+    for b in doc["best"]:
+        print(f"\nbest {b['objective']} ({b['direction']}): trial {b['trial']}")
+        rows = [(k, base["metrics"].get(k), b["metrics"].get(k), b["improvement"].get(k, ""))
+                for k in b["metrics"]]
+        rows += [(k, base["spec"].get(k), b["spec"].get(k), "") for k in b["spec"]]
+        width = max(len(r[0]) for r in rows)
+        print(f"  {'':<{width}}  {base['id']:>14}  {'design':>14}  improvement")
+        for k, ref, new, imp in rows:
+            print(f"  {k:<{width}}  {_fmt(ref):>14}  {_fmt(new):>14}  {_fmt(imp)}")
+        changes = ", ".join(f"{k} {_fmt(a)} -> {_fmt(v)}" for k, (a, v) in b["changed"].items())
+        print(f"  changed vs {base['id']} as a design point: {changes or 'nothing'}")
+    return 0
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
 COMMANDS = {
     "search": cmd_search,
     "resume": cmd_resume,
@@ -518,6 +555,7 @@ COMMANDS = {
     "pareto": cmd_pareto,
     "evaluate": cmd_evaluate,
     "catalog": cmd_catalog,
+    "compare": cmd_compare,
     "validate": cmd_validate,
     "bench": cmd_bench,
 }

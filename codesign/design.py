@@ -145,3 +145,37 @@ def design_to_cluster(design: dict[str, Any], extra: dict[str, Any] | None = Non
     kwargs["n_chips"] = int(kwargs["n_chips"])
     kwargs.update(extra or {})
     return ClusterSpec(**kwargs)
+
+
+def project_chip(chip: ChipSpec) -> dict[str, Any]:
+    """The design point closest to a catalog chip: its resources in design-parameter terms
+    (MACs per unit worked back from peak bf16, link bandwidth = scale-up / links, the HBM
+    generation's nominal stack). Unknown chip fields keep :data:`DEFAULT_DESIGN` values.
+
+    Raises ValueError naming the chip when it lacks the numbers for compute units and clock.
+    """
+    if not (chip.compute_units and chip.clock_ghz and chip.tflops_bf16):
+        raise ValueError(f"chip {chip.id or chip.name!r} lacks compute units, clock or bf16 "
+                         "peak: it cannot be projected into the design space")
+    design = dict(DEFAULT_DESIGN)
+    macs = chip.tflops_bf16 * 1e12 / (2 * chip.compute_units * chip.clock_ghz * 1e9)
+    design.update({
+        "compute_units": int(chip.compute_units),
+        "macs_per_unit": round(macs),
+        "clock_ghz": float(chip.clock_ghz),
+    })
+    if chip.process_nm is not None and int(chip.process_nm) in (7, 5, 4, 3, 2):
+        design["process_nm"] = float(chip.process_nm)
+    if chip.tflops_fp8 is not None:
+        design["fp8_speedup"] = round(chip.tflops_fp8 / chip.tflops_bf16)
+    if chip.tflops_fp4 is not None:
+        design["fp4_speedup"] = round(chip.tflops_fp4 / chip.tflops_bf16)
+    for key in ("sram_mb", "hbm_stacks", "scaleup_links", "scaleup_domain", "scaleout_gbps"):
+        value = getattr(chip, key)
+        if value is not None:
+            design[key] = value
+    if chip.hbm_gen in HBM_STACK:
+        design["hbm_gen"] = chip.hbm_gen
+    if chip.scaleup_gbps and chip.scaleup_links:
+        design["scaleup_link_gbps"] = chip.scaleup_gbps / chip.scaleup_links
+    return design
