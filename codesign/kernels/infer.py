@@ -1,9 +1,11 @@
 """Inference kernel: one serving mapping (:func:`infer_eval`) and the best one
 (:func:`infer_search`, :func:`infer_search_population`).
 
-A replica is ``tp x pp`` chips (experts spread over ``ep`` of them); ``n_chips / (tp pp)``
-replicas serve independent requests. Per replica, in steady-state continuous batching with
-``B`` sequences in flight, each of input length ``isl`` and output length ``osl``:
+A replica is ``tp x pp`` chips; each layer's experts spread over ``ep`` chips of its stage's
+tp group (``ep <= tp``); ``n_chips / (tp pp)`` replicas serve independent requests, and a fixed
+concurrency caps the requests in flight (``min(concurrency, replicas x B)``). Per replica, in
+steady-state continuous batching with ``B`` sequences in flight, each of input length ``isl``
+and output length ``osl``:
 
 * Prefill of one request: one forward pass over ``isl`` tokens (GEMMs with ``m = isl``, fused
   causal attention): compute-bound.
@@ -39,6 +41,7 @@ from codesign.kernels.train import (
     KERNELS_PER_LAYER,
     allreduce_time,
     gemm_time,
+    scaleout_link,
     scaleup_bw,
 )
 
@@ -125,14 +128,12 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
     # network
     topo = int(cluster[L.K_TOPOLOGY])
     domain = chip[L.C_DOMAIN]
-    out_bps = chip[L.C_OUT_BPS] * chip[L.C_NET_EFF]
-    if topo == L.TOPO_FAT_TREE:
-        out_bps = out_bps / cluster[L.K_OVERSUB]
+    out_bps, out_lat = scaleout_link(chip, cluster)
     tp_bw = scaleup_bw(tp, chip[L.C_UP_BPS], topo, domain) * chip[L.C_NET_EFF]
     tp_lat = cluster[L.K_UP_LAT_S]
     if tp > domain:
         tp_bw = out_bps
-        tp_lat = cluster[L.K_OUT_LAT_S]
+        tp_lat = out_lat
 
     flops = 0.0
     hbm_bytes = 0.0
@@ -181,7 +182,7 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
             ep_lat = cluster[L.K_UP_LAT_S]
             if ep > domain:
                 ep_bw = out_bps
-                ep_lat = cluster[L.K_OUT_LAT_S]
+                ep_lat = out_lat
             vol = ACT_B * tokens * topk * h * (ep - 1.0) / ep * job[L.I_MOE_IMB]
             t_a2a = 2.0 * (vol / ep_bw + (ep - 1.0) * ep_lat)
     frac_moe = n_moe / layers
@@ -210,7 +211,7 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
         lat = cluster[L.K_UP_LAT_S]
         if not pp_in:
             bw = out_bps
-            lat = cluster[L.K_OUT_LAT_S]
+            lat = out_lat
         t_p2p = (pp - 1.0) * (ACT_B * tokens * h / bw + lat)
     # a batch goes through the stages one after the other: pp splits the weights (memory),
     # it does not pipeline batches; each chip is busy for its own stage's layers
@@ -240,7 +241,8 @@ def infer_eval(chip, cluster, model, job, mp, out):
     experts = model[L.M_EXPERTS]
     isl = job[L.I_ISL]
     osl = job[L.I_OSL]
-    if not (layers >= 1 and heads >= 1 and kv_heads >= 1 and model[L.M_HIDDEN] >= 1):
+    if not (n_chips >= 1 and layers >= 1 and heads >= 1 and kv_heads >= 1
+            and model[L.M_HIDDEN] >= 1):
         return L.S_BAD_INPUT
     if not (isl >= 1 and osl >= 1 and job[L.I_W_BYTES] > 0 and job[L.I_KV_BYTES] > 0):
         return L.S_BAD_INPUT
@@ -273,8 +275,8 @@ def infer_eval(chip, cluster, model, job, mp, out):
         return L.S_INVALID
     if kv_heads % tp != 0 and tp % kv_heads != 0:
         return L.S_INVALID
-    if experts > 0:
-        if int(experts) % ep != 0 or ep > tp * pp:
+    if experts > 0:  # a layer's experts spread over the tp group of its stage
+        if int(experts) % ep != 0 or ep > tp:
             return L.S_INVALID
     elif ep != 1:
         return L.S_INVALID
@@ -294,7 +296,10 @@ def infer_eval(chip, cluster, model, job, mp, out):
     cycle = b * t_pre + osl * t_dec
     if not (cycle > 0) or not math.isfinite(cycle):
         return L.S_BAD_INPUT
-    tps = dp * b * osl / cycle
+    in_flight = dp * b
+    if job[L.I_CONC] > 0 and job[L.I_CONC] < in_flight:
+        in_flight = job[L.I_CONC]  # idle slots (or idle replicas) emit nothing
+    tps = in_flight * osl / cycle
     itl = t_dec + (b - 1.0) * t_pre / osl
     ttft = t_pre + (t_dec if b > 1 else 0.0)
     busy = min(1.0, (b * busy_pre + osl * busy_dec) / cycle)
@@ -345,7 +350,7 @@ def _pow2_upto(fixed_value, hi):
 def infer_search(chip, cluster, model, job, fixed, best_mp, best_out, counts):
     """Find the serving mapping with the most output tokens/s within the latency limits
     (ties: lower ITL). Searched: tp (powers of 2 up to the scale-up domain), pp (powers of 2),
-    ep (powers of 2 dividing the experts, within the replica), and the batch: with a fixed
+    ep (powers of 2 dividing the experts, within a stage's tp group), and the batch: with a fixed
     concurrency, ``ceil(concurrency / replicas)`` capped by what fits; otherwise every power of
     2 up to the largest batch that fits, and that largest batch. Replicas use every chip.
     ``fixed`` holds -1 for searched fields. Returns S_OK or the most frequent failure."""
@@ -372,7 +377,7 @@ def infer_search(chip, cluster, model, job, fixed, best_mp, best_out, counts):
                 continue
             dp = fixed[L.P_DP] if fixed[L.P_DP] > 0 else n_chips // (tp * pp)
             for ep in eps:
-                if fixed[L.P_EP] < 0 and (ep > tp * pp or (experts > 0 and experts % ep != 0)):
+                if fixed[L.P_EP] < 0 and (ep > tp or (experts > 0 and experts % ep != 0)):
                     continue
                 if fixed[L.P_EP] < 0 and experts == 0 and ep > 1:
                     continue

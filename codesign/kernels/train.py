@@ -164,6 +164,23 @@ def scaleup_bw(group, up_bps, topology, domain):
 
 
 @njit(cache=True)
+def scaleout_link(chip, cluster):
+    """(bytes/s per chip per direction, latency s) of a collective across scale-up domains:
+    NIC x network efficiency, tapered by fat-tree oversubscription or dragonfly global links;
+    rail-optimised networks save a switch tier of latency."""
+    topo = int(cluster[L.K_TOPOLOGY])
+    bps = chip[L.C_OUT_BPS] * chip[L.C_NET_EFF]
+    lat = cluster[L.K_OUT_LAT_S]
+    if topo == L.TOPO_FAT_TREE:
+        bps = bps / cluster[L.K_OVERSUB]
+    elif topo == L.TOPO_RAIL:
+        lat = lat * RAIL_LATENCY_FACTOR
+    elif topo == L.TOPO_DRAGONFLY:
+        bps = bps * DRAGONFLY_GLOBAL_TAPER
+    return bps, lat
+
+
+@njit(cache=True)
 def eval_mapping(chip, cluster, model, job, mp, out):
     """Evaluate one mapping; fills ``out`` (layout ``O_*``) and returns a status code ``S_*``."""
     for i in range(out.shape[0]):
@@ -263,14 +280,7 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     topo = int(cluster[L.K_TOPOLOGY])
     domain = chip[L.C_DOMAIN]
     up_raw = chip[L.C_UP_BPS]
-    out_bps = chip[L.C_OUT_BPS] * eff_net
-    out_lat = cluster[L.K_OUT_LAT_S]
-    if topo == L.TOPO_FAT_TREE:
-        out_bps = out_bps / cluster[L.K_OVERSUB]
-    elif topo == L.TOPO_RAIL:
-        out_lat = out_lat * RAIL_LATENCY_FACTOR
-    elif topo == L.TOPO_DRAGONFLY:
-        out_bps = out_bps * DRAGONFLY_GLOBAL_TAPER
+    out_bps, out_lat = scaleout_link(chip, cluster)
     up_lat = cluster[L.K_UP_LAT_S]
     tp_in = tp <= domain
     cp_in = tp * cp <= domain

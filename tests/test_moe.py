@@ -1,0 +1,201 @@
+"""Mixture-of-experts in the training and serving models.
+
+* Work follows the ACTIVE parameters (top-k routed + shared experts), not the total: the
+  training lower bound ``_gemm_flops_per_token`` and the serving prefill FLOPs; batch-1 decode
+  reads about the active weights from HBM, a large batch touches every expert.
+* Training a MoE costs about what a dense model with its active parameters costs, far less
+  than a dense model with its total parameters; expert parallelism is used when the experts
+  do not fit otherwise.
+* Expert-parallel all-to-all gets more expensive when the ep group leaves the scale-up domain
+  (training and serving).
+* Every weight of a serving replica must live on one of its chips (bug: ep spanning pipeline
+  stages drops experts from the memory count).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from codesign import pack, perf
+from codesign.catalog import get_chip, get_model
+from codesign.kernels import layout as L
+from codesign.kernels.infer import MAX_PP, forward_time, infer_eval, memory_per_chip
+from codesign.kernels.train import _gemm_flops_per_token
+from codesign.specs import ClusterSpec, InferJob, Mapping, ModelSpec, TrainJob
+
+H100 = get_chip("h100-sxm")
+MOE_MODELS = ("mixtral-8x7b", "deepseek-v3")
+MIXTRAL = get_model("mixtral-8x7b")
+
+
+def dense_twin(m: ModelSpec, experts_per_token: int, name: str) -> ModelSpec:
+    """A dense model with the MoE's attention and an MLP as wide as ``experts_per_token``
+    experts (all MoE layers; Mixtral has no shared experts nor dense layers)."""
+    assert m.moe_shared_experts == 0 and m.moe_dense_layers == 0
+    return dataclasses.replace(m, name=name, ffn_hidden=experts_per_token * m.moe_ffn_hidden,
+                               moe_experts=0, moe_topk=0, moe_ffn_hidden=0)
+
+
+def infer_arrays(model: ModelSpec, n_chips: int = 8, chip=H100, isl=2048, osl=256,
+                 precision="bf16"):
+    return (
+        pack.chip_array(chip, scaleout_gbps=400.0),
+        pack.cluster_array(ClusterSpec(n_chips=n_chips)),
+        pack.model_array(model),
+        pack.infer_job_array(InferJob(model, isl, osl, precision=precision)),
+    )
+
+
+# ---- FLOPs and bytes follow the active parameters -------------------------------------------
+@pytest.mark.parametrize("name", MOE_MODELS)
+def test_training_flops_per_token_follow_active_params(name):
+    m = get_model(name)
+    flops = _gemm_flops_per_token(pack.model_array(m))
+    # two FLOPs per active weight a GEMM touches; the input embedding is a lookup
+    assert flops == pytest.approx(2.0 * (m.params_active() - m.vocab * m.hidden), rel=1e-12)
+    assert flops < 0.3 * 2.0 * m.params_total()  # far below the total
+
+
+@pytest.mark.parametrize("name", MOE_MODELS)
+@pytest.mark.parametrize(("tp", "ep"), [(1, 1), (8, 8)], ids=["one-chip", "tp8-ep8"])
+def test_prefill_flops_follow_active_params(name, tp, ep):
+    """forward_time's FLOPs (per chip, x tp for the replica) of a T-token prefill:
+    2 T (active - input embedding) + causal attention, within 5 %. Exactly: every token goes
+    through every layer's GEMMs and only the last one through the output layer."""
+    m = get_model(name)
+    chip, cluster, model, job = infer_arrays(m)
+    t = 2048.0
+    out2 = np.zeros(3)
+    forward_time(chip, cluster, model, job, tp, 1, ep, t, 1.0, t, True, out2)
+    flops = out2[1] * tp
+    attn = m.layers * 2.0 * t * t * m.hidden  # 4 T ctx h, half of it under the causal mask
+    emb = m.vocab * m.hidden
+    assert flops == pytest.approx(2.0 * t * (m.params_active() - emb) + attn, rel=0.05)
+    exact = 2.0 * t * (m.params_active() - 2 * emb) + 2.0 * emb + attn
+    assert flops == pytest.approx(exact, rel=1e-9)
+    assert flops < 0.3 * 2.0 * t * m.params_total()
+
+
+@pytest.mark.parametrize("name", MOE_MODELS)
+def test_decode_reads_the_experts_the_batch_touches(name):
+    """Batch 1 reads about the active weights (within 10 %: top-k experts drawn with
+    replacement), a batch of 1024 tokens touches nearly every expert."""
+    m = get_model(name)
+    chip, cluster, model, job = infer_arrays(m)
+    w_b = job[L.I_W_BYTES]
+    out2 = np.zeros(3)
+    forward_time(chip, cluster, model, job, 1, 1, 1, 1.0, 1.0, 1.0, False, out2)
+    assert out2[2] == pytest.approx(w_b * m.params_active(), rel=0.10)
+    assert out2[2] < 0.3 * w_b * m.params_total()
+    forward_time(chip, cluster, model, job, 1, 1, 1, 1024.0, 1024.0, 1.0, False, out2)
+    emb_in = m.vocab * m.hidden  # never read by the GEMMs
+    assert out2[2] == pytest.approx(w_b * (m.params_total() - emb_in), rel=0.02)
+
+
+# ---- training: a MoE costs its active, not its total parameters -------------------------------
+@pytest.fixture(scope="module")
+def mixtral_train():
+    job = lambda m: TrainJob(m, seq_len=4096, global_batch=512)  # noqa: E731
+    cl = ClusterSpec(n_chips=64)
+    return {
+        "moe": perf.evaluate(H100, cl, job(MIXTRAL)),
+        "dense-active": perf.evaluate(H100, cl, job(dense_twin(MIXTRAL, 2, "dense-active"))),
+        "dense-total": perf.evaluate(H100, cl, job(dense_twin(MIXTRAL, 8, "dense-total"))),
+        "ep1": perf.evaluate(H100, cl, job(MIXTRAL), Mapping(tp=1, pp=1, ep=1, zero=1)),
+        "ep-free": perf.evaluate(H100, cl, job(MIXTRAL), Mapping(tp=1, pp=1, zero=1)),
+    }
+
+
+def test_dense_twins_have_the_moe_parameter_counts():
+    assert dense_twin(MIXTRAL, 2, "a").params_active() == MIXTRAL.params_active()
+    assert dense_twin(MIXTRAL, 8, "t").params_total() == MIXTRAL.params_total()
+
+
+def test_training_mixtral_is_feasible_and_uses_expert_parallelism(mixtral_train):
+    res = mixtral_train["moe"]
+    assert res.feasible, res.reason
+    assert 0 < res.mfu < 1
+    # without sharding the weights (tp = pp = 1, ZeRO-1) the 47B experts only fit split by ep
+    assert not mixtral_train["ep1"].feasible
+    assert "out of memory" in mixtral_train["ep1"].reason
+    ep_free = mixtral_train["ep-free"]
+    assert ep_free.feasible and ep_free.mapping.ep > 1, ep_free.mapping
+
+
+def test_training_moe_costs_its_active_parameters(mixtral_train):
+    moe = mixtral_train["moe"].step_time_s
+    active = mixtral_train["dense-active"].step_time_s
+    total = mixtral_train["dense-total"].step_time_s
+    msg = f"step s: moe {moe:.2f}, dense-active {active:.2f}, dense-total {total:.2f}"
+    assert 0.5 < moe / active < 2.0, msg
+    assert total > 2.0 * moe, msg
+
+
+# ---- expert-parallel all-to-all and the scale-up domain ---------------------------------------
+def test_training_ep_all_to_all_is_slower_across_domains():
+    job = TrainJob(MIXTRAL, seq_len=4096, global_batch=512)
+    fixed = Mapping(tp=1, pp=1, dp=64, cp=1, ep=8, vpp=1, micro_batch=1, recompute="full",
+                    zero=1, sequence_parallel=False)
+    res = {}
+    for domain in (8, 4):
+        chip = dataclasses.replace(H100, scaleup_domain=domain)
+        res[domain] = perf.evaluate(chip, ClusterSpec(n_chips=64), job, fixed)
+        assert res[domain].feasible and res[domain].mapping == fixed
+    assert res[4].step_time_s > res[8].step_time_s
+    # tp = cp = 1: the tp/cp/ep communication is the all-to-all alone
+    a2a = {d: r.breakdown_s["tp_cp_ep_comm"] for d, r in res.items()}
+    assert a2a[4] > 2 * a2a[8] > 0, a2a
+    assert res[4].breakdown_s["compute"] == pytest.approx(res[8].breakdown_s["compute"])
+
+
+def test_serving_ep_all_to_all_is_slower_across_domains():
+    job = InferJob(MIXTRAL, 1024, 256, concurrency=1)
+    itl = {}
+    for domain in (8, 4):
+        chip = dataclasses.replace(H100, scaleup_domain=domain)
+        r = perf.evaluate(chip, ClusterSpec(n_chips=8), job, Mapping(tp=8, ep=8))
+        assert r.feasible and (r.mapping.tp, r.mapping.ep) == (8, 8)
+        itl[domain] = r.itl_s
+    assert itl[4] > itl[8], itl
+
+
+# ---- every weight of a serving replica lives somewhere ----------------------------------------
+def _pow2(hi):
+    return [v for v in (2**i for i in range(20)) if v <= hi]
+
+
+# Fixed bug guarded here: ep used to range up to tp*pp while each chip keeps only its stage's
+# layers, so a replica held only tp/ep of the routed experts. Experts now stay in the tp group.
+
+
+@pytest.mark.parametrize("name", MOE_MODELS)
+def test_serving_replica_holds_every_weight(name):
+    m = get_model(name)
+    chip, cluster, model, job = infer_arrays(m, n_chips=64)
+    chip[L.C_HBM_B] = 1e13  # everything fits: only the weight count matters
+    chip[L.C_DOMAIN] = 64
+    out = np.zeros(L.IOUT_LEN)
+    short = []
+    for tp in _pow2(8):
+        for pp in _pow2(min(MAX_PP, 8)):
+            for ep in _pow2(m.moe_experts):
+                mp = np.array([tp, pp, 1, 1, ep, 1, 1, 0, 0, 0], np.int64)
+                if infer_eval(chip, cluster, model, job, mp, out) != L.S_OK:
+                    continue
+                w, _kv = memory_per_chip(model, job, tp, pp, ep)
+                stored = w * tp * pp / job[L.I_W_BYTES]  # weights on the replica's chips
+                if stored < m.params_total() * (1 - 1e-9):
+                    short.append((tp, pp, ep, round(stored / m.params_total(), 3)))
+    assert not short, f"(tp, pp, ep, share of the weights stored): {short}"
+
+
+def test_deepseek_v3_bf16_does_not_fit_eight_h100():
+    """671B weights in bf16 are 1.34 TB; 8 H100 hold 640 GB. The search reports feasible
+    (tp=2 pp=4 ep=8, 72 GB per chip)."""
+    m = get_model("deepseek-v3")
+    assert 2 * m.params_total() > 8 * H100.hbm_gb * 1e9
+    res = perf.evaluate(H100, ClusterSpec(n_chips=8), InferJob(m, 1024, 256))
+    assert not res.feasible, (res.mapping, res.memory_gb_per_chip)
