@@ -41,8 +41,11 @@ from codesign.kernels.train import (
     KERNELS_PER_LAYER,
     allreduce_time,
     gemm_time,
+    matmul_peak,
     scaleout_link,
     scaleup_bw,
+    tile_elems,
+    worst_status,
 )
 
 HBM_UTIL = 0.90
@@ -96,24 +99,13 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
     prec = int(job[L.I_PREC])
     w_b = job[L.I_W_BYTES]
     kv_b = job[L.I_KV_BYTES]
-    if prec == 0:
-        peak = chip[L.C_FLOPS_FP32]
-    elif prec <= 2:
-        peak = chip[L.C_FLOPS_BF16]
-    elif prec == 3:
-        peak = chip[L.C_FLOPS_FP8]
-    else:
-        peak = chip[L.C_FLOPS_FP4]
-    eff = chip[L.C_GEMM_EFF] if prec <= 2 else chip[L.C_GEMM_EFF_LOWP]
+    peak, eff = matmul_peak(chip, prec)
     peak16 = chip[L.C_FLOPS_FP32] if prec == 0 else chip[L.C_FLOPS_BF16]
     hbm = chip[L.C_HBM_BPS]
     mem_eff = chip[L.C_MEM_EFF]
     sram = chip[L.C_SRAM_B]
     units = chip[L.C_UNITS]
-    tile = 0.0
-    if units >= 1 and chip[L.C_CLOCK_HZ] > 0:
-        macs = math.floor(chip[L.C_FLOPS_BF16] / (2.0 * units * chip[L.C_CLOCK_HZ]) + 0.5)
-        tile = 16.0 * macs
+    tile = tile_elems(chip)
     layers = model[L.M_LAYERS]
     h = model[L.M_HIDDEN]
     hd = h / model[L.M_HEADS]
@@ -260,15 +252,7 @@ def infer_eval(chip, cluster, model, job, mp, out):
         return L.S_BAD_INPUT
     if not (cluster[L.K_UP_LAT_S] >= 0 and cluster[L.K_OUT_LAT_S] >= 0):
         return L.S_BAD_INPUT
-    prec = int(job[L.I_PREC])
-    if prec == 0:
-        peak = chip[L.C_FLOPS_FP32]
-    elif prec <= 2:
-        peak = chip[L.C_FLOPS_BF16]
-    elif prec == 3:
-        peak = chip[L.C_FLOPS_FP8]
-    else:
-        peak = chip[L.C_FLOPS_FP4]
+    peak, _ = matmul_peak(chip, int(job[L.I_PREC]))
     if not (peak > 0 and chip[L.C_FLOPS_BF16] > 0):
         return L.S_NO_COMPUTE
     if tp * pp * dp > n_chips or pp > layers or heads % tp != 0:
@@ -428,13 +412,7 @@ def infer_search(chip, cluster, model, job, fixed, best_mp, best_out, counts):
                         best_out[:] = out
     if best_tps >= 0:
         return L.S_OK
-    worst = L.S_NO_CANDIDATE
-    most = 0
-    for s in range(1, L.N_STATUS):
-        if counts[s] > most:
-            most = counts[s]
-            worst = s
-    return worst
+    return worst_status(counts)
 
 
 @njit(cache=True, parallel=True)

@@ -113,6 +113,42 @@ def gemm_time(m, k, n, peak_flops, eff, hbm_bps, mem_eff, sram_b, el_b, units, t
 
 
 @njit(cache=True)
+def matmul_peak(chip, prec):
+    """(dense peak FLOP/s, sustained fraction) of the chip's matmuls at precision index
+    ``prec`` (specs.PRECISIONS: fp32, fp16, bf16, fp8, fp4; fp16 runs at the bf16 rate)."""
+    if prec == 0:
+        return chip[L.C_FLOPS_FP32], chip[L.C_GEMM_EFF]
+    if prec <= 2:
+        return chip[L.C_FLOPS_BF16], chip[L.C_GEMM_EFF]
+    if prec == 3:
+        return chip[L.C_FLOPS_FP8], chip[L.C_GEMM_EFF_LOWP]
+    return chip[L.C_FLOPS_FP4], chip[L.C_GEMM_EFF_LOWP]
+
+
+@njit(cache=True)
+def tile_elems(chip):
+    """Output-tile elements of one compute unit (0 when units or clock are unknown): whole
+    MACs per unit (989.4 TFLOP/s / (2 x 132 x 1.83 GHz) = 2047.9 -> 2048) x 16."""
+    units = chip[L.C_UNITS]
+    if not (units >= 1 and chip[L.C_CLOCK_HZ] > 0):
+        return 0.0
+    macs = math.floor(chip[L.C_FLOPS_BF16] / (2.0 * units * chip[L.C_CLOCK_HZ]) + 0.5)
+    return TILE_ELEMS_PER_MAC * macs
+
+
+@njit(cache=True)
+def worst_status(counts):
+    """The most frequent failure status among evaluated candidates (S_NO_CANDIDATE if none)."""
+    worst = L.S_NO_CANDIDATE
+    most = 0
+    for s in range(1, L.N_STATUS):
+        if counts[s] > most:
+            most = counts[s]
+            worst = s
+    return worst
+
+
+@njit(cache=True)
 def allreduce_time(volume_b, n, bw_bps, lat_s):
     """All-reduce of ``volume_b`` bytes over ``n`` ranks at ``bw_bps`` per rank per direction:
     the faster of a ring (2(n-1)/n V/B + 2(n-1) a) and a pipelined double binary tree
@@ -217,7 +253,7 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     gbatch = job[L.J_GBATCH]
     el_b = job[L.J_BYTES]
     prec = int(job[L.J_PREC])
-    eff_gemm = chip[L.C_GEMM_EFF] if prec <= 2 else chip[L.C_GEMM_EFF_LOWP]
+    peak, eff_gemm = matmul_peak(chip, prec)
     eff_attn = chip[L.C_ATTN_EFF]
     eff_mem = chip[L.C_MEM_EFF]
     eff_net = chip[L.C_NET_EFF]
@@ -243,14 +279,6 @@ def eval_mapping(chip, cluster, model, job, mp, out):
         return L.S_BAD_INPUT
     if not (kernel_s >= 0):
         return L.S_BAD_INPUT
-    if prec == 0:
-        peak = chip[L.C_FLOPS_FP32]
-    elif prec <= 2:
-        peak = chip[L.C_FLOPS_BF16]
-    elif prec == 3:
-        peak = chip[L.C_FLOPS_FP8]
-    else:
-        peak = chip[L.C_FLOPS_FP4]
     peak_attn = chip[L.C_FLOPS_FP32] if prec == 0 else chip[L.C_FLOPS_BF16]
     if not (peak > 0 and peak_attn > 0):
         return L.S_NO_COMPUTE
@@ -300,11 +328,7 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     hbm = chip[L.C_HBM_BPS]
     sram = chip[L.C_SRAM_B]
     units = chip[L.C_UNITS]
-    tile = 0.0
-    if units >= 1 and chip[L.C_CLOCK_HZ] > 0:
-        # whole MACs per unit (989.4 TFLOP/s / (2 x 132 x 1.83 GHz) = 2047.9 -> 2048)
-        macs = math.floor(chip[L.C_FLOPS_BF16] / (2.0 * units * chip[L.C_CLOCK_HZ]) + 0.5)
-        tile = TILE_ELEMS_PER_MAC * macs
+    tile = tile_elems(chip)
     s_loc = seq / cp
     tok = b * s_loc  # tokens per micro-batch on this chip
     kvd = kv_heads * (h / heads)
@@ -547,14 +571,8 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
     experts = int(model[L.M_EXPERTS])
     domain = int(chip[L.C_DOMAIN]) if chip[L.C_DOMAIN] >= 1 else 1
     prec = int(job[L.J_PREC])
-    if prec == 0:
-        rate = chip[L.C_FLOPS_FP32] * chip[L.C_GEMM_EFF]
-    elif prec <= 2:
-        rate = chip[L.C_FLOPS_BF16] * chip[L.C_GEMM_EFF]
-    elif prec == 3:
-        rate = chip[L.C_FLOPS_FP8] * chip[L.C_GEMM_EFF_LOWP]
-    else:
-        rate = chip[L.C_FLOPS_FP4] * chip[L.C_GEMM_EFF_LOWP]
+    peak, eff = matmul_peak(chip, prec)
+    rate = peak * eff
     work = 3.0 * _gemm_flops_per_token(model) * seq * gbatch  # fwd + bwd GEMM FLOPs per step
     prune = rate > 0 and work > 0
     mp = np.zeros(L.MAP_LEN, np.int64)
@@ -630,13 +648,7 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
                                             best_out[:] = out
     if best_step < np.inf:
         return L.S_OK
-    worst = L.S_NO_CANDIDATE
-    most = 0
-    for s in range(1, L.N_STATUS):
-        if counts[s] > most:
-            most = counts[s]
-            worst = s
-    return worst
+    return worst_status(counts)
 
 
 @njit(cache=True, parallel=True)
