@@ -116,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--workload", required=True,
                    help="catalog model id or workload TOML ([workload])")
     e.add_argument("--n-chips", type=_int_at_least(1), default=None)
+    e.add_argument("--power-budget-mw", type=_positive_float, default=None,
+                   help="size the cluster by a facility power budget (MW) instead")
     e.add_argument("--seq-len", type=_int_at_least(1), default=4096,
                    help="with a model id: sequence length (tokens)")
     e.add_argument("--global-batch", type=_int_at_least(1), default=1024,
@@ -158,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--workload", choices=("train", "infer", "all"), default="all",
                    help="which rows to predict (default: all)")
     v.add_argument("--json", action="store_true", help="print one JSON object")
+    v.add_argument("--hardware", action="store_true",
+                   help="predicted vs published die area and TDP of the catalog chips "
+                   "(instead of the LLM measurements)")
 
     b = sub.add_parser("bench", help="evaluator, mapping-search and search-loop throughput")
     b.add_argument("--json", action="store_true", help="print one JSON object")
@@ -306,7 +311,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from codesign.config import load_design, load_workload
     from codesign.design import design_to_chip
     from codesign.pack import UnknownSpecError
-    from codesign.perf import evaluate, result_metrics
+    from codesign.perf import evaluate, result_metrics, sized_cluster
     from codesign.specs import ClusterSpec, InferJob, InferResult, Mapping, TrainJob
 
     if args.chip.endswith(".toml"):
@@ -329,9 +334,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(None, "--workload",
                           f"a workload TOML or one of: {', '.join(catalog.model_ids())}",
                           args.workload)
+    if args.n_chips is not None and args.power_budget_mw is not None:
+        raise ConfigError(None, "--power-budget-mw", "either --n-chips or --power-budget-mw",
+                          f"both (--n-chips {args.n_chips})")
     n_chips = args.n_chips or (chip.scaleup_domain or 8)
     cluster = ClusterSpec(n_chips=n_chips, topology=args.topology,
-                          oversubscription=max(1.0, args.oversubscription))
+                          oversubscription=max(1.0, args.oversubscription),
+                          power_budget_mw=args.power_budget_mw)
     mapping = Mapping(tp=args.tp or 0, pp=args.pp or 0, dp=args.dp or 0, cp=args.cp or 0,
                       ep=args.ep or 0, vpp=args.vpp or 0, micro_batch=args.micro_batch or 0,
                       recompute=args.recompute, zero=args.zero,
@@ -342,14 +351,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except UnknownSpecError as exc:
         raise ConfigError(None, "--chip", "a chip with every number the model needs",
                           str(exc)) from None
-    m = result_metrics(chip, cluster, res)
+    cluster = sized_cluster(chip, cluster, args.scaleout_gbps)
+    m = result_metrics(chip, cluster, res, job, scaleout_gbps=args.scaleout_gbps)
     serving = isinstance(res, InferResult)
     out = {
         "chip": chip.id or chip.name,
         "die_area_mm2": chip.die_area_mm2,
+        "n_compute_dies": chip.n_compute_dies,
         "tdp_w": chip.tdp_w,
-        "chip_cost_usd": chip.price_usd,
-        "n_chips": n_chips,
+        "chip_cost_usd": m["chip_cost_usd"],
+        "n_chips": cluster.n_chips,
         "model": job.model.name,
         "workload": "infer" if serving else "train",
         "mapping": res.mapping.as_dict(),
@@ -371,7 +382,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "chip_power_w": res.chip_power_w,
         "cluster_power_w": res.cluster_power_w,
         "tokens_per_joule": res.tokens_per_joule,
-        "cost_per_mtoken_usd": m["cost_per_mtoken_usd"] if chip.price_usd else None,
+        "cost_per_mtoken_usd": m["cost_per_mtoken_usd"],
+        "tokens_per_s_per_mw": m["tokens_per_s_per_mw"],
+        "energy_per_token_j": m["energy_per_token_j"],
         "feasible": res.feasible,
         "reason": res.reason,
         "candidates": res.n_candidates,
@@ -380,7 +393,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not serving:
         out["breakdown_s"] = res.breakdown_s
     if args.json:
-        print(json.dumps(out))
+        print(json.dumps(_strict_json(out), allow_nan=False))
         return 0
     for key, value in out.items():
         print(f"{key:>22}: {value}")
@@ -436,8 +449,59 @@ def _strict_json(value: Any) -> Any:
     return value
 
 
+def _validate_hardware(args: argparse.Namespace) -> int:
+    from codesign.hardware import GATE_CHIPS, gate_summary, hardware_table
+
+    if args.cases is not None:
+        raise ConfigError(None, "--hardware", "--hardware or --cases, not both (--hardware "
+                          "checks catalog chips, --cases measured LLM runs)",
+                          f"--hardware --cases {args.cases}")
+    if args.workload != "all":
+        raise ConfigError(None, "--hardware", "--hardware or --workload, not both",
+                          f"--hardware --workload {args.workload}")
+    rows = _strict_json(hardware_table())
+    if args.json:
+        print(json.dumps({"chips": rows}, allow_nan=False))
+        return 0
+    import pandas as pd
+
+    def num(x: float | None, fmt: str) -> str:
+        return "" if x is None else format(x, fmt)
+
+    table = pd.DataFrame([{
+        "id": r["id"],
+        "node_nm": num(r["process_nm"], "g"),
+        "dies": num(r["n_compute_dies"], "d"),
+        "pred_dies": num(r["predicted_n_dies"], "d"),
+        "die_mm2": num(r["die_area_mm2"], ".0f"),
+        "pred_die_mm2": num(r["predicted_die_area_mm2"], ".0f"),
+        "area_err_%": num(r["die_area_error_pct"], "+.1f"),
+        "hbm": num(r["hbm_stacks"], "d"),
+        "max_hbm": num(r["max_hbm_stacks"], "d"),
+        "tdp_w": num(r["tdp_w"], ".0f"),
+        "pred_tdp_w": num(r["predicted_tdp_w"], ".0f"),
+        "tdp_err_%": num(r["tdp_error_pct"], "+.1f"),
+        "assumptions / reason": "; ".join(x for x in (r["assumptions"], r["reason"]) if x),
+    } for r in rows])
+    width = {c: max([len(c), *(len(x) for x in table[c])]) for c in table.columns}
+    text = table.to_string(index=False, justify="left", formatters={
+        c: (lambda x, w=width[c]: f"{x:<{w}}") for c in table.columns})
+    print("\n".join(line.rstrip() for line in text.splitlines()))
+    s = gate_summary(rows)
+    print()
+    print(f"within {s['pct']:g} % among {', '.join(GATE_CHIPS)}: "
+          f"die area {s['die_area']['within']}/{s['die_area']['compared']}, "
+          f"TDP {s['tdp']['within']}/{s['tdp']['compared']} "
+          f"(no published or predicted value: area {', '.join(s['die_area']['not_compared'])}; "
+          f"TDP {', '.join(s['tdp']['not_compared']) or 'none'})")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from codesign.specs import mapping_short
+
+    if args.hardware:
+        return _validate_hardware(args)
     from codesign.validate import default_cases_path, load_cases, run_cases, summarize
 
     path = args.cases if args.cases is not None else default_cases_path()

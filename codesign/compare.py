@@ -20,7 +20,7 @@ from codesign.config import Experiment
 from codesign.design import CLUSTER_PARAMETERS, design_to_chip, design_to_cluster, project_chip
 from codesign.errors import ConfigError
 from codesign.metrics import INFER_ONLY, TRAIN_ONLY
-from codesign.perf import evaluate, result_metrics
+from codesign.perf import evaluate, result_metrics, sized_cluster
 from codesign.space import base_design, cluster_extra, design_from_params
 from codesign.specs import InferJob
 from codesign.study import METRICS_ATTR, load_run, open_storage
@@ -37,7 +37,8 @@ def baseline_metrics(exp: Experiment, chip_id: str) -> dict[str, Any]:
     cluster = design_to_cluster(base, cluster_extra(exp))
     nic = None if chip.scaleout_gbps is not None else float(base["scaleout_gbps"])
     res = evaluate(chip, cluster, exp.job, scaleout_gbps=nic)
-    return result_metrics(chip, cluster, res)
+    return result_metrics(chip, sized_cluster(chip, cluster, nic), res, exp.job, exp.prices,
+                          nic)
 
 
 def _improvement(metric: str, direction: str, design: float, baseline: float) -> float | None:

@@ -21,11 +21,11 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from codesign import catalog
+from codesign import catalog, tech
 from codesign.design import CLUSTER_PARAMETERS, DEFAULT_DESIGN, DESIGN_PARAMETERS
 from codesign.errors import ConfigError
 from codesign.metrics import DIRECTIONS, INFER_ONLY, METRICS, TRAIN_ONLY
@@ -38,7 +38,8 @@ STORAGE_PREFIXES = ("sqlite:///", "postgresql://", "postgresql+psycopg2://", "my
 JOURNAL_SUFFIXES = (".log", ".journal")
 """``[storage] url`` is a database URL with one of these prefixes or a journal file path."""
 
-CLUSTER_EXTRA = ("scaleup_latency_us", "scaleout_latency_us", "host_power_w_per_chip")
+CLUSTER_EXTRA = ("scaleup_latency_us", "scaleout_latency_us", "host_power_w_per_chip",
+                 "power_budget_mw")
 """``[cluster]`` keys that are not design parameters (non-negative numbers)."""
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -130,6 +131,7 @@ class Experiment:
     population: int = 32
     storage_url: str | None = None
     baselines: tuple[str, ...] = ()
+    prices: tech.Prices = tech.PRICES  # [tco]: capex, amortisation, energy price
 
     def fingerprint(self) -> str:
         """sha256 hex of what defines the problem: space, workload, objectives, constraints,
@@ -140,6 +142,7 @@ class Experiment:
             "objectives": [[o.metric, o.direction] for o in self.objectives],
             "constraints": [[c.metric, c.min, c.max] for c in self.constraints],
             "cluster": self.cluster,
+            "tco": asdict(self.prices),
         })
 
 
@@ -373,7 +376,7 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
     """
     text, doc = _read(path)
     doc.only(("experiment", "workload", "cluster", "objectives", "constraints", "budget",
-              "search", "storage"))
+              "search", "storage", "tco"))
 
     head = doc.table("experiment")
     head.only(("name", "description", "search_space", "baselines"))
@@ -416,6 +419,11 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
     search.only(("sampler", "seed", "population"))
     storage = doc.table("storage", required=False)
     storage.only(("url",))
+    tco = doc.table("tco", required=False)
+    price_keys = [f.name for f in fields(tech.Prices)]
+    tco.only(price_keys)
+    prices = replace(tech.PRICES, **{k: tco.get(k, "float", low=0.0, low_open=True)
+                                     for k in tco.data})
 
     return Experiment(
         path=doc.file, text=text, name=name, description=description, space=space, job=job,
@@ -426,11 +434,12 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
         population=search.get("population", "int", default=32, low=2),
         storage_url=_storage_url(storage),
         baselines=baselines,
+        prices=prices,
     )
 
 
 _TRAIN_KEYS = ("kind", "model", "seq_len", "global_batch", "precision", "attention",
-               "moe_imbalance")
+               "moe_imbalance", "train_tokens")
 _INFER_KEYS = ("kind", "model", "input_len", "output_len", "concurrency", "precision",
                "kv_precision", "ttft_slo_s", "itl_slo_s", "moe_imbalance")
 
@@ -463,6 +472,7 @@ def _workload(t: _Table) -> TrainJob | InferJob:
         global_batch=t.get("global_batch", "int", low=1),
         precision=t.get("precision", "str", default="bf16", choices=PRECISIONS),
         attention=t.get("attention", "str", default="flash", choices=ATTENTION_IMPLS),
+        train_tokens=t.get("train_tokens", "float", default=None, low=0.0, low_open=True),
         moe_imbalance=t.get("moe_imbalance", "float", default=1.0, low=1.0, high=16.0),
     )
 
@@ -504,6 +514,13 @@ def _cluster(t: _Table, space: SearchSpace, fixed: frozenset[str]) -> dict[str, 
             cluster[key] = _check_design(t.file, t.at(key), key, value)
         else:
             cluster[key] = t.get(key, "float", low=0)
+    if "power_budget_mw" in cluster:
+        if cluster["power_budget_mw"] <= 0:
+            raise t.error("power_budget_mw", "a number > 0 (MW)", cluster["power_budget_mw"])
+        if "n_chips" in cluster or "n_chips" in searched:
+            raise t.error("power_budget_mw", "either power_budget_mw or n_chips (the budget "
+                                             "sets the chip count)", cluster["power_budget_mw"])
+        return cluster
     if "n_chips" not in cluster and "n_chips" not in searched | fixed:
         info = DESIGN_PARAMETERS["n_chips"]
         raise t.error("n_chips", f"an integer in [{info.low}, {info.high}] (required here unless "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from codesign import cost, power
+from codesign import cost, power, tech
 from codesign.specs import HBM_GENERATIONS, TOPOLOGIES, ChipSpec, ClusterSpec
 
 
@@ -84,20 +84,25 @@ DEFAULT_DESIGN: dict[str, Any] = {
 }
 
 
-HBM_STACK = {
-    # generation: (GB/s per stack, GB per stack)
-    "HBM2": (256.0, 8.0),  # JEDEC JESD235A: 1024 bits x 2.0 Gb/s; 8 GB 8-high
-    "HBM2e": (460.0, 16.0),  # 1024 x 3.6 Gb/s (SK hynix HBM2E); 16 GB 8-high
-    "HBM3": (819.0, 16.0),  # JESD238: 1024 x 6.4 Gb/s; 16 GB 8-high (H100 stacks)
-    "HBM3e": (1229.0, 24.0),  # 1024 x 9.6 Gb/s (Micron HBM3E); 24 GB 8-high
-    "HBM4": (2048.0, 36.0),  # JESD270-4: 2048 bits x 8 Gb/s; 36 GB 12-high
-}
-"""Per-stack bandwidth and capacity of each HBM generation at its nominal pin rate."""
+HBM_STACK = {g.name: (g.gbps_per_stack, g.gb_per_stack) for g in tech.HBM.values()}
+"""Per-stack bandwidth (GB/s) and capacity (GB) of each HBM generation (see codesign.tech)."""
+
+
+def design_area(design: dict[str, Any]) -> cost.AreaEstimate:
+    """Silicon of a design: total area, its split into compute dies under the reticle, and
+    whether its HBM stacks fit along the dies' edges (``reason`` says when not)."""
+    up_gbps = float(design["scaleup_links"]) * float(design["scaleup_link_gbps"])
+    serdes_gbit_one_way = up_gbps * 8 / 2 + float(design["scaleout_gbps"])
+    return cost.estimate_area(float(design["process_nm"]), int(design["compute_units"]),
+                              int(design["macs_per_unit"]), float(design["sram_mb"]),
+                              str(design["hbm_gen"]), int(design["hbm_stacks"]),
+                              serdes_gbit_one_way)
 
 
 def design_to_chip(design: dict[str, Any], name: str = "design") -> ChipSpec:
-    """Build the chip a design describes; TDP, die area and price come from the estimates in
-    :mod:`codesign.power` and :mod:`codesign.cost`."""
+    """Build the chip a design describes: peaks from units x MACs x clock, HBM from its
+    generation, area and dies from :func:`design_area`, TDP (sustained peak) from
+    :mod:`codesign.power`, and ``price_usd`` = manufacturing cost from :mod:`codesign.cost`."""
     node = float(design["process_nm"])
     units = int(design["compute_units"])
     macs = int(design["macs_per_unit"])
@@ -108,11 +113,10 @@ def design_to_chip(design: dict[str, Any], name: str = "design") -> ChipSpec:
     stack_gbps, stack_gb = HBM_STACK[gen]
     up_gbps = float(design["scaleup_links"]) * float(design["scaleup_link_gbps"])
     out_gbps = float(design["scaleout_gbps"])
-    serdes_gbit_one_way = up_gbps * 8 / 2 + out_gbps
-    area = cost.die_area_mm2(node, units, macs, float(design["sram_mb"]), stacks,
-                             serdes_gbit_one_way)
+    est = design_area(design)
+    area = est.die_mm2
     tdp = power.estimate_tdp_w(node, bf16, gen, stacks * stack_gbps / 1000.0,
-                               up_gbps + out_gbps / 8, area)
+                               up_gbps + out_gbps / 8 * 2, est.n_dies * area, macs)
     return ChipSpec(
         name=name,
         process_nm=node,
@@ -133,8 +137,9 @@ def design_to_chip(design: dict[str, Any], name: str = "design") -> ChipSpec:
         scaleout_gbps=out_gbps,
         tdp_w=tdp,
         die_area_mm2=area,
-        n_compute_dies=1,
-        price_usd=cost.chip_cost_usd(node, area, gen, stacks * stack_gb, stacks),
+        n_compute_dies=est.n_dies,
+        price_usd=cost.chip_cost_usd(node, area, gen, stacks * stack_gb, stacks,
+                                     n_dies=est.n_dies),
     )
 
 

@@ -11,12 +11,18 @@ METRICS: dict[str, tuple[str, str]] = {
     "step_time_s": ("s", "minimize"),
     "ttft_s": ("s", "minimize"),
     "itl_s": ("s", "minimize"),
-    "die_area_mm2": ("mm^2", "minimize"),
+    "die_area_mm2": ("mm^2 (one compute die)", "minimize"),
+    "silicon_mm2": ("mm^2 (all compute dies)", "minimize"),
+    "n_compute_dies": ("dies", "minimize"),
     "tdp_w": ("W", "minimize"),
     "chip_cost_usd": ("USD", "minimize"),
     "chip_power_w": ("W", "minimize"),
     "cluster_power_w": ("W", "minimize"),
     "cost_per_mtoken_usd": ("USD per 1e6 tokens", "minimize"),
+    "cost_per_run_usd": ("USD", "minimize"),
+    "tokens_per_s_per_mw": ("tokens/s per MW of facility power", "maximize"),
+    "n_chips": ("chips", "maximize"),
+    "energy_per_token_j": ("J/token (accelerators only)", "minimize"),
     "memory_gb_per_chip": ("GB", "minimize"),
     "hbm_gb": ("GB", "maximize"),
     "peak_tflops_bf16": ("TFLOP/s", "maximize"),
@@ -25,7 +31,7 @@ METRICS: dict[str, tuple[str, str]] = {
 
 DIRECTIONS = ("maximize", "minimize")
 
-TRAIN_ONLY = ("mfu", "step_time_s")
+TRAIN_ONLY = ("mfu", "step_time_s", "cost_per_run_usd")
 INFER_ONLY = ("ttft_s", "itl_s")
 """Metrics that exist for one workload kind only (NaN for the other). For serving,
 ``tokens_per_s`` counts output tokens of the whole system."""

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from codesign import efficiency
+from codesign import efficiency, power
 from codesign.efficiency import Efficiency
 from codesign.kernels import layout
 from codesign.specs import (
@@ -88,11 +88,16 @@ def chip_array(chip: ChipSpec, scaleout_gbps: float | None = None,
     a[layout.C_MEM_EFF] = eff.memory
     a[layout.C_NET_EFF] = eff.network
     a[layout.C_KERNEL_S] = eff.kernel_s
+    (a[layout.C_E_FP32], a[layout.C_E_BF16], a[layout.C_E_FP8], a[layout.C_E_FP4],
+     a[layout.C_E_HBM], a[layout.C_E_LINK], a[layout.C_LEAK_W]) = power.energy_columns(chip)
     return a
 
 
-def cluster_array(cluster: ClusterSpec) -> np.ndarray:
-    """Pack a cluster (latencies in seconds, powers in W)."""
+def cluster_array(cluster: ClusterSpec, overhead_w_per_chip: float | None = None
+                  ) -> np.ndarray:
+    """Pack a cluster (latencies in seconds, powers in W). ``overhead_w_per_chip`` is the
+    non-accelerator IT power per chip (host + network, :mod:`codesign.facility`); default:
+    the host share alone."""
     a = np.zeros(layout.CLUSTER_LEN)
     a[layout.K_N_CHIPS] = cluster.n_chips
     a[layout.K_TOPOLOGY] = TOPOLOGIES.index(cluster.topology)
@@ -100,7 +105,8 @@ def cluster_array(cluster: ClusterSpec) -> np.ndarray:
     a[layout.K_UP_LAT_S] = cluster.scaleup_latency_us * 1e-6
     a[layout.K_OUT_LAT_S] = cluster.scaleout_latency_us * 1e-6
     a[layout.K_PUE] = cluster.pue
-    a[layout.K_HOST_W] = cluster.host_power_w_per_chip
+    a[layout.K_HOST_W] = (cluster.host_power_w_per_chip if overhead_w_per_chip is None
+                          else overhead_w_per_chip)
     return a
 
 
@@ -205,6 +211,7 @@ STATUS_REASONS = {
     layout.S_BAD_INPUT: "invalid input (zero, negative or non-finite spec value)",
     layout.S_NO_CANDIDATE: "no mapping candidate to evaluate",
     layout.S_SLO: "no mapping meets the latency limits (TTFT / ITL)",
+    layout.S_POWER: "the workload would draw more than the chip's TDP (cooling limit)",
 }
 """Human-readable reason for each kernel status code."""
 

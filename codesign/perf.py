@@ -11,12 +11,13 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from codesign import efficiency, pack
-from codesign.design import design_to_chip, design_to_cluster
+from codesign import efficiency, facility, pack, tech
+from codesign.design import design_area, design_to_chip, design_to_cluster
 from codesign.efficiency import Efficiency
 from codesign.kernels import layout
 from codesign.kernels.infer import infer_search, infer_search_population
@@ -43,6 +44,33 @@ _KERNELS = {
 }
 
 
+def sized_cluster(chip: ChipSpec, cluster: ClusterSpec,
+                  scaleout_gbps: float | None = None) -> ClusterSpec:
+    """The cluster with ``n_chips`` set by its facility power budget, if it has one."""
+    if cluster.power_budget_mw is None:
+        return cluster
+    if chip.tdp_w is None:
+        raise pack.UnknownSpecError(f"chip {chip.id or chip.name!r}: unknown tdp_w, needed to "
+                                    "size a cluster by its power budget")
+    n = facility.chips_for_budget(cluster.power_budget_mw, chip.tdp_w,
+                                  _nic_gbps(chip, scaleout_gbps), cluster.topology,
+                                  cluster.oversubscription, cluster.host_power_w_per_chip,
+                                  cluster.pue)
+    return replace(cluster, n_chips=n)
+
+
+def _nic_gbps(chip: ChipSpec, scaleout_gbps: float | None) -> float:
+    return float(scaleout_gbps if scaleout_gbps is not None else chip.scaleout_gbps or 0.0)
+
+
+def overhead_w_per_chip(chip: ChipSpec, cluster: ClusterSpec,
+                        scaleout_gbps: float | None = None) -> float:
+    """Host + network (NICs, switches, optics, scale-up switches) IT power per chip, W."""
+    return facility.overhead_w_per_chip(cluster.n_chips, _nic_gbps(chip, scaleout_gbps),
+                                        cluster.topology, cluster.oversubscription,
+                                        cluster.host_power_w_per_chip)
+
+
 def evaluate(
     chip: ChipSpec,
     cluster: ClusterSpec,
@@ -51,7 +79,8 @@ def evaluate(
     scaleout_gbps: float | None = None,
     eff: Efficiency = efficiency.DEFAULT,
 ) -> AnyResult:
-    """Predict ``job`` (training step or serving) on ``cluster.n_chips`` copies of ``chip``.
+    """Predict ``job`` (training step or serving) on ``cluster.n_chips`` copies of ``chip``
+    (or as many as the cluster's power budget feeds: see :func:`sized_cluster`).
 
     Fields of ``mapping`` that are 0/None are searched; the best feasible mapping is returned
     (training: fastest step; serving: most output tokens/s within the latency limits).
@@ -59,13 +88,14 @@ def evaluate(
     efficiencies (default: the calibrated ones). Raises
     :class:`codesign.pack.UnknownSpecError` if the chip lacks a needed number.
     """
+    cluster = sized_cluster(chip, cluster, scaleout_gbps)
     search, _, pack_job, out_len, unpack = _KERNELS[type(job)]
     best_mp = np.zeros(layout.MAP_LEN, np.int64)
     best_out = np.zeros(out_len)
     counts = np.zeros(layout.N_STATUS, np.int64)
     status = search(
         pack.chip_array(chip, scaleout_gbps, eff),
-        pack.cluster_array(cluster),
+        pack.cluster_array(cluster, overhead_w_per_chip(chip, cluster, scaleout_gbps)),
         pack.model_array(job.model),
         pack_job(job),
         pack.fixed_array(mapping),
@@ -76,32 +106,68 @@ def evaluate(
     return unpack(int(status), best_mp, best_out, counts, cluster.n_chips)
 
 
-def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult) -> dict[str, Any]:
+def chip_price_usd(chip: ChipSpec, prices: tech.Prices = tech.PRICES) -> float:
+    """What a chip costs its buyer: the published price, else the modelled manufacturing
+    cost (``price_usd`` of a design) x ``prices.chip_margin``; NaN if neither is known."""
+    if chip.id and chip.price_usd is not None:
+        return float(chip.price_usd)
+    if not chip.id and chip.price_usd is not None:
+        return float(chip.price_usd) * prices.chip_margin
+    return float("nan")
+
+
+def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
+                   job: Job | None = None, prices: tech.Prices = tech.PRICES,
+                   scaleout_gbps: float | None = None) -> dict[str, Any]:
     """Flat metric dict (the names of :data:`codesign.metrics.METRICS`) plus the mapping.
 
-    Serving results report output tokens as ``tokens_per_s``; metrics that do not apply to a
-    job kind (``mfu``/``step_time_s`` for serving, ``ttft_s``/``itl_s`` for training) are NaN.
+    ``cluster`` is the sized cluster (:func:`sized_cluster`). Serving results report output
+    tokens as ``tokens_per_s``; metrics that do not apply to a job kind (``mfu``/``step_time_s``
+    for serving, ``ttft_s``/``itl_s`` for training) are NaN. Costs use ``prices`` (TCO: IT
+    capex over its amortisation, the building per watt over its own, energy at the facility
+    meter); the cost of a training run needs ``job.train_tokens``.
     """
     nan = float("nan")
-    tco_usd_per_s = _cluster_cost_usd_per_s(chip, cluster, res)
-    mtok_cost = tco_usd_per_s / res.tokens_per_s * 1e6 if res.feasible else 0.0
     serving = isinstance(res, InferResult)
+    tps = res.tokens_per_s
+    net = facility.network(cluster.n_chips, _nic_gbps(chip, scaleout_gbps), cluster.topology,
+                           cluster.oversubscription,
+                           cluster.topology not in ("torus-2d", "torus-3d"))
+    price = chip_price_usd(chip, prices)
+    # infeasible results carry finite zeros (the constraint marks them), never NaN
+    cost_mtok = cost_run = 0.0 if not res.feasible else nan
+    if res.feasible and tps > 0:
+        per_s = facility.capex_usd_per_s(cluster.n_chips, price, res.cluster_power_w / cluster.pue,
+                                         net.capex_usd, prices)
+        per_s += res.cluster_power_w / 1000.0 * prices.energy_usd_per_kwh / 3600.0
+        cost_mtok = per_s / tps * 1e6
+        train_tokens = getattr(job, "train_tokens", None)
+        if train_tokens:
+            cost_run = train_tokens / tps * per_s
     metrics: dict[str, Any] = {
         "feasible": res.feasible,
         "reason": res.reason,
-        "tokens_per_s": res.tokens_per_s,
+        "tokens_per_s": tps,
         "tokens_per_s_per_chip": res.tokens_per_s_per_chip,
         "tokens_per_joule": res.tokens_per_joule,
+        "tokens_per_s_per_mw": tps / (res.cluster_power_w / 1e6) if res.feasible else 0.0,
+        "energy_per_token_j": (cluster.n_chips * res.chip_power_w / tps
+                               if res.feasible and tps > 0 else 0.0),
         "mfu": nan if serving else res.mfu,
         "step_time_s": nan if serving else res.step_time_s,
         "ttft_s": res.ttft_s if serving else nan,
         "itl_s": res.itl_s if serving else nan,
         "die_area_mm2": chip.die_area_mm2 if chip.die_area_mm2 is not None else nan,
+        "silicon_mm2": (chip.die_area_mm2 * (chip.n_compute_dies or 1)
+                        if chip.die_area_mm2 is not None else nan),
+        "n_compute_dies": chip.n_compute_dies or 1,
         "tdp_w": chip.tdp_w,
-        "chip_cost_usd": chip.price_usd if chip.price_usd is not None else nan,
+        "chip_cost_usd": price,
         "chip_power_w": res.chip_power_w,
         "cluster_power_w": res.cluster_power_w,
-        "cost_per_mtoken_usd": mtok_cost,
+        "cost_per_mtoken_usd": cost_mtok,
+        "cost_per_run_usd": cost_run,
+        "n_chips": cluster.n_chips,
         "memory_gb_per_chip": res.memory_gb_per_chip,
         "hbm_gb": chip.hbm_gb,
         "peak_tflops_bf16": chip.tflops_bf16,
@@ -112,28 +178,11 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult) -> dict
     return metrics
 
 
-AMORTIZATION_YEARS = 4.0
-"""Capex amortisation period (a common hyperscaler server depreciation schedule; estimate)."""
-ENERGY_USD_PER_KWH = 0.08
-"""Industrial electricity price, USD/kWh (estimate; configurable in issue 5)."""
-HOST_USD_PER_CHIP = 5000.0
-"""Host, NIC, switch and rack capex per accelerator (estimate)."""
-
-
-def _cluster_cost_usd_per_s(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult) -> float:
-    """Capex amortised per second plus energy per second for the whole cluster (first TCO)."""
-    if not res.feasible or chip.price_usd is None:
-        return 0.0
-    capex = cluster.n_chips * (chip.price_usd + HOST_USD_PER_CHIP)
-    capex_per_s = capex / (AMORTIZATION_YEARS * 365.25 * 86400.0)
-    energy_per_s = res.cluster_power_w / 1000.0 * ENERGY_USD_PER_KWH / 3600.0
-    return capex_per_s + energy_per_s
-
-
 def evaluate_designs(
     designs: list[dict[str, Any]],
     job: Job,
     cluster_extra: dict[str, Any] | None = None,
+    prices: tech.Prices = tech.PRICES,
 ) -> list[dict[str, Any]]:
     """Evaluate a population of designs in one parallel kernel call.
 
@@ -142,22 +191,28 @@ def evaluate_designs(
     """
     _, search_pop, pack_job, out_len, unpack = _KERNELS[type(job)]
     chips = [design_to_chip(d) for d in designs]
-    clusters = [design_to_cluster(d, cluster_extra) for d in designs]
+    clusters = [sized_cluster(c, design_to_cluster(d, cluster_extra))
+                for c, d in zip(chips, designs, strict=True)]
     n = len(designs)
     chip_a = np.zeros((n, layout.CHIP_LEN))
     cl_a = np.zeros((n, layout.CLUSTER_LEN))
     for i in range(n):
         chip_a[i] = pack.chip_array(chips[i])
-        cl_a[i] = pack.cluster_array(clusters[i])
+        cl_a[i] = pack.cluster_array(clusters[i], overhead_w_per_chip(chips[i], clusters[i]))
     best_mp = np.zeros((n, layout.MAP_LEN), np.int64)
     best_out = np.zeros((n, out_len))
     counts = np.zeros((n, layout.N_STATUS), np.int64)
     status = np.zeros(n, np.int64)
     search_pop(chip_a, cl_a, pack.model_array(job.model), pack_job(job), pack.fixed_array(None),
                best_mp, best_out, counts, status)
-    return [
-        result_metrics(chips[i], clusters[i],
-                       unpack(int(status[i]), best_mp[i], best_out[i], counts[i],
-                              clusters[i].n_chips))
-        for i in range(n)
-    ]
+    results = []
+    for i in range(n):
+        m = result_metrics(chips[i], clusters[i],
+                           unpack(int(status[i]), best_mp[i], best_out[i], counts[i],
+                                  clusters[i].n_chips), job, prices)
+        shoreline = design_area(designs[i]).reason
+        if shoreline:  # a chip that cannot be built: infeasible whatever its mapping
+            m["feasible"] = False
+            m["reason"] = shoreline
+        results.append(m)
+    return results

@@ -1,45 +1,139 @@
-"""First power estimate: a design's TDP from what it can do at full speed.
+"""Power from what the chip does: energy per FLOP, per HBM byte and per link byte, plus leakage.
 
-``TDP = peak bf16 FLOP/s x energy per FLOP + HBM bandwidth x energy per bit
-      + link bandwidth x energy per bit + leakage and uncore per mm^2``.
-The per-mapping chip power (TDP x activity) lives in the training kernel. Issue 5 replaces this
-with a calibrated per-operation energy model; every value here is an estimate and says so.
+The kernels charge every step (training) or serving cycle with the FLOPs it executes at its
+precision, the HBM bytes it moves and the link bytes it sends, and add leakage; that is the
+chip's power for that workload (:func:`energy_columns` feeds them). A design's TDP is its
+sustained peak: GEMMs at the calibrated sustained rate with HBM and links at a typical duty
+(:func:`tdp_w`). A workload over the chip's TDP is infeasible (status S_POWER).
+
+Energy per FLOP (16-bit) at node ``n`` for a compute unit of ``M`` MACs per cycle:
+``E = energy_vs_n7(n) x (E_MAC_N7 + E_OPERAND_N7 x sqrt(1024 / M))``: the arithmetic, plus
+operand delivery from register files and SRAM, which larger MAC arrays amortise over more
+MACs per operand fetched (systolic/outer-product reuse grows with the array side). The two
+constants are fitted to published TDPs (``scripts/calibrate_power.py``).
 """
 
 from __future__ import annotations
 
-PJ_PER_BF16_FLOP = {7: 0.80, 5: 0.56, 4: 0.50, 3: 0.40, 2: 0.32}
-"""Energy per dense bf16 FLOP including operand delivery, pJ. Estimate: anchored on A100 (N7,
-312 TFLOP/s in a 400 W budget) and H100 (N4, 989 TFLOP/s in 700 W) after HBM, links and leakage,
-scaled across nodes by TSMC's published iso-speed power reductions (N7->N5 -30 %,
-N5->N3 -25-30 %, N3->N2 -25 %)."""
+import math
 
-HBM_PJ_PER_BIT = {"HBM2": 3.9, "HBM2e": 3.7, "HBM3": 3.5, "HBM3e": 3.2, "HBM4": 2.8}
-"""HBM access energy incl. PHY, pJ/bit. HBM2 3.9 pJ/bit: O'Connor et al., MICRO 2017
-("Fine-Grained DRAM"); later generations: estimate (~5-10 % better per generation)."""
+from codesign import efficiency, tech
+from codesign.specs import ChipSpec
 
-LINK_PJ_PER_BIT = 5.0
-"""Long-reach 100G-class SerDes energy, pJ/bit (estimate from published 112G SerDes, 4-6)."""
+E_MAC_N7_PJ = 0.825
+E_OPERAND_N7_PJ = 0.475
+"""pJ per 16-bit FLOP at N7: arithmetic, and operand delivery for a 1,024-MAC unit (1.3 pJ
+per FLOP for an A100-class unit at N7, 0.74 pJ for an H100-class one at N4). Fitted by
+scripts/calibrate_power.py to the published TDPs of the 9 catalog chips with the resources to
+predict one (A100 x2, H100, H200, MI300X, MI325X, MI355X, Gaudi 3, Maia 100; B200's SRAM and
+TPU v5p's node are unknown): mean absolute log error 0.107. Residuals: A100 +1/-1 %, H100 -2 %,
+H200 0 %, MI325X +7 %, Gaudi 3 +14 %, MI355X -16 %, Maia 100 -17 %, MI300X +45 %. MI300X and
+MI325X share silicon and peak FLOPS but are rated 750 W and 1000 W: a TDP is partly the
+vendor's power limit, which no resource-based model reproduces."""
 
-UNCORE_W_PER_MM2 = 0.10
-"""Leakage, clocks and uncore per mm^2 of die, W (estimate: ~80 W on an 814 mm^2 H100)."""
+PRECISION_ENERGY = {"fp32": 3.0, "fp16": 1.0, "bf16": 1.0, "fp8": 0.55, "fp4": 0.35}
+"""Energy per FLOP relative to 16-bit. fp32: ~3x (Horowitz, ISSCC 2014: 32-bit FP multiply
+3.7 pJ vs 16-bit 1.1 pJ at 45 nm); fp8 and fp4: estimates (narrower multipliers, half or a
+quarter of the operand bytes, same accumulators)."""
+
+TDP_MEMORY_DUTY = 0.5
+"""Share of peak HBM and link bandwidth in use at the sustained peak that sets TDP (a GEMM
+burn keeps the matrix units saturated and streams memory at part rate; estimate)."""
+
+TYPICAL_CLOCK_GHZ = 1.8
+"""Clock assumed for chips whose datasheet gives peak FLOPS but no clock (to estimate MACs per
+unit): the typical matrix clock of 4-5 nm accelerators (H100 1.83, MI300X 2.1 GHz)."""
+
+PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "fp4")
 
 
-def estimate_tdp_w(
-    process_nm: float,
-    peak_bf16_tflops: float,
-    hbm_gen: str,
-    hbm_tbps: float,
-    link_gbps_total: float,
-    die_area_mm2: float,
-) -> float:
-    """Thermal design power of a design, W.
+def energy_per_flop_j(process_nm: float, macs_per_unit: float, precision: str) -> float:
+    """Joules per matmul FLOP, operand delivery included."""
+    node = tech.NODES[int(process_nm)]
+    base = E_MAC_N7_PJ + E_OPERAND_N7_PJ * math.sqrt(1024.0 / max(macs_per_unit, 1.0))
+    return node.energy_vs_n7 * base * PRECISION_ENERGY[precision] * 1e-12
 
-    ``link_gbps_total`` is the sum of scale-up (bidirectional GB/s) and scale-out bandwidth in
-    GB/s; ``hbm_tbps`` is the HBM bandwidth in TB/s.
+
+def hbm_j_per_byte(hbm_gen: str) -> float:
+    """Joules per byte to or from HBM (DRAM core + PHY)."""
+    return tech.HBM[hbm_gen].pj_per_bit * 8e-12
+
+
+LINK_J_PER_BYTE = tech.SERDES_PJ_PER_BIT * 8e-12
+"""Joules per byte sent over a SerDes link."""
+
+
+def leakage_w(process_nm: float, silicon_mm2: float) -> float:
+    """Static power of ``silicon_mm2`` of compute-die silicon, W."""
+    return tech.NODES[int(process_nm)].leakage_w_per_mm2 * silicon_mm2
+
+
+def macs_per_unit(chip: ChipSpec) -> float | None:
+    """MACs per cycle of one compute unit, from peak bf16, units and clock (typical clock if
+    the datasheet gives none); None without units or bf16 peak."""
+    if not (chip.compute_units and chip.tflops_bf16):
+        return None
+    clock = chip.clock_ghz or TYPICAL_CLOCK_GHZ
+    return chip.tflops_bf16 * 1e12 / (2.0 * chip.compute_units * clock * 1e9)
+
+
+def tdp_w(process_nm: float, peak_bf16_tflops: float, macs: float, hbm_gen: str,
+          hbm_tbps: float, link_gbps_bidir: float, silicon_mm2: float) -> float:
+    """Sustained-peak power, W: leakage + bf16 GEMMs at the calibrated sustained fraction of
+    peak + HBM and links at :data:`TDP_MEMORY_DUTY` of their bandwidth.
+
+    ``hbm_tbps`` in TB/s; ``link_gbps_bidir`` the chip's scale-up + scale-out bandwidth in
+    GB/s, both directions; ``silicon_mm2`` all compute dies.
     """
-    e_flop = PJ_PER_BF16_FLOP[int(process_nm)] * 1e-12
-    compute_w = peak_bf16_tflops * 1e12 * e_flop
-    hbm_w = hbm_tbps * 1e12 * 8 * HBM_PJ_PER_BIT[hbm_gen] * 1e-12
-    link_w = link_gbps_total * 1e9 * 8 * LINK_PJ_PER_BIT * 1e-12
-    return compute_w + hbm_w + link_w + UNCORE_W_PER_MM2 * die_area_mm2
+    gemm = (peak_bf16_tflops * 1e12 * efficiency.DEFAULT.gemm
+            * energy_per_flop_j(process_nm, macs, "bf16"))
+    memory = TDP_MEMORY_DUTY * (hbm_tbps * 1e12 * hbm_j_per_byte(hbm_gen)
+                                + link_gbps_bidir * 1e9 * LINK_J_PER_BYTE)
+    return leakage_w(process_nm, silicon_mm2) + gemm + memory
+
+
+def silicon_mm2(chip: ChipSpec) -> float | None:
+    """Compute-die silicon of a catalog chip, mm^2: published die area x dies, else the area
+    model's estimate from its resources (:func:`codesign.hardware.predict_area`: chiplet I/O
+    dies and shared ports handled there); None if neither is possible."""
+    if chip.die_area_mm2 is not None:
+        return chip.die_area_mm2 * (chip.n_compute_dies or 1)
+    from codesign.hardware import predict_area
+
+    return predict_area(chip)["total_mm2"]
+
+
+def tdp_w_from_chip(chip: ChipSpec) -> float | None:
+    """Predicted TDP of a catalog chip from its published resources (None if they are not
+    enough: node, bf16 peak, units, HBM generation and bandwidth)."""
+    macs = macs_per_unit(chip)
+    area = silicon_mm2(chip)
+    if (macs is None or area is None or chip.hbm_gen not in tech.HBM or chip.hbm_tbps is None
+            or chip.process_nm is None or int(chip.process_nm) not in tech.NODES):
+        return None
+    links = (chip.scaleup_gbps or 0.0) + (chip.scaleout_gbps or 0.0) / 8.0 * 2.0
+    return tdp_w(chip.process_nm, chip.tflops_bf16, macs, chip.hbm_gen, chip.hbm_tbps, links,
+                 area)
+
+
+def energy_columns(chip: ChipSpec) -> tuple[float, float, float, float, float, float, float]:
+    """(J/FLOP fp32, bf16, fp8, fp4, J per HBM byte, J per link byte, leakage W) for the kernels.
+
+    Chips whose node, MACs per unit or area are unknown get H100-class values scaled by
+    nothing (their power is then only indicative)."""
+    node = chip.process_nm if chip.process_nm is not None and int(chip.process_nm) in \
+        tech.NODES else 4
+    macs = macs_per_unit(chip) or 2048.0
+    area = silicon_mm2(chip) or 814.0
+    gen = chip.hbm_gen if chip.hbm_gen in tech.HBM else "HBM3"
+    e = [energy_per_flop_j(node, macs, p) for p in ("fp32", "bf16", "fp8", "fp4")]
+    return (e[0], e[1], e[2], e[3], hbm_j_per_byte(gen), LINK_J_PER_BYTE,
+            leakage_w(node, area))
+
+
+def estimate_tdp_w(process_nm: float, peak_bf16_tflops: float, hbm_gen: str, hbm_tbps: float,
+                   link_gbps_total: float, die_area_mm2: float, macs: float = 2048.0) -> float:
+    """TDP of a searched design (see :func:`tdp_w`); ``link_gbps_total`` is scale-up
+    (bidirectional GB/s) + scale-out in GB/s."""
+    return tdp_w(process_nm, peak_bf16_tflops, macs, hbm_gen, hbm_tbps, link_gbps_total,
+                 die_area_mm2)

@@ -83,6 +83,9 @@ class ClusterSpec:
     ``scaleup_domain`` of the chip says how many chips share the scale-up fabric; the cluster
     says how many chips there are and how the scale-out network is built.
     ``oversubscription`` is the fat-tree taper above the leaf (1.0 = non-blocking).
+    ``host_power_w_per_chip`` is the host share per accelerator (CPU, DRAM, board; default an
+    Arm Cobalt-100-class host for 4 accelerators, see ``codesign.tech.Facility``); NICs,
+    switches and optics are added by the facility model.
     """
 
     n_chips: int
@@ -91,8 +94,10 @@ class ClusterSpec:
     scaleup_latency_us: float = 2.0
     scaleout_latency_us: float = 10.0
     pue: float = 1.2
-    host_power_w_per_chip: float = 250.0
+    host_power_w_per_chip: float = 110.0
     power_budget_mw: float | None = None
+    """Facility power budget, MW: when set, the cluster is as many chips as it powers at
+    their TDP (``codesign.facility.chips_for_budget``) and ``n_chips`` is that count."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,8 @@ class TrainJob:
     global_batch: int
     precision: str = "bf16"
     attention: str = "flash"
+    train_tokens: float | None = None
+    """Tokens of the whole training run (for its cost and energy); None = unknown."""
     moe_imbalance: float = 1.0
     """MoE routing imbalance: tokens of the busiest expert over the mean (>= 1; an expert
     parallel group waits for its busiest rank). 1.0 = perfectly balanced."""

@@ -454,7 +454,7 @@ def run_search(
             rows = []
             try:
                 designs = [design_from_params(base, t.params) for t in trials]
-                metrics = evaluate_designs(designs, exp.job, extra)
+                metrics = evaluate_designs(designs, exp.job, extra, exp.prices)
                 for t, m in zip(trials, metrics, strict=True):
                     frozen = _tell(exp, study, t, m, writer)
                     told += 1

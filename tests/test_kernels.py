@@ -723,6 +723,9 @@ def test_faster_hardware_never_slows_a_fixed_mapping():
     rng = np.random.default_rng(7)
     for arrays, mp, out in _valid_random_ok(rng, 150, [0, 1, 2]):
         _chip, _cluster, _model, job = arrays
+        # lift the power limit: at a fixed TDP a faster chip may exceed it (S_POWER), which is
+        # a separate, physical effect
+        _chip[L.C_TDP_W] = np.inf
         step = out[L.O_STEP_S]
         all_peaks = dict.fromkeys(
             (L.C_FLOPS_FP32, L.C_FLOPS_BF16, L.C_FLOPS_FP8, L.C_FLOPS_FP4), 2.0)
@@ -848,7 +851,7 @@ def test_more_zero_sharding_never_needs_more_memory():
             mp2 = mp.copy()
             mp2[L.P_ZERO] = zero
             st, out = run_eval(eval_mapping, arrays, mp2)
-            assert st in (L.S_OK, L.S_OOM)
+            assert st in (L.S_OK, L.S_OOM, L.S_POWER)
             mems.append(out[L.O_MEM_B])
         assert all(a >= b for a, b in itertools.pairwise(mems)), mems
 

@@ -439,8 +439,8 @@ def test_non_finite_objectives_fail_the_trial(work: Path, capsys,
     poisoned: dict[int, tuple[str, float]] = {}
     seen = [0]
 
-    def evaluate_designs(designs, job, extra=None):
-        metrics = real(designs, job, extra)
+    def evaluate_designs(designs, job, extra=None, prices=None):
+        metrics = real(designs, job, extra, prices)
         for m in metrics:  # trial number == position in the sequence of evaluations
             i = seen[0]
             seen[0] += 1
@@ -487,11 +487,11 @@ def test_keyboard_interrupt_leaves_a_clean_study(work: Path, capsys,
     real = st.evaluate_designs
     calls = [0]
 
-    def evaluate_designs(designs, job, extra=None):
+    def evaluate_designs(designs, job, extra=None, prices=None):
         calls[0] += 1
         if calls[0] == 2:
             raise KeyboardInterrupt
-        return real(designs, job, extra)
+        return real(designs, job, extra, prices)
 
     monkeypatch.setattr(st, "evaluate_designs", evaluate_designs)
     exp_path = write_experiment(work)

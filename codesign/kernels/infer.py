@@ -37,9 +37,9 @@ from numba import njit, prange
 from codesign.kernels import layout as L
 from codesign.kernels.train import (
     BUFFER_B,
-    IDLE_POWER_FRAC,
     KERNELS_PER_LAYER,
     allreduce_time,
+    energy_per_flop,
     gemm_time,
     matmul_peak,
     scaleout_link,
@@ -95,7 +95,8 @@ def kv_room(chip, w_bytes):
 def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, prefill, out2):
     """Seconds for one forward pass of ``tokens`` new tokens (``n_seq`` sequences, attention
     context ``ctx`` each) through a replica. ``out2[0]`` gets the busy time (compute or HBM
-    bound kernels), ``out2[1]`` the FLOPs and ``out2[2]`` the HBM bytes of the pass."""
+    bound kernels), ``out2[1]`` the FLOPs, ``out2[2]`` the HBM bytes and ``out2[3]`` the link
+    bytes one chip handles in the pass."""
     prec = int(job[L.I_PREC])
     w_b = job[L.I_W_BYTES]
     kv_b = job[L.I_KV_BYTES]
@@ -188,6 +189,9 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
         topk + model[L.M_SHARED]) / tp)
     t_elem = ACT_B * tokens * 12.0 * h / (hbm * mem_eff)
     t_tp = 2.0 * allreduce_time(ACT_B * tokens * h, tp, tp_bw, tp_lat) if tp > 1 else 0.0
+    link = 2.0 * 2.0 * (tp - 1.0) / tp * ACT_B * tokens * h
+    if experts > 0 and ep > 1:
+        link += frac_moe * 2.0 * ACT_B * tokens * topk * h * (ep - 1.0) / ep
     t_layer_busy = t_qkv + t_proj + t_attn + t_mlp + t_elem
     t_layer = t_layer_busy + t_tp + frac_moe * t_a2a + KERNELS_PER_LAYER * chip[L.C_KERNEL_S]
     # output layer: every new token in decode, the last prompt token in prefill
@@ -210,6 +214,7 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
     out2[0] = layers * t_layer_busy / pp + t_logits
     out2[1] = flops / pp
     out2[2] = hbm_bytes / pp
+    out2[3] = layers * link / pp + (ACT_B * tokens * h if pp > 1 else 0.0)
     return layers * t_layer + t_logits + t_p2p
 
 
@@ -252,6 +257,9 @@ def infer_eval(chip, cluster, model, job, mp, out):
         return L.S_BAD_INPUT
     if not (cluster[L.K_UP_LAT_S] >= 0 and cluster[L.K_OUT_LAT_S] >= 0):
         return L.S_BAD_INPUT
+    if not (chip[L.C_E_HBM] >= 0 and chip[L.C_E_LINK] >= 0 and chip[L.C_LEAK_W] >= 0
+            and energy_per_flop(chip, int(job[L.I_PREC])) >= 0):
+        return L.S_BAD_INPUT
     peak, _ = matmul_peak(chip, int(job[L.I_PREC]))
     if not (peak > 0 and chip[L.C_FLOPS_BF16] > 0):
         return L.S_NO_COMPUTE
@@ -271,12 +279,15 @@ def infer_eval(chip, cluster, model, job, mp, out):
 
     w_bytes, kv_seq = memory_per_chip(model, job, tp, pp, ep)
     mem = w_bytes + b * kv_seq + BUFFER_B
-    aux = np.zeros(3)
+    aux = np.zeros(4)
     t_pre = forward_time(chip, cluster, model, job, tp, pp, ep, isl, 1.0, isl, True, aux)
     busy_pre = aux[0]
+    e_flop = energy_per_flop(chip, int(job[L.I_PREC]))
+    e_pre = e_flop * aux[1] + chip[L.C_E_HBM] * aux[2] + chip[L.C_E_LINK] * aux[3]
     ctx = isl + osl / 2.0
     t_dec = forward_time(chip, cluster, model, job, tp, pp, ep, b, b, ctx, False, aux)
     busy_dec = aux[0]
+    e_dec = e_flop * aux[1] + chip[L.C_E_HBM] * aux[2] + chip[L.C_E_LINK] * aux[3]
     cycle = b * t_pre + osl * t_dec
     if not (cycle > 0) or not math.isfinite(cycle):
         return L.S_BAD_INPUT
@@ -287,7 +298,8 @@ def infer_eval(chip, cluster, model, job, mp, out):
     itl = t_dec + (b - 1.0) * t_pre / osl
     ttft = t_pre + (t_dec if b > 1 else 0.0)
     busy = min(1.0, (b * busy_pre + osl * busy_dec) / cycle)
-    chip_w = chip[L.C_TDP_W] * (IDLE_POWER_FRAC + (1.0 - IDLE_POWER_FRAC) * busy)
+    # a replica's chips each run their stage of b prefills and osl decode steps per cycle
+    chip_w = (b * e_pre + osl * e_dec) / cycle + chip[L.C_LEAK_W]
     cluster_w = n_chips * (chip_w + cluster[L.K_HOST_W]) * cluster[L.K_PUE]
     out[L.IO_TPS] = tps
     out[L.IO_TTFT] = ttft
@@ -308,6 +320,8 @@ def infer_eval(chip, cluster, model, job, mp, out):
     if (job[L.I_TTFT_SLO] > 0 and ttft > job[L.I_TTFT_SLO]) or (
             job[L.I_ITL_SLO] > 0 and itl > job[L.I_ITL_SLO]):
         return L.S_SLO
+    if chip_w > chip[L.C_TDP_W]:
+        return L.S_POWER
     return L.S_OK
 
 

@@ -21,7 +21,15 @@ C_ATTN_EFF = 15  # fused (flash) attention, fraction of the 16-bit peak
 C_MEM_EFF = 16  # streaming fraction of HBM peak bandwidth
 C_NET_EFF = 17  # large-collective fraction of link bandwidth
 C_KERNEL_S = 18  # fixed time per kernel launch, s
-CHIP_LEN = 19
+# energy (codesign.power derives them from the technology data)
+C_E_FP32 = 19  # J per FLOP of a matmul at this precision, operand delivery included
+C_E_BF16 = 20
+C_E_FP8 = 21
+C_E_FP4 = 22
+C_E_HBM = 23  # J per byte moved to or from HBM
+C_E_LINK = 24  # J per byte sent over a scale-up or scale-out link
+C_LEAK_W = 25  # static power of the chip, W
+CHIP_LEN = 26
 
 # ---- cluster: float64[CLUSTER_LEN] -------------------------------------------------------
 K_N_CHIPS = 0
@@ -92,7 +100,10 @@ O_T_OPT = 11
 O_T_PP = 12
 O_BUSY = 13  # fraction of the step the compute units are busy
 O_N_USED = 14  # chips the mapping uses (<= cluster size)
-OUT_LEN = 15
+O_FLOPS = 15  # FLOPs one chip executes per step (recompute included)
+O_HBM_B = 16  # HBM bytes one chip moves per step
+O_LINK_B = 17  # bytes one chip sends over links per step
+OUT_LEN = 18
 
 # ---- status codes ------------------------------------------------------------------------
 S_OK = 0
@@ -103,7 +114,8 @@ S_NO_COMPUTE = 4  # chip has no throughput at this precision
 S_BAD_INPUT = 5  # NaN, negative or zero where a positive value is required
 S_NO_CANDIDATE = 6  # the search found no mapping to try
 S_SLO = 7  # fits, but over a latency limit (inference)
-N_STATUS = 8
+S_POWER = 8  # the workload would draw more than the chip's TDP (cooling limit)
+N_STATUS = 9
 
 # ---- inference job: float64[IJOB_LEN] ----------------------------------------------------
 I_ISL = 0  # prompt tokens per request

@@ -58,8 +58,6 @@ KERNELS_PER_LAYER = 12.0
 """Kernels per layer forward (norms, QKV, attention, projection, residuals, MLP: Megatron)."""
 BUFFER_B = 2.0e9
 """Framework workspace, communication buffers and allocator fragmentation per chip (bytes)."""
-IDLE_POWER_FRAC = 0.25
-"""Chip power when its compute units wait (HBM, links and leakage stay on), fraction of TDP."""
 TILE_ELEMS_PER_MAC = 16.0
 """Output-tile elements per MAC/cycle of a unit: 128x128 for A100's 1024 MAC/SM, 128x256 for
 H100's 2048 (CUTLASS default tile shapes for these GPUs)."""
@@ -77,8 +75,9 @@ MIN_TOKENS_PER_CP_RANK = 2048
 
 
 @njit(cache=True)
-def gemm_time(m, k, n, peak_flops, eff, hbm_bps, mem_eff, sram_b, el_b, units, tile_elems):
-    """Seconds for an (m x k) @ (k x n) GEMM: compute or HBM traffic, whichever is longer.
+def gemm_cost(m, k, n, peak_flops, eff, hbm_bps, mem_eff, sram_b, el_b, units, tile_elems):
+    """(seconds, HBM bytes) of an (m x k) @ (k x n) GEMM: the time is compute or HBM traffic,
+    whichever is longer.
 
     Compute: ``2mkn / (peak * eff * util)``; ``util`` is the busy share of ``units`` over the
     waves of output tiles ``tm x tile_elems/128`` (1 if ``units`` is 0). The tile height ``tm``
@@ -109,7 +108,14 @@ def gemm_time(m, k, n, peak_flops, eff, hbm_bps, mem_eff, sram_b, el_b, units, t
         x = 1.0
     traffic = el_b * (m * k * max(1.0, n / x) + k * n * max(1.0, m / x) + m * n)
     t_m = traffic / (hbm_bps * mem_eff)
-    return max(t_c, t_m)
+    return max(t_c, t_m), traffic
+
+
+@njit(cache=True)
+def gemm_time(m, k, n, peak_flops, eff, hbm_bps, mem_eff, sram_b, el_b, units, tile_elems):
+    """Seconds of :func:`gemm_cost`."""
+    return gemm_cost(m, k, n, peak_flops, eff, hbm_bps, mem_eff, sram_b, el_b, units,
+                     tile_elems)[0]
 
 
 @njit(cache=True)
@@ -123,6 +129,18 @@ def matmul_peak(chip, prec):
     if prec == 3:
         return chip[L.C_FLOPS_FP8], chip[L.C_GEMM_EFF_LOWP]
     return chip[L.C_FLOPS_FP4], chip[L.C_GEMM_EFF_LOWP]
+
+
+@njit(cache=True)
+def energy_per_flop(chip, prec):
+    """Joules per matmul FLOP at precision index ``prec`` (fp16 at the bf16 cost)."""
+    if prec == 0:
+        return chip[L.C_E_FP32]
+    if prec <= 2:
+        return chip[L.C_E_BF16]
+    if prec == 3:
+        return chip[L.C_E_FP8]
+    return chip[L.C_E_FP4]
 
 
 @njit(cache=True)
@@ -279,6 +297,9 @@ def eval_mapping(chip, cluster, model, job, mp, out):
         return L.S_BAD_INPUT
     if not (kernel_s >= 0):
         return L.S_BAD_INPUT
+    if not (chip[L.C_E_HBM] >= 0 and chip[L.C_E_LINK] >= 0 and chip[L.C_LEAK_W] >= 0
+            and energy_per_flop(chip, prec) >= 0):
+        return L.S_BAD_INPUT
     peak_attn = chip[L.C_FLOPS_FP32] if prec == 0 else chip[L.C_FLOPS_BF16]
     if not (peak > 0 and peak_attn > 0):
         return L.S_NO_COMPUTE
@@ -334,41 +355,52 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     kvd = kv_heads * (h / heads)
     tsp = tp if sp == 1 else 1.0
     mlp_mats = 2.0 if gated else 1.0
-    t_qkv = gemm_time(tok, h, (h + 2.0 * kvd) / tp, peak, eff_gemm, hbm, eff_mem, sram, el_b,
-                      units, tile)
-    t_proj = gemm_time(tok, h / tp, h, peak, eff_gemm, hbm, eff_mem, sram, el_b, units, tile)
+    t_qkv, by_qkv = gemm_cost(tok, h, (h + 2.0 * kvd) / tp, peak, eff_gemm, hbm, eff_mem, sram,
+                              el_b, units, tile)
+    t_proj, by_proj = gemm_cost(tok, h / tp, h, peak, eff_gemm, hbm, eff_mem, sram, el_b, units,
+                                tile)
     unfused = job[L.J_ATTN] > 0.5
     scores = heads / tp * s_loc * seq * b  # score elements per layer on this chip
     if unfused:
         attn_flops = 4.0 * b * s_loc * seq * h / tp  # two GEMMs over the full (masked) scores
         t_attn_c = attn_flops / (peak_attn * chip[L.C_GEMM_EFF])  # 16-bit GEMMs
-        t_attn = t_attn_c + UNFUSED_SCORE_BYTES * scores / (hbm * eff_mem)
+        attn_bytes = UNFUSED_SCORE_BYTES * scores
+        t_attn = t_attn_c + attn_bytes / (hbm * eff_mem)
         t_attn_bwd = 2.0 * t_attn
+        attn_bwd_x = 2.0
     else:
         attn_flops = 4.0 * b * s_loc * seq * h / tp * 0.5  # causal: half the scores
         attn_bytes = act_b * tok * (2.0 * h + 2.0 * kvd) / tp
         t_attn = max(attn_flops / (peak_attn * eff_attn), attn_bytes / (hbm * eff_mem))
         t_attn_bwd = 2.5 * t_attn
+        attn_bwd_x = 2.5
     elem_bytes = act_b * tok * 12.0 * h / tsp
-    t_dense_mlp = gemm_time(tok, h, mlp_mats * f / tp, peak, eff_gemm, hbm, eff_mem, sram, el_b,
+    t_up, by_up = gemm_cost(tok, h, mlp_mats * f / tp, peak, eff_gemm, hbm, eff_mem, sram, el_b,
                             units, tile)
-    t_dense_mlp += gemm_time(tok, f / tp, h, peak, eff_gemm, hbm, eff_mem, sram, el_b, units, tile)
+    t_down, by_down = gemm_cost(tok, f / tp, h, peak, eff_gemm, hbm, eff_mem, sram, el_b, units,
+                                tile)
+    t_dense_mlp = t_up + t_down
+    by_dense = by_up + by_down
     dense_elem = act_b * tok * (mlp_mats + 1.0) * f / tp
     t_moe_mlp = 0.0
+    by_moe = 0.0
     moe_elem = 0.0
     if is_moe:
         # routed tokens spread evenly over experts; EP groups exchange them (all-to-all)
         tok_exp = tok * topk * ep / experts
-        t_one = gemm_time(tok_exp, h, mlp_mats * f_moe / tp, peak, eff_gemm, hbm, eff_mem, sram,
-                          el_b, units, tile)
-        t_one += gemm_time(tok_exp, f_moe / tp, h, peak, eff_gemm, hbm, eff_mem, sram, el_b,
-                           units, tile)
-        t_moe_mlp = experts / ep * t_one * imbalance  # the busiest expert sets the pace
+        t_up, by_up = gemm_cost(tok_exp, h, mlp_mats * f_moe / tp, peak, eff_gemm, hbm, eff_mem,
+                                sram, el_b, units, tile)
+        t_down, by_down = gemm_cost(tok_exp, f_moe / tp, h, peak, eff_gemm, hbm, eff_mem, sram,
+                                    el_b, units, tile)
+        t_moe_mlp = experts / ep * (t_up + t_down) * imbalance  # the busiest expert sets the pace
+        by_moe = experts / ep * (by_up + by_down)
         if shared > 0:
-            t_moe_mlp += gemm_time(tok, h, shared * mlp_mats * f_moe / tp, peak, eff_gemm, hbm,
-                                   eff_mem, sram, el_b, units, tile)
-            t_moe_mlp += gemm_time(tok, shared * f_moe / tp, h, peak, eff_gemm, hbm, eff_mem,
-                                   sram, el_b, units, tile)
+            t_up, by_up = gemm_cost(tok, h, shared * mlp_mats * f_moe / tp, peak, eff_gemm, hbm,
+                                    eff_mem, sram, el_b, units, tile)
+            t_down, by_down = gemm_cost(tok, shared * f_moe / tp, h, peak, eff_gemm, hbm,
+                                        eff_mem, sram, el_b, units, tile)
+            t_moe_mlp += t_up + t_down
+            by_moe += by_up + by_down
         moe_elem = act_b * tok * topk * (mlp_mats + 1.0) * f_moe / tp
     n_moe_layers = layers - dense_layers if is_moe else 0.0
     n_dense_layers = layers - n_moe_layers
@@ -385,19 +417,36 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     elif rc == 1:
         t_recompute = t_attn
     t_layer_compute = t_fwd + t_bwd + t_recompute
+    # work of one layer and micro-batch (forward, backward = 2x GEMMs, recompute)
+    gemm_flops_fwd = 2.0 * tok * h * (2.0 * h + 2.0 * kvd) / tp
+    gemm_flops_fwd += (1.0 - frac_moe) * 2.0 * tok * (mlp_mats + 1.0) * h * f / tp
+    gemm_flops_fwd += frac_moe * 2.0 * tok * (mlp_mats + 1.0) * h * f_moe * (topk + shared) / tp
+    bytes_fwd = by_qkv + by_proj + (1.0 - frac_moe) * by_dense + frac_moe * by_moe + elem_bytes
+    layer_flops = 3.0 * gemm_flops_fwd + (1.0 + attn_bwd_x) * attn_flops
+    layer_bytes = 3.0 * bytes_fwd + (1.0 + attn_bwd_x) * attn_bytes
+    if rc == 2:
+        layer_flops += gemm_flops_fwd + attn_flops
+        layer_bytes += bytes_fwd + attn_bytes
+    elif rc == 1:
+        layer_flops += attn_flops
+        layer_bytes += attn_bytes
 
     # communication per layer (fwd + bwd)
     t_layer_tp = 0.0
+    layer_link = 0.0  # bytes this chip sends per layer and micro-batch
     if tp > 1:
         t_layer_tp = 4.0 * allreduce_time(act_b * tok * h, tp, tp_bw, tp_lat)
+        layer_link = 4.0 * 2.0 * (tp - 1.0) / tp * act_b * tok * h
         if rc == 2:
             t_layer_tp *= 1.5  # the recomputed forward repeats its two collectives
+            layer_link *= 1.5
     t_layer_cp = 0.0
     if cp > 1:
         cp_bw = scaleup_bw(tp * cp, up_raw, topo, domain) * eff_net if cp_in else out_bps
         cp_lat = up_lat if cp_in else out_lat
         kv_vol = act_b * 2.0 * b * s_loc * kvd / tp
         t_ring = (cp - 1) * (kv_vol / cp_bw + cp_lat)
+        layer_link += 3.0 * (cp - 1) * kv_vol
         # forward passes K/V around the ring; backward passes K/V and their gradients
         t_layer_cp = max(0.0, t_ring - t_attn) + max(0.0, 2.0 * t_ring - t_attn_bwd)
     t_layer_ep = 0.0
@@ -406,21 +455,25 @@ def eval_mapping(chip, cluster, model, job, mp, out):
         ep_lat = up_lat if ep_in else out_lat
         a2a_vol = act_b * tok * topk * h / tp * (ep - 1.0) / ep * imbalance
         t_layer_ep = frac_moe * 6.0 * (a2a_vol / ep_bw + (ep - 1.0) * ep_lat)
+        layer_link += frac_moe * 6.0 * a2a_vol
     t_layer = t_layer_compute + t_layer_tp + t_layer_cp + t_layer_ep
 
     # --- pipeline stage (the last one also runs the output layer) ---
     layers_stage = math.ceil(layers / pp)
-    t_logits_f = gemm_time(tok, h, vocab / tp, peak, eff_gemm, hbm, eff_mem, sram, el_b, units,
-                           tile)
-    t_logits_f += 3.0 * 4.0 * tok * vocab / tp / (hbm * eff_mem)  # fp32 softmax + loss
+    t_logits_f, by_logits = gemm_cost(tok, h, vocab / tp, peak, eff_gemm, hbm, eff_mem, sram,
+                                      el_b, units, tile)
+    by_logits += 3.0 * 4.0 * tok * vocab / tp  # fp32 softmax + loss
+    t_logits_f += 3.0 * 4.0 * tok * vocab / tp / (hbm * eff_mem)
     t_logits = 3.0 * t_logits_f
     t_stage = layers_stage * t_layer + t_logits
     t_p2p = 0.0
+    p2p_bytes = 0.0
     if pp > 1:
         pp_bw = scaleup_bw(n_used, up_raw, topo, domain) * eff_net if pp_in else out_bps
         pp_lat = up_lat if pp_in else out_lat
         p2p_vol = act_b * tok * h / tp  # Megatron scatter/gather optimisation
         t_p2p = 2.0 * vpp * (p2p_vol / pp_bw + pp_lat)
+        p2p_bytes = 2.0 * vpp * p2p_vol
     t_stage_total = t_stage + t_p2p
     t_bubble = (pp - 1.0) / vpp * t_stage_total
     t_pipe = m * t_stage_total + t_bubble
@@ -445,8 +498,12 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     else:
         # gradients reduce under the backward pass of the last micro-batch
         t_dp_exposed = max(0.0, t_dp - layers_stage * (t_bwd + t_recompute))
+    dp_link = 2.0 * (dp - 1.0) / dp * GRAD_B * p_chip
+    if zero == 3 and dp > 1:
+        dp_link += m * 2.0 * (dp - 1.0) / dp * WEIGHT_B * p_chip
     shard = dp if zero >= 1 else 1.0
-    t_opt = ADAM_BYTES_PER_PARAM * p_chip / shard / (hbm * eff_mem)
+    opt_bytes = ADAM_BYTES_PER_PARAM * p_chip / shard
+    t_opt = opt_bytes / (hbm * eff_mem)
 
     step = t_pipe + t_dp_exposed + t_opt
     if not (step > 0) or not math.isfinite(step):
@@ -492,8 +549,17 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     busy = m * layers_stage * t_layer_compute / step
     if busy > 1.0:
         busy = 1.0
-    chip_w = chip[L.C_TDP_W] * (IDLE_POWER_FRAC + (1.0 - IDLE_POWER_FRAC) * busy)
+    # energy of one step on the busiest chip: what it computes, moves and sends, + leakage
+    step_flops = m * (layers_stage * layer_flops + 3.0 * 2.0 * tok * h * vocab / tp)
+    step_hbm = m * (layers_stage * layer_bytes + 3.0 * by_logits) + opt_bytes
+    step_link = m * (layers_stage * layer_link + p2p_bytes) + dp_link
+    e_flop = energy_per_flop(chip, prec)
+    chip_w = (e_flop * step_flops + chip[L.C_E_HBM] * step_hbm
+              + chip[L.C_E_LINK] * step_link) / step + chip[L.C_LEAK_W]
     cluster_w = n_chips * (chip_w + cluster[L.K_HOST_W]) * cluster[L.K_PUE]
+    out[L.O_FLOPS] = step_flops
+    out[L.O_HBM_B] = step_hbm
+    out[L.O_LINK_B] = step_link
     out[L.O_CHIP_W] = chip_w
     out[L.O_CLUSTER_W] = cluster_w
     out[L.O_TOK_PER_J] = tokens / step / cluster_w if cluster_w > 0 else 0.0
@@ -507,6 +573,8 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     out[L.O_N_USED] = n_used
     if mem > chip[L.C_HBM_B]:
         return L.S_OOM
+    if chip_w > chip[L.C_TDP_W]:
+        return L.S_POWER
     return L.S_OK
 
 
