@@ -285,8 +285,9 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     rows = pareto_rows(exp, study)
     cols = ["trial", *[f"value_{o.metric}" for o in exp.objectives],
             *[f"param_{p.name}" for p in exp.space.params],
-            "tdp_w", "mfu", "map_tp", "map_pp", "map_dp", "map_micro_batch", "map_recompute",
-            "map_zero"]
+            "n_chips", "tdp_w", "chip_power_w", "mfu", "map_tp", "map_pp", "map_dp",
+            "map_micro_batch", "map_recompute", "map_zero"]
+    cols = [c for c in dict.fromkeys(cols) if f"value_{c}" not in cols]  # no column twice
     if args.format == "json":
         print(json.dumps({"study": run.study_name,
                           "objectives": [[o.metric, o.direction] for o in exp.objectives],

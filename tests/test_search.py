@@ -233,9 +233,9 @@ def test_budget_is_the_total(work: Path, capsys) -> None:
 # ----------------------------------------------------------------------------- changed experiment
 
 CHANGES = {
-    "objective": {"exp_edits": (('die_area_mm2 = "minimize"', 'tdp_w = "minimize"'),)},
+    "objective": {"exp_edits": (('silicon_mm2 = "minimize"', 'tdp_w = "minimize"'),)},
     "param-range": {"space_edits": (("high = 256", "high = 248"),)},
-    "constraint": {"exp_edits": (("max = 858.0", "max = 800.0"),)},
+    "constraint": {"exp_edits": (("max = 1200.0", "max = 1000.0"),)},
 }
 
 
@@ -375,11 +375,11 @@ def test_pareto_front_matches_optuna_and_the_snapshot(work: Path, capsys) -> Non
     assert front == best
     assert all(r["constraints_ok"] and r["feasible"] for r in doc["front"])
     assert doc["objectives"] == [["tokens_per_s", "maximize"], ["tokens_per_joule", "maximize"],
-                                 ["die_area_mm2", "minimize"]]
+                                 ["silicon_mm2", "minimize"]]
     for r in doc["front"]:
         t = study.trials[r["trial"]]
         assert [r["value_tokens_per_s"], r["value_tokens_per_joule"],
-                r["value_die_area_mm2"]] == pytest.approx(t.values)
+                r["value_silicon_mm2"]] == pytest.approx(t.values)
 
     code, out, err = cli(capsys, "pareto", str(RUN), "--format", "csv")
     assert code == 0, err
@@ -449,7 +449,7 @@ def test_non_finite_objectives_fail_the_trial(work: Path, capsys,
             elif i % 5 == 1:  # would dominate every design if it were COMPLETE
                 poisoned[i] = ("tokens_per_s", math.inf)
             elif i % 7 == 2:
-                poisoned[i] = ("die_area_mm2", -math.inf)
+                poisoned[i] = ("silicon_mm2", -math.inf)
             elif i % 11 == 4:
                 poisoned[i] = ("tokens_per_joule", -math.inf)
             if i in poisoned:

@@ -156,7 +156,12 @@ def tile_elems(chip):
 
 @njit(cache=True)
 def worst_status(counts):
-    """The most frequent failure status among evaluated candidates (S_NO_CANDIDATE if none)."""
+    """Why no candidate was feasible: the limit the closest ones missed (latency, then power:
+    they fit everything else), else the most frequent failure (S_NO_CANDIDATE if none)."""
+    if counts[L.S_SLO] > 0:
+        return L.S_SLO
+    if counts[L.S_POWER] > 0:
+        return L.S_POWER
     worst = L.S_NO_CANDIDATE
     most = 0
     for s in range(1, L.N_STATUS):
