@@ -89,7 +89,8 @@ def chip_array(chip: ChipSpec, scaleout_gbps: float | None = None,
     a[layout.C_NET_EFF] = eff.network
     a[layout.C_KERNEL_S] = eff.kernel_s
     (a[layout.C_E_FP32], a[layout.C_E_BF16], a[layout.C_E_FP8], a[layout.C_E_FP4],
-     a[layout.C_E_HBM], a[layout.C_E_LINK], a[layout.C_LEAK_W]) = power.energy_columns(chip)
+     a[layout.C_E_HBM], a[layout.C_E_LINK], a[layout.C_LEAK_W],
+     a[layout.C_BUSY_W]) = power.energy_columns(chip)
     return a
 
 

@@ -20,21 +20,31 @@ import math
 from codesign import efficiency, tech
 from codesign.specs import ChipSpec
 
-E_MAC_N7_PJ = 0.825
-E_OPERAND_N7_PJ = 0.475
-"""pJ per 16-bit FLOP at N7: arithmetic, and operand delivery for a 1,024-MAC unit (1.3 pJ
-per FLOP for an A100-class unit at N7, 0.74 pJ for an H100-class one at N4). Fitted by
-scripts/calibrate_power.py to the published TDPs of the 9 catalog chips with the resources to
-predict one (A100 x2, H100, H200, MI300X, MI325X, MI355X, Gaudi 3, Maia 100; B200's SRAM and
-TPU v5p's node are unknown): mean absolute log error 0.107. Residuals: A100 +1/-1 %, H100 -2 %,
-H200 0 %, MI325X +7 %, Gaudi 3 +14 %, MI355X -16 %, Maia 100 -17 %, MI300X +45 %. MI300X and
-MI325X share silicon and peak FLOPS but are rated 750 W and 1000 W: a TDP is partly the
-vendor's power limit, which no resource-based model reproduces."""
+E_MAC_N7_PJ = 0.20
+E_OPERAND_N7_PJ = 0.20
+"""pJ per 16-bit FLOP at N7: arithmetic, and operand delivery for a 1,024-MAC unit (0.40 pJ
+per FLOP for an A100-class unit at N7, 0.22 pJ for an H100-class one at N4; the clocks and
+control that run with them are :data:`BUSY_FRACTION`). Fitted jointly with BUSY_FRACTION by
+scripts/calibrate_power.py on (a) the batch-8 decode power of H100 in calibration.csv
+(-2 %, -1 %, +2 %) and (b) the published TDPs of the 9 catalog chips with the resources to
+predict one (B200's SRAM and TPU v5p's node are unknown): A100 +4/+3 %, H100 -2 %, H200 0 %,
+Gaudi 3 +1 %, MI325X +11 %, MI355X -16 %, Maia 100 -19 %, MI300X +51 % (joint mean absolute
+log error 0.088). MI300X and MI325X share silicon and peak FLOPS but are rated 750 W and
+1000 W: a TDP is partly the vendor's power limit, which no resource-based model reproduces."""
 
 PRECISION_ENERGY = {"fp32": 3.0, "fp16": 1.0, "bf16": 1.0, "fp8": 0.55, "fp4": 0.35}
 """Energy per FLOP relative to 16-bit. fp32: ~3x (Horowitz, ISSCC 2014: 32-bit FP multiply
 3.7 pJ vs 16-bit 1.1 pJ at 45 nm); fp8 and fp4: estimates (narrower multipliers, half or a
 quarter of the operand bytes, same accumulators)."""
+
+BUSY_FRACTION = 2.4
+"""Clock tree, control and uncore power while kernels run, whatever they compute, as a
+multiple of the chip's sustained-GEMM arithmetic power (the same clocks drive the matrix
+units it feeds). Calibrated with the energy constants by scripts/calibrate_power.py on the
+steady-state decode power of H100 at batch 8 in calibration.csv (ML.ENERGY MLE3-*-bs8-chipw:
+486 W for Llama 3.1 8B, 441 W for 70B on 4 GPUs, 408 W for 405B-FP8 on 8 GPUs: decode at batch
+8 does few FLOPs, so the power beyond weight streaming and leakage is this term) together
+with the catalog TDPs."""
 
 TDP_MEMORY_DUTY = 0.5
 """Share of peak HBM and link bandwidth in use at the sustained peak that sets TDP (a GEMM
@@ -63,6 +73,17 @@ LINK_J_PER_BYTE = tech.SERDES_PJ_PER_BIT * 8e-12
 """Joules per byte sent over a SerDes link."""
 
 
+def gemm_power_w(process_nm: float, peak_bf16_tflops: float, macs: float) -> float:
+    """Arithmetic power of bf16 GEMMs at the calibrated sustained fraction of peak, W."""
+    return (peak_bf16_tflops * 1e12 * efficiency.DEFAULT.gemm
+            * energy_per_flop_j(process_nm, macs, "bf16"))
+
+
+def busy_w(process_nm: float, peak_bf16_tflops: float, macs: float) -> float:
+    """Clock and control power while kernels run, W (:data:`BUSY_FRACTION`)."""
+    return BUSY_FRACTION * gemm_power_w(process_nm, peak_bf16_tflops, macs)
+
+
 def leakage_w(process_nm: float, silicon_mm2: float) -> float:
     """Static power of ``silicon_mm2`` of compute-die silicon, W."""
     return tech.NODES[int(process_nm)].leakage_w_per_mm2 * silicon_mm2
@@ -79,17 +100,16 @@ def macs_per_unit(chip: ChipSpec) -> float | None:
 
 def tdp_w(process_nm: float, peak_bf16_tflops: float, macs: float, hbm_gen: str,
           hbm_tbps: float, link_gbps_bidir: float, silicon_mm2: float) -> float:
-    """Sustained-peak power, W: leakage + bf16 GEMMs at the calibrated sustained fraction of
-    peak + HBM and links at :data:`TDP_MEMORY_DUTY` of their bandwidth.
+    """Sustained-peak power, W: leakage + busy power + bf16 GEMMs at the calibrated sustained
+    fraction of peak + HBM and links at :data:`TDP_MEMORY_DUTY` of their bandwidth.
 
     ``hbm_tbps`` in TB/s; ``link_gbps_bidir`` the chip's scale-up + scale-out bandwidth in
     GB/s, both directions; ``silicon_mm2`` all compute dies.
     """
-    gemm = (peak_bf16_tflops * 1e12 * efficiency.DEFAULT.gemm
-            * energy_per_flop_j(process_nm, macs, "bf16"))
+    gemm = gemm_power_w(process_nm, peak_bf16_tflops, macs)
     memory = TDP_MEMORY_DUTY * (hbm_tbps * 1e12 * hbm_j_per_byte(hbm_gen)
                                 + link_gbps_bidir * 1e9 * LINK_J_PER_BYTE)
-    return leakage_w(process_nm, silicon_mm2) + gemm + memory
+    return leakage_w(process_nm, silicon_mm2) + (1.0 + BUSY_FRACTION) * gemm + memory
 
 
 def silicon_mm2(chip: ChipSpec) -> float | None:
@@ -116,8 +136,9 @@ def tdp_w_from_chip(chip: ChipSpec) -> float | None:
                  area)
 
 
-def energy_columns(chip: ChipSpec) -> tuple[float, float, float, float, float, float, float]:
-    """(J/FLOP fp32, bf16, fp8, fp4, J per HBM byte, J per link byte, leakage W) for the kernels.
+def energy_columns(chip: ChipSpec) -> tuple[float, ...]:
+    """(J/FLOP fp32, bf16, fp8, fp4, J per HBM byte, J per link byte, leakage W, busy W) for
+    the kernels.
 
     Chips whose node, MACs per unit or area are unknown get H100-class values scaled by
     nothing (their power is then only indicative)."""
@@ -127,8 +148,9 @@ def energy_columns(chip: ChipSpec) -> tuple[float, float, float, float, float, f
     area = silicon_mm2(chip) or 814.0
     gen = chip.hbm_gen if chip.hbm_gen in tech.HBM else "HBM3"
     e = [energy_per_flop_j(node, macs, p) for p in ("fp32", "bf16", "fp8", "fp4")]
+    peak = chip.tflops_bf16 if chip.tflops_bf16 else 989.4
     return (e[0], e[1], e[2], e[3], hbm_j_per_byte(gen), LINK_J_PER_BYTE,
-            leakage_w(node, area))
+            leakage_w(node, area), busy_w(node, peak, macs))
 
 
 def estimate_tdp_w(process_nm: float, peak_bf16_tflops: float, hbm_gen: str, hbm_tbps: float,

@@ -258,7 +258,7 @@ def infer_eval(chip, cluster, model, job, mp, out):
     if not (cluster[L.K_UP_LAT_S] >= 0 and cluster[L.K_OUT_LAT_S] >= 0):
         return L.S_BAD_INPUT
     if not (chip[L.C_E_HBM] >= 0 and chip[L.C_E_LINK] >= 0 and chip[L.C_LEAK_W] >= 0
-            and energy_per_flop(chip, int(job[L.I_PREC])) >= 0):
+            and chip[L.C_BUSY_W] >= 0 and energy_per_flop(chip, int(job[L.I_PREC])) >= 0):
         return L.S_BAD_INPUT
     peak, _ = matmul_peak(chip, int(job[L.I_PREC]))
     if not (peak > 0 and chip[L.C_FLOPS_BF16] > 0):
@@ -299,7 +299,7 @@ def infer_eval(chip, cluster, model, job, mp, out):
     ttft = t_pre + (t_dec if b > 1 else 0.0)
     busy = min(1.0, (b * busy_pre + osl * busy_dec) / cycle)
     # a replica's chips each run their stage of b prefills and osl decode steps per cycle
-    chip_w = (b * e_pre + osl * e_dec) / cycle + chip[L.C_LEAK_W]
+    chip_w = (b * e_pre + osl * e_dec) / cycle + chip[L.C_LEAK_W] + chip[L.C_BUSY_W] * busy
     cluster_w = n_chips * (chip_w + cluster[L.K_HOST_W]) * cluster[L.K_PUE]
     out[L.IO_TPS] = tps
     out[L.IO_TTFT] = ttft

@@ -29,7 +29,8 @@ C_E_FP4 = 22
 C_E_HBM = 23  # J per byte moved to or from HBM
 C_E_LINK = 24  # J per byte sent over a scale-up or scale-out link
 C_LEAK_W = 25  # static power of the chip, W
-CHIP_LEN = 26
+C_BUSY_W = 26  # clock tree + control power while kernels run (whatever they compute), W
+CHIP_LEN = 27
 
 # ---- cluster: float64[CLUSTER_LEN] -------------------------------------------------------
 K_N_CHIPS = 0

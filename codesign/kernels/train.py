@@ -303,7 +303,7 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     if not (kernel_s >= 0):
         return L.S_BAD_INPUT
     if not (chip[L.C_E_HBM] >= 0 and chip[L.C_E_LINK] >= 0 and chip[L.C_LEAK_W] >= 0
-            and energy_per_flop(chip, prec) >= 0):
+            and chip[L.C_BUSY_W] >= 0 and energy_per_flop(chip, prec) >= 0):
         return L.S_BAD_INPUT
     peak_attn = chip[L.C_FLOPS_FP32] if prec == 0 else chip[L.C_FLOPS_BF16]
     if not (peak > 0 and peak_attn > 0):
@@ -560,7 +560,7 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     step_link = m * (layers_stage * layer_link + p2p_bytes) + dp_link
     e_flop = energy_per_flop(chip, prec)
     chip_w = (e_flop * step_flops + chip[L.C_E_HBM] * step_hbm
-              + chip[L.C_E_LINK] * step_link) / step + chip[L.C_LEAK_W]
+              + chip[L.C_E_LINK] * step_link) / step + chip[L.C_LEAK_W] + chip[L.C_BUSY_W] * busy
     cluster_w = n_chips * (chip_w + cluster[L.K_HOST_W]) * cluster[L.K_PUE]
     out[L.O_FLOPS] = step_flops
     out[L.O_HBM_B] = step_hbm
