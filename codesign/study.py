@@ -32,14 +32,13 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from codesign import parquet_log
+from codesign import doctor, parquet_log
 from codesign.config import SAMPLERS, Experiment, load_experiment
+from codesign.doctor import JOURNAL_FILE, RUN_FILE
 from codesign.errors import ConfigError
 from codesign.perf import evaluate_designs
 from codesign.space import base_design, cluster_extra, design_from_params, distributions
 
-RUN_FILE = "run.json"
-JOURNAL_FILE = "study.log"
 METRICS_ATTR = "codesign:metrics"
 FINGERPRINT_ATTR = "codesign:fingerprint"
 INFEASIBLE_CONSTRAINT = "mapping_feasible"
@@ -358,10 +357,132 @@ def row_from_trial(exp: Experiment, t: FrozenTrial, writer: str) -> dict[str, An
 
 
 WRITER_KEY = "_writer"  # inside the metrics attribute: which process evaluated the trial
+OWNER_ATTR = "codesign:owner"  # host-pid-start of the process that asked a trial
+RETRY_ATTR = "codesign:retry_of"  # a re-run of the trial a dead worker left RUNNING
+ORPHAN_GRACE_S = 60.0
+"""A RUNNING trial with no owner (its worker died between ask and recording itself) is
+recovered once it is this old; live workers record themselves microseconds after ask."""
 
 
 def _writer_tag(worker: int) -> str:
     return f"{socket.gethostname()}-{os.getpid()}-w{worker}"
+
+
+def _process_start(pid: int) -> str:
+    """Start time of a process (Linux /proc clock ticks; "" where unavailable), so a reused
+    pid is not mistaken for the original process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def owner_tag() -> str:
+    """This process as the owner of the trials it asks: ``host|pid|start``."""
+    return f"{socket.gethostname()}|{os.getpid()}|{_process_start(os.getpid())}"
+
+
+def owner_dead(tag: str) -> bool:
+    """True if the process of an owner tag is gone (same host only: a remote owner is not
+    judged here)."""
+    host, pid, start = [*tag.split("|"), "", "", ""][:3]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if not pid_alive(int(pid)):
+        return True
+    return bool(start) and _process_start(int(pid)) != start
+
+
+_WORKER_LOCKS: dict[str, Any] = {}  # open lock files of this process's workers (held till exit)
+
+
+def hold_worker_lock(run: RunSpec, worker: int) -> Path:
+    """Mark this worker alive for as long as the process lives: an exclusive flock on
+    ``RUN_DIR/workers/<host>-<pid>-w<worker>.lock`` (the kernel releases it on any exit,
+    kill -9 included)."""
+    import fcntl
+
+    folder = run.run_dir / "workers"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{socket.gethostname()}-{os.getpid()}-w{worker}.lock"
+    if str(path) not in _WORKER_LOCKS:
+        fh = open(path, "a+b")
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        _WORKER_LOCKS[str(path)] = fh
+    return path
+
+
+def other_live_workers(run: RunSpec) -> int:
+    """How many other workers on this machine hold their lock in the run directory (stale
+    lock files of dead workers are removed)."""
+    import fcntl
+
+    live = 0
+    for path in (run.run_dir / "workers").glob("*.lock"):
+        if str(path) in _WORKER_LOCKS:
+            continue
+        with open(path, "a+b") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                live += 1
+                continue
+            path.unlink(missing_ok=True)
+    return live
+
+
+def journal_file(run: RunSpec) -> Path | None:
+    """The journal file of a run (None when the storage is a database)."""
+    if run.storage_url is None:
+        return run.run_dir / JOURNAL_FILE
+    return None if "://" in run.storage_url else Path(run.storage_url)
+
+
+def preflight_journal(run: RunSpec) -> None:
+    """Before any worker opens the storage: refuse a damaged journal (torn or glued line;
+    ``codesign doctor --repair`` mends it with a backup) and clear the journal's lock file
+    when no other worker of the run is alive on this machine (a killed writer's lock would
+    otherwise block every later one)."""
+    import fcntl
+
+    jpath = journal_file(run)
+    if jpath is None:
+        return
+    health = doctor.check_journal(jpath, run_dir=run.run_dir)
+    if health.damaged:
+        raise ConfigError(jpath, "<journal>", "an undamaged journal", health.message)
+    with open(run.run_dir / ".recover.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if other_live_workers(run) == 0:
+            doctor.lock_path(jpath).unlink(missing_ok=True)
+
+
+def recover_stale_trials(run: RunSpec, study: optuna.Study) -> list[int]:
+    """Fail the trials left RUNNING by dead workers and enqueue their parameters once more.
+
+    Under a file lock in the run directory, so that two workers starting together recover a
+    trial once. A trial is stale when its owner process is gone; a trial with no owner (its
+    worker died between ask and recording itself) is stale when no other worker of a journal
+    run is alive on this machine, else once it is older than :data:`ORPHAN_GRACE_S`. Returns
+    the numbers of the trials recovered."""
+    import fcntl
+
+    lock_path = run.run_dir / ".recover.lock"
+    local_journal = run.storage_url is None or "://" not in run.storage_url
+    recovered = []
+    with open(lock_path, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        alone = local_journal and other_live_workers(run) == 0
+        now = datetime.now()
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            tag = t.user_attrs.get(OWNER_ATTR)
+            age = (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0
+            if (tag and owner_dead(tag)) or (not tag and (alone or age > ORPHAN_GRACE_S)):
+                study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+                study.enqueue_trial(t.params, user_attrs={RETRY_ATTR: t.number})
+                recovered.append(t.number)
+    return recovered
 
 
 def pid_alive(pid: int) -> bool:
@@ -434,8 +555,12 @@ def run_search(
     """
     t0 = time.perf_counter()
     write_run_files(exp, run)
+    hold_worker_lock(run, worker)
+    preflight_journal(run)
     study = open_study(exp, run, worker)
+    recover_stale_trials(run, study)
     sync_parquet(exp, run, study)
+    owner = owner_tag()
     dists = distributions(exp.space)
     base = base_design(exp)
     extra = cluster_extra(exp)
@@ -449,7 +574,10 @@ def run_search(
     try:
         while done < n_trials:
             k = min(exp.population, n_trials - done)
-            trials = [study.ask(dists) for _ in range(k)]
+            trials = []
+            for _ in range(k):
+                trials.append(study.ask(dists))
+                trials[-1].set_user_attr(OWNER_ATTR, owner)
             told = 0
             rows = []
             try:
