@@ -146,6 +146,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--sequence-parallel", type=int, choices=(0, 1))
     e.add_argument("--json", action="store_true")
 
+    dr = sub.add_parser("doctor", help="check a run's journal; --repair mends a torn one")
+    dr.add_argument("target", help="run directory or journal file")
+    dr.add_argument("--repair", action="store_true",
+                    help="back the journal up, then cut a torn line / clear a stale lock")
+
+    ex = sub.add_parser("export", help="rebuild a run's Parquet log from its storage")
+    ex.add_argument("run_dir")
+
     cm = sub.add_parser("compare", help="best designs of a run next to a reference chip")
     cm.add_argument("run_dir")
     cm.add_argument("--against", required=True, help="catalog chip id, e.g. h100-sxm")
@@ -581,6 +589,37 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from codesign import doctor
+
+    target = Path(args.target)
+    if not target.exists():
+        raise ConfigError(None, "target", "a run directory or a journal file", str(target))
+    health = doctor.preflight(target)
+    print(health.message)
+    if args.repair and not health.ok:
+        try:
+            backup = (doctor.repair_run(target) if target.is_dir()
+                      else doctor.repair_journal(target))
+        except RuntimeError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 1
+        if backup:
+            print(f"backup: {backup}")
+        health = doctor.preflight(target)
+        print(health.message)
+    return 0 if health.ok else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from codesign.study import export_run
+
+    rows, pareto = export_run(args.run_dir)
+    print(f"{args.run_dir}: {rows} trials written to {Path(args.run_dir) / 'trials'}; "
+          f"Pareto front: {pareto}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from codesign.compare import compare_run
 
@@ -621,6 +660,8 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "catalog": cmd_catalog,
     "compare": cmd_compare,
+    "doctor": cmd_doctor,
+    "export": cmd_export,
     "validate": cmd_validate,
     "bench": cmd_bench,
 }

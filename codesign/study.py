@@ -635,3 +635,18 @@ def finalize(exp: Experiment, run: RunSpec, done: int, seconds: float, writer: s
 def summary_dict(summary: SearchSummary) -> dict[str, Any]:
     """Plain dict of a summary (for JSON output)."""
     return asdict(summary)
+
+
+def export_run(run_dir: str | os.PathLike[str]) -> tuple[int, str]:
+    """Rebuild the whole Parquet log of a run from its storage (the truth): one trials file
+    with every COMPLETE trial, replacing the parts, and a fresh Pareto snapshot. Idempotent.
+    Returns (rows written, pareto snapshot path)."""
+    exp, run = load_run(run_dir)
+    preflight_journal(run)
+    study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
+    tag = f"export-{_writer_tag(0)}"
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    parquet_log.rewrite_trials(run.run_dir, exp, [row_from_trial(exp, t, tag) for t in complete],
+                               tag)
+    summary = finalize(exp, run, 0, 0.0, tag, study)
+    return len(complete), summary.pareto_path
