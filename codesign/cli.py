@@ -296,6 +296,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
             "n_chips", "tdp_w", "chip_power_w", "mfu", "map_tp", "map_pp", "map_dp",
             "map_micro_batch", "map_recompute", "map_zero"]
     cols = [c for c in dict.fromkeys(cols) if f"value_{c}" not in cols]  # no column twice
+    first = exp.objectives[0].metric  # improvement over each baseline, first objective
+    cols += sorted({k for r in rows for k in r if k.startswith(f"{first}_vs_")})
     if args.format == "json":
         print(json.dumps({"study": run.study_name,
                           "objectives": [[o.metric, o.direction] for o in exp.objectives],

@@ -155,19 +155,21 @@ def design_to_cluster(design: dict[str, Any], extra: dict[str, Any] | None = Non
 def project_chip(chip: ChipSpec) -> dict[str, Any]:
     """The design point closest to a catalog chip: its resources in design-parameter terms
     (MACs per unit worked back from peak bf16, link bandwidth = scale-up / links, the HBM
-    generation's nominal stack). Unknown chip fields keep :data:`DEFAULT_DESIGN` values.
+    generation's nominal stack). Unknown chip fields keep :data:`DEFAULT_DESIGN` values; an
+    unpublished clock is taken as :data:`codesign.power.TYPICAL_CLOCK_GHZ`.
 
-    Raises ValueError naming the chip when it lacks the numbers for compute units and clock.
+    Raises ValueError naming the chip when it lacks compute units or a bf16 peak.
     """
-    if not (chip.compute_units and chip.clock_ghz and chip.tflops_bf16):
-        raise ValueError(f"chip {chip.id or chip.name!r} lacks compute units, clock or bf16 "
-                         "peak: it cannot be projected into the design space")
+    if not (chip.compute_units and chip.tflops_bf16):
+        raise ValueError(f"chip {chip.id or chip.name!r} lacks compute units or a bf16 peak: "
+                         "it cannot be projected into the design space")
+    clock = chip.clock_ghz or power.TYPICAL_CLOCK_GHZ
     design = dict(DEFAULT_DESIGN)
-    macs = chip.tflops_bf16 * 1e12 / (2 * chip.compute_units * chip.clock_ghz * 1e9)
+    macs = chip.tflops_bf16 * 1e12 / (2 * chip.compute_units * clock * 1e9)
     design.update({
         "compute_units": int(chip.compute_units),
         "macs_per_unit": round(macs),
-        "clock_ghz": float(chip.clock_ghz),
+        "clock_ghz": float(clock),
     })
     if chip.process_nm is not None and int(chip.process_nm) in (7, 5, 4, 3, 2):
         design["process_nm"] = float(chip.process_nm)

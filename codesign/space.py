@@ -58,3 +58,28 @@ def design_from_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str
     design = dict(base)
     design.update(params)
     return design
+
+
+def project_params(space: SearchSpace, design: dict[str, Any]) -> dict[str, Any]:
+    """The searched parameters of ``design`` moved into the space: numbers clamped to
+    ``[low, high]`` and onto the step grid, categorical values to the nearest choice (numeric)
+    or the same choice (text; the first choice when absent)."""
+    out: dict[str, Any] = {}
+    for p in space.params:
+        value = design.get(p.name)
+        if p.kind == "categorical":
+            choices = list(p.choices or ())
+            if value in choices:
+                out[p.name] = value
+            elif isinstance(value, int | float) and all(
+                    isinstance(c, int | float) for c in choices):
+                out[p.name] = min(choices, key=lambda c: abs(c - value))
+            else:
+                out[p.name] = choices[0]
+            continue
+        v = min(max(float(value), float(p.low)), float(p.high))
+        if p.step:
+            v = float(p.low) + round((v - float(p.low)) / p.step) * p.step
+            v = min(v, float(p.high))
+        out[p.name] = round(v) if p.kind == "int" else v
+    return out

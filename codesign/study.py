@@ -32,12 +32,19 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from codesign import doctor, parquet_log
+from codesign import catalog, doctor, parquet_log
 from codesign.config import SAMPLERS, Experiment, load_experiment
+from codesign.design import project_chip
 from codesign.doctor import JOURNAL_FILE, RUN_FILE
 from codesign.errors import ConfigError
 from codesign.perf import evaluate_designs
-from codesign.space import base_design, cluster_extra, design_from_params, distributions
+from codesign.space import (
+    base_design,
+    cluster_extra,
+    design_from_params,
+    distributions,
+    project_params,
+)
 
 METRICS_ATTR = "codesign:metrics"
 FINGERPRINT_ATTR = "codesign:fingerprint"
@@ -458,6 +465,41 @@ def preflight_journal(run: RunSpec) -> None:
             doctor.lock_path(jpath).unlink(missing_ok=True)
 
 
+BASELINE_ATTR = "baseline"
+
+
+def enqueue_baselines(exp: Experiment, run: RunSpec, study: optuna.Study) -> list[str]:
+    """Warm start: put each of the experiment's reference chips, projected into the search
+    space (:func:`codesign.design.project_chip`, :func:`codesign.space.project_params`), at
+    the head of the queue, once per study (under the run's lock). Their trials carry the user
+    attribute ``baseline`` = chip id (the Parquet column ``is_baseline``). Returns the ids
+    enqueued now; chips the catalog cannot project are skipped with a warning."""
+    import fcntl
+
+    if not exp.baselines:
+        return []
+    done = {t.user_attrs.get(BASELINE_ATTR) for t in study.get_trials(deepcopy=False)}
+    todo = [b for b in exp.baselines if b not in done]
+    if not todo:
+        return []
+    enqueued = []
+    with open(run.run_dir / ".recover.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = {t.user_attrs.get(BASELINE_ATTR) for t in study.get_trials(deepcopy=False)}
+        for chip_id in todo:
+            if chip_id in done:
+                continue
+            try:
+                design = project_chip(catalog.get_chip(chip_id))
+            except ValueError as exc:
+                print(f"codesign: warning: baseline skipped: {exc}", file=sys.stderr)
+                continue
+            study.enqueue_trial(project_params(exp.space, design),
+                                user_attrs={BASELINE_ATTR: chip_id})
+            enqueued.append(chip_id)
+    return enqueued
+
+
 def recover_stale_trials(run: RunSpec, study: optuna.Study) -> list[int]:
     """Fail the trials left RUNNING by dead workers and enqueue their parameters once more.
 
@@ -559,6 +601,7 @@ def run_search(
     preflight_journal(run)
     study = open_study(exp, run, worker)
     recover_stale_trials(run, study)
+    enqueue_baselines(exp, run, study)
     sync_parquet(exp, run, study)
     owner = owner_tag()
     dists = distributions(exp.space)
@@ -603,9 +646,23 @@ def run_search(
 
 
 def pareto_rows(exp: Experiment, study: optuna.Study) -> list[dict[str, Any]]:
-    """Rows of the constraint-aware Pareto front (``study.best_trials``), by trial number."""
+    """Rows of the constraint-aware Pareto front (``study.best_trials``), by trial number,
+    with ``<objective>_vs_<baseline>``: the improvement of each design over each baseline
+    trial (> 1 = better; design/baseline when maximising, baseline/design when minimising)."""
     front = sorted(study.best_trials, key=lambda t: t.number)
-    return [row_from_trial(exp, t, "pareto") for t in front]
+    baselines = {t.user_attrs[BASELINE_ATTR]: t for t in study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE,)) if BASELINE_ATTR in t.user_attrs}
+    rows = []
+    for t in front:
+        row = row_from_trial(exp, t, "pareto")
+        for name, b in baselines.items():
+            for i, o in enumerate(exp.objectives):
+                d, r = t.values[i], b.values[i]
+                ok = d > 0 and r > 0 and b.user_attrs.get(METRICS_ATTR, {}).get("feasible")
+                ratio = (d / r if o.direction == "maximize" else r / d) if ok else None
+                row[f"{o.metric}_vs_{name}"] = ratio
+        rows.append(row)
+    return rows
 
 
 def finalize(exp: Experiment, run: RunSpec, done: int, seconds: float, writer: str,
