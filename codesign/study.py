@@ -30,6 +30,7 @@ import numpy as np
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from codesign import catalog, doctor, parquet_log
@@ -583,6 +584,83 @@ def _tell(exp: Experiment, study: optuna.Study, trial: optuna.Trial,
     return study.tell(trial, values)
 
 
+def _generation(study: optuna.Study, sampler: optuna.samplers.BaseGASampler) -> int:
+    """The generation a new population belongs to, by the GA samplers' own rule (the newest
+    generation until it has ``population_size`` COMPLETE trials): one pass per population."""
+    key = sampler._get_generation_key()
+    gens = [t.system_attrs.get(key, -1) for t in study._get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)]
+    newest = max(gens, default=0)
+    if newest < 0:
+        return 0
+    return newest if gens.count(newest) < sampler.population_size else newest + 1
+
+
+def propose_population(study: optuna.Study, dists: dict[str, Any],
+                       k: int) -> tuple[list[dict[str, Any]], int | None]:
+    """``k`` parameter sets from the study's sampler without touching the storage.
+
+    GA samplers (NSGA-II/III): the parent population of the new generation is read once and
+    each child comes from the sampler's crossover and mutation; other samplers draw through
+    ``sample_relative`` / ``sample_independent`` on a stand-in trial. Returns the proposals
+    and the GA generation (None for other samplers), which :func:`commit_trial` records."""
+    sampler = study.sampler
+    if k <= 0:
+        return [], None
+    # Optuna caches the trial list per thread until the next ask; the samplers read it
+    # (use_cache=True), so drop it: this population must see every trial committed so far
+    study._thread_local.cached_all_trials = None
+    ga = isinstance(sampler, optuna.samplers.BaseGASampler)
+    gen = _generation(study, sampler) if ga else None
+    system = {sampler._get_generation_key(): gen} if ga else {}
+    stand_in = optuna.trial.FrozenTrial(
+        number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(),
+        datetime_complete=None, params={}, distributions={}, user_attrs={},
+        system_attrs=system, intermediate_values={}, trial_id=-1)
+    relative = {n: d for n, d in dists.items() if not d.single()}
+    parents: list[FrozenTrial] = []
+    strategy = getattr(sampler, "_child_generation_strategy", None)
+    if ga and gen:
+        parents = sampler.get_parent_population(study, gen)
+    proposals = []
+    for _ in range(k):
+        if ga:
+            params = strategy(study, relative, parents) if parents and strategy else {}
+        else:
+            space = {n: d for n, d in sampler.infer_relative_search_space(study, stand_in).items()
+                     if n in dists}
+            params = sampler.sample_relative(study, stand_in, space) if space else {}
+        for name, dist in dists.items():
+            if name not in params:
+                params[name] = sampler.sample_independent(study, stand_in, name, dist)
+        proposals.append({n: params[n] for n in dists})
+    return proposals, gen
+
+
+def commit_trial(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
+                 params: dict[str, Any], metrics: dict[str, Any], writer: str,
+                 gen: int | None) -> FrozenTrial:
+    """Record one evaluated proposal as a finished trial in a single storage write:
+    COMPLETE with its constraints (and GA generation), or FAIL if non-finite."""
+    values = objective_values(exp, metrics)
+    system: dict[str, Any] = {}
+    if gen is not None:
+        system[study.sampler._get_generation_key()] = gen
+    user = {METRICS_ATTR: {**_json_safe(metrics), WRITER_KEY: writer}}
+    if all(_finite(v) for v in values):
+        system.update({f"constraints:{k}": v
+                       for k, v in constraint_values(exp, metrics).items()})
+        template = optuna.trial.create_trial(params=params, distributions=dists, values=values,
+                                             user_attrs=user, system_attrs=system)
+    else:
+        user["fail_reason"] = f"non-finite objective values {values}"
+        template = optuna.trial.create_trial(params=params, distributions=dists,
+                                             user_attrs=user, system_attrs=system,
+                                             state=TrialState.FAIL)
+    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+    return study._storage.get_trial(trial_id)
+
+
 def run_search(
     exp: Experiment,
     run: RunSpec,
@@ -617,18 +695,27 @@ def run_search(
     try:
         while done < n_trials:
             k = min(exp.population, n_trials - done)
+            # enqueued trials (baselines, re-runs of a dead worker's trials) go through
+            # ask/tell; fresh proposals are drawn in memory and committed finished (one write)
+            waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
             trials = []
-            for _ in range(k):
+            for _ in range(min(k, waiting)):
                 trials.append(study.ask(dists))
                 trials[-1].set_user_attr(OWNER_ATTR, owner)
+            proposals, gen = propose_population(study, dists, k - len(trials))
             told = 0
             rows = []
             try:
-                designs = [design_from_params(base, t.params) for t in trials]
+                params = [t.params for t in trials] + proposals
+                designs = [design_from_params(base, p) for p in params]
                 metrics = evaluate_designs(designs, exp.job, extra, exp.prices)
-                for t, m in zip(trials, metrics, strict=True):
+                for t, m in zip(trials, metrics, strict=False):
                     frozen = _tell(exp, study, t, m, writer)
                     told += 1
+                    if frozen.state == TrialState.COMPLETE:
+                        rows.append(row_from_trial(exp, frozen, writer))
+                for p, m in zip(proposals, metrics[len(trials):], strict=True):
+                    frozen = commit_trial(exp, study, dists, p, m, writer, gen)
                     if frozen.state == TrialState.COMPLETE:
                         rows.append(row_from_trial(exp, frozen, writer))
             finally:
@@ -637,6 +724,8 @@ def run_search(
                 if rows:
                     parquet_log.write_trials(run.run_dir, exp, rows, writer)
             done += k
+            if (done // SNAPSHOT_EVERY) > ((done - k) // SNAPSHOT_EVERY) and done < n_trials:
+                snapshot_pareto(exp, run, study, writer)
             if bar is not None:
                 bar.update(k)
     finally:
@@ -649,9 +738,13 @@ def pareto_rows(exp: Experiment, study: optuna.Study) -> list[dict[str, Any]]:
     """Rows of the constraint-aware Pareto front (``study.best_trials``), by trial number,
     with ``<objective>_vs_<baseline>``: the improvement of each design over each baseline
     trial (> 1 = better; design/baseline when maximising, baseline/design when minimising)."""
-    front = sorted(study.best_trials, key=lambda t: t.number)
-    baselines = {t.user_attrs[BASELINE_ATTR]: t for t in study.get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE,)) if BASELINE_ATTR in t.user_attrs}
+    # the front of study.best_trials (constraint-aware), without deep-copying every trial
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    front = sorted(_get_pareto_front_trials_by_trials(
+        complete, study.directions, consider_constraint=any(t.constraints for t in complete)),
+        key=lambda t: t.number)
+    baselines = {t.user_attrs[BASELINE_ATTR]: t for t in complete
+                 if BASELINE_ATTR in t.user_attrs}
     rows = []
     for t in front:
         row = row_from_trial(exp, t, "pareto")
@@ -663,6 +756,20 @@ def pareto_rows(exp: Experiment, study: optuna.Study) -> list[dict[str, Any]]:
                 row[f"{o.metric}_vs_{name}"] = ratio
         rows.append(row)
     return rows
+
+
+SNAPSHOT_EVERY = 1000
+"""A Pareto-front snapshot is written every this many trials of a run (and at its end)."""
+
+
+def snapshot_pareto(exp: Experiment, run: RunSpec, study: optuna.Study,
+                    writer: str) -> str | None:
+    """Write the current Pareto front to ``RUN_DIR/pareto/`` (None if it is empty)."""
+    rows = pareto_rows(exp, study)
+    if not rows:
+        return None
+    n = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return str(parquet_log.write_pareto(run.run_dir, exp, rows, n, writer))
 
 
 def finalize(exp: Experiment, run: RunSpec, done: int, seconds: float, writer: str,
