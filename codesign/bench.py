@@ -204,6 +204,16 @@ def _plain_optuna(exp: Any, n_trials: int, journal: Path) -> tuple[float, int]:
     return seconds, feasible
 
 
+def _edge_rates(marks: list[tuple[int, float]], t0: float, window: int) -> tuple[float, float]:
+    """Trials/s over the first and the last ``window`` trials of a run (population marks)."""
+    if not marks:
+        return 0.0, 0.0
+    first = next(m for m in marks if m[0] >= window)
+    total = marks[-1][0]
+    before_last = max((m for m in marks if m[0] <= total - window), default=(0, t0))
+    return first[0] / (first[1] - t0), (total - before_last[0]) / (marks[-1][1] - before_last[1])
+
+
 def search(n_trials: int, experiment: Path | None = None) -> dict[str, Any] | None:
     """Trials/s of the engine and of a plain Optuna loop on the quickstart experiment (None if
     the experiment file is not there, e.g. in an installed package)."""
@@ -220,8 +230,10 @@ def search(n_trials: int, experiment: Path | None = None) -> dict[str, Any] | No
     with tempfile.TemporaryDirectory(prefix="codesign-bench-") as tmp:
         t0 = time.perf_counter()
         run = prepare_run(exp, out=Path(tmp) / "engine", study="bench", storage=None)
-        summary = run_search(exp, run, n_trials, progress=False)
+        marks: list[tuple[int, float]] = []
+        summary = run_search(exp, run, n_trials, progress=False, timings=marks)
         engine_s = time.perf_counter() - t0
+        start_rate, end_rate = _edge_rates(marks, t0, min(1000, max(1, n_trials // 4)))
         plain_s, plain_feasible = _plain_optuna(exp, n_trials, Path(tmp) / "plain.log")
     return {
         "experiment": str(path),
@@ -235,6 +247,9 @@ def search(n_trials: int, experiment: Path | None = None) -> dict[str, Any] | No
         "plain_optuna_trials_per_s": n_trials / plain_s,
         "speedup": plain_s / engine_s,
         "durable_feasible": summary.feasible,
+        "durable_trials_per_s_first": start_rate,
+        "durable_trials_per_s_last": end_rate,
+        "per_trial_cost_end_over_start": start_rate / end_rate if end_rate else None,
         "plain_optuna_feasible": plain_feasible,
     }
 
@@ -341,6 +356,9 @@ def format_text(doc: dict[str, Any]) -> str:
             f"  plain Optuna optimize      {se['plain_optuna_trials_per_s']:8.1f} trials/s"
             f"   ({se['plain_optuna_seconds']:.1f} s, {se['plain_optuna_feasible']} feasible)",
             f"  engine / plain             {se['speedup']:8.1f}x",
+            f"  engine, first / last trials {se['durable_trials_per_s_first']:7.1f} / "
+            f"{se['durable_trials_per_s_last']:.1f} trials/s "
+            f"(per-trial cost end/start {se['per_trial_cost_end_over_start']:.2f})",
         ]
     env = doc["environment"]
     lines += ["", f"python {env['python']}, numba {env['numba']} ({env['numba_threads']} "

@@ -667,8 +667,12 @@ def run_search(
     n_trials: int,
     progress: bool = True,
     worker: int = 0,
+    timings: list[tuple[int, float]] | None = None,
 ) -> SearchSummary:
     """Run ``n_trials`` more trials of the study in ``run``, a population at a time.
+
+    ``timings``, if given, receives ``(trials done, perf_counter seconds)`` after each
+    population (the benchmark measures per-trial cost along the run with it).
 
     Each population is asked from the sampler, evaluated in one parallel kernel call, told,
     and appended to the Parquet log as one file; a Pareto snapshot is written at the end.
@@ -724,6 +728,8 @@ def run_search(
                 if rows:
                     parquet_log.write_trials(run.run_dir, exp, rows, writer)
             done += k
+            if timings is not None:
+                timings.append((done, time.perf_counter()))
             if (done // SNAPSHOT_EVERY) > ((done - k) // SNAPSHOT_EVERY) and done < n_trials:
                 snapshot_pareto(exp, run, study, writer)
             if bar is not None:
