@@ -70,9 +70,10 @@ class Procs:
         self.logs: dict[int, tuple[Path, Path]] = {}
         (cwd / "logs").mkdir(exist_ok=True)
 
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
-        argv = [str(EXE), *args]
-        if args[0] in ("search", "resume", "worker"):
+    def start(self, *args: str, python: str | None = None) -> subprocess.Popen[bytes]:
+        """``codesign ARGS``, or with ``python``: ``python -c PYTHON ARGS``."""
+        argv = [str(EXE), *args] if python is None else [sys.executable, "-c", python, *args]
+        if python is None and args[0] in ("search", "resume", "worker"):
             argv.append("--no-progress")
         k = len(self.started)
         out, err = self.cwd / "logs" / f"{k}.out", self.cwd / "logs" / f"{k}.err"
@@ -229,17 +230,24 @@ def check_log(run_dir: Path, study: optuna.Study) -> pd.DataFrame:
 KILL_ROUNDS = 12
 
 
+def created_trials(journal: Path) -> int:
+    """Trials created so far: Optuna journal lines of operation 4 (create trial)."""
+    return journal.read_bytes().count(b'{"op_code":4,')
+
+
 def test_kill_9_at_random_moments_then_resume(tmp_path: Path, procs: Procs) -> None:
     """12 times: start the same search, SIGKILL it after 0.3-2.5 s (while importing,
     opening the study, asking, evaluating, telling or writing Parquet), then resume."""
     exp = write_experiment(tmp_path)
     rng = random.Random(1234)
     journal = tmp_path / RUN / "study.log"
+    # to the end once: creates the study (and the numba cache, should it be missing)
+    procs.run("search", str(exp), "--trials", str(POP), timeout=300)
     kills = 0
     repaired = 0
-    mid_search = 0  # kills after the round had written to the journal
+    mid_search = 0  # kills after the round had added trials
     for _ in range(KILL_ROUNDS):
-        size = journal.stat().st_size if journal.exists() else 0
+        created = created_trials(journal)
         proc = procs.start("search", str(exp), "--trials", "400")
         try:
             rc = proc.wait(timeout=rng.uniform(0.3, 2.5))
@@ -248,7 +256,7 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path, procs: Procs) -> N
             rc = proc.wait(timeout=10)
         if rc == -signal.SIGKILL:
             kills += 1
-            mid_search += journal.exists() and journal.stat().st_size > size
+            mid_search += created_trials(journal) > created
             continue
         out, err = procs.output(proc)
         # a kill mid-append may tear the journal: the next start refuses it (exit 2) and the
@@ -267,6 +275,58 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path, procs: Procs) -> N
     assert "healthy" in out
     print(f"kill -9: {kills} kills ({mid_search} mid-search), {repaired} torn journals "
           f"repaired, {counts}")
+
+
+# A worker that asks N trials as run_search does (recording itself as their owner), then dies
+# (SIGKILL) or lives on: python -c ASKING RUN_DIR N die|live
+ASKING = """
+import os, signal, sys, time
+from codesign import study as st
+from codesign.space import distributions
+run_dir, n, then = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+exp, run = st.load_run(run_dir)
+study = st.open_study(exp, run)
+owner = st.owner_tag()
+for i in range(n):
+    trial = study.ask(distributions(exp.space))
+    if i or then == "live":  # die: the first one killed between ask and recording its owner
+        trial.set_user_attr(st.OWNER_ATTR, owner)
+if then == "die":
+    os.kill(os.getpid(), signal.SIGKILL)
+time.sleep(120)
+"""
+
+
+def test_trials_of_a_killed_worker_are_rerun_exactly_once(tmp_path: Path, procs: Procs) -> None:
+    """A process asks a population (as run_search does) and is killed before telling it: the
+    next resume fails those trials and re-runs each once with the same parameters."""
+    exp = write_experiment(tmp_path)
+    procs.run("search", str(exp), "--trials", str(POP))
+    dead = procs.start(str(RUN), str(POP), "die", python=ASKING)
+    assert procs.wait(dead, 60) == -signal.SIGKILL, procs.output(dead)
+    left = [t.number for t in run_study(tmp_path / RUN).get_trials(deepcopy=False)
+            if t.state == TrialState.RUNNING]
+    assert len(left) == POP
+
+    procs.run("resume", str(RUN), "--trials", str(2 * POP))
+    study = run_study(tmp_path / RUN)
+    counts = check_trials(study)
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    retries = {t.user_attrs[st.RETRY_ATTR]: t for t in by_number.values()
+               if st.RETRY_ATTR in t.user_attrs}
+    assert sorted(retries) == left
+    for n, t in retries.items():
+        assert by_number[n].state == TrialState.FAIL
+        assert t.state == TrialState.COMPLETE
+        assert t.params == by_number[n].params
+    assert counts["complete"] == 3 * POP
+    check_log(tmp_path / RUN, study)
+
+    procs.run("resume", str(RUN), "--trials", str(POP))  # nothing is re-run a second time
+    study = run_study(tmp_path / RUN)
+    assert check_trials(study)["retries"] == POP
+    check_log(tmp_path / RUN, study)
+    procs.run("doctor", str(RUN))
 
 
 # ----------------------------------------------------------------------------- several workers
@@ -396,8 +456,8 @@ def test_fresh_stale_lock_does_not_hang_resume(tmp_path: Path, procs: Procs) -> 
 # ----------------------------------------------------------------------------- a live worker
 
 
-def wait_for_trials(journal: Path, pid: int, timeout: float) -> None:
-    """Until the process ``pid`` has asked trials in the study."""
+def wait_for_trials(journal: Path, pid: int, timeout: float, count: int = 1) -> None:
+    """Until the process ``pid`` has ``count`` trials in the study."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if journal.exists():
@@ -405,7 +465,7 @@ def wait_for_trials(journal: Path, pid: int, timeout: float) -> None:
                 trials = journal_study(journal).get_trials(deepcopy=False)
             except KeyError:  # the study is not created yet
                 trials = []
-            if any(trial_pid(t) == pid for t in trials):
+            if sum(trial_pid(t) == pid for t in trials) >= count:
                 return
         time.sleep(0.1)
     pytest.fail(f"process {pid} asked no trial within {timeout} s")
@@ -424,13 +484,17 @@ def lock_left_by_dead(journal: Path) -> bool:
     return (first.st_ino, first.st_mtime_ns) == (again.st_ino, again.st_mtime_ns)
 
 
+A_TRIALS = 1200  # A must outlive B's kill and all of C
+
+
 def test_killed_worker_next_to_a_live_one(tmp_path: Path, procs: Procs) -> None:
     """A and B run on one run directory; B is killed; C, started while A still runs, re-runs
-    B's trials but must not touch A's (A's owner is alive); A then finishes cleanly."""
+    B's trials but must not touch A's nor those of H, a live process holding RUNNING trials
+    (their owners are alive); A then finishes cleanly, H is killed and recovered last."""
     exp = write_experiment(tmp_path)
     procs.run("search", str(exp), "--trials", str(POP))
     journal = tmp_path / RUN / "study.log"
-    a = procs.start("resume", str(RUN), "--trials", "480")
+    a = procs.start("resume", str(RUN), "--trials", str(A_TRIALS))
     b = procs.start("resume", str(RUN), *LONG)
     wait_for_trials(journal, a.pid, 20)
     wait_for_trials(journal, b.pid, 20)
@@ -448,11 +512,18 @@ def test_killed_worker_next_to_a_live_one(tmp_path: Path, procs: Procs) -> None:
         old = time.time() - 60
         os.utime(f"{journal}.lock", (old, old), follow_symlinks=False)
         procs.run("doctor", str(RUN), "--repair")
+    # A commits fresh trials in one write; a live worker holds RUNNING trials while it runs
+    # enqueued ones (re-runs, baselines): H asks a population and lives on
+    h = procs.start(str(RUN), str(POP), "live", python=ASKING)
+    wait_for_trials(journal, h.pid, 20, count=POP)
     t_c = time.monotonic()
     procs.run("resume", str(RUN), "--trials", "16", timeout=60)
     t_c = time.monotonic() - t_c
     assert a.poll() is None, "A finished before C did: the test did not test a live A"
+    assert h.poll() is None, procs.output(h)
     study = journal_study(journal)
+    h_trials = [t for t in study.get_trials(deepcopy=False) if owner_pid(t) == h.pid]
+    assert [t.state for t in h_trials] == [TrialState.RUNNING] * POP, "C failed H's trials"
     a_failed = [t.number for t in study.get_trials(deepcopy=False)
                 if trial_pid(t) == a.pid and t.state == TrialState.FAIL]
     assert a_failed == [], f"C failed trials of the live worker A: {a_failed}"
@@ -465,13 +536,17 @@ def test_killed_worker_next_to_a_live_one(tmp_path: Path, procs: Procs) -> None:
     print(f"C took {t_c:.1f} s; A ran on {time.monotonic() - t_a:.1f} s after C")
     study = run_study(tmp_path / RUN)
     a_trials = [t for t in study.get_trials(deepcopy=False) if trial_pid(t) == a.pid]
-    assert len(a_trials) == 480
+    assert len(a_trials) == A_TRIALS
     assert all(t.state == TrialState.COMPLETE for t in a_trials)
-    # a trial B asked but had not yet marked as its own is left to the grace period while A
-    # lives; alone, the next resume recovers it and runs what C enqueued and nobody ran yet
+    # H dies now; alone, the next resume re-runs its trials (and a trial B asked but had not
+    # yet marked as its own, left to the grace period while A lived)
+    procs.kill(h)
     procs.run("resume", str(RUN), "--trials", "16")
     study = run_study(tmp_path / RUN)
     check_trials(study)
+    retried = {t.user_attrs[st.RETRY_ATTR] for t in study.get_trials(deepcopy=False)
+               if st.RETRY_ATTR in t.user_attrs}
+    assert {t.number for t in h_trials} <= retried
     check_log(tmp_path / RUN, study)
     procs.run("doctor", str(RUN))
 
