@@ -138,6 +138,10 @@ def _changed(exp: Experiment, where: object, fingerprint: str, allow: bool) -> b
     return True
 
 
+_CREATION_LEFTOVERS = {"experiment.toml", "search_space.toml", ".run.json.tmp"}
+"""What a run directory holds if its creation was killed before run.json (rewritten then)."""
+
+
 def prepare_run(
     exp: Experiment,
     out: str | os.PathLike[str] | None,
@@ -182,7 +186,7 @@ def prepare_run(
                               "the objectives the study was created with (a study's objectives "
                               "never change; use a new --study)",
                               [o.metric for o in exp.objectives])
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    elif run_dir.exists() and any(p.name not in _CREATION_LEFTOVERS for p in run_dir.iterdir()):
         raise ConfigError(None, "--out", "an empty or new directory, or an existing run directory",
                           str(run_dir))
     stored = _stored_fingerprint(name, url, run_dir)
@@ -272,10 +276,10 @@ def check_storage_url(url: str | None) -> None:
 def open_storage(run: RunSpec) -> BaseStorage:
     """The Optuna storage of a run (default: the journal file in the run directory)."""
     url = run.storage_url
-    if url is None:
-        return JournalStorage(JournalFileBackend(str(run.run_dir / JOURNAL_FILE)))
-    if "://" not in url:
-        return JournalStorage(JournalFileBackend(url))
+    if url is None or "://" not in url:
+        # absolute: Optuna's lock is a symlink to this path, relative ones would dangle
+        path = run.run_dir / JOURNAL_FILE if url is None else Path(url)
+        return JournalStorage(JournalFileBackend(str(path.resolve())))
     return RDBStorage(url)
 
 
@@ -405,13 +409,22 @@ def owner_dead(tag: str) -> bool:
 _WORKER_LOCKS: dict[str, Any] = {}  # open lock files of this process's workers (held till exit)
 
 
+def _workers_dir(run: RunSpec) -> Path:
+    """Where the workers of a storage mark themselves alive: next to its journal file (all
+    run directories sharing one journal see each other), else in the run directory."""
+    jpath = journal_file(run)
+    if jpath is None:
+        return run.run_dir / "workers"
+    return jpath.resolve().with_name(jpath.name + ".workers")
+
+
 def hold_worker_lock(run: RunSpec, worker: int) -> Path:
     """Mark this worker alive for as long as the process lives: an exclusive flock on
-    ``RUN_DIR/workers/<host>-<pid>-w<worker>.lock`` (the kernel releases it on any exit,
+    ``<journal>.workers/<host>-<pid>-w<worker>.lock`` (the kernel releases it on any exit,
     kill -9 included)."""
     import fcntl
 
-    folder = run.run_dir / "workers"
+    folder = _workers_dir(run)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{socket.gethostname()}-{os.getpid()}-w{worker}.lock"
     if str(path) not in _WORKER_LOCKS:
@@ -422,13 +435,13 @@ def hold_worker_lock(run: RunSpec, worker: int) -> Path:
 
 
 def other_live_workers(run: RunSpec) -> int:
-    """How many other workers on this machine hold their lock in the run directory (stale
+    """How many other workers on this machine hold their lock on the run's storage (stale
     lock files of dead workers are removed)."""
     import fcntl
 
     live = 0
-    for path in (run.run_dir / "workers").glob("*.lock"):
-        if str(path) in _WORKER_LOCKS:
+    for path in _workers_dir(run).glob("*.lock"):
+        if str(path) in _WORKER_LOCKS or path.name.startswith("."):  # ours, .recover.lock
             continue
         with open(path, "a+b") as fh:
             try:
@@ -460,7 +473,7 @@ def preflight_journal(run: RunSpec) -> None:
     health = doctor.check_journal(jpath, run_dir=run.run_dir)
     if health.damaged:
         raise ConfigError(jpath, "<journal>", "an undamaged journal", health.message)
-    with open(run.run_dir / ".recover.lock", "a+b") as lock:
+    with open(_workers_dir(run) / ".recover.lock", "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if other_live_workers(run) == 0:
             doctor.lock_path(jpath).unlink(missing_ok=True)
@@ -484,7 +497,7 @@ def enqueue_baselines(exp: Experiment, run: RunSpec, study: optuna.Study) -> lis
     if not todo:
         return []
     enqueued = []
-    with open(run.run_dir / ".recover.lock", "a+b") as lock:
+    with open(_workers_dir(run) / ".recover.lock", "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         done = {t.user_attrs.get(BASELINE_ATTR) for t in study.get_trials(deepcopy=False)}
         for chip_id in todo:
@@ -511,7 +524,7 @@ def recover_stale_trials(run: RunSpec, study: optuna.Study) -> list[int]:
     the numbers of the trials recovered."""
     import fcntl
 
-    lock_path = run.run_dir / ".recover.lock"
+    lock_path = _workers_dir(run) / ".recover.lock"
     local_journal = run.storage_url is None or "://" not in run.storage_url
     recovered = []
     with open(lock_path, "a+b") as lock:

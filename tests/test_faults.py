@@ -341,11 +341,7 @@ def test_four_workers_on_one_journal_file(tmp_path: Path, procs: Procs) -> None:
                            "--trials", "40", "--out", f"runs/w{k}") for k in range(4)]
     codes = [procs.wait(w, 60) for w in workers]
     errors = [procs.output(w)[1] for w, rc in zip(workers, codes, strict=True) if rc != 0]
-    if errors and all("did not possess lock" in e for e in errors):
-        pytest.xfail(f"BUG: {len(errors)} worker(s) crashed: another worker's preflight removed "
-                     "the journal lock they held (see "
-                     "test_joining_worker_keeps_the_journal_lock_of_a_live_worker)")
-    assert errors == []
+    assert errors == []  # (a worker once removed a live one's journal lock: fixed, guarded)
 
     study = journal_study(shared, "S")
     trials = study.get_trials(deepcopy=False)
@@ -554,11 +550,6 @@ def test_killed_worker_next_to_a_live_one(tmp_path: Path, procs: Procs) -> None:
 # ----------------------------------------------------------------------------- known bugs
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: preflight_journal counts the live workers of the run directory, not of the journal: "
-    "a worker joining a shared journal with its own --out deletes the journal lock that a live "
-    "worker holds (the holder then crashes with Optuna's 'did not possess lock', or two appends "
-    "overlap); test_four_workers_on_one_journal_file hits it about every other run"))
 def test_joining_worker_keeps_the_journal_lock_of_a_live_worker(tmp_path: Path,
                                                                 procs: Procs) -> None:
     exp = write_experiment(tmp_path)
@@ -582,11 +573,6 @@ def test_joining_worker_keeps_the_journal_lock_of_a_live_worker(tmp_path: Path,
     assert held, "worker B deleted the journal lock held by a live writer"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: recover_stale_trials decides 'alone' from the run directory's workers/, not the "
-    "journal's: a worker joining a shared journal with its own --out fails (and re-enqueues) "
-    "a trial another live worker has just asked and not yet marked as its own, at any age; "
-    "that worker then crashes recording its owner on a finished trial"))
 def test_joining_worker_leaves_a_fresh_ownerless_trial_alone(tmp_path: Path,
                                                              procs: Procs) -> None:
     exp = write_experiment(tmp_path)
@@ -602,13 +588,6 @@ def test_joining_worker_leaves_a_fresh_ownerless_trial_alone(tmp_path: Path,
     assert state == TrialState.RUNNING, f"a fresh trial of a live process was set {state.name}"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: in a relative run directory (the default runs/<study>) open_storage gives Optuna a "
-    "relative journal path, so its lock symlink runs/<study>/study.log.lock points at "
-    "'runs/<study>/study.log' relative to runs/<study>/: it dangles. Optuna's stale-lock "
-    "takeover stats the link, fails and retries at once, forever: with another worker alive "
-    "(so preflight keeps the lock) a kill -9 during an append makes every other worker spin "
-    "at 100 % CPU and never finish (seen in test_killed_worker_next_to_a_live_one)"))
 def test_journal_lock_of_a_relative_run_dir_points_at_the_journal(
         tmp_path: Path, procs: Procs, monkeypatch: pytest.MonkeyPatch) -> None:
     exp = write_experiment(tmp_path)
@@ -625,11 +604,6 @@ def test_journal_lock_of_a_relative_run_dir_points_at_the_journal(
         lock.release()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: write_run_files writes search_space.toml and experiment.toml before run.json; a first "
-    "search killed in between leaves a run directory without run.json, and every later "
-    "`codesign search` of the experiment exits 2 ('expected an empty or new directory') until "
-    "the user deletes the directory by hand"))
 def test_search_again_after_a_kill_while_creating_the_run_directory(tmp_path: Path,
                                                                     procs: Procs) -> None:
     exp = write_experiment(tmp_path)

@@ -91,7 +91,8 @@ def states(study: optuna.Study) -> dict[int, TrialState]:
 
 def temp_files(run_dir: Path) -> list[str]:
     return sorted(p.name for sub in ("trials", "pareto") if (run_dir / sub).is_dir()
-                  for p in (run_dir / sub).iterdir() if p.name.startswith(".tmp-"))
+                  for p in (run_dir / sub).iterdir()
+                  if p.name.startswith(".") and p.name.endswith(".tmp"))
 
 
 def check_log(run_dir: Path, study: optuna.Study | None = None) -> pd.DataFrame:
