@@ -1,0 +1,87 @@
+"""Many workers on a real PostgreSQL server, and the storage password never written down.
+
+Needs CODESIGN_TEST_PG_URL (scripts/test.sh starts the server with scripts/postgres.sh and sets
+it); skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+URL = os.environ.get("CODESIGN_TEST_PG_URL")
+REPO = Path(__file__).resolve().parents[1]
+CODESIGN = Path(sys.executable).with_name("codesign")
+SECRET = "codesign-test-secret"
+
+pytestmark = pytest.mark.skipif(
+    not URL, reason="CODESIGN_TEST_PG_URL is not set (scripts/test.sh starts PostgreSQL with "
+                    "scripts/postgres.sh; it could not here)")
+
+
+def experiment(tmp: Path) -> Path:
+    space = REPO / "search_spaces" / "quickstart.toml"
+    text = (REPO / "experiments" / "quickstart.toml").read_text().replace(
+        'search_space = "../search_spaces/quickstart.toml"', f'search_space = "{space}"').replace(
+        "population = 32", "population = 8")
+    path = tmp / "exp.toml"
+    path.write_text(text)
+    return path
+
+
+def run(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120.0):
+    return subprocess.run([str(CODESIGN), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_four_workers_on_postgresql_run_every_trial_once(tmp_path: Path) -> None:
+    import optuna
+
+    exp = experiment(tmp_path)
+    study = f"pg-{uuid.uuid4().hex[:8]}"
+    procs = [subprocess.Popen([str(CODESIGN), "worker", str(exp), "--storage", URL, "--study",
+                               study, "--trials", "40", "--out", f"runs/w{k}", "--no-progress"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for k in range(4)]
+    for p in procs:
+        _out, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+    s = optuna.load_study(study_name=study, storage=URL)
+    numbers = sorted(t.number for t in s.trials)
+    assert numbers == list(range(160))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in s.trials)
+    rows = pd.concat([pd.read_parquet(tmp_path / f"runs/w{k}" / "trials") for k in range(4)])
+    assert rows["trial"].is_unique and sorted(rows["trial"]) == numbers
+
+
+def test_password_is_never_written(tmp_path: Path) -> None:
+    assert SECRET in URL
+    exp = experiment(tmp_path)
+    study = f"pg-{uuid.uuid4().hex[:8]}"
+    res = run("search", str(exp), "--storage", URL, "--study", study, "--trials", "16",
+              "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert SECRET not in res.stdout and SECRET not in res.stderr
+    run_dir = tmp_path / "runs" / study
+    for f in run_dir.rglob("*"):
+        if f.is_file():
+            assert SECRET.encode() not in f.read_bytes(), f
+    info = json.loads((run_dir / "run.json").read_text())
+    assert "***" in info["storage"]
+    # resuming needs the URL again: from the environment, as the message says
+    res = run("resume", str(run_dir), "--trials", "8", "--no-progress", cwd=tmp_path)
+    assert res.returncode == 2 and "CODESIGN_STORAGE_URL" in res.stderr
+    res = run("resume", str(run_dir), "--trials", "8", "--no-progress", cwd=tmp_path,
+              env={"CODESIGN_STORAGE_URL": URL})
+    assert res.returncode == 0, res.stderr
+    assert SECRET not in res.stdout + res.stderr
+    for f in run_dir.rglob("*"):
+        if f.is_file():
+            assert SECRET.encode() not in f.read_bytes(), f
