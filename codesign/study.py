@@ -21,6 +21,7 @@ import re
 import socket
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +53,12 @@ FINGERPRINT_ATTR = "codesign:fingerprint"
 INFEASIBLE_CONSTRAINT = "mapping_feasible"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# heartbeats are recorded by this engine's own loop, not by Study.optimize (on purpose)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+warnings.filterwarnings("ignore", message=".*heartbeat_interval.*experimental",
+                        category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message=".*grace_period.*experimental",
+                        category=optuna.exceptions.ExperimentalWarning)
 
 
 @dataclass(frozen=True)
@@ -280,7 +287,13 @@ def open_storage(run: RunSpec) -> BaseStorage:
         # absolute: Optuna's lock is a symlink to this path, relative ones would dangle
         path = run.run_dir / JOURNAL_FILE if url is None else Path(url)
         return JournalStorage(JournalFileBackend(str(path.resolve())))
-    return RDBStorage(url)
+    return RDBStorage(url, heartbeat_interval=heartbeat_s(), grace_period=2 * heartbeat_s())
+
+
+def heartbeat_s() -> int:
+    """Heartbeat interval of database storages, s (CODESIGN_HEARTBEAT_S, default 60): a
+    RUNNING trial whose heartbeat is older than twice this belongs to a dead worker."""
+    return max(1, int(os.environ.get("CODESIGN_HEARTBEAT_S", "60")))
 
 
 def make_sampler(name: str, seed: int, population: int) -> optuna.samplers.BaseSampler:
@@ -514,6 +527,32 @@ def enqueue_baselines(exp: Experiment, run: RunSpec, study: optuna.Study) -> lis
     return enqueued
 
 
+def _rdb(study: optuna.Study) -> RDBStorage | None:
+    """The study's database storage (Optuna wraps it in a cache), None for a journal."""
+    storage = getattr(study._storage, "_backend", study._storage)
+    return storage if isinstance(storage, RDBStorage) else None
+
+
+def _recover_by_heartbeat(study: optuna.Study) -> list[int]:
+    """Database storages (many machines): a RUNNING trial whose heartbeat is older than the
+    grace period is failed, and only the process whose RUNNING -> FAIL update succeeds
+    re-enqueues its parameters, so a trial is re-run once however many workers recover."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    recovered = []
+    storage = study._storage
+    for trial_id in _rdb(study)._get_stale_trial_ids(study._study_id):
+        t = storage.get_trial(trial_id)
+        try:
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue  # another worker recovered it
+        study.enqueue_trial(t.params, user_attrs={RETRY_ATTR: t.number})
+        recovered.append(t.number)
+    return recovered
+
+
 def recover_stale_trials(run: RunSpec, study: optuna.Study) -> list[int]:
     """Fail the trials left RUNNING by dead workers and enqueue their parameters once more.
 
@@ -524,6 +563,8 @@ def recover_stale_trials(run: RunSpec, study: optuna.Study) -> list[int]:
     the numbers of the trials recovered."""
     import fcntl
 
+    if _rdb(study) is not None:
+        return _recover_by_heartbeat(study)
     lock_path = _workers_dir(run) / ".recover.lock"
     local_journal = run.storage_url is None or "://" not in run.storage_url
     recovered = []
@@ -719,6 +760,9 @@ def run_search(
             for _ in range(min(k, waiting)):
                 trials.append(study.ask(dists))
                 trials[-1].set_user_attr(OWNER_ATTR, owner)
+                rdb = _rdb(study)
+                if rdb is not None:  # alive, for workers on other machines
+                    rdb.record_heartbeat(trials[-1]._trial_id)
             proposals, gen = propose_population(study, dists, k - len(trials))
             told = 0
             rows = []

@@ -85,3 +85,41 @@ def test_password_is_never_written(tmp_path: Path) -> None:
     for f in run_dir.rglob("*"):
         if f.is_file():
             assert SECRET.encode() not in f.read_bytes(), f
+
+
+def test_dead_worker_on_postgresql_is_recovered_by_heartbeat(tmp_path: Path) -> None:
+    """A worker that dies holding a RUNNING trial (an enqueued one: baselines and re-runs go
+    through ask) is found by its stale heartbeat, failed, and re-run exactly once."""
+    import time
+
+    import optuna
+
+    from codesign.config import load_experiment
+    from codesign.study import RETRY_ATTR, prepare_run, run_search
+
+    exp = load_experiment(experiment(tmp_path))
+    study_name = f"pg-{uuid.uuid4().hex[:8]}"
+    env = {"CODESIGN_HEARTBEAT_S": "1"}
+    os.environ.update(env)
+    try:
+        run = prepare_run(exp, tmp_path / "runs" / "a", study_name, URL)
+        run_search(exp, run, 8, progress=False)
+        # a worker asks an enqueued trial, records one heartbeat, and dies
+        storage = optuna.storages.RDBStorage(URL, heartbeat_interval=1, grace_period=2)
+        s = optuna.load_study(study_name=study_name, storage=storage)
+        s.enqueue_trial(s.trials[0].params)
+        dying = s.ask()
+        storage.record_heartbeat(dying._trial_id)
+        time.sleep(3)
+        run_b = prepare_run(exp, tmp_path / "runs" / "b", study_name, URL)
+        run_search(exp, run_b, 8, progress=False)
+        run_c = prepare_run(exp, tmp_path / "runs" / "c", study_name, URL)
+        run_search(exp, run_c, 8, progress=False)
+    finally:
+        for k in env:
+            os.environ.pop(k)
+    s = optuna.load_study(study_name=study_name, storage=URL)
+    assert s.trials[dying.number].state == optuna.trial.TrialState.FAIL
+    retries = [t for t in s.trials if t.user_attrs.get(RETRY_ATTR) == dying.number]
+    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
+    assert not [t for t in s.trials if t.state == optuna.trial.TrialState.RUNNING]
