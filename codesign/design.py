@@ -84,9 +84,6 @@ DEFAULT_DESIGN: dict[str, Any] = {
 }
 
 
-HBM_STACK = {g.name: (g.gbps_per_stack, g.gb_per_stack) for g in tech.HBM.values()}
-"""Per-stack bandwidth (GB/s) and capacity (GB) of each HBM generation (see codesign.tech)."""
-
 
 def design_area(design: dict[str, Any]) -> cost.AreaEstimate:
     """Silicon of a design: total area, its split into compute dies under the reticle, and
@@ -99,10 +96,12 @@ def design_area(design: dict[str, Any]) -> cost.AreaEstimate:
                               serdes_gbit_one_way)
 
 
-def design_to_chip(design: dict[str, Any], name: str = "design") -> ChipSpec:
+def design_to_chip(design: dict[str, Any], name: str = "design",
+                   area: cost.AreaEstimate | None = None) -> ChipSpec:
     """Build the chip a design describes: peaks from units x MACs x clock, HBM from its
-    generation, area and dies from :func:`design_area`, TDP (sustained peak) from
-    :mod:`codesign.power`, and ``price_usd`` = manufacturing cost from :mod:`codesign.cost`."""
+    generation, area and dies from :func:`design_area` (pass ``area`` if already computed),
+    TDP (sustained peak) from :mod:`codesign.power`, and ``price_usd`` = manufacturing cost
+    from :mod:`codesign.cost`."""
     node = float(design["process_nm"])
     units = int(design["compute_units"])
     macs = int(design["macs_per_unit"])
@@ -110,13 +109,12 @@ def design_to_chip(design: dict[str, Any], name: str = "design") -> ChipSpec:
     bf16 = 2.0 * units * macs * clock * 1e9 / 1e12
     gen = str(design["hbm_gen"])
     stacks = int(design["hbm_stacks"])
-    stack_gbps, stack_gb = HBM_STACK[gen]
+    stack_gbps, stack_gb = tech.HBM[gen].gbps_per_stack, tech.HBM[gen].gb_per_stack
     up_gbps = float(design["scaleup_links"]) * float(design["scaleup_link_gbps"])
     out_gbps = float(design["scaleout_gbps"])
-    est = design_area(design)
-    area = est.die_mm2
-    tdp = power.estimate_tdp_w(node, bf16, gen, stacks * stack_gbps / 1000.0,
-                               up_gbps + out_gbps / 8 * 2, est.n_dies * area, macs)
+    est = area or design_area(design)
+    tdp = power.tdp_w(node, bf16, macs, gen, stacks * stack_gbps / 1000.0,
+                      up_gbps + out_gbps / 8 * 2, est.n_dies * est.die_mm2)
     return ChipSpec(
         name=name,
         process_nm=node,
@@ -136,9 +134,9 @@ def design_to_chip(design: dict[str, Any], name: str = "design") -> ChipSpec:
         scaleup_domain=int(design["scaleup_domain"]),
         scaleout_gbps=out_gbps,
         tdp_w=tdp,
-        die_area_mm2=area,
+        die_area_mm2=est.die_mm2,
         n_compute_dies=est.n_dies,
-        price_usd=cost.chip_cost_usd(node, area, gen, stacks * stack_gb, stacks,
+        price_usd=cost.chip_cost_usd(node, est.die_mm2, gen, stacks * stack_gb, stacks,
                                      n_dies=est.n_dies),
     )
 
@@ -160,16 +158,15 @@ def project_chip(chip: ChipSpec) -> dict[str, Any]:
 
     Raises ValueError naming the chip when it lacks compute units or a bf16 peak.
     """
-    if not (chip.compute_units and chip.tflops_bf16):
+    macs = power.macs_per_unit(chip)
+    if macs is None:
         raise ValueError(f"chip {chip.id or chip.name!r} lacks compute units or a bf16 peak: "
                          "it cannot be projected into the design space")
-    clock = chip.clock_ghz or power.TYPICAL_CLOCK_GHZ
     design = dict(DEFAULT_DESIGN)
-    macs = chip.tflops_bf16 * 1e12 / (2 * chip.compute_units * clock * 1e9)
     design.update({
         "compute_units": int(chip.compute_units),
         "macs_per_unit": round(macs),
-        "clock_ghz": float(clock),
+        "clock_ghz": float(chip.clock_ghz or power.TYPICAL_CLOCK_GHZ),
     })
     if chip.process_nm is not None and int(chip.process_nm) in (7, 5, 4, 3, 2):
         design["process_nm"] = float(chip.process_nm)
@@ -181,7 +178,7 @@ def project_chip(chip: ChipSpec) -> dict[str, Any]:
         value = getattr(chip, key)
         if value is not None:
             design[key] = value
-    if chip.hbm_gen in HBM_STACK:
+    if chip.hbm_gen in tech.HBM:
         design["hbm_gen"] = chip.hbm_gen
     if chip.scaleup_gbps and chip.scaleup_links:
         design["scaleup_link_gbps"] = chip.scaleup_gbps / chip.scaleup_links

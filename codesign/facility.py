@@ -2,7 +2,7 @@
 
 Example:
     >>> net = network(n_chips=16384, scaleout_gbps=400, topology="fat-tree",
-    ...               oversubscription=1.0, switched_scaleup=True)
+    ...               oversubscription=1.0)
     >>> net.switches > 0 and net.optics > 0
     True
 """
@@ -25,6 +25,12 @@ SCALEUP_SWITCH_USD_PER_CHIP = 1500.0
 """Switched scale-up fabric capex per accelerator (estimate)."""
 
 
+def is_switched_scaleup(topology: str) -> bool:
+    """True when the scale-up domain is a switched fabric (NVLink-switch class); the 2D/3D
+    tori link chips directly."""
+    return topology not in ("torus-2d", "torus-3d")
+
+
 @dataclass(frozen=True)
 class Network:
     """Scale-out equipment of a cluster (counts are whole devices)."""
@@ -38,7 +44,7 @@ class Network:
 
 
 def network(n_chips: int, scaleout_gbps: float, topology: str, oversubscription: float,
-            switched_scaleup: bool, facility: tech.Facility = tech.FACILITY,
+            switched_scaleup: bool | None = None, facility: tech.Facility = tech.FACILITY,
             prices: tech.Prices = tech.PRICES) -> Network:
     """Switches, optics and NICs for ``n_chips`` with ``scaleout_gbps`` (Gbit/s) each.
 
@@ -47,7 +53,10 @@ def network(n_chips: int, scaleout_gbps: float, topology: str, oversubscription:
     ``(2 tiers - 1)`` switches per R/2 endpoint ports when non-blocking. Dragonfly: two tiers
     (groups of routers with global links). Every switch-to-switch link has two optics; each
     endpoint port one. Tori use the same scale-out network between their domains.
+    ``switched_scaleup`` defaults to :func:`is_switched_scaleup` of the topology.
     """
+    if switched_scaleup is None:
+        switched_scaleup = is_switched_scaleup(topology)
     ports = max(0.0, n_chips * scaleout_gbps / PORT_GBPS)  # 800G-equivalent endpoint ports
     radix = facility.switch_radix
     if ports <= 0:
@@ -80,8 +89,7 @@ def network(n_chips: int, scaleout_gbps: float, topology: str, oversubscription:
 def overhead_w_per_chip(n_chips: int, scaleout_gbps: float, topology: str,
                         oversubscription: float, host_w_per_chip: float) -> float:
     """Non-accelerator IT power per chip, W: host share + NICs, switches, optics."""
-    net = network(n_chips, scaleout_gbps, topology, oversubscription,
-                  switched_scaleup=topology not in ("torus-2d", "torus-3d"))
+    net = network(n_chips, scaleout_gbps, topology, oversubscription)
     return host_w_per_chip + net.power_w / max(n_chips, 1)
 
 

@@ -51,11 +51,6 @@ SerDes is the larger of the two figures, not the sum."""
 # --------------------------------------------------------------------------- resources
 
 
-def _macs_per_unit(chip: ChipSpec, clock_ghz: float) -> float:
-    assert chip.tflops_bf16 and chip.compute_units
-    return chip.tflops_bf16 * 1e12 / (2.0 * chip.compute_units * clock_ghz * 1e9)
-
-
 def chip_resources(chip: ChipSpec) -> tuple[dict[str, Any] | None, list[str], str]:
     """``(resources, assumptions, reason)``: the keyword arguments of
     :func:`codesign.cost.area_breakdown_mm2` for one compute die's worth of a catalog chip's
@@ -75,7 +70,7 @@ def chip_resources(chip: ChipSpec) -> tuple[dict[str, Any] | None, list[str], st
     if clock is None:
         clock = power.TYPICAL_CLOCK_GHZ
         assumptions.append(f"clock {power.TYPICAL_CLOCK_GHZ} GHz assumed (unpublished)")
-    macs = _macs_per_unit(chip, clock)
+    macs = power.macs_per_unit(chip)
     vector = None
     if chip.tflops_fp32:
         vector = chip.tflops_fp32 * 1e12 / (chip.compute_units * clock * 1e9)

@@ -131,8 +131,7 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
     serving = isinstance(res, InferResult)
     tps = res.tokens_per_s
     net = facility.network(cluster.n_chips, _nic_gbps(chip, scaleout_gbps), cluster.topology,
-                           cluster.oversubscription,
-                           cluster.topology not in ("torus-2d", "torus-3d"))
+                           cluster.oversubscription)
     price = chip_price_usd(chip, prices)
     # infeasible results carry finite zeros (the constraint marks them), never NaN
     cost_mtok = cost_run = 0.0 if not res.feasible else nan
@@ -190,7 +189,8 @@ def evaluate_designs(
     design (see :func:`result_metrics`).
     """
     _, search_pop, pack_job, out_len, unpack = _KERNELS[type(job)]
-    chips = [design_to_chip(d) for d in designs]
+    areas = [design_area(d) for d in designs]
+    chips = [design_to_chip(d, area=a) for d, a in zip(designs, areas, strict=True)]
     clusters = [sized_cluster(c, design_to_cluster(d, cluster_extra))
                 for c, d in zip(chips, designs, strict=True)]
     n = len(designs)
@@ -210,9 +210,8 @@ def evaluate_designs(
         m = result_metrics(chips[i], clusters[i],
                            unpack(int(status[i]), best_mp[i], best_out[i], counts[i],
                                   clusters[i].n_chips), job, prices)
-        shoreline = design_area(designs[i]).reason
-        if shoreline:  # a chip that cannot be built: infeasible whatever its mapping
+        if areas[i].reason:  # a chip that cannot be built: infeasible whatever its mapping
             m["feasible"] = False
-            m["reason"] = shoreline
+            m["reason"] = areas[i].reason
         results.append(m)
     return results

@@ -151,11 +151,3 @@ def energy_columns(chip: ChipSpec) -> tuple[float, ...]:
     peak = chip.tflops_bf16 if chip.tflops_bf16 else 989.4
     return (e[0], e[1], e[2], e[3], hbm_j_per_byte(gen), LINK_J_PER_BYTE,
             leakage_w(node, area), busy_w(node, peak, macs))
-
-
-def estimate_tdp_w(process_nm: float, peak_bf16_tflops: float, hbm_gen: str, hbm_tbps: float,
-                   link_gbps_total: float, die_area_mm2: float, macs: float = 2048.0) -> float:
-    """TDP of a searched design (see :func:`tdp_w`); ``link_gbps_total`` is scale-up
-    (bidirectional GB/s) + scale-out in GB/s."""
-    return tdp_w(process_nm, peak_bf16_tflops, macs, hbm_gen, hbm_tbps, link_gbps_total,
-                 die_area_mm2)

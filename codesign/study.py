@@ -599,10 +599,8 @@ def _writer_gone(tag: str | None) -> bool:
     if not tag:
         return True
     host, pid, _ = tag.rsplit("-", 2)
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
     # this process runs one search loop at a time: its own earlier trials are not in flight
-    return int(pid) == os.getpid() or not pid_alive(int(pid))
+    return pid == str(os.getpid()) or owner_dead(f"{host}|{pid}|")
 
 
 def sync_parquet(exp: Experiment, run: RunSpec, study: optuna.Study) -> int:

@@ -90,8 +90,6 @@ RETICLE_MM2 = 858.0
 D2D_AREA_FRACTION = 0.10
 """Extra area per compute die when a chip is split into dies: die-to-die PHYs and duplicated
 uncore (estimate; e.g. ~10 % for NV-HBI / Infinity Fabric AP)."""
-D2D_PJ_PER_BIT = 0.5
-"""Die-to-die link energy (UCIe advanced package 0.25-0.5 pJ/bit; UCIe 1.0 specification)."""
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from codesign.kernels.train import (
     energy_per_flop,
     gemm_time,
     matmul_peak,
+    platform_ok,
     scaleout_link,
     scaleup_bw,
     tile_elems,
@@ -245,20 +246,9 @@ def infer_eval(chip, cluster, model, job, mp, out):
         return L.S_BAD_INPUT
     if not (job[L.I_MOE_IMB] >= 1.0):
         return L.S_BAD_INPUT
-    if not (chip[L.C_HBM_BPS] > 0 and chip[L.C_HBM_B] > 0 and chip[L.C_SRAM_B] > 0):
-        return L.S_BAD_INPUT
-    if not (0 < chip[L.C_GEMM_EFF] <= 1 and 0 < chip[L.C_GEMM_EFF_LOWP] <= 1):
-        return L.S_BAD_INPUT
-    if not (0 < chip[L.C_ATTN_EFF] <= 1 and 0 < chip[L.C_MEM_EFF] <= 1):
-        return L.S_BAD_INPUT
-    if not (0 < chip[L.C_NET_EFF] <= 1 and chip[L.C_KERNEL_S] >= 0 and chip[L.C_TDP_W] >= 0):
-        return L.S_BAD_INPUT
-    if not (cluster[L.K_PUE] >= 1 and cluster[L.K_HOST_W] >= 0 and cluster[L.K_OVERSUB] >= 1):
-        return L.S_BAD_INPUT
-    if not (cluster[L.K_UP_LAT_S] >= 0 and cluster[L.K_OUT_LAT_S] >= 0):
-        return L.S_BAD_INPUT
-    if not (chip[L.C_E_HBM] >= 0 and chip[L.C_E_LINK] >= 0 and chip[L.C_LEAK_W] >= 0
-            and chip[L.C_BUSY_W] >= 0 and energy_per_flop(chip, int(job[L.I_PREC])) >= 0):
+    # serving also requires both GEMM efficiencies to be valid, whatever its precision
+    if not (platform_ok(chip, cluster, int(job[L.I_PREC])) and 0 < chip[L.C_GEMM_EFF] <= 1
+            and 0 < chip[L.C_GEMM_EFF_LOWP] <= 1):
         return L.S_BAD_INPUT
     peak, _ = matmul_peak(chip, int(job[L.I_PREC]))
     if not (peak > 0 and chip[L.C_FLOPS_BF16] > 0):

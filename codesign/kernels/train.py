@@ -144,6 +144,23 @@ def energy_per_flop(chip, prec):
 
 
 @njit(cache=True)
+def platform_ok(chip, cluster, prec):
+    """The chip and cluster numbers every kernel relies on are sane: positive HBM bandwidth,
+    capacity and SRAM; efficiencies in (0, 1] (the GEMM one of precision ``prec``);
+    non-negative TDP, kernel time, latencies, host power and energies; PUE and taper >= 1."""
+    _, eff_gemm = matmul_peak(chip, prec)
+    return (chip[L.C_HBM_BPS] > 0 and chip[L.C_SRAM_B] > 0 and chip[L.C_HBM_B] > 0
+            and chip[L.C_TDP_W] >= 0 and chip[L.C_KERNEL_S] >= 0
+            and 0 < eff_gemm <= 1 and 0 < chip[L.C_ATTN_EFF] <= 1
+            and 0 < chip[L.C_MEM_EFF] <= 1 and 0 < chip[L.C_NET_EFF] <= 1
+            and chip[L.C_E_HBM] >= 0 and chip[L.C_E_LINK] >= 0 and chip[L.C_LEAK_W] >= 0
+            and chip[L.C_BUSY_W] >= 0 and energy_per_flop(chip, prec) >= 0
+            and cluster[L.K_OVERSUB] >= 1 and cluster[L.K_PUE] >= 1
+            and cluster[L.K_HOST_W] >= 0 and cluster[L.K_UP_LAT_S] >= 0
+            and cluster[L.K_OUT_LAT_S] >= 0)
+
+
+@njit(cache=True)
 def tile_elems(chip):
     """Output-tile elements of one compute unit (0 when units or clock are unknown): whole
     MACs per unit (989.4 TFLOP/s / (2 x 132 x 1.83 GHz) = 2047.9 -> 2048) x 16."""
@@ -290,20 +307,7 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     imbalance = job[L.J_MOE_IMB]
     if not (imbalance >= 1.0):
         return L.S_BAD_INPUT
-    if not (chip[L.C_HBM_BPS] > 0 and chip[L.C_SRAM_B] > 0 and chip[L.C_HBM_B] > 0):
-        return L.S_BAD_INPUT
-    if not (chip[L.C_TDP_W] >= 0 and chip[L.C_DOMAIN] >= 1 and cluster[L.K_OVERSUB] >= 1):
-        return L.S_BAD_INPUT
-    if not (cluster[L.K_PUE] >= 1 and cluster[L.K_HOST_W] >= 0):
-        return L.S_BAD_INPUT
-    if not (cluster[L.K_UP_LAT_S] >= 0 and cluster[L.K_OUT_LAT_S] >= 0):
-        return L.S_BAD_INPUT
-    if not (0 < eff_gemm <= 1 and 0 < eff_attn <= 1 and 0 < eff_mem <= 1 and 0 < eff_net <= 1):
-        return L.S_BAD_INPUT
-    if not (kernel_s >= 0):
-        return L.S_BAD_INPUT
-    if not (chip[L.C_E_HBM] >= 0 and chip[L.C_E_LINK] >= 0 and chip[L.C_LEAK_W] >= 0
-            and chip[L.C_BUSY_W] >= 0 and energy_per_flop(chip, prec) >= 0):
+    if not (platform_ok(chip, cluster, prec) and chip[L.C_DOMAIN] >= 1):
         return L.S_BAD_INPUT
     peak_attn = chip[L.C_FLOPS_FP32] if prec == 0 else chip[L.C_FLOPS_BF16]
     if not (peak > 0 and peak_attn > 0):
