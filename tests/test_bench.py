@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import no_nan
 
 from codesign.bench import PROBLEMS
 from codesign.cli import main
@@ -22,10 +23,6 @@ from codesign.cli import main
 NAMES = ["mtnlg530b-a100-5128", "llama3-405b-h100-16384", "100k-chips"]
 SEARCH_TRIALS = 64
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _no_nan(text: str) -> Any:
-    raise AssertionError(f"not strict JSON: {text}")
 
 
 def _positive(x: Any) -> bool:
@@ -40,7 +37,7 @@ def doc() -> dict[str, Any]:
     assert code == 0, err.getvalue()
     text = out.getvalue()
     assert len(text.strip().splitlines()) == 1, text
-    parsed = json.loads(text, parse_constant=_no_nan)
+    parsed = json.loads(text, parse_constant=no_nan)
     assert isinstance(parsed, dict)
     return parsed
 

@@ -11,12 +11,12 @@ import math
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from cli_helpers import run, run_json
 
 from codesign import catalog
-from codesign.cli import COMMANDS, main
+from codesign.cli import COMMANDS
 
 EVALUATE = ["evaluate", "--chip", "h100-sxm", "--workload", "llama3-8b", "--n-chips", "64",
             "--seq-len", "8192", "--global-batch", "512", "--json"]
@@ -26,26 +26,6 @@ CONTRACT_KEYS = {"chip", "die_area_mm2", "tdp_w", "chip_cost_usd", "n_chips", "m
                  "cluster_power_w", "tokens_per_joule", "cost_per_mtoken_usd", "feasible",
                  "reason"}
 MAPPING_KEYS = {"tp", "pp", "dp", "cp", "ep", "micro_batch", "recompute", "zero"}
-
-
-def _no_nan(text: str) -> Any:
-    raise AssertionError(f"not strict JSON: {text}")
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
-    """Run a ``--json`` command that must succeed and print exactly one strict JSON object."""
-    code, out, err = run(capsys, *argv)
-    assert code == 0, err
-    assert len(out.strip().splitlines()) == 1, out
-    doc = json.loads(out, parse_constant=_no_nan)
-    assert isinstance(doc, dict)
-    return doc
 
 
 @pytest.fixture(autouse=True)

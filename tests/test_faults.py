@@ -550,13 +550,20 @@ def test_killed_worker_next_to_a_live_one(tmp_path: Path, procs: Procs) -> None:
 # ----------------------------------------------------------------------------- known bugs
 
 
-def test_joining_worker_keeps_the_journal_lock_of_a_live_worker(tmp_path: Path,
-                                                                procs: Procs) -> None:
+def start_writer_a(tmp_path: Path, procs: Procs):
+    """Worker A on ``shared.log`` (long budget), once it has written 20 trials:
+    (experiment path, journal path, process)."""
     exp = write_experiment(tmp_path)
     shared = tmp_path / "shared.log"
     a = procs.start("worker", str(exp), "--storage", str(shared), "--study", STUDY, *LONG,
                     "--out", "runs/a")
     wait_for_trials(shared, a.pid, 20)
+    return exp, shared, a
+
+
+def test_joining_worker_keeps_the_journal_lock_of_a_live_worker(tmp_path: Path,
+                                                                procs: Procs) -> None:
+    exp, shared, a = start_writer_a(tmp_path, procs)
     lock = JournalFileSymlinkLock(str(shared))  # what Optuna takes for every append
     lock.acquire()  # held now, as by A in the middle of an append
     lock_file = Path(f"{shared}.lock")
@@ -575,11 +582,7 @@ def test_joining_worker_keeps_the_journal_lock_of_a_live_worker(tmp_path: Path,
 
 def test_joining_worker_leaves_a_fresh_ownerless_trial_alone(tmp_path: Path,
                                                              procs: Procs) -> None:
-    exp = write_experiment(tmp_path)
-    shared = tmp_path / "shared.log"
-    a = procs.start("worker", str(exp), "--storage", str(shared), "--study", STUDY, *LONG,
-                    "--out", "runs/a")
-    wait_for_trials(shared, a.pid, 20)
+    exp, shared, a = start_writer_a(tmp_path, procs)
     asked = journal_study(shared).ask()  # a live process between ask and recording its owner
     procs.run("worker", str(exp), "--storage", str(shared), "--study", STUDY,
               "--trials", str(POP), "--out", "runs/b")

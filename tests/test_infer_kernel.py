@@ -17,7 +17,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from functools import partial
 
+import kernel_helpers as kh
 import numpy as np
 import pytest
 
@@ -38,7 +40,7 @@ from codesign.kernels.infer import (
 from codesign.kernels.train import BUFFER_B
 from codesign.specs import PRECISIONS, TOPOLOGIES, ClusterSpec, InferJob, Mapping, ModelSpec
 
-RTOL = 1e-12
+RTOL = kh.RTOL
 CHIPS = ("h100-sxm", "a100-sxm-80gb", "h200", "mi300x", "b200")
 MODELS = ("llama3-8b", "llama3-70b", "mixtral-8x7b", "deepseek-v3")
 B200_SRAM_MB = 160.0
@@ -90,39 +92,10 @@ def imap(tp=1, pp=1, ep=1, dp=1, b=1) -> np.ndarray:
     return mp
 
 
-def run_eval(fn, arrays, mp) -> tuple[int, np.ndarray]:
-    out = np.full(L.IOUT_LEN, -7.0)  # garbage: the kernel must overwrite every slot
-    return int(fn(*arrays, mp, out)), out
-
-
-def eval_both(arrays, mp) -> tuple[int, np.ndarray]:
-    """infer_eval jitted and as Python: same status, same outputs."""
-    st_j, out_j = run_eval(infer_eval, arrays, mp)
-    with np.errstate(all="ignore"):
-        st_p, out_p = run_eval(infer_eval.py_func, arrays, mp)
-    assert st_j == st_p, (mp.tolist(), st_j, st_p)
-    np.testing.assert_allclose(out_j, out_p, rtol=RTOL, atol=0.0)
-    return st_j, out_j
-
-
-def run_search(fn, arrays, fixed=None):
-    fixed = np.full(L.MAP_LEN, -1, np.int64) if fixed is None else fixed
-    best_mp = np.zeros(L.MAP_LEN, np.int64)
-    best_out = np.zeros(L.IOUT_LEN)
-    counts = np.zeros(L.N_STATUS, np.int64)
-    status = int(fn(*arrays, fixed, best_mp, best_out, counts))
-    return status, best_mp, best_out, counts
-
-
-def search_both(arrays, fixed=None):
-    """infer_search jitted and as Python (its py_func calls the jitted infer_eval)."""
-    st_j, mp_j, out_j, cnt_j = run_search(infer_search, arrays, fixed)
-    st_p, mp_p, out_p, cnt_p = run_search(infer_search.py_func, arrays, fixed)
-    assert st_j == st_p
-    np.testing.assert_array_equal(cnt_j, cnt_p)
-    np.testing.assert_array_equal(mp_j, mp_p)
-    np.testing.assert_allclose(out_j, out_p, rtol=RTOL, atol=0.0)
-    return st_j, mp_j, out_j, cnt_j
+run_eval = partial(kh.run_eval, out_len=L.IOUT_LEN)
+run_search = partial(kh.run_search, out_len=L.IOUT_LEN)
+eval_both = partial(kh.eval_both, infer_eval, out_len=L.IOUT_LEN)
+search_both = partial(kh.search_both, infer_search, out_len=L.IOUT_LEN)
 
 
 def assert_ok_infer(arrays, mp, out) -> None:

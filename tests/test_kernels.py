@@ -18,8 +18,10 @@ import os
 import subprocess
 import sys
 import textwrap
+from functools import partial
 from pathlib import Path
 
+import kernel_helpers as kh
 import numpy as np
 import pytest
 
@@ -43,7 +45,7 @@ from codesign.kernels.train import (
 from codesign.specs import PRECISIONS, TOPOLOGIES, ClusterSpec, ModelSpec, TrainJob
 
 REPO = Path(__file__).resolve().parents[1]
-RTOL = 1e-12
+RTOL = kh.RTOL
 
 # catalog chips that pack once the (cluster-specific) NIC bandwidth is given
 PACKABLE_CHIPS = (
@@ -100,41 +102,10 @@ def mapping(tp=1, pp=1, dp=1, cp=1, ep=1, vpp=1, mb=1, rc=0, zero=0, sp=None) ->
     return mp
 
 
-def run_eval(fn, arrays, mp) -> tuple[int, np.ndarray]:
-    out = np.full(L.OUT_LEN, -7.0)  # garbage: the kernel must overwrite every slot
-    status = int(fn(*arrays, mp, out))
-    return status, out
-
-
-def eval_both(arrays, mp) -> tuple[int, np.ndarray]:
-    """eval_mapping jitted and as Python: same status, same outputs."""
-    st_j, out_j = run_eval(eval_mapping, arrays, mp)
-    with np.errstate(all="ignore"):
-        st_p, out_p = run_eval(eval_mapping.py_func, arrays, mp)
-    assert st_j == st_p, (mp.tolist(), st_j, st_p)
-    np.testing.assert_allclose(out_j, out_p, rtol=RTOL, atol=0.0)
-    return st_j, out_j
-
-
-def run_search(fn, arrays, fixed=None):
-    fixed = np.full(L.MAP_LEN, -1, np.int64) if fixed is None else fixed
-    best_mp = np.zeros(L.MAP_LEN, np.int64)
-    best_out = np.zeros(L.OUT_LEN)
-    counts = np.zeros(L.N_STATUS, np.int64)
-    status = int(fn(*arrays, fixed, best_mp, best_out, counts))
-    return status, best_mp, best_out, counts
-
-
-def search_both(arrays, fixed=None):
-    """search_mappings jitted and as Python (its py_func calls the jitted eval_mapping):
-    same status, counts (pruning included), mapping and outputs."""
-    st_j, mp_j, out_j, cnt_j = run_search(search_mappings, arrays, fixed)
-    st_p, mp_p, out_p, cnt_p = run_search(search_mappings.py_func, arrays, fixed)
-    assert st_j == st_p
-    np.testing.assert_array_equal(cnt_j, cnt_p)
-    np.testing.assert_array_equal(mp_j, mp_p)
-    np.testing.assert_allclose(out_j, out_p, rtol=RTOL, atol=0.0)
-    return st_j, mp_j, out_j, cnt_j
+run_eval = partial(kh.run_eval, out_len=L.OUT_LEN)
+run_search = partial(kh.run_search, out_len=L.OUT_LEN)
+eval_both = partial(kh.eval_both, eval_mapping, out_len=L.OUT_LEN)
+search_both = partial(kh.search_both, search_mappings, out_len=L.OUT_LEN)
 
 
 def assert_ok_outputs(arrays, mp, out) -> None:

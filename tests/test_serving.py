@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import run
 
-from codesign.cli import main
 from codesign.config import load_experiment
 from codesign.errors import ConfigError
 from codesign.specs import InferJob
@@ -15,12 +15,6 @@ from codesign.validate import load_cases, run_cases
 
 REPO = Path(__file__).resolve().parents[1]
 SERVING = REPO / "experiments" / "inference_llama70b.toml"
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def write(tmp_path: Path, text: str) -> Path:

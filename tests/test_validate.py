@@ -9,40 +9,17 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
-from typing import Any
 
 import pytest
+from cli_helpers import run, run_json
 
-from codesign.cli import main
 from codesign.validate import COLUMNS, default_cases_path
 
 CASE_KEYS = {"case_id", "metric", "measured", "predicted", "error_pct", "mapping", "reason"}
 SMALL = ("KOR22-T5-3a", "MLM21-T1-09", "MPT-01a", "MLE3-L31-8B-H100-1x-bs8-tput")
 # 3 training rows, 1 inference row whose prompt length is unknown (so it cannot be predicted)
-
-
-def _no_nan(text: str) -> Any:
-    raise AssertionError(f"not strict JSON: {text}")
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
-    """Run a ``--json`` command that must succeed and print exactly one strict JSON object."""
-    code, out, err = run(capsys, *argv)
-    assert code == 0, err
-    assert len(out.strip().splitlines()) == 1, out
-    doc = json.loads(out, parse_constant=_no_nan)
-    assert isinstance(doc, dict)
-    json.dumps(doc, allow_nan=False)
-    return doc
 
 
 def packaged_rows() -> list[dict[str, str]]:
