@@ -168,6 +168,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--workload", choices=("train", "infer", "all"), default="all",
                    help="which rows to predict (default: all)")
     v.add_argument("--json", action="store_true", help="print one JSON object")
+    v.add_argument("--assume-input-len", type=_int_at_least(1), metavar="TOKENS",
+                   help="predict inference rows whose input_len is empty (the ML.ENERGY "
+                   "power rows) with this prompt length; their reason says so")
     v.add_argument("--hardware", action="store_true",
                    help="predicted vs published die area and TDP of the catalog chips "
                    "(instead of the LLM measurements)")
@@ -516,7 +519,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from codesign.validate import default_cases_path, load_cases, run_cases, summarize
 
     path = args.cases if args.cases is not None else default_cases_path()
-    cases = load_cases(path)
+    cases = load_cases(path, args.assume_input_len)
     if args.workload != "all":
         cases = [c for c in cases if c.workload == args.workload]
         if not cases:
@@ -553,7 +556,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         "predicted": num(r["predicted"], ".4g"),
         "error_pct": num(r["error_pct"], "+.1f"),
         "mapping": mapping_short(r["mapping"]),
-        "reason": "" if r["predicted"] is not None else (r["reason"] or ""),
+        "reason": r["reason"] or "",  # why not predicted, or what was assumed
     } for r in rows])
     left = ("case_id", "metric", "mapping", "reason")
     width = {c: max([len(c), *(len(x) for x in table[c])]) for c in left}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -56,16 +57,20 @@ def chip_resources(chip: ChipSpec) -> tuple[dict[str, Any] | None, list[str], st
     :func:`codesign.cost.area_breakdown_mm2` for one compute die's worth of a catalog chip's
     published resources (plus ``n_dies``, the published compute-die count or None), the
     assumptions made, and why there are none ("" when there are)."""
-    missing = [name for name in ("process_nm", "compute_units", "tflops_bf16", "sram_mb")
+    missing = [name for name in ("process_nm", "compute_units", "tflops_bf16")
                if getattr(chip, name) is None]
     if missing:
         return None, [], f"unknown: {', '.join(missing)}"
+    assumptions: list[str] = []
+    if chip.sram_mb is None:
+        chip = replace(chip, sram_mb=power.TYPICAL_SRAM_MB_PER_UNIT * chip.compute_units)
+        assumptions.append(f"SRAM {chip.sram_mb:.0f} MB assumed (unpublished: H100's "
+                           f"{power.TYPICAL_SRAM_MB_PER_UNIT:.2f} MB per unit)")
     if int(chip.process_nm) not in tech.NODES or int(chip.process_nm) != chip.process_nm:
-        return None, [], (f"process {chip.process_nm:g} nm not in tech.NODES "
+        return None, assumptions, (f"process {chip.process_nm:g} nm not in tech.NODES "
                           f"{sorted(tech.NODES)}")
     if not chip.tflops_bf16 or not chip.compute_units:
-        return None, [], "no bf16 peak or compute units"
-    assumptions: list[str] = []
+        return None, assumptions, "no bf16 peak or compute units"
     clock = chip.clock_ghz
     if clock is None:
         clock = power.TYPICAL_CLOCK_GHZ

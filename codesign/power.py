@@ -54,6 +54,10 @@ TYPICAL_CLOCK_GHZ = 1.8
 """Clock assumed for chips whose datasheet gives peak FLOPS but no clock (to estimate MACs per
 unit): the typical matrix clock of 4-5 nm accelerators (H100 1.83, MI300X 2.1 GHz)."""
 
+TYPICAL_SRAM_MB_PER_UNIT = 79.4 / 132
+"""On-chip SRAM per compute unit assumed for chips whose datasheet gives none (B200): H100's
+79.4 MB (50 MB L2 + 132 x 228 KB shared memory, chips.csv) over its 132 SMs, MB."""
+
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "fp4")
 
 

@@ -85,6 +85,8 @@ class Case:
     n_chips: int
     job: TrainJob | InferJob | None
     mapping: Mapping
+    assumption: str = ""
+    """What was assumed to predict it (e.g. an input length the source does not give)."""
 
 
 def _int(file: str, row: int, col: str, text: str, integer: bool = True) -> int | float | None:
@@ -117,8 +119,11 @@ def _required(file: str, row: int, col: str, value: int | None) -> int:
     return value
 
 
-def _case(file: str, row: int, r: dict[str, str]) -> Case:
+def _case(file: str, row: int, r: dict[str, str], assume_input_len: int | None = None) -> Case:
     v = {c: _int(file, row, c, r[c]) for c in _INT_COLS}
+    assumed = v["input_len"] is None and assume_input_len is not None and r["workload"] == "infer"
+    if assumed:
+        v["input_len"] = assume_input_len
     v |= {c: _int(file, row, c, r[c], integer=False) for c in _FLOAT_COLS}
     workload = _choice(file, row, "workload", r["workload"], ("train", "infer"), True)
     metric = _choice(file, row, "metric", r["metric"], TRAIN_METRICS + INFER_METRICS, True)
@@ -171,7 +176,8 @@ def _case(file: str, row: int, r: dict[str, str]) -> Case:
         vpp=v["vpp"] or 0, micro_batch=v["micro_batch"] or 0, recompute=recompute,
         zero=v["zero"], sequence_parallel=None if sp is None else bool(sp),
     )
-    return Case(r["case_id"], workload, metric, measured, chip, n_chips, job, mapping)
+    return Case(r["case_id"], workload, metric, measured, chip, n_chips, job, mapping,
+                f"input_len {assume_input_len} assumed (empty in the CSV)" if assumed else "")
 
 
 def default_cases_path() -> Path:
@@ -179,8 +185,12 @@ def default_cases_path() -> Path:
     return Path(str(resources.files("codesign.catalog").joinpath("calibration.csv")))
 
 
-def load_cases(path: str | os.PathLike[str] | None = None) -> list[Case]:
-    """Read a cases CSV; any problem is a ConfigError naming the file, row, column, value."""
+def load_cases(path: str | os.PathLike[str] | None = None,
+               assume_input_len: int | None = None) -> list[Case]:
+    """Read a cases CSV; any problem is a ConfigError naming the file, row, column, value.
+
+    ``assume_input_len`` (tokens) fills the empty ``input_len`` of inference rows (the
+    ML.ENERGY rows' prompts are unknown); such cases say so in ``assumption``."""
     path = Path(path) if path is not None else default_cases_path()
     file = str(path)
     try:
@@ -200,7 +210,7 @@ def load_cases(path: str | os.PathLike[str] | None = None) -> list[Case]:
     for i, r in enumerate(reader, start=2):  # row numbers as a spreadsheet shows them
         if None in r or any(v is None for v in r.values()):
             raise ConfigError(file, f"row {i}", f"{len(header)} cells", "a different count")
-        case = _case(file, i, r)
+        case = _case(file, i, r, assume_input_len)
         if case.case_id in seen:
             raise ConfigError(file, f"row {i}.case_id", "a unique id", case.case_id)
         seen.add(case.case_id)
@@ -227,7 +237,7 @@ def predict(case: Case, eff: Efficiency = efficiency.DEFAULT) -> dict[str, Any]:
         out["reason"] = str(exc)
         return out
     out["feasible"] = res.feasible
-    out["reason"] = res.reason
+    out["reason"] = "; ".join(x for x in (res.reason, case.assumption) if x)
     if not res.feasible:
         return out
     out["mapping"] = res.mapping.as_dict()

@@ -199,3 +199,37 @@ def test_deepseek_v3_bf16_does_not_fit_eight_h100():
     assert 2 * m.params_total() > 8 * H100.hbm_gb * 1e9
     res = perf.evaluate(H100, ClusterSpec(n_chips=8), InferJob(m, 1024, 256))
     assert not res.feasible, (res.mapping, res.memory_gb_per_chip)
+
+
+# ---- all-MoE models (no dense FFN at all) ---------------------------------------------------
+# Qwen3-235B-A22B (the ML.ENERGY rows of calibration.csv): every layer is MoE, ffn_hidden = 0.
+# Bug guarded: the empty dense-FFN GEMM divided 0 by 0 inside gemm_cost and the jitted kernel
+# raised ZeroDivisionError instead of returning a result.
+QWEN3_MOE = ModelSpec("qwen3-235b-a22b", layers=94, hidden=4096, heads=64, kv_heads=4,
+                      ffn_hidden=0, vocab=151936, gated_mlp=True, moe_experts=128, moe_topk=8,
+                      moe_ffn_hidden=1536)
+
+
+def test_all_moe_model_serves_and_trains_with_finite_results():
+    res = perf.evaluate(H100, ClusterSpec(n_chips=8),
+                        InferJob(QWEN3_MOE, 128, 512, 64, "fp8"), Mapping(tp=8, pp=1, ep=8),
+                        scaleout_gbps=400.0)
+    assert res.feasible, res.reason
+    assert np.isfinite([res.tokens_per_s, res.itl_s, res.ttft_s, res.chip_power_w]).all()
+    assert res.tokens_per_s > 0
+    train = perf.evaluate(H100, ClusterSpec(n_chips=512), TrainJob(QWEN3_MOE, 4096, 512),
+                          scaleout_gbps=400.0)
+    assert train.feasible, train.reason
+    assert np.isfinite([train.step_time_s, train.chip_power_w]).all()
+
+
+def test_all_moe_decode_kernel_matches_py_func():
+    chip, cluster, model, job = infer_arrays(QWEN3_MOE, precision="fp8")
+    mp = np.array([8, 1, 1, 1, 8, 1, 64, 0, 0, 0], np.int64)  # tp 8, ep 8, batch 64
+    outs = []
+    for fn in (infer_eval, infer_eval.py_func):
+        out = np.zeros(L.IOUT_LEN)
+        assert fn(chip, cluster, model, job, mp, out) == L.S_OK
+        outs.append(out)
+    assert outs[0][L.IO_TPS] > 0
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-12)

@@ -18,8 +18,9 @@ from codesign.specs import ClusterSpec, TrainJob
 REPO = Path(__file__).resolve().parents[1]
 JOB = TrainJob(get_model("llama3-70b"), seq_len=8192, global_batch=1024)
 # B200's SRAM is unpublished in chips.csv: assume H100's per-SM SRAM (79.4 MB / 132 SMs)
-# over B200's 148 SMs; it only sets GEMM tiling here, which saturates long before.
-B200 = replace(get_chip("b200"), sram_mb=79.4 / 132 * 148)
+# over B200's 148 SMs (as validate --hardware does); it only sets GEMM tiling here, which
+# saturates long before.
+B200 = replace(get_chip("b200"), sram_mb=power.TYPICAL_SRAM_MB_PER_UNIT * 148)
 
 
 def tokens_per_joule(chip) -> float:

@@ -204,3 +204,26 @@ def test_help_exits_0(capsys) -> None:
     assert code == 0
     assert "--cases" in out and "--workload" in out and "--json" in out
     assert "--hardware" in out  # predicted vs published die area and TDP (issue 5)
+
+
+def test_assume_input_len_predicts_the_power_rows(capsys, tmp_path: Path) -> None:
+    """The ML.ENERGY rows give no prompt length: --assume-input-len predicts them, says so in
+    each row's reason, and leaves rows that have an input_len alone. Power is the fitted
+    batch-8 rows within 5 % (scripts/calibrate_power.py), and rises with the batch."""
+    rows = [r for r in packaged_rows() if r["case_id"].startswith("MLE3-L31-8B")
+            and r["metric"] == "chip_power_w"]
+    rows += [r for r in packaged_rows() if r["case_id"] == "TRTLLM-12"]
+    path = write_cases(tmp_path / "power.csv", rows)
+    plain = run_json(capsys, "validate", "--cases", str(path), "--json")
+    assert [c["predicted"] is None for c in plain["cases"]] == [True] * 4 + [False]
+    doc = run_json(capsys, "validate", "--cases", str(path), "--assume-input-len", "128",
+                   "--json")
+    cases = {c["case_id"]: c for c in doc["cases"]}
+    assert doc["summary"]["predicted"] == 5
+    for cid, c in cases.items():
+        assert ("input_len 128 assumed" in (c["reason"] or "")) == cid.startswith("MLE3"), c
+    assert abs(cases["MLE3-L31-8B-H100-1x-bs8-chipw"]["error_pct"]) <= 5.0
+    watts = [cases[f"MLE3-L31-8B-H100-1x-bs{b}-chipw"]["predicted"] for b in (8, 64, 256, 512)]
+    assert watts == sorted(watts) and watts[-1] > watts[0], watts
+    code, _out, err = run(capsys, "validate", "--assume-input-len", "0")
+    assert code == 2 and "--assume-input-len" in err

@@ -87,6 +87,8 @@ def gemm_cost(m, k, n, peak_flops, eff, hbm_bps, mem_eff, sram_b, el_b, units, t
     double-buffered); A is re-read ``n/x`` times and B ``m/x`` times.
     """
     flops = 2.0 * m * k * n
+    if flops <= 0.0:
+        return 0.0, 0.0  # an empty product (e.g. no dense FFN in an all-MoE model)
     util = 1.0
     if units >= 1.0 and tile_elems >= 128.0:
         tm = 128.0
