@@ -7,6 +7,7 @@ touched), 1 internal error, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import multiprocessing
@@ -110,6 +111,15 @@ def _parser() -> argparse.ArgumentParser:
     pa = sub.add_parser("pareto", help="print the Pareto front of a run")
     pa.add_argument("run_dir")
     pa.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    rp = sub.add_parser("report", help="one self-contained HTML report of a run (plots)")
+    rp.add_argument("run_dir")
+    rp.add_argument("-o", "--out", help="HTML file to write (default: RUN_DIR/report.html)")
+    rp.add_argument("--design", type=_int_at_least(0), metavar="TRIAL",
+                    help="trial of the sensitivity chart (default: best on the first objective)")
+    rp.add_argument("--against", action="append", metavar="CHIP",
+                    help="reference chip id (repeatable; default: the experiment's baselines, "
+                    "else h100-sxm)")
 
     e = sub.add_parser("evaluate", help="predict one chip + cluster on one workload")
     e.add_argument("--chip", required=True, help="catalog chip id or design TOML ([design])")
@@ -312,12 +322,62 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     if args.format == "csv":
         sys.stdout.write(df.to_csv(index=False))
         return 0
-    print(f"{run.study_name}: {len(df)} Pareto-optimal feasible designs "
-          f"({', '.join(f'{o.direction} {o.metric}' for o in exp.objectives)})")
-    if len(df):
-        df.columns = [c.removeprefix("value_").removeprefix("param_") for c in df.columns]
-        print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    _print_front(run.study_name, exp, rows)
     return 0
+
+
+def _print_front(study_name: str, exp: Any, rows: list[dict[str, Any]]) -> None:
+    """The front as a rich terminal table: objectives (with units), searched parameters, the
+    best mapping, chip power, and each design's improvement over every baseline chip."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from codesign.metrics import METRICS
+    from codesign.specs import mapping_short
+
+    objs = [o.metric for o in exp.objectives]
+    arrows = {"maximize": "↑", "minimize": "↓"}
+    table = Table(box=box.SIMPLE_HEAD, title=(
+        f"{study_name}: {len(rows)} Pareto-optimal feasible designs "
+        f"({', '.join(f'{o.direction} {o.metric}' for o in exp.objectives)})"),
+        title_justify="left")
+    table.add_column("trial", justify="right")
+    for o in exp.objectives:
+        unit = METRICS.get(o.metric, ("", ""))[0]
+        table.add_column(f"{o.metric} {arrows[o.direction]}\n{unit}", justify="right",
+                         style="bold")
+    params = [p.name for p in exp.space.params]
+    for name in params:
+        table.add_column(name, justify="right")
+    extra = [k for k in ("tdp_w", "chip_power_w", "n_chips") if k not in objs]
+    for k in extra:
+        table.add_column(k, justify="right")
+    table.add_column("best mapping")
+    vs = sorted({k for r in rows for k in r if "_vs_" in k})
+    for k in vs:
+        metric, chip = k.split("_vs_")
+        table.add_column(f"vs {chip}\n{metric}", justify="right")
+    for r in rows:
+        mapping = {k.removeprefix("map_"): r.get(k) for k in r if k.startswith("map_")}
+        mapping["recompute"] = r.get("map_recompute") if r.get("map_recompute") else None
+        table.add_row(
+            str(r["trial"]), *(_fmt(r.get(f"value_{o}")) for o in objs),
+            *(_fmt(r.get(f"param_{p}")) for p in params), *(_fmt(r.get(k)) for k in extra),
+            mapping_short(mapping) if mapping.get("tp") else "",
+            *("" if r.get(k) is None else f"{r[k]:.2f}x" for k in vs))
+    note = "improvement: > 1 = better than the baseline chip on that objective" if vs else ""
+    if sys.stdout.isatty():
+        console = Console(highlight=False)
+        console.print(table)
+        if note:
+            console.print(note)
+        return
+    buf = io.StringIO()  # piped: no colour, no wrapping, no trailing blanks
+    Console(file=buf, width=100_000, highlight=False, color_system=None).print(table)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines()))
+    if note:
+        print(note)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -625,6 +685,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from codesign.report import write_report
+
+    path = write_report(args.run_dir, args.out, args.design, args.against)
+    print(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB, opens offline)")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from codesign.compare import compare_run
 
@@ -665,6 +733,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "catalog": cmd_catalog,
     "compare": cmd_compare,
+    "report": cmd_report,
     "doctor": cmd_doctor,
     "export": cmd_export,
     "validate": cmd_validate,

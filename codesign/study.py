@@ -361,6 +361,7 @@ def constraint_values(exp: Experiment, metrics: dict[str, Any]) -> dict[str, flo
 def row_from_trial(exp: Experiment, t: FrozenTrial, writer: str) -> dict[str, Any]:
     """One Parquet row for a finished trial (everything from the storage)."""
     m = dict(t.user_attrs.get(METRICS_ATTR, {}))
+    m.pop(WRITER_KEY, None)  # internal (the "writer" column says who wrote the row)
     row: dict[str, Any] = {
         "trial": t.number,
         "is_baseline": "baseline" in t.user_attrs,

@@ -1,0 +1,369 @@
+"""One self-contained HTML report of a run (``codesign report RUN_DIR [-o FILE]``).
+
+Plotly draws every plot; its JavaScript is inlined once, so the file opens offline (no CDN,
+no network). The data come from :mod:`codesign.inspect` (trials, front, hypervolume,
+infeasibility reasons, sensitivity re-evaluated with the model) and :mod:`codesign.compare`
+(reference chips on the same workload).
+
+Sections, each with a stable element id (the browser test checks them):
+
+* ``plot-front2d``: the Pareto front over each pair of objectives, every feasible trial in
+  grey, the front in colour, reference chips as labelled stars;
+* ``plot-front3d``: the same in 3-D when the run has three or more objectives;
+* ``plot-parcoords``: parallel coordinates of the design parameters of feasible trials,
+  coloured by the first objective;
+* ``plot-hypervolume``: hypervolume of the feasible front after each trial;
+* ``plot-infeasible``: why trials were infeasible, counts by reason;
+* ``plot-sensitivity``: one parameter at a time around a chosen design (re-evaluated);
+* ``table-front``: the front designs with their parameters and mappings;
+* ``table-compare``: the best design per objective next to each reference chip.
+
+Example:
+    >>> from codesign.report import write_report
+    >>> path = write_report("runs/quickstart")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from codesign import catalog
+from codesign.errors import ConfigError
+from codesign.metrics import METRICS
+
+PLOT_IDS = ("plot-front2d", "plot-front3d", "plot-parcoords", "plot-hypervolume",
+            "plot-infeasible", "plot-sensitivity")
+"""Ids of the plot elements (``plot-front3d`` only with three or more objectives)."""
+
+TABLE_IDS = ("table-front", "table-compare")
+
+_CONFIG = {"displaylogo": False, "responsive": True}
+_GREY = "rgba(150,150,150,0.35)"
+
+
+def _label(metric: str) -> str:
+    unit = METRICS.get(metric, ("", ""))[0]
+    return f"{metric} ({unit})" if unit else metric
+
+
+def _div(fig: Any, div_id: str) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                       config=_CONFIG)
+
+
+def _reference_points(run: Any, chips: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Each reference chip evaluated on the run's workload and cluster (objective metrics),
+    and a note for each chip that cannot be (unknown catalog values)."""
+    from codesign.compare import baseline_metrics
+
+    rows, notes = [], []
+    for chip_id in chips:
+        try:
+            m = baseline_metrics(run.experiment, chip_id)
+        except Exception as exc:  # an unknown catalog value: say so, draw the rest
+            notes.append(f"{chip_id}: not evaluated ({exc})")
+            continue
+        if not m.get("feasible"):
+            notes.append(f"{chip_id}: infeasible on this workload ({m.get('reason')})")
+            continue
+        rows.append({"chip": chip_id} | {o: m.get(o) for o, _ in run.objectives})
+    return pd.DataFrame(rows), notes
+
+
+def _front_2d(run: Any, feasible: pd.DataFrame, front: pd.DataFrame,
+              refs: pd.DataFrame) -> Any:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    objs = [o for o, _ in run.objectives]
+    pairs = list(itertools.combinations(objs, 2)) or [(objs[0], objs[0])]
+    fig = make_subplots(rows=1, cols=len(pairs), horizontal_spacing=0.08)
+    for i, (x, y) in enumerate(pairs, start=1):
+        first = i == 1
+        fig.add_trace(go.Scatter(
+            x=feasible[x], y=feasible[y], mode="markers", name="feasible trials",
+            marker={"color": _GREY, "size": 5}, legendgroup="all", showlegend=first,
+            text=[f"trial {t}" for t in feasible["trial"]]), row=1, col=i)
+        f = front.sort_values(x)
+        fig.add_trace(go.Scatter(
+            x=f[x], y=f[y], mode="markers", name="Pareto front",
+            marker={"color": "#1f77b4", "size": 9, "line": {"width": 1, "color": "white"}},
+            legendgroup="front", showlegend=first,
+            text=[f"trial {t}" for t in f["trial"]]), row=1, col=i)
+        if len(refs):
+            fig.add_trace(go.Scatter(
+                x=refs[x], y=refs[y], mode="markers+text", name="reference chips",
+                text=refs["chip"], textposition="top center",
+                marker={"symbol": "star", "size": 15, "color": "#d62728"},
+                legendgroup="refs", showlegend=first), row=1, col=i)
+        fig.update_xaxes(title_text=_label(x), row=1, col=i)
+        fig.update_yaxes(title_text=_label(y), row=1, col=i)
+    fig.update_layout(height=430, margin={"t": 30, "l": 60, "r": 20, "b": 60},
+                      legend={"orientation": "h", "y": 1.12})
+    return fig
+
+
+def _front_3d(run: Any, feasible: pd.DataFrame, front: pd.DataFrame,
+              refs: pd.DataFrame) -> Any:
+    import plotly.graph_objects as go
+
+    x, y, z = (o for o, _ in run.objectives[:3])
+    fig = go.Figure()
+    fig.add_trace(go.Scatter3d(x=feasible[x], y=feasible[y], z=feasible[z], mode="markers",
+                               name="feasible trials",
+                               marker={"size": 2, "color": "rgba(110,110,110,0.6)"}))
+    fig.add_trace(go.Scatter3d(x=front[x], y=front[y], z=front[z], mode="markers",
+                               name="Pareto front", marker={"size": 5, "color": "#1f77b4"},
+                               text=[f"trial {t}" for t in front["trial"]]))
+    if len(refs):
+        fig.add_trace(go.Scatter3d(x=refs[x], y=refs[y], z=refs[z], mode="markers+text",
+                                   text=refs["chip"], name="reference chips",
+                                   marker={"size": 7, "color": "#d62728", "symbol": "diamond"}))
+    fig.update_layout(height=560, margin={"t": 10, "l": 0, "r": 0, "b": 0},
+                      scene={"xaxis_title": x, "yaxis_title": y, "zaxis_title": z})
+    return fig
+
+
+def _parcoords(run: Any, feasible: pd.DataFrame) -> Any:
+    import plotly.graph_objects as go
+
+    dims = []
+    for p in run.experiment.space.params:
+        col = feasible[f"param_{p.name}"]
+        if p.kind == "categorical" or not pd.api.types.is_numeric_dtype(col):
+            choices = list(p.choices or sorted(col.dropna().unique(), key=str))
+            codes = col.map({c: i for i, c in enumerate(choices)})
+            dims.append({"label": p.name, "values": codes, "tickvals": list(range(len(choices))),
+                         "ticktext": [str(c) for c in choices]})
+        else:
+            dims.append({"label": p.name, "values": col.astype(float)})
+    first = run.objectives[0][0]
+    dims.append({"label": first, "values": feasible[first].astype(float)})
+    fig = go.Figure(go.Parcoords(
+        line={"color": feasible[first].astype(float), "colorscale": "Viridis",
+              "showscale": True, "colorbar": {"title": {"text": first}}},
+        dimensions=dims))
+    fig.update_layout(height=420, margin={"t": 50, "l": 60, "r": 60, "b": 30})
+    return fig
+
+
+def _hypervolume(hv: pd.DataFrame) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(x=hv["n_complete"], y=hv["hypervolume"], mode="lines+markers",
+                               name="hypervolume", marker={"size": 4}))
+    fig.update_layout(height=320, margin={"t": 20, "l": 60, "r": 20, "b": 50},
+                      xaxis_title="trials completed",
+                      yaxis_title="hypervolume (objectives normalised)")
+    return fig
+
+
+def _infeasible(reasons: pd.DataFrame, n_trials: int) -> Any:
+    import plotly.graph_objects as go
+
+    if len(reasons):
+        labels = [r if len(r) <= 90 else r[:87] + "..." for r in reasons["reason"]]
+        counts = reasons["count"]
+    else:
+        labels, counts = ["(no infeasible trial)"], [0]
+    fig = go.Figure(go.Bar(x=counts, y=labels, orientation="h", marker={"color": "#ff7f0e"},
+                           text=[str(c) for c in counts], textposition="auto"))
+    fig.update_layout(height=max(220, 40 * len(labels) + 80),
+                      margin={"t": 20, "l": 20, "r": 20, "b": 50},
+                      xaxis_title=f"trials (of {n_trials})", yaxis={"automargin": True})
+    return fig
+
+
+def _sensitivity(sens: pd.DataFrame, metrics: list[str]) -> Any:
+    """Bars of the relative change (%) of each of ``metrics`` for every variant the model
+    can build and map; a variant that breaks a ``[constraints]`` bound says which."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    ok = sens[sens["feasible"].astype(bool)] if len(sens) else sens
+    labels = [f"{p}: {_fmt(a)} → {_fmt(b)}" + (f" [breaks {v}]" if v else "")
+              for p, a, b, v in zip(ok["param"], ok["from"], ok["to"], ok["violated"],
+                                    strict=True)]
+    for metric in metrics:
+        col = f"rel_{metric}"
+        if col in ok.columns:
+            fig.add_trace(go.Bar(y=labels, x=100.0 * ok[col].astype(float), name=metric,
+                                 orientation="h"))
+    fig.update_layout(barmode="group", height=max(320, 22 * len(labels) * 2 + 120),
+                      margin={"t": 20, "l": 20, "r": 20, "b": 50},
+                      xaxis_title="change vs the chosen design (%)",
+                      yaxis={"automargin": True, "autorange": "reversed"},
+                      legend={"orientation": "h", "y": 1.05})
+    return fig
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v))
+    if isinstance(v, float | np.floating):
+        if not math.isfinite(v):
+            return ""
+        return f"{v:.4g}"
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
+def _table(df: pd.DataFrame, table_id: str) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    return (f'<div class="scroll"><table id="{table_id}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def _front_table(run: Any, front: pd.DataFrame) -> pd.DataFrame:
+    objs = [o for o, _ in run.objectives]
+    params = [f"param_{p.name}" for p in run.experiment.space.params]
+    maps = [c for c in front.columns if c.startswith("map_")]
+    extra = [c for c in ("n_chips", "tdp_w", "chip_power_w", "die_area_mm2", "chip_cost_usd")
+             if c in front.columns and c not in objs]
+    vs = [c for c in front.columns if "_vs_" in c]
+    cols = ["trial", *objs, *params, *extra, *maps, *vs]
+    out = front[[c for c in dict.fromkeys(cols) if c in front.columns]].copy()
+    out.columns = [c.removeprefix("param_") for c in out.columns]
+    return out
+
+
+def _compare_tables(run_dir: Path, chips: list[str]) -> tuple[str, list[str]]:
+    """The best design per objective next to each reference chip (codesign compare)."""
+    from codesign.compare import compare_run
+
+    parts, notes = [], []
+    for chip_id in chips:
+        try:
+            doc = compare_run(run_dir, chip_id)
+        except Exception as exc:
+            notes.append(f"{chip_id}: not compared ({exc})")
+            continue
+        rows = []
+        ref = doc["baseline"]
+        keys = list(dict.fromkeys([*ref["spec"], *ref["metrics"]]))
+        for k in keys:
+            row = {"": k, chip_id: ref["spec"].get(k, ref["metrics"].get(k))}
+            for b in doc["best"]:
+                v = b["spec"].get(k, b["metrics"].get(k))
+                imp = b["improvement"].get(k)
+                row[f"best {b['objective']} (trial {b['trial']})"] = (
+                    f"{_fmt(v)} ({imp:.2f}x)" if imp else _fmt(v))
+            rows.append(row)
+        parts.append(f"<h3>vs {html.escape(chip_id)}</h3>"
+                     + _table(pd.DataFrame(rows), f"table-compare-{chip_id}"))
+    return "".join(parts), notes
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1400px;
+padding:0 24px 48px;color:#222}
+h1{margin-bottom:4px}h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.meta{color:#555}.note{color:#8a5300;font-size:0.9em}
+.scroll{overflow-x:auto;max-height:520px;overflow-y:auto}
+table{border-collapse:collapse;font-size:12px}th,td{border:1px solid #ddd;padding:3px 6px;
+text-align:right;white-space:nowrap}th{background:#f3f3f3;position:sticky;top:0}
+td:first-child,th:first-child{text-align:left}
+"""
+
+
+def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
+                 against: list[str] | None = None) -> str:
+    """The report of ``run_dir`` as one HTML string (Plotly inlined).
+
+    ``design``: trial number for the sensitivity chart (default: the best feasible trial on
+    the first objective); ``against``: reference chip ids (default: the experiment's
+    baselines, else ``h100-sxm``)."""
+    import plotly.offline
+
+    from codesign.inspect import (
+        REPORTED_METRICS,
+        hypervolume_history,
+        infeasible_reasons,
+        load_run,
+        sensitivity,
+    )
+
+    run = load_run(run_dir)
+    exp = run.experiment
+    chips = list(against or exp.baselines or ("h100-sxm",))
+    for c in chips:
+        if c not in catalog.chip_ids():
+            raise ConfigError(None, "--against", f"one of: {', '.join(catalog.chip_ids())}", c)
+    trials = run.trials
+    feasible = trials[trials["feasible"].astype(bool) & trials["constraints_ok"].astype(bool)]
+    for o, _ in run.objectives:  # objective columns by metric name
+        feasible = feasible.assign(**{o: feasible[f"value_{o}"]})
+    front = run.pareto.copy()
+    for o, _ in run.objectives:
+        if o not in front.columns:
+            front[o] = front[f"value_{o}"]
+    if feasible.empty:
+        raise ConfigError(str(run_dir), "trials", "at least one feasible trial to report",
+                          f"{len(trials)} trials, none feasible")
+    if design is None:
+        design = int(run.best(run.objectives[0][0])["trial"])
+    elif design not in set(trials["trial"]):
+        raise ConfigError(None, "--design", "a trial number of the run", str(design))
+    refs, notes = _reference_points(run, chips)
+    sections = [
+        ("Pareto front", "plot-front2d",
+         _div(_front_2d(run, feasible, front, refs), "plot-front2d")),
+    ]
+    if len(run.objectives) >= 3:
+        sections.append(("Pareto front in 3-D", "plot-front3d",
+                         _div(_front_3d(run, feasible, front, refs), "plot-front3d")))
+    sections += [
+        ("Design parameters (feasible trials)", "plot-parcoords",
+         _div(_parcoords(run, feasible), "plot-parcoords")),
+        ("Hypervolume over trials", "plot-hypervolume",
+         _div(_hypervolume(hypervolume_history(run)), "plot-hypervolume")),
+        ("Why trials were infeasible", "plot-infeasible",
+         _div(_infeasible(infeasible_reasons(run), len(trials)), "plot-infeasible")),
+    ]
+    sens = sensitivity(run, design)
+    shown = list(dict.fromkeys([o for o, _ in run.objectives] + list(REPORTED_METRICS)))
+    sections.append((f"Sensitivity around trial {design} (re-evaluated with the model)",
+                     "plot-sensitivity", _div(_sensitivity(sens, shown), "plot-sensitivity")))
+    compare_html, compare_notes = _compare_tables(Path(run_dir), chips)
+    notes += compare_notes
+    objs = ", ".join(f"{d} {o}" for o, d in run.objectives)
+    n_feas = len(feasible)
+    body = [f"<h1>{html.escape(run.study.study_name)}</h1>",
+            f'<p class="meta">{html.escape(exp.description)}<br>objectives: {objs} · '
+            f"{len(trials)} trials, {n_feas} feasible, {len(front)} on the front · reference "
+            f"chips: {html.escape(', '.join(chips))}</p>"]
+    body += [f'<p class="note">{html.escape(n)}</p>' for n in notes]
+    for title, _id, div in sections:
+        body.append(f"<h2>{html.escape(title)}</h2>{div}")
+    body.append("<h2>Front designs</h2>" + _table(_front_table(run, front), "table-front"))
+    sens_cols = [c for c in sens.columns if not c.startswith("rel_")]
+    body.append(f"<h2>Sensitivity table (trial {design})</h2>"
+                + _table(sens[sens_cols], "table-sensitivity"))
+    body.append(f'<h2>Compared with reference chips</h2><div id="table-compare">'
+                f"{compare_html}</div>")
+    js = plotly.offline.get_plotlyjs()
+    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>codesign report: {html.escape(run.study.study_name)}</title>"
+            f"<style>{_CSS}</style><script>{js}</script></head><body>"
+            + "\n".join(body) + "</body></html>")
+
+
+def write_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
+                 design: int | None = None, against: list[str] | None = None) -> Path:
+    """Write :func:`build_report` to ``out`` (default ``RUN_DIR/report.html``) atomically;
+    returns the path."""
+    path = Path(out) if out is not None else Path(run_dir) / "report.html"
+    text = build_report(run_dir, design, against)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

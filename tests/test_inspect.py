@@ -1,0 +1,425 @@
+"""codesign.inspect: the notebook API (``codesign.load_run``) and the analysis tables.
+
+Two small real runs are made once per module with the CLI: the quickstart experiment with two
+reference-chip baselines (most tests), and a tiny space full of ties and duplicates into which
+trials are also written by hand (the front test). Expected values are always computed here
+from the Optuna study (the truth) or from the model, never typed in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from cli_helpers import run as cli
+from cli_helpers import run_json
+from optuna.trial import TrialState
+
+import codesign
+from codesign import parquet_log
+from codesign import study as st
+from codesign.cli import main
+from codesign.config import ParamSpec
+from codesign.design import design_area, design_to_chip, design_to_cluster
+from codesign.errors import ConfigError
+from codesign.inspect import (
+    HV_REFERENCE,
+    REPORTED_METRICS,
+    Run,
+    _hv_history,
+    _hypervolume,
+    hypervolume_history,
+    infeasible_reasons,
+    neighbours,
+    sensitivity,
+)
+from codesign.perf import evaluate, result_metrics, sized_cluster
+from codesign.space import base_design, cluster_extra, design_from_params, distributions
+
+REPO = Path(__file__).resolve().parents[1]
+BASELINES = ("h100-sxm", "a100-sxm-80gb")
+
+
+def quickstart_text(name: str, trials: int, population: int, sampler: str = "nsga2") -> str:
+    """The quickstart experiment under another name and budget, its space by absolute path."""
+    text = (REPO / "experiments" / "quickstart.toml").read_text(encoding="utf-8")
+    for old, new in (
+        ('name = "quickstart"', f'name = "{name}"'),
+        ('"../search_spaces/quickstart.toml"',
+         f'"{(REPO / "search_spaces" / "quickstart.toml").as_posix()}"'),
+        ("trials = 960", f"trials = {trials}"),
+        ("population = 32", f"population = {population}"),
+        ('sampler = "nsga2"', f'sampler = "{sampler}"'),
+    ):
+        assert old in text, f"test bug: {old!r} not in quickstart.toml"
+        text = text.replace(old, new, 1)
+    return text
+
+
+def complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def feasible(t: optuna.trial.FrozenTrial) -> bool:
+    return all(v <= 0 for v in t.constraints.values())
+
+
+@pytest.fixture(scope="module")
+def qs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 64-trial quickstart run with two reference-chip baselines (trials 0 and 1)."""
+    folder = tmp_path_factory.mktemp("inspect")
+    text = quickstart_text("qsi", 64, 16)
+    text = text.replace("\n[workload]", f"baselines = {json.dumps(BASELINES)}\n\n[workload]", 1)
+    exp = folder / "exp.toml"
+    exp.write_text(text, encoding="utf-8")
+    assert main(["search", str(exp), "--trials", "64", "--out", str(folder / "run"),
+                 "--no-progress"]) == 0
+    return folder / "run"
+
+
+@pytest.fixture
+def run(qs: Path) -> Run:
+    return codesign.load_run(qs)
+
+
+# ----------------------------------------------------------------------------- Run
+
+
+def test_load_run_attributes(run: Run, qs: Path) -> None:
+    assert codesign.load_run is codesign.inspect.load_run and isinstance(run, Run)
+    assert run.path == qs and run.name == "qsi"
+    assert run.experiment.name == "qsi"
+    assert run.study.study_name == "qsi"
+    assert run.objectives == [(o.metric, o.direction) for o in run.experiment.objectives]
+    assert [d.name.lower() for d in run.study.directions] == [d for _, d in run.objectives]
+    text = repr(run)
+    n = len(complete(run.study))
+    n_ok = sum(feasible(t) for t in complete(run.study))
+    assert "qsi" in text and f"{n} complete trials ({n_ok} feasible)" in text
+    for metric, direction in run.objectives:
+        assert f"{direction} {metric}" in text
+
+
+def test_load_run_rejects_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"run\.json"):
+        codesign.load_run(tmp_path)
+
+
+def test_trials_are_the_complete_trials_of_the_study(run: Run) -> None:
+    trials = complete(run.study)
+    df = run.trials
+    assert len(df) == len(trials)
+    assert df["trial"].tolist() == sorted(t.number for t in trials)
+    by_number = df.set_index("trial")
+    for t in trials:
+        for (metric, _), value in zip(run.objectives, t.values, strict=True):
+            assert by_number.at[t.number, f"value_{metric}"] == value
+        assert bool(by_number.at[t.number, "constraints_ok"]) == feasible(t)
+    assert list(df.columns) == parquet_log.schema(run.experiment).names
+
+
+def test_baselines_are_the_reference_chip_trials(run: Run) -> None:
+    flagged = {t.number: t.user_attrs[st.BASELINE_ATTR] for t in complete(run.study)
+               if st.BASELINE_ATTR in t.user_attrs}
+    assert sorted(flagged.values()) == sorted(BASELINES)
+    base = run.baselines
+    assert dict(zip(base["trial"], base["baseline"], strict=True)) == flagged
+    assert base["is_baseline"].all()
+
+
+def test_best_is_the_best_feasible_trial_in_each_direction(run: Run) -> None:
+    trials = complete(run.study)
+    ignoring_constraints_differs = False
+    for i, (metric, direction) in enumerate(run.objectives):
+        sign = -1.0 if direction == "maximize" else 1.0
+        ok = [t for t in trials if feasible(t)]
+        want = min(ok, key=lambda t, i=i, sign=sign: (sign * t.values[i], t.number))
+        got = run.best(metric)
+        assert int(got["trial"]) == want.number
+        assert got[f"value_{metric}"] == want.values[i]
+        assert bool(got["constraints_ok"])
+        anyway = min(trials, key=lambda t, i=i, sign=sign: (sign * t.values[i], t.number))
+        ignoring_constraints_differs |= anyway.number != want.number
+    # the run is one where ignoring feasibility would pick another trial (else this test
+    # could not see a best() that ignores it)
+    assert ignoring_constraints_differs
+
+
+def test_best_names_the_valid_objectives(run: Run) -> None:
+    with pytest.raises(ValueError, match="not an objective") as err:
+        run.best("tflops")
+    for metric, _ in run.objectives:
+        assert metric in str(err.value)
+
+
+def test_pareto_is_the_constraint_aware_front(run: Run) -> None:
+    want = {t.number for t in run.study.best_trials}
+    assert want and set(run.pareto["trial"]) == want
+    assert run.pareto["constraints_ok"].all()
+    assert any(c.startswith(f"{run.objectives[0][0]}_vs_") for c in run.pareto.columns)
+
+
+# ----------------------------------------------------------------------------- front: ties
+
+
+TINY_SPACE = """
+[space]
+name = "tiny"
+description = "few designs: many exact duplicates and ties"
+
+[base]
+process_nm = 4
+fp8_speedup = 2
+scaleup_link_gbps = 50.0
+scaleout_gbps = 400.0
+
+[params.macs_per_unit]
+type = "categorical"
+choices = [1024, 2048, 4096]
+
+[params.hbm_gen]
+type = "categorical"
+choices = ["HBM3", "HBM3e"]
+
+[params.hbm_stacks]
+type = "int"
+low = 4
+high = 6
+
+[params.scaleup_domain]
+type = "categorical"
+choices = [8, 16]
+"""
+
+
+@pytest.fixture(scope="module")
+def ties(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40-trial random search of 36 designs (repeats; same area for either HBM generation),
+    plus hand-written trials: an exact copy of a front trial, a copy worse in one objective
+    only, and an infeasible trial that dominates every other one."""
+    folder = tmp_path_factory.mktemp("ties")
+    (folder / "tiny.toml").write_text(TINY_SPACE, encoding="utf-8")
+    text = quickstart_text("ties", 40, 8, sampler="random")
+    text = text.replace(f'"{(REPO / "search_spaces" / "quickstart.toml").as_posix()}"',
+                        '"tiny.toml"')
+    text = text.replace('tokens_per_joule = "maximize"\n', "")  # 2 objectives: rate, area
+    (folder / "exp.toml").write_text(text, encoding="utf-8")
+    run_dir = folder / "run"
+    assert main(["search", str(folder / "exp.toml"), "--trials", "40", "--out", str(run_dir),
+                 "--no-progress"]) == 0
+    exp, spec = st.load_run(run_dir)
+    study = optuna.load_study(study_name=spec.study_name, storage=st.open_storage(spec))
+    dists = distributions(exp.space)
+    front = sorted(study.best_trials, key=lambda t: t.number)
+    assert front, "the tiny search found no feasible design"
+    top = front[0]
+    metrics = {k: v for k, v in top.user_attrs[st.METRICS_ATTR].items() if k != st.WRITER_KEY}
+
+    def add(values: list[float], m: dict, note: str) -> None:
+        study.add_trial(optuna.trial.create_trial(
+            params=top.params, distributions=dists, values=values,
+            user_attrs={st.METRICS_ATTR: m, "test": note},
+            system_attrs={f"constraints:{k}": v for k, v in st.constraint_values(exp, m).items()}))
+
+    add(list(top.values), metrics, "exact duplicate")
+    worse = dict(metrics, silicon_mm2=metrics["silicon_mm2"] * 1.5)
+    add(st.objective_values(exp, worse), worse, "tie in tokens_per_s, more area")
+    bad = dict(metrics, feasible=False, reason="injected: infeasible",
+               tokens_per_s=max(t.values[0] for t in complete(study)) * 10,
+               silicon_mm2=min(t.values[1] for t in complete(study)) / 10)
+    add(st.objective_values(exp, bad), bad, "infeasible, dominates all")
+    added = [t for t in complete(study) if "test" in t.user_attrs]
+    parquet_log.write_trials(run_dir, exp, [st.row_from_trial(exp, t, "test") for t in added],
+                             "test")
+    return run_dir
+
+
+def test_front_with_ties_duplicates_and_infeasible_points(ties: Path, capsys) -> None:
+    run = codesign.load_run(ties)
+    study = run.study
+    injected = {t.user_attrs["test"]: t for t in complete(study) if "test" in t.user_attrs}
+    best = {t.number for t in study.best_trials}
+    # Optuna 5's best_trials is constraint-aware: the infeasible point dominating all is out
+    assert injected["infeasible, dominates all"].number not in best
+    assert injected["tie in tokens_per_s, more area"].number not in best
+    assert injected["exact duplicate"].number in best
+    # duplicates: the run holds repeated objective vectors, and all copies of a front point
+    # are on the front
+    values = [tuple(t.values) for t in complete(study) if feasible(t)]
+    assert len(set(values)) < len(values)
+    for t in complete(study):
+        if feasible(t) and any(tuple(t.values) == tuple(b.values) for b in study.best_trials):
+            assert t.number in best
+
+    assert set(run.pareto["trial"]) == best
+    doc = run_json(capsys, "pareto", str(ties), "--format", "json")
+    assert {row["trial"] for row in doc["front"]} == best
+    code, out, err = cli(capsys, "pareto", str(ties))
+    assert code == 0, err
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.split()[:1] == ["trial"])
+    table = [int(line.split()[0]) for line in lines[head + 1:]
+             if line.split()[:1] and line.split()[0].isdigit()]
+    assert sorted(table) == sorted(best) and len(table) == len(best)
+
+
+# ----------------------------------------------------------------------------- hypervolume
+
+
+def union_volume(points: np.ndarray, ref: np.ndarray) -> float:
+    """Exact volume of the union of the boxes [p, ref] (minimisation), by cutting space into
+    the cells of the points' coordinates: independent of the code under test."""
+    axes = [np.unique(np.append(points[:, j], ref[j])) for j in range(points.shape[1])]
+    lows = np.stack([g.ravel() for g in np.meshgrid(*[a[:-1] for a in axes], indexing="ij")], 1)
+    size = np.prod(np.stack([g.ravel() for g in np.meshgrid(*[np.diff(a) for a in axes],
+                                                            indexing="ij")], 1), axis=1)
+    covered = np.zeros(len(lows), bool)
+    for p in points:
+        covered |= np.all(lows >= p, axis=1)
+    return float(size[covered].sum())
+
+
+def test_hypervolume_history_rises_to_the_front_s_hypervolume(run: Run) -> None:
+    hv = hypervolume_history(run)
+    assert len(hv) == len(run.trials)  # fewer trials than checkpoints: one row per trial
+    assert hv["trial"].tolist() == run.trials["trial"].tolist()
+    assert (np.diff(hv["hypervolume"]) >= 0).all()
+    assert hv["hypervolume"].iloc[-1] > hv["hypervolume"].iloc[0] >= 0
+    # direct: normalise the study's final front by its feasible trials, union of boxes
+    ok = [t for t in complete(run.study) if feasible(t)]
+    sign = np.array([-1.0 if d == "maximize" else 1.0 for _, d in run.objectives])
+    loss = np.array([t.values for t in ok]) * sign
+    lo, hi = loss.min(axis=0), loss.max(axis=0)
+    front = (np.array([t.values for t in run.study.best_trials]) * sign - lo) / (hi - lo)
+    ref = np.full(len(sign), HV_REFERENCE)
+    assert hv["hypervolume"].iloc[-1] == pytest.approx(union_volume(front, ref), rel=1e-9)
+    assert hv["n_feasible"].iloc[-1] == len(ok)
+    assert hv["n_complete"].iloc[-1] == len(complete(run.study))
+    coarse = hypervolume_history(run, max_points=10)
+    assert len(coarse) <= 10 and coarse["trial"].iloc[-1] == hv["trial"].iloc[-1]
+    assert coarse["hypervolume"].iloc[-1] == hv["hypervolume"].iloc[-1]
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_hypervolume_matches_the_union_of_boxes(k: int) -> None:
+    rng = np.random.default_rng(k)
+    pts = rng.random((12, k))
+    keep = [i for i in range(len(pts))
+            if not any(np.all(pts[j] <= pts[i]) and np.any(pts[j] < pts[i])
+                       for j in range(len(pts)))]
+    ref = np.full(k, HV_REFERENCE)
+    assert _hypervolume(pts[keep], ref) == pytest.approx(union_volume(pts[keep], ref), rel=1e-12)
+
+
+def test_hypervolume_history_of_20k_trials_is_fast_and_monotone() -> None:
+    rng = np.random.default_rng(0)
+    n = 20_000
+    # a curved trade-off with noise: a front of a few hundred points, as a long NSGA run has
+    x = rng.random((n, 3))
+    x /= np.linalg.norm(x, axis=1, keepdims=True) ** rng.uniform(0.8, 1.0, (n, 1))
+    df = pd.DataFrame({"trial": np.arange(n), "constraints_ok": rng.random(n) < 0.7,
+                       "value_a": x[:, 0], "value_b": x[:, 1], "value_c": -x[:, 2]})
+    objectives = [("a", "maximize"), ("b", "maximize"), ("c", "minimize")]
+    t0 = time.perf_counter()
+    hv = _hv_history(df, objectives, 200)
+    seconds = time.perf_counter() - t0
+    assert seconds < 10.0, seconds
+    assert len(hv) <= 200 and hv["trial"].iloc[-1] == n - 1 and hv["trial"].iloc[0] == 0
+    assert (np.diff(hv["hypervolume"]) >= 0).all() and hv["hypervolume"].iloc[-1] > 0
+
+
+# ----------------------------------------------------------------------------- infeasibility
+
+
+def test_infeasible_reasons_count_every_infeasible_trial_once(run: Run) -> None:
+    df = run.trials
+    bad = df[~df["constraints_ok"]]
+    reasons = infeasible_reasons(run)
+    assert reasons["count"].sum() == len(bad) > 0
+    assert reasons["share"].sum() == pytest.approx(1.0)
+    assert (np.diff(reasons["count"]) <= 0).all()
+    model = reasons[reasons["kind"] == "model"]
+    assert model["count"].sum() == (~bad["feasible"]).sum()
+    counts = bad.loc[~bad["feasible"], "reason"].value_counts()
+    for reason, count in zip(model["reason"], model["count"], strict=True):
+        assert counts[reason] == count  # the model's text, as given
+    for reason in reasons.loc[reasons["kind"] == "constraint", "reason"]:
+        assert all(part.split(" ")[0] in {c.metric for c in run.experiment.constraints}
+                   for part in reason.split(", "))
+    by_cat = infeasible_reasons(run, by="category")
+    assert by_cat["count"].sum() == len(bad) and len(by_cat) <= len(reasons)
+    with pytest.raises(ValueError, match="by"):
+        infeasible_reasons(run, by="chip")
+
+
+# ----------------------------------------------------------------------------- sensitivity
+
+
+def test_neighbours_follow_the_search_space() -> None:
+    units = ParamSpec("compute_units", "int", 64, 256, step=4)
+    assert neighbours(units, 64) == [68] and neighbours(units, 132) == [128, 136]
+    clock = ParamSpec("clock_ghz", "float", 1.0, 2.2, step=0.05)
+    assert neighbours(clock, 1.9) == [1.85, 1.95]
+    assert neighbours(clock, 2.2) == [2.15]
+    sram = ParamSpec("sram_mb", "float", 16.0, 512.0, log=True)
+    assert neighbours(sram, 100.0) == [80.0, 125.0] and neighbours(sram, 500.0) == [400.0, 512.0]
+    logint = ParamSpec("n_chips", "int", 1, 1000, log=True)
+    assert neighbours(logint, 2) == [1, 3] and neighbours(logint, 100) == [80, 125]
+    gen = ParamSpec("hbm_gen", "categorical", choices=("HBM3", "HBM3e", "HBM4"))
+    assert neighbours(gen, "HBM3e") == ["HBM3", "HBM4"]
+
+
+def test_sensitivity_re_evaluates_each_variant(run: Run) -> None:
+    exp = run.experiment
+    design_row = run.best("tokens_per_joule")
+    df = sensitivity(run, int(design_row["trial"]))
+    params = [p.name for p in exp.space.params]
+    assert set(df["param"]) == set(params)
+    assert len(df) == sum(len(neighbours(p, design_row[f"param_{p.name}"]))
+                          for p in exp.space.params)
+    info = df.attrs["design"]
+    assert info["trial"] == int(design_row["trial"]) and info["matches_stored"]
+    shown = list(dict.fromkeys([m for m, _ in run.objectives] + list(REPORTED_METRICS)))
+    for metric in shown:
+        assert info["metrics"][metric] == pytest.approx(design_row[metric], rel=1e-12)
+    # one variant, evaluated directly through codesign.perf.evaluate (the single-design path)
+    base = base_design(exp)
+    variants = [(row, design_from_params(base, {**info["params"], row["param"]: row["to"]}))
+                for _, row in df.iterrows()]
+    row, design = next((r, d) for r, d in variants if not design_area(d).reason)
+    chip = design_to_chip(design)
+    cluster = design_to_cluster(design, cluster_extra(exp))
+    res = evaluate(chip, cluster, exp.job)
+    direct = result_metrics(chip, sized_cluster(chip, cluster), res, exp.job, exp.prices)
+    for metric in shown:
+        assert row[metric] == pytest.approx(direct[metric], rel=1e-9, abs=0), metric
+        base_value = info["metrics"][metric]
+        if base_value:
+            assert row[f"rel_{metric}"] == pytest.approx(
+                (direct[metric] - base_value) / abs(base_value), rel=1e-9, abs=1e-15)
+    assert bool(row["feasible"]) == bool(direct["feasible"]) and row["reason"] == direct["reason"]
+    # every searched parameter moves some reported number
+    rel = df[[f"rel_{m}" for m in shown]].fillna(0.0).abs().max(axis=1)
+    moved = rel.groupby(df["param"]).max()
+    assert (moved > 0).all(), moved[moved == 0]
+    units = df[df["param"] == "compute_units"]
+    assert (units["rel_tokens_per_s"] != 0).all() and (units["rel_silicon_mm2"] != 0).all()
+
+
+def test_sensitivity_checks_its_arguments(run: Run) -> None:
+    number = int(run.trials["trial"].iloc[0])
+    df = sensitivity(run, number, params=["hbm_stacks"])
+    assert set(df["param"]) == {"hbm_stacks"}
+    with pytest.raises(ValueError, match="compute_units"):
+        sensitivity(run, number, params=["sram_gb"])
+    with pytest.raises(ValueError, match="no trial"):
+        sensitivity(run, 10**6)
+    with pytest.raises(ValueError, match="factor"):
+        sensitivity(run, number, factor=1.0)
+    assert math.isfinite(df["tokens_per_s"].iloc[0])

@@ -1,0 +1,125 @@
+"""``codesign report``: one self-contained HTML file, checked in a real headless Chromium.
+
+The page is opened from file:// with every network request blocked: it must load with no
+console or page error, no request leaving the file, every plot drawn (Plotly's SVG/WebGL
+layers present, with points in them) and a non-blank screenshot. A report with a plot
+removed must fail the same check. Needs Chromium (``bash scripts/chromium.sh``, run by
+scripts/test.sh) and playwright; skipped with that message otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import browser_helpers as bh
+import pytest
+
+from codesign.cli import main
+from codesign.report import PLOT_IDS
+
+REPO = Path(__file__).resolve().parents[1]
+
+# What "drawn" means for each plot: a selector that only matches once Plotly has rendered
+# the data (markers, bars, lines, WebGL canvases), and the least number of matches.
+DRAWN = {
+    "plot-front2d": ("#plot-front2d .scatterlayer .point", 3),
+    "plot-front3d": ("#plot-front3d .gl-container canvas", 1),
+    "plot-parcoords": ("#plot-parcoords .gl-canvas", 1),
+    "plot-hypervolume": ("#plot-hypervolume .scatterlayer .trace path.js-line", 1),
+    "plot-infeasible": ("#plot-infeasible .barlayer .point", 1),
+    "plot-sensitivity": ("#plot-sensitivity .barlayer .point", 3),
+}
+TABLES = {"table-front": "#table-front tbody tr", "table-compare": "#table-compare table tr"}
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    """The CLI in-process: (exit code, stdout, stderr); usable from module fixtures."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def report_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-objective quickstart run with an H100 baseline, and its report."""
+    tmp = tmp_path_factory.mktemp("report")
+    exp = tmp / "exp.toml"
+    text = (REPO / "experiments" / "quickstart.toml").read_text(encoding="utf-8")
+    text = text.replace('search_space = "../search_spaces/quickstart.toml"',
+                        f'search_space = "{REPO / "search_spaces" / "quickstart.toml"}"')
+    text = text.replace("[workload]", 'baselines = ["h100-sxm"]\n\n[workload]', 1)
+    exp.write_text(text, encoding="utf-8")
+    code, _out, err = run("search", str(exp), "--trials", "96", "--out",
+                          str(tmp / "run"), "--no-progress")
+    assert code == 0, err
+    out = tmp / "report.html"
+    code, stdout, err = run("report", str(tmp / "run"), "-o", str(out))
+    assert code == 0, err
+    assert str(out) in stdout
+    return out
+
+
+def check(html: Path, shot: Path) -> tuple[bh.PageReport, list[str]]:
+    """Open the report and list what is wrong with it (empty = every plot drawn)."""
+    selectors = {k: sel for k, (sel, _n) in DRAWN.items()} | TABLES
+    rep = bh.check_page(html, selectors, shot, wait_ms=15000)
+    problems = [f"{k}: {rep.counts.get(k, 0)} '{sel}' (want >= {n})"
+                for k, (sel, n) in DRAWN.items() if rep.counts.get(k, 0) < n]
+    problems += [f"{k}: no rows" for k in TABLES if rep.counts.get(k, 0) < 2]
+    problems += [f"console error: {e}" for e in rep.console_errors]
+    problems += [f"page error: {e}" for e in rep.page_errors]
+    problems += [f"network request: {u}" for u in rep.blocked_requests]
+    if rep.nonblank_fraction < 0.02:
+        problems.append(f"blank screenshot ({rep.nonblank_fraction:.3f} non-background)")
+    return rep, problems
+
+
+def test_report_is_self_contained(report_html: Path) -> None:
+    text = report_html.read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]+src=", text), "an external script"
+    assert not re.search(r"<link[^>]+href=", text), "an external stylesheet"
+    for plot_id in PLOT_IDS:
+        assert f'id="{plot_id}"' in text, plot_id
+    assert "h100-sxm" in text  # the reference chip is marked and compared
+
+
+def test_report_renders_offline_in_chromium(report_html: Path, tmp_path: Path) -> None:
+    bh.require_browser()
+    rep, problems = check(report_html, tmp_path / "report.png")
+    assert not problems, problems
+    assert rep.distinct_colours > 50
+
+
+def test_a_missing_plot_fails_the_check(report_html: Path, tmp_path: Path) -> None:
+    """The check is not vacuous: the same page without its hypervolume plot fails it."""
+    bh.require_browser()
+    text = report_html.read_text(encoding="utf-8")
+    broken = tmp_path / "broken.html"
+    broken.write_text(text.replace('id="plot-hypervolume"', 'id="gone"'), encoding="utf-8")
+    _rep, problems = check(broken, tmp_path / "broken.png")
+    assert any(p.startswith("plot-hypervolume") for p in problems), problems
+    assert not any(p.startswith("plot-front2d") for p in problems), problems
+
+
+def test_report_bad_input_exits_2(tmp_path: Path, report_html: Path) -> None:
+    code, _out, err = run("report", str(tmp_path / "nope"))
+    assert code == 2 and "nope" in err
+    code, _out, err = run("report", str(report_html.parent / "run"), "--against", "h999")
+    assert code == 2 and "h999" in err
+    code, _out, err = run("report", str(report_html.parent / "run"), "--design", "99999")
+    assert code == 2 and "--design" in err
+
+
+def test_inspect_script_runs_on_the_run(report_html: Path) -> None:
+    """scripts/inspect_run.py, the notebook-style tour the README points to, runs as is."""
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "inspect_run.py"),
+                           str(report_html.parent / "run")], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "Pareto front (" in proc.stdout and "one parameter at a time" in proc.stdout
