@@ -709,7 +709,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"\nbest {b['objective']} ({b['direction']}): trial {b['trial']}")
         rows = [(k, base["metrics"].get(k), b["metrics"].get(k), b["improvement"].get(k, ""))
                 for k in b["metrics"]]
-        rows += [(k, base["spec"].get(k), b["spec"].get(k), "") for k in b["spec"]]
+        rows += [(k, base["spec"].get(k), b["spec"].get(k), "") for k in b["spec"]
+                 if k not in b["metrics"]]
         width = max(len(r[0]) for r in rows)
         print(f"  {'':<{width}}  {base['id']:>14}  {'design':>14}  improvement")
         for k, ref, new, imp in rows:

@@ -19,7 +19,7 @@ from codesign import catalog
 from codesign.config import Experiment
 from codesign.design import CLUSTER_PARAMETERS, design_to_chip, design_to_cluster, project_chip
 from codesign.errors import ConfigError
-from codesign.metrics import INFER_ONLY, TRAIN_ONLY
+from codesign.metrics import INFER_ONLY, METRICS, TRAIN_ONLY
 from codesign.perf import evaluate, result_metrics, sized_cluster
 from codesign.space import base_design, cluster_extra, design_from_params
 from codesign.specs import InferJob
@@ -65,9 +65,8 @@ def compare_run(run_dir: str | os.PathLike[str], against: str) -> dict[str, Any]
         ref_design = {}
     base = base_design(exp)
     skip = TRAIN_ONLY if isinstance(exp.job, InferJob) else INFER_ONLY
-    shown = [k for k in ("tokens_per_s_per_chip", "ttft_s", "itl_s", "step_time_s", "mfu",
-                         "chip_power_w", "cluster_power_w", "memory_gb_per_chip")
-             if k not in skip]
+    objectives = {o.metric for o in exp.objectives}
+    shown = [k for k in METRICS if k not in skip and k not in objectives]  # every metric
     front = [t for t in study.best_trials if METRICS_ATTR in t.user_attrs]
     best = []
     for i, obj in enumerate(exp.objectives):
