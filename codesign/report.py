@@ -13,7 +13,9 @@ Sections, each with a stable element id (the browser test checks them):
 * ``plot-parcoords``: parallel coordinates of the design parameters of feasible trials,
   coloured by the first objective;
 * ``plot-hypervolume``: hypervolume of the feasible front after each trial;
-* ``plot-infeasible``: why trials were infeasible, counts by reason;
+* ``plot-infeasible``: why trials were infeasible, counts by reason (numbers in the model's
+  text replaced by ``#``, so "HBM stacks exceed die edge: 9 > 8" and "...: 5 > 4" count
+  together);
 * ``plot-sensitivity``: one parameter at a time around a chosen design (re-evaluated);
 * ``table-front``: the front designs with their parameters and mappings;
 * ``table-compare``: the best design per objective next to each reference chip.
@@ -170,7 +172,7 @@ def _infeasible(reasons: pd.DataFrame, n_trials: int) -> Any:
     import plotly.graph_objects as go
 
     if len(reasons):
-        labels = [r if len(r) <= 90 else r[:87] + "..." for r in reasons["reason"]]
+        labels = [r if len(r) <= 90 else r[:87] + "..." for r in reasons["category"]]
         counts = reasons["count"]
     else:
         labels, counts = ["(no infeasible trial)"], [0]
@@ -327,7 +329,8 @@ def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
         ("Hypervolume over trials", "plot-hypervolume",
          _div(_hypervolume(hypervolume_history(run)), "plot-hypervolume")),
         ("Why trials were infeasible", "plot-infeasible",
-         _div(_infeasible(infeasible_reasons(run), len(trials)), "plot-infeasible")),
+         _div(_infeasible(infeasible_reasons(run, by="category"), len(trials)),
+              "plot-infeasible")),
     ]
     sens = sensitivity(run, design)
     shown = list(dict.fromkeys([o for o, _ in run.objectives] + list(REPORTED_METRICS)))
