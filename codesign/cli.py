@@ -466,6 +466,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     })
     if not serving:
         out["breakdown_s"] = res.breakdown_s
+    out["power_breakdown_w"] = res.power_w
     if args.json:
         print(json.dumps(_strict_json(out), allow_nan=False))
         return 0

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from codesign import efficiency, facility, pack, tech
+from codesign import efficiency, facility, pack, power, tech
 from codesign.design import design_area, design_to_chip, design_to_cluster
 from codesign.efficiency import Efficiency
 from codesign.kernels import layout
@@ -103,7 +103,11 @@ def evaluate(
         best_out,
         counts,
     )
-    return unpack(int(status), best_mp, best_out, counts, cluster.n_chips)
+    res = unpack(int(status), best_mp, best_out, counts, cluster.n_chips)
+    if res.feasible:
+        macs = power.macs_per_unit(chip) or power.DEFAULT_MACS_PER_UNIT
+        res = replace(res, power_w=power.split_power(res.power_w, macs))
+    return res
 
 
 def chip_price_usd(chip: ChipSpec, prices: tech.Prices = tech.PRICES) -> float:

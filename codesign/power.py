@@ -54,6 +54,9 @@ TYPICAL_CLOCK_GHZ = 1.8
 """Clock assumed for chips whose datasheet gives peak FLOPS but no clock (to estimate MACs per
 unit): the typical matrix clock of 4-5 nm accelerators (H100 1.83, MI300X 2.1 GHz)."""
 
+DEFAULT_MACS_PER_UNIT = 2048.0
+"""MACs per cycle per unit assumed when a chip's units or clock are unknown (H100's SM)."""
+
 TYPICAL_SRAM_MB_PER_UNIT = 79.4 / 132
 """On-chip SRAM per compute unit assumed for chips whose datasheet gives none (B200): H100's
 79.4 MB (50 MB L2 + 132 x 228 KB shared memory, chips.csv) over its 132 SMs, MB."""
@@ -66,6 +69,30 @@ def energy_per_flop_j(process_nm: float, macs_per_unit: float, precision: str) -
     node = tech.NODES[int(process_nm)]
     base = E_MAC_N7_PJ + E_OPERAND_N7_PJ * math.sqrt(1024.0 / max(macs_per_unit, 1.0))
     return node.energy_vs_n7 * base * PRECISION_ENERGY[precision] * 1e-12
+
+
+def operand_share(macs_per_unit: float) -> float:
+    """Share of the energy per FLOP that is operand traffic from SRAM and register files into
+    the MAC arrays (the rest is the arithmetic). A sqrt(M) x sqrt(M) array reads 2 sqrt(M)
+    operands per M MACs, so SRAM bytes per FLOP = bytes per element / sqrt(M): at M = 1,024
+    and 16 bits, 1/16 byte per FLOP, which at the fitted E_OPERAND_N7_PJ (0.2 pJ per FLOP)
+    is 3.2 pJ per byte (0.4 pJ/bit) at N7, register files and operand networks included."""
+    operand = E_OPERAND_N7_PJ * math.sqrt(1024.0 / max(macs_per_unit, 1.0))
+    total = E_MAC_N7_PJ + operand
+    return operand / total if total > 0 else 0.0
+
+
+def split_power(parts: dict[str, float], macs_per_unit: float) -> dict[str, float]:
+    """A kernel's power by part (``compute``, ``hbm``, ``links``, ``clocks_control``,
+    ``leakage``; W) with ``compute`` split into ``arithmetic`` and ``sram_operands``
+    (:func:`operand_share`); the parts of :data:`codesign.specs.POWER_PARTS`, same sum."""
+    if not parts:
+        return {}
+    share = operand_share(macs_per_unit)
+    out = {"arithmetic": parts["compute"] * (1.0 - share),
+           "sram_operands": parts["compute"] * share}
+    out.update({k: v for k, v in parts.items() if k != "compute"})
+    return out
 
 
 def hbm_j_per_byte(hbm_gen: str) -> float:
@@ -148,7 +175,7 @@ def energy_columns(chip: ChipSpec) -> tuple[float, ...]:
     nothing (their power is then only indicative)."""
     node = chip.process_nm if chip.process_nm is not None and int(chip.process_nm) in \
         tech.NODES else 4
-    macs = macs_per_unit(chip) or 2048.0
+    macs = macs_per_unit(chip) or DEFAULT_MACS_PER_UNIT
     area = silicon_mm2(chip) or 814.0
     gen = chip.hbm_gen if chip.hbm_gen in tech.HBM else "HBM3"
     e = [energy_per_flop_j(node, macs, p) for p in ("fp32", "bf16", "fp8", "fp4")]

@@ -265,6 +265,15 @@ class InferResult:
     decode_flops_per_byte: float
     n_candidates: int
     n_feasible: int
+    power_w: dict[str, float] = field(default_factory=dict)
+    """``chip_power_w`` by part, W (see :data:`POWER_PARTS`)."""
+
+
+POWER_PARTS = ("arithmetic", "sram_operands", "hbm", "links", "clocks_control", "leakage")
+"""Parts of a chip's power in ``Result.power_w`` (they sum to ``chip_power_w``): the MAC
+arithmetic; the operand traffic from SRAM and register files into the MAC arrays; HBM
+traffic; link traffic; clocks and control while kernels run; leakage
+(:mod:`codesign.power`)."""
 
 
 def mapping_short(m: dict[str, Any] | None) -> str:
@@ -302,3 +311,5 @@ class Result:
     n_candidates: int
     n_feasible: int
     breakdown_s: dict[str, float] = field(default_factory=dict)
+    power_w: dict[str, float] = field(default_factory=dict)
+    """``chip_power_w`` by part, W (see :data:`POWER_PARTS`)."""

@@ -113,3 +113,32 @@ def test_gigawatt_experiment_loads() -> None:
     exp = load_experiment(REPO / "experiments" / "gigawatt.toml")
     assert exp.cluster["power_budget_mw"] == 1000.0
     assert exp.prices.energy_usd_per_kwh == 0.06
+
+
+# ---- where the watts go ---------------------------------------------------------------------
+def test_power_breakdown_sums_to_chip_power_and_follows_the_workload() -> None:
+    """Result.power_w splits chip_power_w into POWER_PARTS exactly; the split of the compute
+    energy into arithmetic and SRAM-operand traffic follows operand_share; batch-1 decode is
+    more HBM-heavy than training, and a larger batch spends more on arithmetic."""
+    from codesign.specs import POWER_PARTS, InferJob
+
+    h100 = get_chip("h100-sxm")
+    train = evaluate(h100, ClusterSpec(n_chips=1024), JOB)
+    small = evaluate(h100, ClusterSpec(n_chips=1),
+                     InferJob(get_model("llama3-8b"), 128, 400, 1, "bf16"))
+    big = evaluate(h100, ClusterSpec(n_chips=1),
+                   InferJob(get_model("llama3-8b"), 128, 400, 256, "bf16"))
+    share = power.operand_share(power.macs_per_unit(h100))
+    assert 0.0 < share < 1.0
+    for res in (train, small, big):
+        assert res.feasible, res.reason
+        assert tuple(res.power_w) == POWER_PARTS
+        assert all(v >= 0.0 for v in res.power_w.values()), res.power_w
+        assert sum(res.power_w.values()) == pytest.approx(res.chip_power_w, rel=1e-12)
+        p = res.power_w
+        assert p["sram_operands"] / p["arithmetic"] == pytest.approx(share / (1 - share))
+        assert p["leakage"] == pytest.approx(power.leakage_w(4, 814.0))
+    assert (small.power_w["hbm"] / small.chip_power_w
+            > 2 * train.power_w["hbm"] / train.chip_power_w)
+    assert big.power_w["arithmetic"] > 5 * small.power_w["arithmetic"]
+    assert big.chip_power_w > small.chip_power_w

@@ -273,11 +273,12 @@ def infer_eval(chip, cluster, model, job, mp, out):
     t_pre = forward_time(chip, cluster, model, job, tp, pp, ep, isl, 1.0, isl, True, aux)
     busy_pre = aux[0]
     e_flop = energy_per_flop(chip, int(job[L.I_PREC]))
-    e_pre = e_flop * aux[1] + chip[L.C_E_HBM] * aux[2] + chip[L.C_E_LINK] * aux[3]
+    # energy of one prefill / one decode step by part: FLOPs, HBM bytes, link bytes
+    pre_c, pre_h, pre_l = e_flop * aux[1], chip[L.C_E_HBM] * aux[2], chip[L.C_E_LINK] * aux[3]
     ctx = isl + osl / 2.0
     t_dec = forward_time(chip, cluster, model, job, tp, pp, ep, b, b, ctx, False, aux)
     busy_dec = aux[0]
-    e_dec = e_flop * aux[1] + chip[L.C_E_HBM] * aux[2] + chip[L.C_E_LINK] * aux[3]
+    dec_c, dec_h, dec_l = e_flop * aux[1], chip[L.C_E_HBM] * aux[2], chip[L.C_E_LINK] * aux[3]
     cycle = b * t_pre + osl * t_dec
     if not (cycle > 0) or not math.isfinite(cycle):
         return L.S_BAD_INPUT
@@ -289,7 +290,16 @@ def infer_eval(chip, cluster, model, job, mp, out):
     ttft = t_pre + (t_dec if b > 1 else 0.0)
     busy = min(1.0, (b * busy_pre + osl * busy_dec) / cycle)
     # a replica's chips each run their stage of b prefills and osl decode steps per cycle
-    chip_w = (b * e_pre + osl * e_dec) / cycle + chip[L.C_LEAK_W] + chip[L.C_BUSY_W] * busy
+    w_compute = (b * pre_c + osl * dec_c) / cycle
+    w_hbm = (b * pre_h + osl * dec_h) / cycle
+    w_link = (b * pre_l + osl * dec_l) / cycle
+    w_busy = chip[L.C_BUSY_W] * busy
+    chip_w = w_compute + w_hbm + w_link + chip[L.C_LEAK_W] + w_busy
+    out[L.IO_W_COMPUTE] = w_compute
+    out[L.IO_W_HBM] = w_hbm
+    out[L.IO_W_LINK] = w_link
+    out[L.IO_W_BUSY] = w_busy
+    out[L.IO_W_LEAK] = chip[L.C_LEAK_W]
     cluster_w = n_chips * (chip_w + cluster[L.K_HOST_W]) * cluster[L.K_PUE]
     out[L.IO_TPS] = tps
     out[L.IO_TTFT] = ttft

@@ -104,7 +104,12 @@ O_N_USED = 14  # chips the mapping uses (<= cluster size)
 O_FLOPS = 15  # FLOPs one chip executes per step (recompute included)
 O_HBM_B = 16  # HBM bytes one chip moves per step
 O_LINK_B = 17  # bytes one chip sends over links per step
-OUT_LEN = 18
+O_W_COMPUTE = 18  # chip power by part, W (they sum to O_CHIP_W): matmul FLOPs with operands,
+O_W_HBM = 19  # HBM traffic,
+O_W_LINK = 20  # link traffic,
+O_W_BUSY = 21  # clocks and control while busy,
+O_W_LEAK = 22  # leakage
+OUT_LEN = 23
 
 # ---- status codes ------------------------------------------------------------------------
 S_OK = 0
@@ -145,4 +150,9 @@ IO_TOK_PER_J = 10
 IO_BUSY = 11
 IO_N_USED = 12
 IO_DECODE_INTENSITY = 13  # decode FLOPs per HBM byte (compare with the chip's balance point)
-IOUT_LEN = 14
+IO_W_COMPUTE = 14  # chip power by part, W, as O_W_* (they sum to IO_CHIP_W)
+IO_W_HBM = 15
+IO_W_LINK = 16
+IO_W_BUSY = 17
+IO_W_LEAK = 18
+IOUT_LEN = 19

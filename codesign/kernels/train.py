@@ -564,9 +564,16 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     step_flops = m * (layers_stage * layer_flops + 3.0 * 2.0 * tok * h * vocab / tp)
     step_hbm = m * (layers_stage * layer_bytes + 3.0 * by_logits) + opt_bytes
     step_link = m * (layers_stage * layer_link + p2p_bytes) + dp_link
-    e_flop = energy_per_flop(chip, prec)
-    chip_w = (e_flop * step_flops + chip[L.C_E_HBM] * step_hbm
-              + chip[L.C_E_LINK] * step_link) / step + chip[L.C_LEAK_W] + chip[L.C_BUSY_W] * busy
+    w_compute = energy_per_flop(chip, prec) * step_flops / step
+    w_hbm = chip[L.C_E_HBM] * step_hbm / step
+    w_link = chip[L.C_E_LINK] * step_link / step
+    w_busy = chip[L.C_BUSY_W] * busy
+    chip_w = w_compute + w_hbm + w_link + chip[L.C_LEAK_W] + w_busy
+    out[L.O_W_COMPUTE] = w_compute
+    out[L.O_W_HBM] = w_hbm
+    out[L.O_W_LINK] = w_link
+    out[L.O_W_BUSY] = w_busy
+    out[L.O_W_LEAK] = chip[L.C_LEAK_W]
     cluster_w = n_chips * (chip_w + cluster[L.K_HOST_W]) * cluster[L.K_PUE]
     out[L.O_FLOPS] = step_flops
     out[L.O_HBM_B] = step_hbm
