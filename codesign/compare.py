@@ -23,7 +23,7 @@ from codesign.metrics import INFER_ONLY, METRICS, TRAIN_ONLY
 from codesign.perf import evaluate, result_metrics, sized_cluster
 from codesign.space import base_design, cluster_extra, design_from_params
 from codesign.specs import InferJob
-from codesign.study import METRICS_ATTR, load_run, open_storage
+from codesign.study import METRICS_ATTR, front_trials, load_run, open_storage
 
 SPEC_FIELDS = ("tflops_bf16", "tflops_fp8", "tflops_fp4", "sram_mb", "hbm_gen", "hbm_stacks",
                "hbm_gb", "hbm_tbps", "scaleup_gbps", "scaleup_domain", "scaleout_gbps",
@@ -49,14 +49,17 @@ def _improvement(metric: str, direction: str, design: float, baseline: float) ->
     return design / baseline if direction == "maximize" else baseline / design
 
 
-def compare_run(run_dir: str | os.PathLike[str], against: str) -> dict[str, Any]:
+def compare_run(run_dir: str | os.PathLike[str], against: str,
+                study: optuna.Study | None = None) -> dict[str, Any]:
     """For each objective, the best feasible front design next to catalog chip ``against``:
     specs, metrics, improvement factors (> 1 = better) and the design parameters that differ
-    from the chip projected into the design space."""
+    from the chip projected into the design space. ``study``: the run's study if already
+    open (it is loaded from the run's storage otherwise)."""
     if against not in catalog.chip_ids():
         raise ConfigError(None, "--against", f"one of: {', '.join(catalog.chip_ids())}", against)
     exp, run = load_run(run_dir)
-    study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
+    if study is None:
+        study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
     ref_chip = catalog.get_chip(against)
     ref = baseline_metrics(exp, against)
     try:
@@ -67,7 +70,7 @@ def compare_run(run_dir: str | os.PathLike[str], against: str) -> dict[str, Any]
     skip = TRAIN_ONLY if isinstance(exp.job, InferJob) else INFER_ONLY
     objectives = {o.metric for o in exp.objectives}
     shown = [k for k in METRICS if k not in skip and k not in objectives]  # every metric
-    front = [t for t in study.best_trials if METRICS_ATTR in t.user_attrs]
+    front = [t for t in front_trials(study) if METRICS_ATTR in t.user_attrs]
     best = []
     for i, obj in enumerate(exp.objectives):
         if not front:

@@ -48,6 +48,8 @@ PLOT_IDS = ("plot-front2d", "plot-front3d", "plot-parcoords", "plot-hypervolume"
 TABLE_IDS = ("table-front", "table-compare")
 
 _CONFIG = {"displaylogo": False, "responsive": True}
+WEBGL_ABOVE = 2000
+"""Feasible trials above which the 2-D clouds are drawn with WebGL (``Scattergl``)."""
 _GREY = "rgba(150,150,150,0.35)"
 
 
@@ -88,20 +90,23 @@ def _front_2d(run: Any, feasible: pd.DataFrame, front: pd.DataFrame,
     objs = [o for o, _ in run.objectives]
     pairs = list(itertools.combinations(objs, 2)) or [(objs[0], objs[0])]
     fig = make_subplots(rows=1, cols=len(pairs), horizontal_spacing=0.08)
+    # thousands of trials: WebGL (SVG markers would slow the page down); every trace of the
+    # plot in the same layer, so the front and the reference chips stay on top of the cloud
+    cloud = go.Scattergl if len(feasible) > WEBGL_ABOVE else go.Scatter
     for i, (x, y) in enumerate(pairs, start=1):
         first = i == 1
-        fig.add_trace(go.Scatter(
+        fig.add_trace(cloud(
             x=feasible[x], y=feasible[y], mode="markers", name="feasible trials",
             marker={"color": _GREY, "size": 5}, legendgroup="all", showlegend=first,
             text=[f"trial {t}" for t in feasible["trial"]]), row=1, col=i)
         f = front.sort_values(x)
-        fig.add_trace(go.Scatter(
+        fig.add_trace(cloud(
             x=f[x], y=f[y], mode="markers", name="Pareto front",
             marker={"color": "#1f77b4", "size": 9, "line": {"width": 1, "color": "white"}},
             legendgroup="front", showlegend=first,
             text=[f"trial {t}" for t in f["trial"]]), row=1, col=i)
         if len(refs):
-            fig.add_trace(go.Scatter(
+            fig.add_trace(cloud(
                 x=refs[x], y=refs[y], mode="markers+text", name="reference chips",
                 text=refs["chip"], textposition="top center",
                 marker={"symbol": "star", "size": 15, "color": "#d62728"},
@@ -238,14 +243,14 @@ def _front_table(run: Any, front: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _compare_tables(run_dir: Path, chips: list[str]) -> tuple[str, list[str]]:
+def _compare_tables(run: Any, chips: list[str]) -> tuple[str, list[str]]:
     """The best design per objective next to each reference chip (codesign compare)."""
     from codesign.compare import compare_run
 
     parts, notes = [], []
     for chip_id in chips:
         try:
-            doc = compare_run(run_dir, chip_id)
+            doc = compare_run(run.path, chip_id, run.study)
         except Exception as exc:
             notes.append(f"{chip_id}: not compared ({exc})")
             continue
@@ -336,7 +341,7 @@ def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
     shown = list(dict.fromkeys([o for o, _ in run.objectives] + list(REPORTED_METRICS)))
     sections.append((f"Sensitivity around trial {design} (re-evaluated with the model)",
                      "plot-sensitivity", _div(_sensitivity(sens, shown), "plot-sensitivity")))
-    compare_html, compare_notes = _compare_tables(Path(run_dir), chips)
+    compare_html, compare_notes = _compare_tables(run, chips)
     notes += compare_notes
     objs = ", ".join(f"{d} {o}" for o, d in run.objectives)
     n_feas = len(feasible)

@@ -796,15 +796,24 @@ def run_search(
     return finalize(exp, run, done, time.perf_counter() - t0, writer, study)
 
 
+def front_trials(study: optuna.Study,
+                 complete: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
+    """The trials of ``study.best_trials`` (constraint-aware Pareto front) by trial number,
+    without deep-copying every trial of the study (``complete``: its COMPLETE trials, if
+    already read). Do not modify the returned trials."""
+    if complete is None:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sorted(_get_pareto_front_trials_by_trials(
+        complete, study.directions, consider_constraint=any(t.constraints for t in complete)),
+        key=lambda t: t.number)
+
+
 def pareto_rows(exp: Experiment, study: optuna.Study) -> list[dict[str, Any]]:
     """Rows of the constraint-aware Pareto front (``study.best_trials``), by trial number,
     with ``<objective>_vs_<baseline>``: the improvement of each design over each baseline
     trial (> 1 = better; design/baseline when maximising, baseline/design when minimising)."""
-    # the front of study.best_trials (constraint-aware), without deep-copying every trial
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    front = sorted(_get_pareto_front_trials_by_trials(
-        complete, study.directions, consider_constraint=any(t.constraints for t in complete)),
-        key=lambda t: t.number)
+    front = front_trials(study, complete)
     baselines = {t.user_attrs[BASELINE_ATTR]: t for t in complete
                  if BASELINE_ATTR in t.user_attrs}
     rows = []

@@ -108,9 +108,19 @@ def assert_ok_infer(arrays, mp, out) -> None:
     assert out[L.IO_TTFT] >= out[L.IO_T_PREFILL] and out[L.IO_ITL] >= out[L.IO_T_DECODE]
     b, dp, osl = mp[L.P_MB], mp[L.P_DP], job[L.I_OSL]
     assert out[L.IO_BATCH] == b and out[L.IO_REPLICAS] == dp
-    cycle = b * out[L.IO_T_PREFILL] + osl * out[L.IO_T_DECODE]
-    in_flight = dp * b if job[L.I_CONC] <= 0 else min(dp * b, job[L.I_CONC])
+    # pipelined batches: n per replica, at most pp, all pp when the concurrency is open
+    n, pp = out[L.IO_N_BATCHES], mp[L.P_PP]
+    assert 1 <= n <= pp and (job[L.I_CONC] > 0 or n == pp)
+    t_pre, t_dec = out[L.IO_T_PREFILL], out[L.IO_T_DECODE]
+    s_pre, s_dec = out[L.IO_S_PREFILL], out[L.IO_S_DECODE]
+    assert 0 < s_pre <= t_pre * (1 + RTOL) and 0 < s_dec <= t_dec * (1 + RTOL)
+    if pp == 1:
+        assert s_pre == pytest.approx(t_pre, rel=RTOL) and s_dec == pytest.approx(t_dec, rel=RTOL)
+    cycle = max(b * t_pre + osl * t_dec, n * (b * s_pre + osl * s_dec))
+    in_flight = dp * n * b if job[L.I_CONC] <= 0 else min(dp * n * b, job[L.I_CONC])
     np.testing.assert_allclose(out[L.IO_TPS], in_flight * osl / cycle, rtol=1e-12)
+    np.testing.assert_allclose(
+        out[L.IO_ITL], max(t_dec, n * s_dec) + (n * b - 1) * s_pre / osl, rtol=1e-12)
     assert 0 <= out[L.IO_BUSY] <= 1
     assert 0 <= out[L.IO_CHIP_W] <= chip[L.C_TDP_W] * (1 + RTOL)
     np.testing.assert_allclose(
@@ -266,7 +276,8 @@ def test_infer_search_matches_py_func():
     arrays = icase(n_chips=8, model="mixtral-8x7b")
     fixed = pack.fixed_array(Mapping(tp=4, ep=2))
     st, mp, _out, _cnt = search_both(arrays, fixed)
-    assert st == L.S_OK and (mp[L.P_TP], mp[L.P_EP], mp[L.P_DP]) == (4, 2, 2)
+    assert st == L.S_OK and (mp[L.P_TP], mp[L.P_EP]) == (4, 2)
+    assert mp[L.P_DP] * mp[L.P_PP] == 2  # two replicas, or one of two pipelined stages
 
 
 def test_infer_search_population_matches_rows_and_py_func():
@@ -488,8 +499,8 @@ def test_more_kv_room_allows_a_larger_batch():
         chip = dataclasses.replace(H100, hbm_gb=hbm)
         fixed_tp = _ev(chip, mapping=Mapping(tp=4))
         free = _ev(chip)
-        tps[hbm] = (fixed_tp.mapping.micro_batch, free.mapping.dp * free.mapping.micro_batch,
-                    free.tokens_per_s)
+        in_flight = free.mapping.dp * free.mapping.pp * free.mapping.micro_batch  # pipelined
+        tps[hbm] = (fixed_tp.mapping.micro_batch, in_flight, free.tokens_per_s)
     vals = [tps[k] for k in sorted(tps)]
     for a, b in itertools.pairwise(vals):
         assert b[0] > a[0], tps  # same replicas: a larger batch per replica
@@ -651,3 +662,22 @@ def test_infer_search_with_fixed_fields_finds_the_best_of_the_restricted_space(f
     for i in (L.P_TP, L.P_PP, L.P_MB):
         if fx[i] > 0:
             assert mp[i] == fx[i]
+
+
+def test_pipeline_stages_serve_several_batches_at_once():
+    """pp = 4: four batches in flight, one per stage, give close to 4x the tokens/s of one
+    batch passing the stages alone, at a similar ITL, and hold four batches' KV cache."""
+    mp = Mapping(tp=1, pp=4, micro_batch=32)
+    h100 = dataclasses.replace(H100, tdp_w=1e9)  # timing only
+    one = _ev(h100, n_chips=4, mapping=mp, isl=512, osl=256, concurrency=32)
+    four = _ev(h100, n_chips=4, mapping=mp, isl=512, osl=256, concurrency=128)
+    assert one.feasible and four.feasible, (one.reason, four.reason)
+    ratio = four.tokens_per_s / one.tokens_per_s
+    assert 3.0 < ratio <= 4.0 + 1e-9, ratio
+    assert one.itl_s <= four.itl_s < 1.5 * one.itl_s
+    assert four.memory_gb_per_chip > one.memory_gb_per_chip
+    # with pp = 1 a fixed concurrency above the batch cannot add batches in flight
+    flat = Mapping(tp=4, pp=1, micro_batch=32)
+    assert (_ev(h100, n_chips=4, mapping=flat, isl=512, osl=256, concurrency=128).tokens_per_s
+            == pytest.approx(_ev(h100, n_chips=4, mapping=flat, isl=512, osl=256,
+                                 concurrency=32).tokens_per_s))

@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 # What "drawn" means for each plot: a selector that only matches once Plotly has rendered
 # the data (markers, bars, lines, WebGL canvases), and the least number of matches.
 DRAWN = {
-    "plot-front2d": ("#plot-front2d .scatterlayer .point", 3),
+    # SVG markers, or WebGL canvases above report.WEBGL_ABOVE trials
+    "plot-front2d": ("#plot-front2d .scatterlayer .point, #plot-front2d .gl-canvas", 3),
     "plot-front3d": ("#plot-front3d .gl-container canvas", 1),
     "plot-parcoords": ("#plot-parcoords .gl-canvas", 1),
     "plot-hypervolume": ("#plot-hypervolume .scatterlayer .trace path.js-line", 1),

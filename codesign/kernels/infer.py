@@ -18,11 +18,17 @@ and output length ``osl``:
 * In the time one request is served (``osl`` steps) the other ``B - 1`` are replaced once, so
   ``ITL = t_decode + (B-1) t_prefill / osl``, ``TTFT = t_prefill (+ t_decode if B > 1)``, and a
   replica emits ``B osl / (B t_prefill + osl t_decode)`` tokens/s.
-* Pipeline stages split the weights; a batch passes them one after the other (no
-  micro-batch pipelining across stages), so pp buys memory, not throughput.
+* Pipeline stages split the weights, and up to ``pp`` batches of ``B`` sequences are in
+  flight per replica, each at a different stage (as vLLM and TensorRT-LLM pipeline
+  parallelism runs; fewer batches when the concurrency does not fill them: ``n``). With
+  ``s_pre``, ``s_dec`` the slowest stage's times (the last one: output layer and one hop):
+  a cycle is ``max(B t_prefill + osl t_decode, n (B s_pre + osl s_dec))``, a replica emits
+  ``n B osl / cycle`` tokens/s, ``ITL = max(t_decode, n s_dec) + (n B - 1) s_pre / osl``.
+  With pp = 1 these are the formulas above; so pp buys memory and, when the stages are
+  balanced, throughput, at the cost of the hops.
 * Memory per chip: weights at their precision + KV cache ``2 L/pp kv_heads/tp head_dim`` per
-  token (kv heads replicate when tp > kv_heads) for ``B (isl + osl)`` tokens + buffers, within
-  ``HBM_UTIL`` of HBM. The largest batch that fits caps ``B``.
+  token (kv heads replicate when tp > kv_heads) for ``n B (isl + osl)`` tokens + buffers,
+  within ``HBM_UTIL`` of HBM. The largest batch that fits caps ``B``.
 
 Latency limits (TTFT, ITL) are constraints of the search: a mapping over them is S_SLO.
 """
@@ -97,7 +103,9 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
     """Seconds for one forward pass of ``tokens`` new tokens (``n_seq`` sequences, attention
     context ``ctx`` each) through a replica. ``out2[0]`` gets the busy time (compute or HBM
     bound kernels), ``out2[1]`` the FLOPs, ``out2[2]`` the HBM bytes and ``out2[3]`` the link
-    bytes one chip handles in the pass."""
+    bytes one chip handles in the pass, and ``out2[4]`` (when ``out2`` has 5 entries) the
+    time of the slowest pipeline stage: the last one, with the output layer and one hop in
+    (the whole pass when pp = 1)."""
     prec = int(job[L.I_PREC])
     w_b = job[L.I_W_BYTES]
     kv_b = job[L.I_KV_BYTES]
@@ -210,18 +218,21 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
             bw = out_bps
             lat = out_lat
         t_p2p = (pp - 1.0) * (ACT_B * tokens * h / bw + lat)
-    # a batch goes through the stages one after the other: pp splits the weights (memory),
-    # it does not pipeline batches; each chip is busy for its own stage's layers
+    # a batch goes through the stages one after the other; each chip is busy for its own
+    # stage's layers (infer_eval pipelines several batches over the stages)
     out2[0] = layers * t_layer_busy / pp + t_logits
     out2[1] = flops / pp
     out2[2] = hbm_bytes / pp
     out2[3] = layers * link / pp + (ACT_B * tokens * h if pp > 1 else 0.0)
+    if out2.shape[0] > 4:
+        out2[4] = layers * t_layer / pp + t_logits + (t_p2p / (pp - 1.0) if pp > 1 else 0.0)
     return layers * t_layer + t_logits + t_p2p
 
 
 @njit(cache=True)
 def infer_eval(chip, cluster, model, job, mp, out):
-    """Evaluate one serving mapping (tp, pp, ep, replicas = dp, batch = micro_batch); fills
+    """Evaluate one serving mapping (tp, pp, ep, replicas = dp, batch = micro_batch: sequences
+    per pipelined batch, up to pp such batches in flight per replica); fills
     ``out`` (layout ``IO_*``) and returns a status code ``S_*``."""
     for i in range(out.shape[0]):
         out[i] = 0.0
@@ -268,31 +279,39 @@ def infer_eval(chip, cluster, model, job, mp, out):
         return L.S_NO_BW
 
     w_bytes, kv_seq = memory_per_chip(model, job, tp, pp, ep)
-    mem = w_bytes + b * kv_seq + BUFFER_B
-    aux = np.zeros(4)
+    # pipeline parallelism: up to pp batches of b sequences in flight per replica, each at a
+    # different stage (fewer when the concurrency does not fill them)
+    n_mb = pp
+    if job[L.I_CONC] > 0:
+        n_mb = min(pp, math.ceil(math.ceil(job[L.I_CONC] / dp) / b))
+    mem = w_bytes + n_mb * b * kv_seq + BUFFER_B
+    aux = np.zeros(5)
     t_pre = forward_time(chip, cluster, model, job, tp, pp, ep, isl, 1.0, isl, True, aux)
-    busy_pre = aux[0]
+    busy_pre, st_pre = aux[0], aux[4]
     e_flop = energy_per_flop(chip, int(job[L.I_PREC]))
     # energy of one prefill / one decode step by part: FLOPs, HBM bytes, link bytes
     pre_c, pre_h, pre_l = e_flop * aux[1], chip[L.C_E_HBM] * aux[2], chip[L.C_E_LINK] * aux[3]
     ctx = isl + osl / 2.0
     t_dec = forward_time(chip, cluster, model, job, tp, pp, ep, b, b, ctx, False, aux)
-    busy_dec = aux[0]
+    busy_dec, st_dec = aux[0], aux[4]
     dec_c, dec_h, dec_l = e_flop * aux[1], chip[L.C_E_HBM] * aux[2], chip[L.C_E_LINK] * aux[3]
-    cycle = b * t_pre + osl * t_dec
+    # a cycle: each batch admits its b prompts and emits osl tokens; every stage works through
+    # all n_mb batches in turn, and no batch finishes faster than its own pass
+    cycle = max(b * t_pre + osl * t_dec, n_mb * (b * st_pre + osl * st_dec))
     if not (cycle > 0) or not math.isfinite(cycle):
         return L.S_BAD_INPUT
-    in_flight = dp * b
+    in_flight = dp * n_mb * b
     if job[L.I_CONC] > 0 and job[L.I_CONC] < in_flight:
         in_flight = job[L.I_CONC]  # idle slots (or idle replicas) emit nothing
     tps = in_flight * osl / cycle
-    itl = t_dec + (b - 1.0) * t_pre / osl
-    ttft = t_pre + (t_dec if b > 1 else 0.0)
-    busy = min(1.0, (b * busy_pre + osl * busy_dec) / cycle)
-    # a replica's chips each run their stage of b prefills and osl decode steps per cycle
-    w_compute = (b * pre_c + osl * dec_c) / cycle
-    w_hbm = (b * pre_h + osl * dec_h) / cycle
-    w_link = (b * pre_l + osl * dec_l) / cycle
+    period = max(t_dec, n_mb * st_dec)  # a batch's next token waits for its turn at a stage
+    itl = period + (n_mb * b - 1.0) * st_pre / osl
+    ttft = t_pre + (period if n_mb * b > 1 else 0.0)
+    busy = min(1.0, n_mb * (b * busy_pre + osl * busy_dec) / cycle)
+    # each chip runs its stage of n_mb x (b prefills and osl decode steps) per cycle
+    w_compute = n_mb * (b * pre_c + osl * dec_c) / cycle
+    w_hbm = n_mb * (b * pre_h + osl * dec_h) / cycle
+    w_link = n_mb * (b * pre_l + osl * dec_l) / cycle
     w_busy = chip[L.C_BUSY_W] * busy
     chip_w = w_compute + w_hbm + w_link + chip[L.C_LEAK_W] + w_busy
     out[L.IO_W_COMPUTE] = w_compute
@@ -300,6 +319,9 @@ def infer_eval(chip, cluster, model, job, mp, out):
     out[L.IO_W_LINK] = w_link
     out[L.IO_W_BUSY] = w_busy
     out[L.IO_W_LEAK] = chip[L.C_LEAK_W]
+    out[L.IO_N_BATCHES] = n_mb
+    out[L.IO_S_PREFILL] = st_pre
+    out[L.IO_S_DECODE] = st_dec
     cluster_w = n_chips * (chip_w + cluster[L.K_HOST_W]) * cluster[L.K_PUE]
     out[L.IO_TPS] = tps
     out[L.IO_TTFT] = ttft
@@ -381,7 +403,8 @@ def infer_search(chip, cluster, model, job, fixed, best_mp, best_out, counts):
                     continue
                 w_bytes, kv_seq = memory_per_chip(model, job, tp, pp, ep)
                 room = kv_room(chip, w_bytes)
-                b_max = int(room // kv_seq) if kv_seq > 0 and room > 0 else 0
+                # pp batches of b in flight (see infer_eval)
+                b_max = int(room // (pp * kv_seq)) if kv_seq > 0 and room > 0 else 0
                 b_max = min(b_max, MAX_BATCH)
                 if fixed[L.P_MB] > 0:
                     nb = 1
@@ -399,7 +422,7 @@ def infer_search(chip, cluster, model, job, fixed, best_mp, best_out, counts):
                     if fixed[L.P_MB] > 0:
                         b = fixed[L.P_MB]
                     elif conc > 0:
-                        b = min(math.ceil(conc / dp), max(b_max, 1))
+                        b = min(math.ceil(conc / (dp * pp)), max(b_max, 1))
                     elif bi == nb - 1:
                         b = max(b_max, 1)
                     else:

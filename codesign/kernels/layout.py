@@ -155,4 +155,7 @@ IO_W_HBM = 15
 IO_W_LINK = 16
 IO_W_BUSY = 17
 IO_W_LEAK = 18
-IOUT_LEN = 19
+IO_N_BATCHES = 19  # batches in flight per replica (pipeline parallelism: <= pp)
+IO_S_PREFILL = 20  # one prefill on the slowest pipeline stage, s (= IO_T_PREFILL at pp 1)
+IO_S_DECODE = 21  # one decode step on the slowest pipeline stage, s
+IOUT_LEN = 22
