@@ -16,9 +16,14 @@ Sections, each with a stable element id (the browser test checks them):
 * ``plot-infeasible``: why trials were infeasible, counts by reason (numbers in the model's
   text replaced by ``#``, so "HBM stacks exceed die edge: 9 > 8" and "...: 5 > 4" count
   together);
-* ``plot-sensitivity``: one parameter at a time around a chosen design (re-evaluated);
+* ``plot-sensitivity``: one parameter at a time around a design, re-evaluated by the model
+  (``--design TRIAL``, or the best design of each objective with a picker:
+  ``plot-sensitivity-<trial>`` for the others), with its table;
 * ``table-front``: the front designs with their parameters and mappings;
 * ``table-compare``: the best design per objective next to each reference chip.
+
+A run with no feasible trial gets the infeasibility section (and ``--design``'s sensitivity)
+only, with a note saying so.
 
 Example:
     >>> from codesign.report import write_report
@@ -282,22 +287,52 @@ td:first-child,th:first-child{text-align:left}
 """
 
 
+def _sensitivity_block(run: Any, designs: list[int], shown: list[str]) -> str:
+    """One sensitivity chart and table per design, with a picker when there are several (the
+    first is shown; its chart has the id ``plot-sensitivity``)."""
+    from codesign.inspect import sensitivity
+
+    best_of = {}
+    for o, _ in run.objectives:
+        try:
+            best_of.setdefault(int(run.best(o)["trial"]), o)
+        except ValueError:
+            pass
+    blocks, options = [], []
+    for i, trial in enumerate(designs):
+        sens = sensitivity(run, trial)
+        div_id = "plot-sensitivity" if i == 0 else f"plot-sensitivity-{trial}"
+        cols = [c for c in sens.columns if not c.startswith("rel_")]
+        label = f"trial {trial}" + (f" (best {best_of[trial]})" if trial in best_of else "")
+        options.append(f'<option value="{i}">{html.escape(label)}</option>')
+        hidden = "" if i == 0 else ' style="display:none"'
+        blocks.append(f'<div class="sens" data-i="{i}"{hidden}><p class="meta">around '
+                      f"{html.escape(label)}: each parameter moved one step, re-evaluated by "
+                      f"the model</p>{_div(_sensitivity(sens, shown), div_id)}"
+                      + _table(sens[cols], f"table-sensitivity-{trial}") + "</div>")
+    picker = ""
+    if len(designs) > 1:
+        picker = ('<p>design: <select id="sens-pick" onchange="pickSens(this.value)">'
+                  + "".join(options) + "</select></p><script>function pickSens(v){"
+                  "document.querySelectorAll('.sens').forEach(function(d){"
+                  "var on=d.dataset.i===v;d.style.display=on?'':'none';"
+                  "if(on){d.querySelectorAll('.js-plotly-plot').forEach(function(p){"
+                  "Plotly.Plots.resize(p);});}});}</script>")
+    return picker + "".join(blocks)
+
+
 def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
                  against: list[str] | None = None) -> str:
     """The report of ``run_dir`` as one HTML string (Plotly inlined).
 
-    ``design``: trial number for the sensitivity chart (default: the best feasible trial on
-    the first objective); ``against``: reference chip ids (default: the experiment's
-    baselines, else ``h100-sxm``)."""
+    ``design``: trial number for the sensitivity chart (default: the best feasible trial for
+    each objective, with a picker); ``against``: reference chip ids (default: the
+    experiment's baselines, else ``h100-sxm``). A run with no feasible trial still gets a
+    report: why its trials failed (and the sensitivity of ``design``, if given, to see which
+    knob makes it feasible)."""
     import plotly.offline
 
-    from codesign.inspect import (
-        REPORTED_METRICS,
-        hypervolume_history,
-        infeasible_reasons,
-        load_run,
-        sensitivity,
-    )
+    from codesign.inspect import REPORTED_METRICS, hypervolume_history, infeasible_reasons, load_run
 
     run = load_run(run_dir)
     exp = run.experiment
@@ -306,6 +341,11 @@ def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
         if c not in catalog.chip_ids():
             raise ConfigError(None, "--against", f"one of: {', '.join(catalog.chip_ids())}", c)
     trials = run.trials
+    if trials.empty:
+        raise ConfigError(str(run_dir), "trials", "at least one finished trial to report",
+                          "none (run a search first)")
+    if design is not None and design not in set(trials["trial"]):
+        raise ConfigError(None, "--design", "a trial number of the run", str(design))
     feasible = trials[trials["feasible"].astype(bool) & trials["constraints_ok"].astype(bool)]
     for o, _ in run.objectives:  # objective columns by metric name
         feasible = feasible.assign(**{o: feasible[f"value_{o}"]})
@@ -313,51 +353,48 @@ def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
     for o, _ in run.objectives:
         if o not in front.columns:
             front[o] = front[f"value_{o}"]
-    if feasible.empty:
-        raise ConfigError(str(run_dir), "trials", "at least one feasible trial to report",
-                          f"{len(trials)} trials, none feasible")
-    if design is None:
-        design = int(run.best(run.objectives[0][0])["trial"])
-    elif design not in set(trials["trial"]):
-        raise ConfigError(None, "--design", "a trial number of the run", str(design))
-    refs, notes = _reference_points(run, chips)
-    sections = [
-        ("Pareto front", "plot-front2d",
-         _div(_front_2d(run, feasible, front, refs), "plot-front2d")),
-    ]
-    if len(run.objectives) >= 3:
-        sections.append(("Pareto front in 3-D", "plot-front3d",
-                         _div(_front_3d(run, feasible, front, refs), "plot-front3d")))
-    sections += [
-        ("Design parameters (feasible trials)", "plot-parcoords",
-         _div(_parcoords(run, feasible), "plot-parcoords")),
-        ("Hypervolume over trials", "plot-hypervolume",
-         _div(_hypervolume(hypervolume_history(run)), "plot-hypervolume")),
-        ("Why trials were infeasible", "plot-infeasible",
-         _div(_infeasible(infeasible_reasons(run, by="category"), len(trials)),
-              "plot-infeasible")),
-    ]
-    sens = sensitivity(run, design)
-    shown = list(dict.fromkeys([o for o, _ in run.objectives] + list(REPORTED_METRICS)))
-    sections.append((f"Sensitivity around trial {design} (re-evaluated with the model)",
-                     "plot-sensitivity", _div(_sensitivity(sens, shown), "plot-sensitivity")))
-    compare_html, compare_notes = _compare_tables(run, chips)
-    notes += compare_notes
+    designs = ([design] if design is not None else
+               list(dict.fromkeys(int(run.best(o)["trial"]) for o, _ in run.objectives))
+               if len(feasible) else [])
+    notes: list[str] = []
+    sections: list[tuple[str, str]] = []
+    if len(feasible):
+        refs, notes = _reference_points(run, chips)
+        sections.append(("Pareto front", _div(_front_2d(run, feasible, front, refs),
+                                              "plot-front2d")))
+        if len(run.objectives) >= 3:
+            sections.append(("Pareto front in 3-D",
+                             _div(_front_3d(run, feasible, front, refs), "plot-front3d")))
+        sections += [
+            ("Design parameters (feasible trials)",
+             _div(_parcoords(run, feasible), "plot-parcoords")),
+            ("Hypervolume over trials",
+             _div(_hypervolume(hypervolume_history(run)), "plot-hypervolume")),
+        ]
+    else:
+        notes.append(f"none of the {len(trials)} trials is feasible: no front to draw. The "
+                     "reasons are below; `codesign report RUN --design TRIAL` shows which "
+                     "knob makes a trial feasible.")
+    sections.append(("Why trials were infeasible",
+                     _div(_infeasible(infeasible_reasons(run, by="category"), len(trials)),
+                          "plot-infeasible")))
+    if designs:
+        shown = list(dict.fromkeys([o for o, _ in run.objectives] + list(REPORTED_METRICS)))
+        sections.append(("Sensitivity: what each design knob buys",
+                         _sensitivity_block(run, designs, shown)))
+    if len(feasible):
+        sections.append(("Front designs", _table(_front_table(run, front), "table-front")))
+        compare_html, compare_notes = _compare_tables(run, chips)
+        notes += compare_notes
+        sections.append(("Compared with reference chips",
+                         f'<div id="table-compare">{compare_html}</div>'))
     objs = ", ".join(f"{d} {o}" for o, d in run.objectives)
-    n_feas = len(feasible)
     body = [f"<h1>{html.escape(run.study.study_name)}</h1>",
             f'<p class="meta">{html.escape(exp.description)}<br>objectives: {objs} · '
-            f"{len(trials)} trials, {n_feas} feasible, {len(front)} on the front · reference "
-            f"chips: {html.escape(', '.join(chips))}</p>"]
+            f"{len(trials)} trials, {len(feasible)} feasible, {len(front)} on the front · "
+            f"reference chips: {html.escape(', '.join(chips))}</p>"]
     body += [f'<p class="note">{html.escape(n)}</p>' for n in notes]
-    for title, _id, div in sections:
-        body.append(f"<h2>{html.escape(title)}</h2>{div}")
-    body.append("<h2>Front designs</h2>" + _table(_front_table(run, front), "table-front"))
-    sens_cols = [c for c in sens.columns if not c.startswith("rel_")]
-    body.append(f"<h2>Sensitivity table (trial {design})</h2>"
-                + _table(sens[sens_cols], "table-sensitivity"))
-    body.append(f'<h2>Compared with reference chips</h2><div id="table-compare">'
-                f"{compare_html}</div>")
+    body += [f"<h2>{html.escape(title)}</h2>{part}" for title, part in sections]
     js = plotly.offline.get_plotlyjs()
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>codesign report: {html.escape(run.study.study_name)}</title>"

@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from playwright.sync_api import ConsoleMessage, Route, WebSocket
+    from collections.abc import Callable
+
+    from playwright.sync_api import ConsoleMessage, Page, Route, WebSocket
     from playwright.sync_api import Error as PlaywrightError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,6 +191,7 @@ def check_page(
     settle_ms: int = 250,
     viewport: tuple[int, int] = (1280, 800),
     executable: str | None = None,
+    interact: Callable[[Page], None] | None = None,
 ) -> PageReport:
     """Open ``html`` (a local file) in headless Chromium and report what it shows.
 
@@ -197,9 +200,10 @@ def check_page(
     up to ``wait_ms`` in all for each selector (any Playwright selector, e.g. CSS
     ``#plot-front .main-svg``) to match a visible element, then ``settle_ms`` more for late
     errors, then counts and measures the matches and takes a full-page screenshot to
-    ``screenshot``. ``executable`` defaults to :func:`chromium_path`. Raises FileNotFoundError
-    when ``html`` or Chromium is missing, and playwright's Error for a malformed selector;
-    problems of the page itself are reported, never raised.
+    ``screenshot``. ``executable`` defaults to :func:`chromium_path`. ``interact(page)``, if
+    given, runs right after the load (click, select) and before the selectors are waited for.
+    Raises FileNotFoundError when ``html`` or Chromium is missing, and playwright's Error for
+    a malformed selector; problems of the page itself are reported, never raised.
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
@@ -252,6 +256,8 @@ def check_page(
             page.on("pageerror", page_error)
             page.on("websocket", websocket)
             page.goto(url, wait_until="load", timeout=max(wait_ms, 30_000))
+            if interact is not None:  # e.g. pick an option, then check what it shows
+                interact(page)
             deadline = time.monotonic() + wait_ms / 1000
             for selector in selectors.values():
                 remaining_ms = max(1.0, (deadline - time.monotonic()) * 1000)

@@ -124,3 +124,47 @@ def test_inspect_script_runs_on_the_run(report_html: Path) -> None:
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "Pareto front (" in proc.stdout and "one parameter at a time" in proc.stdout
+
+
+def test_sensitivity_picker_shows_each_best_design(report_html: Path, tmp_path: Path) -> None:
+    """Without --design the report has one sensitivity chart per objective's best design and
+    a picker; picking the second shows its chart, drawn, and hides the first."""
+    bh.require_browser()
+    text = report_html.read_text(encoding="utf-8")
+    charts = re.findall(r'id="(plot-sensitivity-\d+)"', text)
+    options = re.findall(r'<option value="(\d+)">', text)
+    assert charts and len(options) == len(charts) + 1  # the first chart is plot-sensitivity
+    second = charts[0]
+    rep = bh.check_page(
+        report_html, {"second": f"#{second} .barlayer .point",
+                      "first_hidden": "#plot-sensitivity .barlayer .point"},
+        tmp_path / "picked.png", wait_ms=15000,
+        interact=lambda page: page.select_option("#sens-pick", "1"))
+    drawn = [w > 0 and h > 0 for w, h in rep.sizes["second"]]  # (a 0 % change is a 0-wide bar)
+    assert len(drawn) >= 3 and sum(drawn) >= 3, rep.sizes["second"]
+    assert not any(w > 0 and h > 0 for w, h in rep.sizes["first_hidden"]), rep
+    assert not rep.console_errors and not rep.page_errors, rep
+
+
+def test_a_run_with_no_feasible_trial_still_gets_a_report(tmp_path: Path) -> None:
+    """Every design over a 1 W TDP limit: no front, but the report says why trials failed,
+    and --design shows the sensitivity of a failed trial."""
+    text = (REPO / "experiments" / "quickstart.toml").read_text(encoding="utf-8")
+    text = text.replace('search_space = "../search_spaces/quickstart.toml"',
+                        f'search_space = "{REPO / "search_spaces" / "quickstart.toml"}"')
+    text = text.replace("tdp_w = { max = 1200.0 }", "tdp_w = { max = 1.0 }")
+    assert "tdp_w = { max = 1.0 }" in text
+    (tmp_path / "exp.toml").write_text(text, encoding="utf-8")
+    code, _out, err = run("search", str(tmp_path / "exp.toml"), "--trials", "32", "--out",
+                          str(tmp_path / "run"), "--no-progress")
+    assert code == 0, err
+    out = tmp_path / "report.html"
+    code, _out, err = run("report", str(tmp_path / "run"), "-o", str(out))
+    assert code == 0, err
+    page = out.read_text(encoding="utf-8")
+    assert "none of the 32 trials is feasible" in page
+    assert 'id="plot-infeasible"' in page and "tdp_w" in page
+    assert 'id="plot-front2d"' not in page and 'id="plot-sensitivity"' not in page
+    code, _out, err = run("report", str(tmp_path / "run"), "-o", str(out), "--design", "3")
+    assert code == 0, err
+    assert 'id="plot-sensitivity"' in out.read_text(encoding="utf-8")
