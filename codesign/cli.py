@@ -116,7 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("run_dir")
     rp.add_argument("-o", "--out", help="HTML file to write (default: RUN_DIR/report.html)")
     rp.add_argument("--design", type=_int_at_least(0), metavar="TRIAL",
-                    help="trial of the sensitivity chart (default: best on the first objective)")
+                    help="trial of the sensitivity chart (default: the best design of each "
+                    "objective, with a picker)")
     rp.add_argument("--against", action="append", metavar="CHIP",
                     help="reference chip id (repeatable; default: the experiment's baselines, "
                     "else h100-sxm)")
