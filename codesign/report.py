@@ -404,11 +404,19 @@ def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
 
 def write_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
                  design: int | None = None, against: list[str] | None = None) -> Path:
-    """Write :func:`build_report` to ``out`` (default ``RUN_DIR/report.html``) atomically;
-    returns the path."""
+    """Write :func:`build_report` to ``out`` (default ``RUN_DIR/report.html``; a directory
+    gets ``report.html`` inside it) atomically; returns the path. An ``out`` whose directory
+    does not exist is a ConfigError, checked before any work."""
     path = Path(out) if out is not None else Path(run_dir) / "report.html"
+    if path.is_dir():
+        path = path / "report.html"
+    if not path.parent.is_dir():
+        raise ConfigError(None, "-o", "an HTML file in an existing directory", str(path))
     text = build_report(run_dir, design, against)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

@@ -115,6 +115,15 @@ def test_report_bad_input_exits_2(tmp_path: Path, report_html: Path) -> None:
     assert code == 2 and "h999" in err
     code, _out, err = run("report", str(report_html.parent / "run"), "--design", "99999")
     assert code == 2 and "--design" in err
+    code, _out, err = run("report", str(report_html.parent / "run"), "-o",
+                          str(tmp_path / "no" / "such" / "r.html"))
+    assert code == 2 and "-o" in err and "existing directory" in err
+    assert not (tmp_path / "no").exists()
+    # a directory as -o: the report goes inside it, no temp file is left anywhere
+    code, out, err = run("report", str(report_html.parent / "run"), "-o", str(tmp_path))
+    assert code == 0, err
+    assert (tmp_path / "report.html").is_file() and str(tmp_path / "report.html") in out
+    assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.parent.glob(".*.tmp"))
 
 
 def test_inspect_script_runs_on_the_run(report_html: Path) -> None:
