@@ -331,6 +331,7 @@ def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
     report: why its trials failed (and the sensitivity of ``design``, if given, to see which
     knob makes it feasible)."""
     import plotly.offline
+    from optuna.trial import TrialState
 
     from codesign.inspect import REPORTED_METRICS, hypervolume_history, infeasible_reasons, load_run
 
@@ -342,8 +343,10 @@ def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
             raise ConfigError(None, "--against", f"one of: {', '.join(catalog.chip_ids())}", c)
     trials = run.trials
     if trials.empty:
-        raise ConfigError(str(run_dir), "trials", "at least one finished trial to report",
-                          "none (run a search first)")
+        stored = len(run.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        hint = (f"none in the Parquet log but {stored} in the study: rebuild the log with "
+                f"`codesign export {run_dir}`" if stored else "none (run a search first)")
+        raise ConfigError(str(run_dir), "trials", "at least one finished trial to report", hint)
     if design is not None and design not in set(trials["trial"]):
         raise ConfigError(None, "--design", "a trial number of the run", str(design))
     feasible = trials[trials["feasible"].astype(bool) & trials["constraints_ok"].astype(bool)]
