@@ -46,7 +46,7 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _PASSWORD_RE = re.compile(r"(://[^/@:]*):[^/@]*@|[?&]password=", re.IGNORECASE)
 _MODEL_INTS = ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab")  # >= 1
 _MODEL_MOE = ("moe_experts", "moe_topk", "moe_ffn_hidden", "moe_shared_experts",
-              "moe_dense_layers")  # >= 0, default 0
+              "moe_dense_layers", "kv_latent_dim")  # >= 0, default 0
 
 
 # --------------------------------------------------------------------------- public types

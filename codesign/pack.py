@@ -126,6 +126,7 @@ def model_array(model: ModelSpec) -> np.ndarray:
     a[layout.M_MOE_FFN] = model.moe_ffn_hidden
     a[layout.M_SHARED] = model.moe_shared_experts
     a[layout.M_DENSE_LAYERS] = model.moe_dense_layers
+    a[layout.M_KV_LATENT] = model.kv_latent_dim
     return a
 
 

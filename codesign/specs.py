@@ -107,7 +107,9 @@ class ModelSpec:
     ``ffn_hidden`` is the dense MLP inner width; ``gated_mlp`` selects the 3-matrix SwiGLU MLP.
     For MoE models, ``moe_experts`` routed experts of width ``moe_ffn_hidden`` with ``moe_topk``
     active per token, plus ``moe_shared_experts`` always-on experts; ``moe_dense_layers`` leading
-    layers stay dense.
+    layers stay dense. ``kv_latent_dim`` > 0 selects multi-head latent attention for the KV
+    cache (its projections are counted as multi-head attention's, within ~10 % for
+    DeepSeek-V3).
     """
 
     name: str
@@ -124,6 +126,10 @@ class ModelSpec:
     moe_shared_experts: int = 0
     moe_dense_layers: int = 0
     tied_embeddings: bool = False
+    kv_latent_dim: int = 0
+    """Multi-head latent attention (DeepSeek-V2/V3): the width of the compressed KV cached per
+    token and layer (``kv_lora_rank + qk_rope_head_dim``, 576 for DeepSeek-V3), shared by all
+    heads; 0 = standard multi-head / grouped-query attention (``2 kv_heads head_dim``)."""
 
     @property
     def is_moe(self) -> bool:

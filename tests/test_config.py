@@ -345,7 +345,10 @@ def test_inline_model(tmp_path: Path) -> None:
     exp = load_experiment(write(tmp_path, exp=('model = "llama3-8b"', INLINE_MODEL)))
     model = exp.job.model
     assert (model.name, model.layers, model.hidden, model.kv_heads) == ("toy", 4, 128, 2)
-    assert model.gated_mlp is True and model.moe_experts == 0
+    assert model.gated_mlp is True and model.moe_experts == 0 and model.kv_latent_dim == 0
+    mla = INLINE_MODEL.replace("vocab = 1000 }", "vocab = 1000, kv_latent_dim = 96 }")
+    exp = load_experiment(write(tmp_path, exp=('model = "llama3-8b"', mla)))
+    assert exp.job.model.kv_latent_dim == 96  # multi-head latent attention's cache width
 
 
 def test_n_chips_may_come_from_the_space(tmp_path: Path) -> None:

@@ -27,7 +27,9 @@ and output length ``osl``:
   With pp = 1 these are the formulas above; so pp buys memory and, when the stages are
   balanced, throughput, at the cost of the hops.
 * Memory per chip: weights at their precision + KV cache ``2 L/pp kv_heads/tp head_dim`` per
-  token (kv heads replicate when tp > kv_heads) for ``n B (isl + osl)`` tokens + buffers,
+  token (kv heads replicate when tp > kv_heads; with multi-head latent attention
+  ``L/pp kv_latent`` on every tp rank, and decode attends over that latent with the query
+  absorbed: ``4 ctx kv_latent heads/tp`` FLOPs per token) for ``n B (isl + osl)`` tokens + buffers,
   within ``HBM_UTIL`` of HBM. The largest batch that fits caps ``B``.
 
 Latency limits (TTFT, ITL) are constraints of the search: a mapping over them is S_SLO.
@@ -87,8 +89,10 @@ def memory_per_chip(model, job, tp, pp, ep):
     per_layer = attn + ((layers - n_moe) * dense + n_moe * moe) / layers
     params = math.ceil(layers / pp) * per_layer + 2.0 * model[L.M_VOCAB] * h / tp
     kv_tokens = job[L.I_ISL] + job[L.I_OSL]
-    kv_seq = (2.0 * math.ceil(layers / pp) * _kv_heads_per_chip(model[L.M_KV_HEADS], tp) * hd
-              * job[L.I_KV_BYTES] * kv_tokens)
+    kv_width = 2.0 * _kv_heads_per_chip(model[L.M_KV_HEADS], tp) * hd
+    if model[L.M_KV_LATENT] > 0:  # MLA: one latent per token, every tp rank keeps all of it
+        kv_width = model[L.M_KV_LATENT]
+    kv_seq = math.ceil(layers / pp) * kv_width * job[L.I_KV_BYTES] * kv_tokens
     return params * job[L.I_W_BYTES], kv_seq
 
 
@@ -150,6 +154,12 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
     if prefill:
         a_flops = 4.0 * tokens * ctx * h / tp * 0.5
         a_bytes = ACT_B * tokens * (2.0 * h / tp + 2.0 * kv_chip)
+    elif model[L.M_KV_LATENT] > 0:
+        # MLA decode (weights absorbed): each of the chip's heads scores and sums over the
+        # shared latent cache, which every tp rank reads whole
+        lat = model[L.M_KV_LATENT]
+        a_flops = 4.0 * tokens * ctx * lat * model[L.M_HEADS] / tp
+        a_bytes = kv_b * n_seq * ctx * lat
     else:
         a_flops = 4.0 * tokens * ctx * h / tp
         a_bytes = kv_b * n_seq * ctx * 2.0 * kv_chip

@@ -61,7 +61,8 @@ M_TOPK = 8
 M_MOE_FFN = 9
 M_SHARED = 10
 M_DENSE_LAYERS = 11
-MODEL_LEN = 12
+M_KV_LATENT = 12  # MLA: compressed KV width per token and layer (0 = standard attention)
+MODEL_LEN = 13
 
 # ---- training job: float64[JOB_LEN] ------------------------------------------------------
 J_SEQ = 0
