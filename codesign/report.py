@@ -45,12 +45,11 @@ import pandas as pd
 from codesign import catalog
 from codesign.errors import ConfigError
 from codesign.metrics import METRICS
+from codesign.pack import UnknownSpecError
 
 PLOT_IDS = ("plot-front2d", "plot-front3d", "plot-parcoords", "plot-hypervolume",
             "plot-infeasible", "plot-sensitivity")
 """Ids of the plot elements (``plot-front3d`` only with three or more objectives)."""
-
-TABLE_IDS = ("table-front", "table-compare")
 
 _CONFIG = {"displaylogo": False, "responsive": True}
 WEBGL_ABOVE = 2000
@@ -77,7 +76,7 @@ def _reference_points(run: Any, chips: list[str]) -> tuple[pd.DataFrame, list[st
     for chip_id in chips:
         try:
             m = baseline_metrics(run.experiment, chip_id)
-        except Exception as exc:  # an unknown catalog value: say so, draw the rest
+        except UnknownSpecError as exc:  # an unknown catalog value: say so, draw the rest
             notes.append(f"{chip_id}: not evaluated ({exc})")
             continue
         if not m.get("feasible"):
@@ -256,7 +255,7 @@ def _compare_tables(run: Any, chips: list[str]) -> tuple[str, list[str]]:
     for chip_id in chips:
         try:
             doc = compare_run(run.path, chip_id, run.study)
-        except Exception as exc:
+        except UnknownSpecError as exc:
             notes.append(f"{chip_id}: not compared ({exc})")
             continue
         rows = []

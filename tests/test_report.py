@@ -119,6 +119,11 @@ def test_report_bad_input_exits_2(tmp_path: Path, report_html: Path) -> None:
                           str(tmp_path / "no" / "such" / "r.html"))
     assert code == 2 and "-o" in err and "existing directory" in err
     assert not (tmp_path / "no").exists()
+    # a reference chip the model cannot evaluate (no TDP in the catalog) is named, not fatal
+    code, _out, err = run("report", str(report_html.parent / "run"), "-o",
+                          str(tmp_path / "groq.html"), "--against", "groq-lpu")
+    assert code == 0, err
+    assert "groq-lpu: not evaluated" in (tmp_path / "groq.html").read_text(encoding="utf-8")
     # a directory as -o: the report goes inside it, no temp file is left anywhere
     code, out, err = run("report", str(report_html.parent / "run"), "-o", str(tmp_path))
     assert code == 0, err
