@@ -361,7 +361,6 @@ def _print_front(study_name: str, exp: Any, rows: list[dict[str, Any]]) -> None:
         table.add_column(f"vs {chip}\n{metric}", justify="right")
     for r in rows:
         mapping = {k.removeprefix("map_"): r.get(k) for k in r if k.startswith("map_")}
-        mapping["recompute"] = r.get("map_recompute") if r.get("map_recompute") else None
         table.add_row(
             str(r["trial"]), *(_fmt(r.get(f"value_{o}")) for o in objs),
             *(_fmt(r.get(f"param_{p}")) for p in params), *(_fmt(r.get(k)) for k in extra),

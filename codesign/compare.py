@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from codesign import catalog
 from codesign.config import Experiment
@@ -50,11 +51,13 @@ def _improvement(metric: str, direction: str, design: float, baseline: float) ->
 
 
 def compare_run(run_dir: str | os.PathLike[str], against: str,
-                study: optuna.Study | None = None) -> dict[str, Any]:
+                study: optuna.Study | None = None,
+                front: list[FrozenTrial] | None = None) -> dict[str, Any]:
     """For each objective, the best feasible front design next to catalog chip ``against``:
     specs, metrics, improvement factors (> 1 = better) and the design parameters that differ
     from the chip projected into the design space. ``study``: the run's study if already
-    open (it is loaded from the run's storage otherwise)."""
+    open (it is loaded from the run's storage otherwise); ``front``: its
+    :func:`codesign.study.front_trials` if already computed (comparing with several chips)."""
     if against not in catalog.chip_ids():
         raise ConfigError(None, "--against", f"one of: {', '.join(catalog.chip_ids())}", against)
     exp, run = load_run(run_dir)
@@ -70,7 +73,8 @@ def compare_run(run_dir: str | os.PathLike[str], against: str,
     skip = TRAIN_ONLY if isinstance(exp.job, InferJob) else INFER_ONLY
     objectives = {o.metric for o in exp.objectives}
     shown = [k for k in METRICS if k not in skip and k not in objectives]  # every metric
-    front = [t for t in front_trials(study) if METRICS_ATTR in t.user_attrs]
+    front = [t for t in (front if front is not None else front_trials(study))
+             if METRICS_ATTR in t.user_attrs]
     best = []
     for i, obj in enumerate(exp.objectives):
         if not front:

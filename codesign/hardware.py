@@ -52,6 +52,17 @@ SerDes is the larger of the two figures, not the sum."""
 # --------------------------------------------------------------------------- resources
 
 
+def with_assumed_sram(chip: ChipSpec) -> tuple[ChipSpec, str]:
+    """``(chip, note)``: a chip whose datasheet gives no SRAM gets
+    :data:`codesign.power.TYPICAL_SRAM_MB_PER_UNIT` per compute unit, and the note says so
+    ("" and the chip itself when its SRAM is published or its units unknown)."""
+    if chip.sram_mb is not None or chip.compute_units is None:
+        return chip, ""
+    chip = replace(chip, sram_mb=power.TYPICAL_SRAM_MB_PER_UNIT * chip.compute_units)
+    return chip, (f"SRAM {chip.sram_mb:.0f} MB assumed (unpublished: H100's "
+                  f"{power.TYPICAL_SRAM_MB_PER_UNIT:.2f} MB per unit)")
+
+
 def chip_resources(chip: ChipSpec) -> tuple[dict[str, Any] | None, list[str], str]:
     """``(resources, assumptions, reason)``: the keyword arguments of
     :func:`codesign.cost.area_breakdown_mm2` for one compute die's worth of a catalog chip's
@@ -61,11 +72,8 @@ def chip_resources(chip: ChipSpec) -> tuple[dict[str, Any] | None, list[str], st
                if getattr(chip, name) is None]
     if missing:
         return None, [], f"unknown: {', '.join(missing)}"
-    assumptions: list[str] = []
-    if chip.sram_mb is None:
-        chip = replace(chip, sram_mb=power.TYPICAL_SRAM_MB_PER_UNIT * chip.compute_units)
-        assumptions.append(f"SRAM {chip.sram_mb:.0f} MB assumed (unpublished: H100's "
-                           f"{power.TYPICAL_SRAM_MB_PER_UNIT:.2f} MB per unit)")
+    chip, note = with_assumed_sram(chip)
+    assumptions = [note] if note else []
     if int(chip.process_nm) not in tech.NODES or int(chip.process_nm) != chip.process_nm:
         return None, assumptions, (f"process {chip.process_nm:g} nm not in tech.NODES "
                           f"{sorted(tech.NODES)}")

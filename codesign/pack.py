@@ -247,7 +247,6 @@ def result_from_arrays(
         tokens_per_joule=float(out[layout.O_TOK_PER_J]),
         n_candidates=n_cand,
         n_feasible=n_feas,
-        power_w=_power_parts(out, layout.O_W_COMPUTE),
         breakdown_s={
             "compute": float(out[layout.O_T_COMPUTE]),
             "tp_cp_ep_comm": float(out[layout.O_T_TP]),
@@ -292,12 +291,5 @@ def infer_result_from_arrays(
         decode_flops_per_byte=float(out[layout.IO_DECODE_INTENSITY]),
         n_candidates=n_cand,
         n_feasible=n_feas,
-        power_w=_power_parts(out, layout.IO_W_COMPUTE),
     )
 
-
-def _power_parts(out: np.ndarray, first: int) -> dict[str, float]:
-    """The kernel's power by part (compute, HBM, links, clocks and control, leakage: five
-    consecutive outputs from ``first``), W; compute is split by :func:`perf.evaluate`."""
-    keys = ("compute", "hbm", "links", "clocks_control", "leakage")
-    return {k: float(out[first + i]) for i, k in enumerate(keys)}

@@ -43,6 +43,10 @@ _KERNELS = {
                pack.infer_result_from_arrays),
 }
 
+_POWER_OUT = {TrainJob: layout.O_W_COMPUTE, InferJob: layout.IO_W_COMPUTE}
+"""First of each kernel's five consecutive power outputs (compute, HBM, links, clocks and
+control, leakage)."""
+
 
 def sized_cluster(chip: ChipSpec, cluster: ClusterSpec,
                   scaleout_gbps: float | None = None) -> ClusterSpec:
@@ -105,8 +109,9 @@ def evaluate(
     )
     res = unpack(int(status), best_mp, best_out, counts, cluster.n_chips)
     if res.feasible:
+        first = _POWER_OUT[type(job)]
         macs = power.macs_per_unit(chip) or power.DEFAULT_MACS_PER_UNIT
-        res = replace(res, power_w=power.split_power(res.power_w, macs))
+        res = replace(res, power_w=power.power_parts_w(best_out[first:first + 5], macs))
     return res
 
 

@@ -16,6 +16,7 @@ constants are fitted to published TDPs (``scripts/calibrate_power.py``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from codesign import efficiency, tech
 from codesign.specs import ChipSpec
@@ -82,17 +83,14 @@ def operand_share(macs_per_unit: float) -> float:
     return operand / total if total > 0 else 0.0
 
 
-def split_power(parts: dict[str, float], macs_per_unit: float) -> dict[str, float]:
-    """A kernel's power by part (``compute``, ``hbm``, ``links``, ``clocks_control``,
-    ``leakage``; W) with ``compute`` split into ``arithmetic`` and ``sram_operands``
-    (:func:`operand_share`); the parts of :data:`codesign.specs.POWER_PARTS`, same sum."""
-    if not parts:
-        return {}
+def power_parts_w(kernel_w: Sequence[float], macs_per_unit: float) -> dict[str, float]:
+    """The parts of :data:`codesign.specs.POWER_PARTS`, W, from a kernel's five power outputs
+    (compute, HBM, links, clocks and control, leakage: ``O_W_*`` / ``IO_W_*``), the compute
+    split into arithmetic and SRAM operand traffic by :func:`operand_share`; same sum."""
+    compute, hbm, links, clocks, leakage = (float(w) for w in kernel_w)
     share = operand_share(macs_per_unit)
-    out = {"arithmetic": parts["compute"] * (1.0 - share),
-           "sram_operands": parts["compute"] * share}
-    out.update({k: v for k, v in parts.items() if k != "compute"})
-    return out
+    return {"arithmetic": compute * (1.0 - share), "sram_operands": compute * share,
+            "hbm": hbm, "links": links, "clocks_control": clocks, "leakage": leakage}
 
 
 def hbm_j_per_byte(hbm_gen: str) -> float:

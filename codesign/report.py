@@ -67,23 +67,32 @@ def _div(fig: Any, div_id: str) -> str:
                        config=_CONFIG)
 
 
-def _reference_points(run: Any, chips: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    """Each reference chip evaluated on the run's workload and cluster (objective metrics),
-    and a note for each chip that cannot be (unknown catalog values)."""
-    from codesign.compare import baseline_metrics
+def _compare(run: Any, chips: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """:func:`codesign.compare.compare_run` for each reference chip (each chip evaluated once:
+    its metrics mark the plots and fill the tables), and a note for each chip that cannot be
+    evaluated (unknown catalog values) or is infeasible on the run's workload."""
+    from codesign.compare import compare_run
+    from codesign.study import front_trials
 
-    rows, notes = [], []
+    front = front_trials(run.study)  # once for every chip
+    docs, notes = [], []
     for chip_id in chips:
         try:
-            m = baseline_metrics(run.experiment, chip_id)
-        except UnknownSpecError as exc:  # an unknown catalog value: say so, draw the rest
+            doc = compare_run(run.path, chip_id, run.study, front)
+        except UnknownSpecError as exc:  # an unknown catalog value: say so, show the rest
             notes.append(f"{chip_id}: not evaluated ({exc})")
             continue
-        if not m.get("feasible"):
-            notes.append(f"{chip_id}: infeasible on this workload ({m.get('reason')})")
-            continue
-        rows.append({"chip": chip_id} | {o: m.get(o) for o, _ in run.objectives})
-    return pd.DataFrame(rows), notes
+        if not doc["baseline"]["feasible"]:
+            notes.append(f"{chip_id}: infeasible on this workload ({doc['baseline']['reason']})")
+        docs.append(doc)
+    return docs, notes
+
+
+def _reference_points(run: Any, docs: list[dict[str, Any]]) -> pd.DataFrame:
+    """The objective values of each feasible reference chip, one row per chip."""
+    return pd.DataFrame([{"chip": d["baseline"]["id"]}
+                         | {o: d["baseline"]["metrics"].get(o) for o, _ in run.objectives}
+                         for d in docs if d["baseline"]["feasible"]])
 
 
 def _front_2d(run: Any, feasible: pd.DataFrame, front: pd.DataFrame,
@@ -247,21 +256,14 @@ def _front_table(run: Any, front: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _compare_tables(run: Any, chips: list[str]) -> tuple[str, list[str]]:
-    """The best design per objective next to each reference chip (codesign compare)."""
-    from codesign.compare import compare_run
-
-    parts, notes = [], []
-    for chip_id in chips:
-        try:
-            doc = compare_run(run.path, chip_id, run.study)
-        except UnknownSpecError as exc:
-            notes.append(f"{chip_id}: not compared ({exc})")
-            continue
-        rows = []
+def _compare_tables(docs: list[dict[str, Any]]) -> str:
+    """The best design per objective next to each reference chip, every spec and metric."""
+    parts = []
+    for doc in docs:
         ref = doc["baseline"]
-        keys = list(dict.fromkeys([*ref["spec"], *ref["metrics"]]))
-        for k in keys:
+        chip_id = ref["id"]
+        rows = []
+        for k in dict.fromkeys([*ref["spec"], *ref["metrics"]]):
             row = {"": k, chip_id: ref["spec"].get(k, ref["metrics"].get(k))}
             for b in doc["best"]:
                 v = b["spec"].get(k, b["metrics"].get(k))
@@ -271,7 +273,7 @@ def _compare_tables(run: Any, chips: list[str]) -> tuple[str, list[str]]:
             rows.append(row)
         parts.append(f"<h3>vs {html.escape(chip_id)}</h3>"
                      + _table(pd.DataFrame(rows), f"table-compare-{chip_id}"))
-    return "".join(parts), notes
+    return "".join(parts)
 
 
 _CSS = """
@@ -348,20 +350,17 @@ def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
         raise ConfigError(str(run_dir), "trials", "at least one finished trial to report", hint)
     if design is not None and design not in set(trials["trial"]):
         raise ConfigError(None, "--design", "a trial number of the run", str(design))
-    feasible = trials[trials["feasible"].astype(bool) & trials["constraints_ok"].astype(bool)]
-    for o, _ in run.objectives:  # objective columns by metric name
-        feasible = feasible.assign(**{o: feasible[f"value_{o}"]})
-    front = run.pareto.copy()
-    for o, _ in run.objectives:
-        if o not in front.columns:
-            front[o] = front[f"value_{o}"]
+    feasible = run.feasible  # every metric, the objectives included, is a column by name
+    front = run.pareto
     designs = ([design] if design is not None else
                list(dict.fromkeys(int(run.best(o)["trial"]) for o, _ in run.objectives))
                if len(feasible) else [])
     notes: list[str] = []
     sections: list[tuple[str, str]] = []
+    docs: list[dict[str, Any]] = []
     if len(feasible):
-        refs, notes = _reference_points(run, chips)
+        docs, notes = _compare(run, chips)
+        refs = _reference_points(run, docs)
         sections.append(("Pareto front", _div(_front_2d(run, feasible, front, refs),
                                               "plot-front2d")))
         if len(run.objectives) >= 3:
@@ -386,10 +385,8 @@ def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
                          _sensitivity_block(run, designs, shown)))
     if len(feasible):
         sections.append(("Front designs", _table(_front_table(run, front), "table-front")))
-        compare_html, compare_notes = _compare_tables(run, chips)
-        notes += compare_notes
         sections.append(("Compared with reference chips",
-                         f'<div id="table-compare">{compare_html}</div>'))
+                         f'<div id="table-compare">{_compare_tables(docs)}</div>'))
     objs = ", ".join(f"{d} {o}" for o, d in run.objectives)
     body = [f"<h1>{html.escape(run.study.study_name)}</h1>",
             f'<p class="meta">{html.escape(exp.description)}<br>objectives: {objs} · '

@@ -85,7 +85,7 @@ def icase(chip: np.ndarray | None = None, n_chips: int = 8, model: ModelSpec | s
 
 
 def imap(tp=1, pp=1, ep=1, dp=1, b=1) -> np.ndarray:
-    """A serving mapping array (replicas = dp, batch per replica = micro_batch)."""
+    """A serving mapping array (replicas = dp, sequences per pipelined batch = micro_batch)."""
     mp = np.zeros(L.MAP_LEN, np.int64)
     mp[L.P_TP], mp[L.P_PP], mp[L.P_EP], mp[L.P_DP], mp[L.P_MB] = tp, pp, ep, dp, b
     mp[L.P_CP] = mp[L.P_VPP] = 1
@@ -207,7 +207,7 @@ def test_forward_time_matches_py_func():
         prefill = bool(rng.random() < 0.5)
         args = (chip, cluster, model, job, mp[L.P_TP], mp[L.P_PP], mp[L.P_EP], tokens, n_seq,
                 ctx, prefill)
-        o_j, o_p = np.full(4, -7.0), np.full(4, -7.0)
+        o_j, o_p = np.full(5, -7.0), np.full(5, -7.0)
         t_j = forward_time(*args, o_j)
         t_p = forward_time.py_func(*args, o_p)
         assert t_j == pytest.approx(t_p, rel=RTOL)

@@ -68,7 +68,7 @@ def test_prefill_flops_follow_active_params(name, tp, ep):
     m = get_model(name)
     chip, cluster, model, job = infer_arrays(m)
     t = 2048.0
-    out2 = np.zeros(4)
+    out2 = np.zeros(5)
     forward_time(chip, cluster, model, job, tp, 1, ep, t, 1.0, t, True, out2)
     flops = out2[1] * tp
     attn = m.layers * 2.0 * t * t * m.hidden  # 4 T ctx h, half of it under the causal mask
@@ -86,7 +86,7 @@ def test_decode_reads_the_experts_the_batch_touches(name):
     m = get_model(name)
     chip, cluster, model, job = infer_arrays(m)
     w_b = job[L.I_W_BYTES]
-    out2 = np.zeros(4)
+    out2 = np.zeros(5)
     forward_time(chip, cluster, model, job, 1, 1, 1, 1.0, 1.0, 1.0, False, out2)
     assert out2[2] == pytest.approx(w_b * m.params_active(), rel=0.10)
     assert out2[2] < 0.3 * w_b * m.params_total()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from codesign import facility, power
+from codesign import facility, hardware, power
 from codesign.catalog import get_chip, get_model
 from codesign.config import load_experiment
 from codesign.design import DEFAULT_DESIGN, design_to_chip
@@ -18,9 +18,9 @@ from codesign.specs import ClusterSpec, TrainJob
 REPO = Path(__file__).resolve().parents[1]
 JOB = TrainJob(get_model("llama3-70b"), seq_len=8192, global_batch=1024)
 # B200's SRAM is unpublished in chips.csv: assume H100's per-SM SRAM (79.4 MB / 132 SMs)
-# over B200's 148 SMs (as validate --hardware does); it only sets GEMM tiling here, which
+# over B200's 148 SMs, as validate --hardware does; it only sets GEMM tiling here, which
 # saturates long before.
-B200 = replace(get_chip("b200"), sram_mb=power.TYPICAL_SRAM_MB_PER_UNIT * 148)
+B200, _ = hardware.with_assumed_sram(get_chip("b200"))
 
 
 def tokens_per_joule(chip) -> float:

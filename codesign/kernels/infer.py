@@ -107,9 +107,8 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
     """Seconds for one forward pass of ``tokens`` new tokens (``n_seq`` sequences, attention
     context ``ctx`` each) through a replica. ``out2[0]`` gets the busy time (compute or HBM
     bound kernels), ``out2[1]`` the FLOPs, ``out2[2]`` the HBM bytes and ``out2[3]`` the link
-    bytes one chip handles in the pass, and ``out2[4]`` (when ``out2`` has 5 entries) the
-    time of the slowest pipeline stage: the last one, with the output layer and one hop in
-    (the whole pass when pp = 1)."""
+    bytes one chip handles in the pass, and ``out2[4]`` the time of the slowest pipeline
+    stage: the last one, with the output layer and one hop in (the whole pass when pp = 1)."""
     prec = int(job[L.I_PREC])
     w_b = job[L.I_W_BYTES]
     kv_b = job[L.I_KV_BYTES]
@@ -234,8 +233,7 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
     out2[1] = flops / pp
     out2[2] = hbm_bytes / pp
     out2[3] = layers * link / pp + (ACT_B * tokens * h if pp > 1 else 0.0)
-    if out2.shape[0] > 4:
-        out2[4] = layers * t_layer / pp + t_logits + (t_p2p / (pp - 1.0) if pp > 1 else 0.0)
+    out2[4] = layers * t_layer / pp + t_logits + (t_p2p / (pp - 1.0) if pp > 1 else 0.0)
     return layers * t_layer + t_logits + t_p2p
 
 
