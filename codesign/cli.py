@@ -467,6 +467,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not serving:
         out["breakdown_s"] = res.breakdown_s
     out["power_breakdown_w"] = res.power_w
+    out["clock_fraction"] = res.clock_fraction
     if args.json:
         print(json.dumps(_strict_json(out), allow_nan=False))
         return 0
@@ -556,6 +557,7 @@ def _validate_hardware(args: argparse.Namespace) -> int:
         "tdp_w": num(r["tdp_w"], ".0f"),
         "pred_tdp_w": num(r["predicted_tdp_w"], ".0f"),
         "tdp_err_%": num(r["tdp_error_pct"], "+.1f"),
+        "clock@tdp": num(r["clock_at_tdp"], ".2f"),
         "assumptions / reason": "; ".join(x for x in (r["assumptions"], r["reason"]) if x),
     } for r in rows])
     width = {c: max([len(c), *(len(x) for x in table[c])]) for c in table.columns}

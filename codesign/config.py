@@ -26,7 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from codesign import catalog, tech
-from codesign.design import CLUSTER_PARAMETERS, DEFAULT_DESIGN, DESIGN_PARAMETERS
+from codesign.design import (
+    CLUSTER_PARAMETERS,
+    DEFAULT_DESIGN,
+    DESIGN_PARAMETERS,
+    NEUTRAL_VALUES,
+)
 from codesign.errors import ConfigError
 from codesign.metrics import DIRECTIONS, INFER_ONLY, METRICS, TRAIN_ONLY
 from codesign.specs import ATTENTION_IMPLS, PRECISIONS, InferJob, ModelSpec, TrainJob
@@ -84,9 +89,12 @@ class SearchSpace:
     base: dict[str, Any]
 
     def fingerprint(self) -> str:
-        """sha256 hex of the params (by name) and base; the name and path do not count."""
+        """sha256 hex of the params (by name) and base; the name and path do not count, nor
+        a later parameter left at its neutral value (:data:`~codesign.design.NEUTRAL_VALUES`)."""
         params = sorted((asdict(p) for p in self.params), key=lambda p: p["name"])
-        return _sha256({"params": params, "base": self.base})
+        base = {k: v for k, v in self.base.items()
+                if not (k in NEUTRAL_VALUES and v == NEUTRAL_VALUES[k])}
+        return _sha256({"params": params, "base": base})
 
 
 @dataclass(frozen=True)

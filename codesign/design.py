@@ -49,6 +49,10 @@ DESIGN_PARAMETERS: dict[str, ParamInfo] = {
     "scaleup_domain": ParamInfo("int", "chips", 1, 1_000_000,
                                 help="chips sharing the scale-up fabric"),
     "scaleout_gbps": ParamInfo("float", "Gbit/s", 0, 12_800, help="NIC bandwidth per chip"),
+    "power_limit": ParamInfo("float", "x sustained peak", 0.3, 1.0,
+                             help="the chip's power limit (its TDP) as a fraction of its "
+                                  "sustained-peak power; below 1 it lowers its clock (DVFS) "
+                                  "when a workload would draw more"),
     # --- cluster ---
     "n_chips": ParamInfo("int", "chips", 1, 10_000_000, help="accelerators in the cluster"),
     "topology": ParamInfo("str", "", choices=TOPOLOGIES, help="scale-out network topology"),
@@ -57,6 +61,11 @@ DESIGN_PARAMETERS: dict[str, ParamInfo] = {
     "pue": ParamInfo("float", "ratio", 1.0, 3.0, help="facility power usage effectiveness"),
 }
 """Every design parameter name a search space may use, with its unit and valid range."""
+
+NEUTRAL_VALUES: dict[str, Any] = {"power_limit": 1.0}
+"""Parameters added after the first release, with the value that reproduces the behaviour
+from before they existed: a space that leaves one at this value keeps the fingerprint it had
+then (:meth:`codesign.config.SearchSpace.fingerprint`), so earlier runs still resume."""
 
 CLUSTER_PARAMETERS = ("n_chips", "topology", "oversubscription", "pue")
 
@@ -77,6 +86,7 @@ DEFAULT_DESIGN: dict[str, Any] = {
     "scaleup_link_gbps": 50.0,
     "scaleup_domain": 8,
     "scaleout_gbps": 400.0,
+    "power_limit": 1.0,
     "n_chips": 1024,
     "topology": "fat-tree",
     "oversubscription": 1.0,
@@ -100,8 +110,8 @@ def design_to_chip(design: dict[str, Any], name: str = "design",
                    area: cost.AreaEstimate | None = None) -> ChipSpec:
     """Build the chip a design describes: peaks from units x MACs x clock, HBM from its
     generation, area and dies from :func:`design_area` (pass ``area`` if already computed),
-    TDP (sustained peak) from :mod:`codesign.power`, and ``price_usd`` = manufacturing cost
-    from :mod:`codesign.cost`."""
+    TDP = ``power_limit`` x the sustained peak from :mod:`codesign.power`, and ``price_usd`` =
+    manufacturing cost from :mod:`codesign.cost`."""
     node = float(design["process_nm"])
     units = int(design["compute_units"])
     macs = int(design["macs_per_unit"])
@@ -113,8 +123,9 @@ def design_to_chip(design: dict[str, Any], name: str = "design",
     up_gbps = float(design["scaleup_links"]) * float(design["scaleup_link_gbps"])
     out_gbps = float(design["scaleout_gbps"])
     est = area or design_area(design)
-    tdp = power.tdp_w(node, bf16, macs, gen, stacks * stack_gbps / 1000.0,
-                      up_gbps + out_gbps / 8 * 2, est.n_dies * est.die_mm2)
+    limit = float(design.get("power_limit", 1.0))
+    tdp = limit * power.tdp_w(node, bf16, macs, gen, stacks * stack_gbps / 1000.0,
+                              up_gbps + out_gbps / 8 * 2, est.n_dies * est.die_mm2)
     return ChipSpec(
         name=name,
         process_nm=node,
@@ -138,6 +149,9 @@ def design_to_chip(design: dict[str, Any], name: str = "design",
         n_compute_dies=est.n_dies,
         price_usd=cost.chip_cost_usd(node, est.die_mm2, gen, stacks * stack_gb, stacks,
                                      n_dies=est.n_dies),
+        # at its sustained peak (power_limit 1) a workload over the TDP is infeasible; under a
+        # lower limit the chip throttles to it, as shipping chips do
+        throttles=limit < 1.0,
     )
 
 
@@ -153,7 +167,8 @@ def design_to_cluster(design: dict[str, Any], extra: dict[str, Any] | None = Non
 def project_chip(chip: ChipSpec) -> dict[str, Any]:
     """The design point closest to a catalog chip: its resources in design-parameter terms
     (MACs per unit worked back from peak bf16, link bandwidth = scale-up / links, the HBM
-    generation's nominal stack). Unknown chip fields keep :data:`DEFAULT_DESIGN` values; an
+    generation's nominal stack; ``power_limit`` = published TDP / the modelled sustained
+    peak, at most 1). Unknown chip fields keep :data:`DEFAULT_DESIGN` values; an
     unpublished clock is taken as :data:`codesign.power.TYPICAL_CLOCK_GHZ`.
 
     Raises ValueError naming the chip when it lacks compute units or a bf16 peak.
@@ -182,4 +197,8 @@ def project_chip(chip: ChipSpec) -> dict[str, Any]:
         design["hbm_gen"] = chip.hbm_gen
     if chip.scaleup_gbps and chip.scaleup_links:
         design["scaleup_link_gbps"] = chip.scaleup_gbps / chip.scaleup_links
+    if chip.tdp_w:  # a chip rated below its modelled sustained peak is power-limited
+        peak = design_to_chip(design).tdp_w
+        lo = DESIGN_PARAMETERS["power_limit"].low or 0.0
+        design["power_limit"] = min(1.0, max(lo, chip.tdp_w / peak)) if peak else 1.0
     return design

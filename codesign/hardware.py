@@ -181,12 +181,15 @@ def _error_pct(predicted: float | None, published: float | None) -> float | None
 def hardware_table(chips: Iterable[ChipSpec] | None = None) -> list[dict[str, Any]]:
     """One row per catalog chip (default: all of them, in catalog order): published and
     predicted die area (mm^2, one compute die) and TDP (W), error % = 100 (pred - pub) / pub,
-    die counts, the HBM shoreline, assumptions and the reason for each missing prediction.
-    Unknown values are None."""
+    die counts, the HBM shoreline, ``clock_at_tdp`` (the fraction of its peak clock at which
+    the chip's predicted sustained peak fits its published TDP, :func:`codesign.power.
+    clock_at_power`: 1 when it fits at peak), assumptions and the reason for each missing
+    prediction. Unknown values are None."""
     rows = []
     for chip in catalog.chips() if chips is None else chips:
         area = predict_area(chip)
         tdp, tdp_reason = predict_tdp(chip)
+        parts = power.tdp_parts_from_chip(chip) if tdp is not None and chip.tdp_w else None
         reasons = [f"area: {area['reason']}" if area["reason"] else "",
                    f"tdp: {tdp_reason}" if tdp_reason else ""]
         rows.append({
@@ -203,6 +206,8 @@ def hardware_table(chips: Iterable[ChipSpec] | None = None) -> list[dict[str, An
             "tdp_w": chip.tdp_w,
             "predicted_tdp_w": tdp,
             "tdp_error_pct": _error_pct(tdp, chip.tdp_w),
+            "clock_at_tdp": (power.clock_at_power(parts, chip.tdp_w) if parts is not None
+                             else None),
             "assumptions": area["assumptions"],
             "reason": "; ".join(r for r in reasons if r),
         })

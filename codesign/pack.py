@@ -91,6 +91,7 @@ def chip_array(chip: ChipSpec, scaleout_gbps: float | None = None,
     (a[layout.C_E_FP32], a[layout.C_E_BF16], a[layout.C_E_FP8], a[layout.C_E_FP4],
      a[layout.C_E_HBM], a[layout.C_E_LINK], a[layout.C_LEAK_W],
      a[layout.C_BUSY_W]) = power.energy_columns(chip)
+    a[layout.C_THROTTLES] = 1.0 if chip.throttles else 0.0
     return a
 
 
@@ -213,7 +214,8 @@ STATUS_REASONS = {
     layout.S_BAD_INPUT: "invalid input (zero, negative or non-finite spec value)",
     layout.S_NO_CANDIDATE: "no mapping candidate to evaluate",
     layout.S_SLO: "no mapping meets the latency limits (TTFT / ITL)",
-    layout.S_POWER: "the workload would draw more than the chip's TDP (cooling limit)",
+    layout.S_POWER: ("the workload would draw more than the chip's TDP (cooling limit), at "
+                     "its lowest clock if it throttles"),
 }
 """Human-readable reason for each kernel status code."""
 
@@ -247,6 +249,7 @@ def result_from_arrays(
         tokens_per_joule=float(out[layout.O_TOK_PER_J]),
         n_candidates=n_cand,
         n_feasible=n_feas,
+        clock_fraction=float(out[layout.O_CLOCK]),
         breakdown_s={
             "compute": float(out[layout.O_T_COMPUTE]),
             "tp_cp_ep_comm": float(out[layout.O_T_TP]),
@@ -291,5 +294,6 @@ def infer_result_from_arrays(
         decode_flops_per_byte=float(out[layout.IO_DECODE_INTENSITY]),
         n_candidates=n_cand,
         n_feasible=n_feas,
+        clock_fraction=float(out[layout.IO_CLOCK]),
     )
 

@@ -4,7 +4,9 @@ The kernels charge every step (training) or serving cycle with the FLOPs it exec
 precision, the HBM bytes it moves and the link bytes it sends, and add leakage; that is the
 chip's power for that workload (:func:`energy_columns` feeds them). A design's TDP is its
 sustained peak: GEMMs at the calibrated sustained rate with HBM and links at a typical duty
-(:func:`tdp_w`). A workload over the chip's TDP is infeasible (status S_POWER).
+(:func:`tdp_w`). A workload over a design's TDP is infeasible (status S_POWER); a shipping
+chip (``ChipSpec.throttles``) lowers its clock until it fits instead (DVFS, in the kernels;
+:func:`clock_at_power` applies the same law to the sustained peak).
 
 Energy per FLOP (16-bit) at node ``n`` for a compute unit of ``M`` MACs per cycle:
 ``E = energy_vs_n7(n) x (E_MAC_N7 + E_OPERAND_N7 x sqrt(1024 / M))``: the arithmetic, plus
@@ -19,6 +21,7 @@ import math
 from collections.abc import Sequence
 
 from codesign import efficiency, tech
+from codesign.kernels.train import CLOCK_FLOOR, voltage
 from codesign.specs import ChipSpec
 
 E_MAC_N7_PJ = 0.20
@@ -127,6 +130,17 @@ def macs_per_unit(chip: ChipSpec) -> float | None:
     return chip.tflops_bf16 * 1e12 / (2.0 * chip.compute_units * clock * 1e9)
 
 
+def tdp_parts_w(process_nm: float, peak_bf16_tflops: float, macs: float, hbm_gen: str,
+                hbm_tbps: float, link_gbps_bidir: float, silicon_mm2: float
+                ) -> tuple[float, float, float]:
+    """(leakage, clock-domain dynamic power, HBM + links) at the sustained peak, W: the parts
+    of :func:`tdp_w` that scale differently with the clock (:func:`clock_at_power`)."""
+    gemm = gemm_power_w(process_nm, peak_bf16_tflops, macs)
+    memory = TDP_MEMORY_DUTY * (hbm_tbps * 1e12 * hbm_j_per_byte(hbm_gen)
+                                + link_gbps_bidir * 1e9 * LINK_J_PER_BYTE)
+    return leakage_w(process_nm, silicon_mm2), (1.0 + BUSY_FRACTION) * gemm, memory
+
+
 def tdp_w(process_nm: float, peak_bf16_tflops: float, macs: float, hbm_gen: str,
           hbm_tbps: float, link_gbps_bidir: float, silicon_mm2: float) -> float:
     """Sustained-peak power, W: leakage + busy power + bf16 GEMMs at the calibrated sustained
@@ -135,10 +149,31 @@ def tdp_w(process_nm: float, peak_bf16_tflops: float, macs: float, hbm_gen: str,
     ``hbm_tbps`` in TB/s; ``link_gbps_bidir`` the chip's scale-up + scale-out bandwidth in
     GB/s, both directions; ``silicon_mm2`` all compute dies.
     """
-    gemm = gemm_power_w(process_nm, peak_bf16_tflops, macs)
-    memory = TDP_MEMORY_DUTY * (hbm_tbps * 1e12 * hbm_j_per_byte(hbm_gen)
-                                + link_gbps_bidir * 1e9 * LINK_J_PER_BYTE)
-    return leakage_w(process_nm, silicon_mm2) + (1.0 + BUSY_FRACTION) * gemm + memory
+    return sum(tdp_parts_w(process_nm, peak_bf16_tflops, macs, hbm_gen, hbm_tbps,
+                           link_gbps_bidir, silicon_mm2))
+
+
+def power_at_clock_w(parts: tuple[float, float, float], s: float) -> float:
+    """Sustained-peak power at ``s`` x the peak clock, W, from :func:`tdp_parts_w`'s parts,
+    with the kernels' DVFS law (:func:`codesign.kernels.train.at_clock`: voltage
+    ``v = voltage(s)``, leakage x v, clock-domain power x s v^2)."""
+    leak, dynamic, memory = parts
+    v = float(voltage(s))
+    return leak * v + dynamic * s * v * v + memory
+
+
+def clock_at_power(parts: tuple[float, float, float], limit_w: float) -> float | None:
+    """Highest clock, as a fraction of peak (at most 1), at which the sustained peak of
+    :func:`tdp_parts_w` stays within ``limit_w``; None if even :data:`CLOCK_FLOOR` does not."""
+    if power_at_clock_w(parts, 1.0) <= limit_w:
+        return 1.0
+    if power_at_clock_w(parts, CLOCK_FLOOR) > limit_w:
+        return None
+    lo, hi = CLOCK_FLOOR, 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if power_at_clock_w(parts, mid) <= limit_w else (lo, mid)
+    return lo
 
 
 def silicon_mm2(chip: ChipSpec) -> float | None:
@@ -152,17 +187,24 @@ def silicon_mm2(chip: ChipSpec) -> float | None:
     return predict_area(chip)["total_mm2"]
 
 
-def tdp_w_from_chip(chip: ChipSpec) -> float | None:
-    """Predicted TDP of a catalog chip from its published resources (None if they are not
-    enough: node, bf16 peak, units, HBM generation and bandwidth)."""
+def tdp_parts_from_chip(chip: ChipSpec) -> tuple[float, float, float] | None:
+    """:func:`tdp_parts_w` of a catalog chip from its published resources (None if they are
+    not enough: node, bf16 peak, units, HBM generation and bandwidth)."""
     macs = macs_per_unit(chip)
     area = silicon_mm2(chip)
     if (macs is None or area is None or chip.hbm_gen not in tech.HBM or chip.hbm_tbps is None
             or chip.process_nm is None or int(chip.process_nm) not in tech.NODES):
         return None
     links = (chip.scaleup_gbps or 0.0) + (chip.scaleout_gbps or 0.0) / 8.0 * 2.0
-    return tdp_w(chip.process_nm, chip.tflops_bf16, macs, chip.hbm_gen, chip.hbm_tbps, links,
-                 area)
+    return tdp_parts_w(chip.process_nm, chip.tflops_bf16, macs, chip.hbm_gen, chip.hbm_tbps,
+                       links, area)
+
+
+def tdp_w_from_chip(chip: ChipSpec) -> float | None:
+    """Predicted TDP (sustained peak at the published clock) of a catalog chip from its
+    published resources (None if they are not enough, see :func:`tdp_parts_from_chip`)."""
+    parts = tdp_parts_from_chip(chip)
+    return None if parts is None else sum(parts)
 
 
 def energy_columns(chip: ChipSpec) -> tuple[float, ...]:

@@ -35,7 +35,10 @@ class ChipSpec:
     in GB/s, as vendors quote it; ``scaleout_gbps`` is the per-chip NIC bandwidth in Gbit/s.
     ``None`` means unknown (only catalog rows have unknowns; designs are always complete), and
     ``0`` means "none / not supported" (``tflops_fp8 = 0``: no fp8; ``hbm_stacks = 0``: no HBM).
-    ``id`` is the catalog slug (empty for a searched design).
+    ``id`` is the catalog slug (empty for a searched design). ``throttles``: a workload that
+    would draw more than ``tdp_w`` runs at a lower clock that fits (DVFS under a power limit,
+    how shipping chips behave: their published TDP is a limit); False: it is infeasible (the
+    searched designs, whose TDP is their own sustained peak).
     """
 
     name: str
@@ -62,6 +65,7 @@ class ChipSpec:
     vendor: str = ""
     year: int | None = None
     id: str = ""
+    throttles: bool = True
 
     def unknown_fields(self, names: tuple[str, ...]) -> list[str]:
         """The fields among ``names`` whose value is unknown (None)."""
@@ -273,6 +277,8 @@ class InferResult:
     n_feasible: int
     power_w: dict[str, float] = field(default_factory=dict)
     """``chip_power_w`` by part, W (see :data:`POWER_PARTS`)."""
+    clock_fraction: float = 1.0
+    """Clock the chip sustains / its peak clock: below 1 when it throttles to its TDP."""
 
 
 POWER_PARTS = ("arithmetic", "sram_operands", "hbm", "links", "clocks_control", "leakage")
@@ -319,3 +325,5 @@ class Result:
     breakdown_s: dict[str, float] = field(default_factory=dict)
     power_w: dict[str, float] = field(default_factory=dict)
     """``chip_power_w`` by part, W (see :data:`POWER_PARTS`)."""
+    clock_fraction: float = 1.0
+    """Clock the chip sustains / its peak clock: below 1 when it throttles to its TDP."""

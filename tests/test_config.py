@@ -444,3 +444,20 @@ def test_cli_bad_input_exits_2_and_touches_nothing(tmp_path: Path, monkeypatch, 
     assert bad_file.name in err and case.key in err, err
     assert not (tmp_path / "run").exists()
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_later_parameter_at_its_neutral_value_keeps_the_fingerprint() -> None:
+    """``power_limit`` came after the first runs: a space that leaves it at 1 (no limit below
+    the sustained peak) fingerprints as before it existed, so those runs resume; any other
+    value is a different problem."""
+    from dataclasses import replace as dc_replace
+
+    from codesign.config import load_search_space
+
+    repo = Path(__file__).resolve().parents[1]
+    space = load_search_space(repo / "search_spaces" / "quickstart.toml")
+    assert space.base["power_limit"] == 1.0
+    before = dc_replace(space, base={k: v for k, v in space.base.items() if k != "power_limit"})
+    assert space.fingerprint() == before.fingerprint()
+    limited = dc_replace(space, base={**space.base, "power_limit": 0.8})
+    assert limited.fingerprint() != space.fingerprint()

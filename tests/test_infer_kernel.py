@@ -31,6 +31,7 @@ from codesign.kernels.infer import (
     MAX_BATCH,
     MAX_PP,
     forward_time,
+    infer_at_clock,
     infer_eval,
     infer_search,
     infer_search_population,
@@ -95,6 +96,7 @@ def imap(tp=1, pp=1, ep=1, dp=1, b=1) -> np.ndarray:
 run_eval = partial(kh.run_eval, out_len=L.IOUT_LEN)
 run_search = partial(kh.run_search, out_len=L.IOUT_LEN)
 eval_both = partial(kh.eval_both, infer_eval, out_len=L.IOUT_LEN)
+eval_at_both = partial(kh.eval_both, infer_at_clock, out_len=L.IOUT_LEN)
 search_both = partial(kh.search_both, infer_search, out_len=L.IOUT_LEN)
 
 
@@ -223,12 +225,16 @@ def test_infer_eval_matches_py_func_on_random_cases():
     ok_topo = dict.fromkeys(range(len(TOPOLOGIES)), 0)
     ok_prec = {"bf16": 0, "fp8": 0}
     ok_models = set()
+    throttled = 0
     for _ in range(600):
         arrays, mp = random_icase(rng)
         status, out = eval_both(arrays, mp)
+        at_peak, _ = eval_at_both(arrays, mp)  # the evaluator inside, also as Python
+        assert status == at_peak or at_peak == L.S_POWER
         seen[status] = seen.get(status, 0) + 1
         if status == L.S_OK:
             assert_ok_infer(arrays, mp, out)
+            throttled += int(out[L.IO_CLOCK] < 1.0)
             ok_topo[int(arrays[1][L.K_TOPOLOGY])] += 1
             ok_prec[PRECISIONS[int(arrays[3][L.I_PREC])]] += 1
             ok_models.add(tuple(arrays[2]))
@@ -241,6 +247,7 @@ def test_infer_eval_matches_py_func_on_random_cases():
     assert all(v > 0 for v in ok_topo.values()), ok_topo
     assert all(v > 0 for v in ok_prec.values()), ok_prec
     assert len(ok_models) == len(MODELS)
+    assert throttled >= 5, throttled  # perturbed TDPs: some chips run below their peak clock
 
 
 # ---- infer_search / infer_search_population twins ----------------------------------------------
@@ -681,3 +688,25 @@ def test_pipeline_stages_serve_several_batches_at_once():
     assert (_ev(h100, n_chips=4, mapping=flat, isl=512, osl=256, concurrency=128).tokens_per_s
             == pytest.approx(_ev(h100, n_chips=4, mapping=flat, isl=512, osl=256,
                                  concurrency=32).tokens_per_s))
+
+
+def test_serving_chip_over_its_tdp_throttles_and_may_then_miss_the_slo():
+    """Serving on a chip whose limit is below its draw at peak: the clock that fits, within
+    the limit; a latency limit met at peak clock but not at the throttled one is S_SLO."""
+    chip = chip_arr("h100-sxm")
+    arrays = icase(chip, n_chips=1, model="llama3-8b", isl=1000, osl=500)
+    mp = np.zeros(L.MAP_LEN, np.int64)
+    mp[L.P_TP] = mp[L.P_PP] = mp[L.P_DP] = mp[L.P_EP] = 1
+    mp[L.P_MB] = 64
+    st_full, out_full = eval_both(arrays, mp)
+    assert st_full == L.S_OK and out_full[L.IO_CLOCK] == 1.0
+    limit = 0.8 * out_full[L.IO_CHIP_W]
+    capped = chip.copy()
+    capped[L.C_TDP_W] = limit
+    st, out = eval_both((capped, *arrays[1:]), mp)
+    assert st == L.S_OK and out[L.IO_CLOCK] < 1.0 and out[L.IO_CHIP_W] <= limit
+    assert out[L.IO_TPS] < out_full[L.IO_TPS] and out[L.IO_ITL] > out_full[L.IO_ITL]
+    job = arrays[3].copy()
+    job[L.I_ITL_SLO] = 0.5 * (out[L.IO_ITL] + out_full[L.IO_ITL])
+    assert eval_both((chip, arrays[1], arrays[2], job), mp)[0] == L.S_OK
+    assert eval_both((capped, arrays[1], arrays[2], job), mp)[0] == L.S_SLO

@@ -29,18 +29,23 @@ from codesign import pack
 from codesign.catalog import get_chip, get_model
 from codesign.kernels import layout as L
 from codesign.kernels.train import (
+    CLOCK_FLOOR,
     MAX_CP,
     MAX_MICRO_BATCH,
     MIN_TOKENS_PER_CP_RANK,
     _choices,
     _gemm_flops_per_token,
     allreduce_time,
+    at_clock,
+    eval_at_clock,
     eval_mapping,
     gemm_time,
     group_allreduce_time,
+    next_clock,
     scaleup_bw,
     search_mappings,
     search_population,
+    voltage,
 )
 from codesign.specs import PRECISIONS, TOPOLOGIES, ClusterSpec, ModelSpec, TrainJob
 
@@ -105,6 +110,7 @@ def mapping(tp=1, pp=1, dp=1, cp=1, ep=1, vpp=1, mb=1, rc=0, zero=0, sp=None) ->
 run_eval = partial(kh.run_eval, out_len=L.OUT_LEN)
 run_search = partial(kh.run_search, out_len=L.OUT_LEN)
 eval_both = partial(kh.eval_both, eval_mapping, out_len=L.OUT_LEN)
+eval_at_both = partial(kh.eval_both, eval_at_clock, out_len=L.OUT_LEN)
 search_both = partial(kh.search_both, search_mappings, out_len=L.OUT_LEN)
 
 
@@ -377,12 +383,17 @@ def test_eval_mapping_matches_py_func_on_random_cases():
     ok_with = dict.fromkeys(("tp", "pp", "dp", "cp", "ep", "vpp"), 0)
     ok_topo = dict.fromkeys(range(len(TOPOLOGIES)), 0)
     ok_unfused = 0
+    throttled = 0
     for _ in range(600):
         arrays, mp = random_case(rng)
         status, out = eval_both(arrays, mp)
+        at_peak, _ = eval_at_both(arrays, mp)  # the evaluator inside, also as Python
+        assert status == at_peak or at_peak == L.S_POWER
         seen[status] = seen.get(status, 0) + 1
         if status == L.S_OK:
             assert_ok_outputs(arrays, mp, out)
+            throttled += int(out[L.O_CLOCK] < 1.0)
+            assert (out[L.O_CLOCK] < 1.0) == (at_peak == L.S_POWER)
             for k in ok_with:
                 ok_with[k] += int(mp[getattr(L, f"P_{k.upper()}")] > 1)
             ok_topo[int(arrays[1][L.K_TOPOLOGY])] += 1
@@ -396,6 +407,7 @@ def test_eval_mapping_matches_py_func_on_random_cases():
     assert min(ok_with.values()) >= 5, ok_with  # every parallelism kind feasible somewhere
     assert min(ok_topo.values()) >= 5, ok_topo  # every topology feasible somewhere
     assert ok_unfused >= 5
+    assert throttled >= 5  # perturbed TDPs: some chips run below their peak clock
 
 
 def _pruning_rate(chip: np.ndarray, job: np.ndarray) -> float:
@@ -695,8 +707,9 @@ def test_faster_hardware_never_slows_a_fixed_mapping():
     for arrays, mp, out in _valid_random_ok(rng, 150, [0, 1, 2]):
         _chip, _cluster, _model, job = arrays
         # lift the power limit: at a fixed TDP a faster chip may exceed it (S_POWER), which is
-        # a separate, physical effect
+        # a separate, physical effect; the baseline is re-run unthrottled
         _chip[L.C_TDP_W] = np.inf
+        _, out = run_eval(eval_mapping, arrays, mp)
         step = out[L.O_STEP_S]
         all_peaks = dict.fromkeys(
             (L.C_FLOPS_FP32, L.C_FLOPS_BF16, L.C_FLOPS_FP8, L.C_FLOPS_FP4), 2.0)
@@ -720,7 +733,8 @@ def test_faster_hardware_never_slows_a_fixed_mapping():
 def test_links_never_slow_a_fixed_mapping_with_zero3_or_cp():
     rng = np.random.default_rng(8)
     for arrays, mp, out in _valid_random_ok(rng, 100, [0, 1, 2, 3], cps=(1, 2, 4)):
-        arrays[0][L.C_TDP_W] = np.inf  # timing only: lift the power limit
+        arrays[0][L.C_TDP_W] = np.inf  # timing only: lift the power limit (and re-run)
+        _, out = run_eval(eval_mapping, arrays, mp)
         for _name, col in [*FASTER[2:], ("net_eff", L.C_NET_EFF)]:  # links and their use
             st2, out2 = _run_changed(arrays, mp, 0, {col: 1.5})
             assert st2 == L.S_OK and out2[L.O_STEP_S] <= out[L.O_STEP_S] * (1 + 1e-12)
@@ -1177,3 +1191,64 @@ def test_numba_disable_jit_end_to_end_matches_jitted():
         assert (row["candidates"], row["feasible"]) == (res.n_candidates, res.n_feasible)
         used |= {k for k in ("cp", "ep", "vpp") if row["mapping"][k] > 1}
     assert used == {"cp", "ep", "vpp"}
+
+
+# ---- DVFS: a chip over its TDP lowers its clock ------------------------------------------------
+def test_at_clock_and_next_clock_match_py_func():
+    chip = chip_arr("h100-sxm")
+    for s in (1.0, 0.8, 0.5, CLOCK_FLOOR):
+        a, b = np.empty_like(chip), np.empty_like(chip)
+        at_clock(chip, s, a)
+        at_clock.py_func(chip, s, b)
+        np.testing.assert_array_equal(a, b)
+        v = max(0.65, 0.35 + 0.65 * s)
+        assert voltage(s) == voltage.py_func(s) == pytest.approx(v)
+        assert a[L.C_FLOPS_BF16] == pytest.approx(chip[L.C_FLOPS_BF16] * s)
+        assert a[L.C_E_BF16] == pytest.approx(chip[L.C_E_BF16] * v * v)
+        assert a[L.C_BUSY_W] == pytest.approx(chip[L.C_BUSY_W] * s * v * v)
+        assert a[L.C_LEAK_W] == pytest.approx(chip[L.C_LEAK_W] * v)
+        assert a[L.C_HBM_BPS] == chip[L.C_HBM_BPS] and a[L.C_E_HBM] == chip[L.C_E_HBM]
+    # the clock search on a toy power law: power = 1000 s (W), limit 600 W
+    chip[L.C_TDP_W] = 600.0
+    for fn in (next_clock, next_clock.py_func):
+        state, out = np.array([0.0, 1.0, 1.0, 0.0]), np.zeros(L.OUT_LEN)
+        scaled = np.empty_like(chip)
+        tried = []
+        while fn(chip, 1000.0 * state[2], scaled, state, out, L.O_CLOCK):
+            tried.append(state[2])
+            assert scaled[L.C_FLOPS_BF16] == pytest.approx(chip[L.C_FLOPS_BF16] * state[2])
+        assert tried[0] == CLOCK_FLOOR and len(tried) in (13, 14)  # floor, 12 steps, answer
+        assert 0.6 - 0.7 / 2**12 <= out[L.O_CLOCK] <= 0.6 and tried[-1] == out[L.O_CLOCK]
+        state, out = np.array([0.0, 1.0, 1.0, 0.0]), np.zeros(L.OUT_LEN)
+        assert fn(chip, 1000.0, scaled, state, out, L.O_CLOCK) == 1  # peak over: try the floor
+        assert fn(chip, 601.0, scaled, state, out, L.O_CLOCK) == 0  # the floor is over too
+        assert out[L.O_CLOCK] == CLOCK_FLOOR
+
+
+@pytest.mark.parametrize("tdp", [500.0, 350.0, 250.0])
+def test_throttled_mapping_runs_at_the_highest_clock_that_fits(tdp: float):
+    arrays = case(chip_arr("h100-sxm", C_TDP_W=tdp), n_chips=8, model="llama3-8b", seq=4096,
+                  gbatch=64)
+    mp = mapping(tp=1, dp=8, mb=1, zero=1)
+    full = arrays[0].copy()
+    full[L.C_TDP_W] = np.inf
+    st_full, out_full = run_eval(eval_mapping, (full, *arrays[1:]), mp)
+    st, out = eval_both(arrays, mp)
+    assert st_full == L.S_OK and out_full[L.O_CHIP_W] > tdp  # over the limit at peak clock
+    assert st == L.S_OK and CLOCK_FLOOR <= out[L.O_CLOCK] < 1.0
+    assert out[L.O_CHIP_W] <= tdp
+    assert out[L.O_STEP_S] > out_full[L.O_STEP_S]
+    # one bisection step faster would not fit
+    faster = np.empty_like(arrays[0])
+    at_clock(arrays[0], out[L.O_CLOCK] + (1.0 - CLOCK_FLOOR) / 2**11, faster)  # 2 steps
+    st_f, out_f = run_eval(eval_at_clock, (faster, *arrays[1:]), mp)
+    assert st_f == L.S_POWER and out_f[L.O_CHIP_W] > tdp
+    # the same chip as a design (no DVFS) is infeasible
+    fixed = arrays[0].copy()
+    fixed[L.C_THROTTLES] = 0.0
+    assert eval_both((fixed, *arrays[1:]), mp)[0] == L.S_POWER
+    # and under a limit the lowest clock cannot meet, so is the throttling one
+    cold = arrays[0].copy()
+    cold[L.C_TDP_W] = 0.5 * cold[L.C_LEAK_W]
+    st_c, out_c = eval_both((cold, *arrays[1:]), mp)
+    assert st_c == L.S_POWER and out_c[L.O_CLOCK] == CLOCK_FLOOR

@@ -45,10 +45,69 @@ def test_chip_power_follows_the_workload_and_stays_under_tdp() -> None:
     assert light.chip_power_w > power.leakage_w(4, 814.0)
 
 
-def test_over_tdp_is_infeasible_with_a_reason() -> None:
-    hot = replace(get_chip("h100-sxm"), tdp_w=150.0)
+def test_over_tdp_a_design_is_infeasible_with_a_reason() -> None:
+    """A chip that does not throttle (the searched designs) is infeasible over its TDP."""
+    hot = replace(get_chip("h100-sxm"), tdp_w=150.0, throttles=False)
     res = evaluate(hot, ClusterSpec(n_chips=64), JOB)
     assert not res.feasible and "TDP" in res.reason
+    assert design_to_chip(DEFAULT_DESIGN).throttles is False
+
+
+def test_over_tdp_a_shipping_chip_throttles_to_fit() -> None:
+    """A catalog chip under a lower power limit runs at the clock that fits (DVFS): within the
+    limit, slower, and the lower the limit the lower the clock; below what even the lowest
+    clock draws it is infeasible, with the TDP named."""
+    base = evaluate(get_chip("h100-sxm"), ClusterSpec(n_chips=64), JOB)
+    assert base.clock_fraction == 1.0
+    previous = base
+    for limit in (500.0, 300.0, 150.0):
+        res = evaluate(replace(get_chip("h100-sxm"), tdp_w=limit), ClusterSpec(n_chips=64), JOB)
+        assert res.feasible, (limit, res.reason)
+        assert res.chip_power_w <= limit * (1 + 1e-12)
+        assert res.chip_power_w > 0.95 * limit  # the clock is the highest that fits
+        assert res.clock_fraction < previous.clock_fraction
+        assert res.tokens_per_s < previous.tokens_per_s
+        previous = res
+    floor = evaluate(replace(get_chip("h100-sxm"), tdp_w=20.0), ClusterSpec(n_chips=64), JOB)
+    assert not floor.feasible and "TDP" in floor.reason and "lowest clock" in floor.reason
+
+
+def test_throttling_beats_dodging_the_limit_with_a_worse_mapping() -> None:
+    """MI300X's modelled sustained peak (1129 W) is over its 750 W rating. Without DVFS the
+    mapping search could only pick mappings that keep the chip idle enough; throttling the
+    clock is faster, and the chip then draws its limit."""
+    chip = get_chip("mi300x")
+    job = TrainJob(get_model("llama3-8b"), seq_len=8192, global_batch=512)
+    dodge = evaluate(replace(chip, throttles=False), ClusterSpec(n_chips=64), job,
+                     scaleout_gbps=400)
+    dvfs = evaluate(chip, ClusterSpec(n_chips=64), job, scaleout_gbps=400)
+    assert dodge.feasible and dvfs.feasible
+    assert 0.7 < dvfs.clock_fraction < 1.0
+    assert dvfs.tokens_per_s > 1.1 * dodge.tokens_per_s
+    assert dvfs.chip_power_w == pytest.approx(750.0, rel=2e-3)
+
+
+def test_dvfs_law_matches_the_published_b200_gb200_pair() -> None:
+    """Blackwell at two power limits (chips.csv): HGX B200 at 1000 W is rated 2250 dense bf16
+    TFLOP/s, GB200 at 1200 W 2500, the same silicon: its clock at 1000 W is 0.90 of the one
+    at 1200 W. The model's DVFS law (power.clock_at_power on B200's predicted sustained peak)
+    gives the same ratio within 2 %. Absolute power is over-predicted (README: B200's TDP gate)
+    and largely cancels in the ratio."""
+    parts = power.tdp_parts_from_chip(B200)
+    assert parts is not None
+    ratio = power.clock_at_power(parts, 1000.0) / power.clock_at_power(parts, 1200.0)
+    published = get_chip("b200").tflops_bf16 / get_chip("gb200").tflops_bf16
+    assert published == pytest.approx(0.90)
+    assert ratio == pytest.approx(published, rel=0.02), ratio
+
+
+def test_clock_at_power_inverts_power_at_clock() -> None:
+    parts = (60.0, 600.0, 70.0)
+    assert power.power_at_clock_w(parts, 1.0) == pytest.approx(730.0)
+    assert power.clock_at_power(parts, 800.0) == 1.0
+    s = power.clock_at_power(parts, 500.0)
+    assert s is not None and power.power_at_clock_w(parts, s) == pytest.approx(500.0, rel=1e-9)
+    assert power.clock_at_power(parts, 50.0) is None  # below what the floor clock draws
 
 
 def test_energy_per_token_below_the_published_tdp_bound() -> None:
@@ -142,3 +201,32 @@ def test_power_breakdown_sums_to_chip_power_and_follows_the_workload() -> None:
             > 2 * train.power_w["hbm"] / train.chip_power_w)
     assert big.power_w["arithmetic"] > 5 * small.power_w["arithmetic"]
     assert big.chip_power_w > small.chip_power_w
+
+
+def test_a_design_under_a_power_limit_throttles_for_energy() -> None:
+    """``power_limit`` < 1 rates a design below its sustained peak: TDP scales with it, the
+    chip throttles to it, and the same job runs slower on less energy per token."""
+    full = dict(DEFAULT_DESIGN)
+    limited = dict(DEFAULT_DESIGN, power_limit=0.6)
+    chip_full, chip_lim = design_to_chip(full), design_to_chip(limited)
+    assert chip_full.throttles is False and chip_lim.throttles is True
+    assert chip_lim.tdp_w == pytest.approx(0.6 * chip_full.tdp_w)
+    job = TrainJob(get_model("llama3-8b"), seq_len=8192, global_batch=512)
+    m_full, m_lim = evaluate_designs([full, limited], job)
+    assert m_full["feasible"] and m_lim["feasible"], (m_full["reason"], m_lim["reason"])
+    assert m_lim["chip_power_w"] <= chip_lim.tdp_w * (1 + 1e-12)
+    assert m_lim["tokens_per_s"] < m_full["tokens_per_s"]
+    assert m_lim["energy_per_token_j"] < m_full["energy_per_token_j"]
+    res = evaluate(chip_lim, ClusterSpec(n_chips=1024), job)
+    assert res.clock_fraction < 1.0
+
+
+def test_projection_keeps_a_rating_below_the_sustained_peak_as_a_power_limit() -> None:
+    """MI300X is rated 750 W, below its modelled sustained peak: its point in the design
+    space carries that rating as a power limit (H100, rated above its modelled peak, none)."""
+    from codesign.design import project_chip
+
+    mi300x = project_chip(get_chip("mi300x"))
+    assert 0.5 < mi300x["power_limit"] < 0.8
+    assert design_to_chip(mi300x).tdp_w == pytest.approx(750.0)
+    assert project_chip(get_chip("h100-sxm"))["power_limit"] == 1.0

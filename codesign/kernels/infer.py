@@ -50,6 +50,7 @@ from codesign.kernels.train import (
     energy_per_flop,
     gemm_time,
     matmul_peak,
+    next_clock,
     platform_ok,
     scaleout_link,
     scaleup_bw,
@@ -241,7 +242,23 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
 def infer_eval(chip, cluster, model, job, mp, out):
     """Evaluate one serving mapping (tp, pp, ep, replicas = dp, batch = micro_batch: sequences
     per pipelined batch, up to pp such batches in flight per replica); fills
-    ``out`` (layout ``IO_*``) and returns a status code ``S_*``."""
+    ``out`` (layout ``IO_*``) and returns a status code ``S_*``.
+
+    A chip with ``C_THROTTLES`` set that would exceed its TDP runs at the highest clock that
+    fits, as in training (:func:`codesign.kernels.train.next_clock`), reported in
+    ``IO_CLOCK``; the slower clock may then miss a latency limit (S_SLO)."""
+    st = infer_at_clock(chip, cluster, model, job, mp, out)
+    if st == L.S_POWER and chip[L.C_THROTTLES] > 0.5:
+        scaled, state = np.empty(chip.shape[0]), np.array([0.0, 1.0, 1.0, 0.0])
+        while next_clock(chip, out[L.IO_CHIP_W], scaled, state, out, L.IO_CLOCK):
+            st = infer_at_clock(scaled, cluster, model, job, mp, out)
+    return st
+
+
+@njit(cache=True)
+def infer_at_clock(chip, cluster, model, job, mp, out):
+    """Evaluate one serving mapping on the chip as given (no throttling: over its TDP is
+    S_POWER); fills ``out`` (``IO_CLOCK`` = 1) and returns a status code ``S_*``."""
     for i in range(out.shape[0]):
         out[i] = 0.0
     tp = mp[L.P_TP]
@@ -330,6 +347,7 @@ def infer_eval(chip, cluster, model, job, mp, out):
     out[L.IO_N_BATCHES] = n_mb
     out[L.IO_S_PREFILL] = st_pre
     out[L.IO_S_DECODE] = st_dec
+    out[L.IO_CLOCK] = 1.0
     cluster_w = n_chips * (chip_w + cluster[L.K_HOST_W]) * cluster[L.K_PUE]
     out[L.IO_TPS] = tps
     out[L.IO_TTFT] = ttft

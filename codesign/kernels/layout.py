@@ -30,7 +30,8 @@ C_E_HBM = 23  # J per byte moved to or from HBM
 C_E_LINK = 24  # J per byte sent over a scale-up or scale-out link
 C_LEAK_W = 25  # static power of the chip, W
 C_BUSY_W = 26  # clock tree + control power while kernels run (whatever they compute), W
-CHIP_LEN = 27
+C_THROTTLES = 27  # 1: over TDP the chip lowers its clock to fit (DVFS); 0: it is infeasible
+CHIP_LEN = 28
 
 # ---- cluster: float64[CLUSTER_LEN] -------------------------------------------------------
 K_N_CHIPS = 0
@@ -110,7 +111,8 @@ O_W_HBM = 19  # HBM traffic,
 O_W_LINK = 20  # link traffic,
 O_W_BUSY = 21  # clocks and control while busy,
 O_W_LEAK = 22  # leakage
-OUT_LEN = 23
+O_CLOCK = 23  # sustained clock / peak clock (< 1 when the chip throttles to its TDP)
+OUT_LEN = 24
 
 # ---- status codes ------------------------------------------------------------------------
 S_OK = 0
@@ -121,7 +123,8 @@ S_NO_COMPUTE = 4  # chip has no throughput at this precision
 S_BAD_INPUT = 5  # NaN, negative or zero where a positive value is required
 S_NO_CANDIDATE = 6  # the search found no mapping to try
 S_SLO = 7  # fits, but over a latency limit (inference)
-S_POWER = 8  # the workload would draw more than the chip's TDP (cooling limit)
+S_POWER = 8  # the workload would draw more than the chip's TDP (cooling limit), even at the
+#   lowest clock for a chip that throttles
 N_STATUS = 9
 
 # ---- inference job: float64[IJOB_LEN] ----------------------------------------------------
@@ -159,4 +162,5 @@ IO_W_LEAK = 18
 IO_N_BATCHES = 19  # batches in flight per replica (pipeline parallelism: <= pp)
 IO_S_PREFILL = 20  # one prefill on the slowest pipeline stage, s (= IO_T_PREFILL at pp 1)
 IO_S_DECODE = 21  # one decode step on the slowest pipeline stage, s
-IOUT_LEN = 22
+IO_CLOCK = 22  # sustained clock / peak clock, as O_CLOCK
+IOUT_LEN = 23
