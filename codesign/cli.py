@@ -129,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--n-chips", type=_int_at_least(1), default=None)
     e.add_argument("--power-budget-mw", type=_positive_float, default=None,
                    help="size the cluster by a facility power budget (MW) instead")
+    e.add_argument("--power-limit-w", type=_positive_float, default=None,
+                   help="run the chip under this power limit (W, its TDP): over it, the chip "
+                        "lowers its clock (DVFS)")
     e.add_argument("--seq-len", type=_int_at_least(1), default=4096,
                    help="with a model id: sequence length (tokens)")
     e.add_argument("--global-batch", type=_int_at_least(1), default=1024,
@@ -395,6 +398,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         raise ConfigError(None, "--chip",
                           f"a design TOML or one of: {', '.join(catalog.chip_ids())}", args.chip)
+    if args.power_limit_w is not None:
+        from dataclasses import replace
+
+        chip = replace(chip, tdp_w=args.power_limit_w, throttles=True)
     if args.workload.endswith(".toml"):
         job = load_workload(args.workload)
     elif args.workload in catalog.model_ids() and args.input_len is not None:

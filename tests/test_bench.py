@@ -20,7 +20,8 @@ from cli_helpers import no_nan
 from codesign.bench import PROBLEMS
 from codesign.cli import main
 
-NAMES = ["mtnlg530b-a100-5128", "llama3-405b-h100-16384", "100k-chips"]
+NAMES = ["mtnlg530b-a100-5128", "llama3-405b-h100-16384", "100k-chips",
+         "llama3-70b-mi300x-1024-throttled"]
 SEARCH_TRIALS = 64
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,6 +67,8 @@ def test_mapping_search_problems(doc) -> None:
         assert _positive(s["best_step_time_s"]), s
         m = s["mapping"]
         assert m["tp"] * m["pp"] * m["dp"] * m["cp"] <= s["n_chips"], s
+        assert 0 < s["clock_fraction"] <= 1, s
+    assert searches[-1]["clock_fraction"] < 1  # the throttled problem throttles
 
 
 def test_evals_per_s_is_the_mtnlg_search_rate(doc) -> None:

@@ -230,3 +230,23 @@ def test_projection_keeps_a_rating_below_the_sustained_peak_as_a_power_limit() -
     assert 0.5 < mi300x["power_limit"] < 0.8
     assert design_to_chip(mi300x).tdp_w == pytest.approx(750.0)
     assert project_chip(get_chip("h100-sxm"))["power_limit"] == 1.0
+
+
+def test_cli_power_limit_runs_a_catalog_chip_under_a_lower_rating(capsys) -> None:
+    """``evaluate --power-limit-w``: H100 under 400 W (its rating is 700 W) throttles, draws
+    at most 400 W, and trades tokens/s for energy per token; a limit that is not a positive
+    number exits 2 and names the flag."""
+    from cli_helpers import run, run_json
+
+    argv = ("evaluate", "--chip", "h100-sxm", "--workload", "llama3-70b", "--n-chips", "1024",
+            "--seq-len", "8192", "--global-batch", "1024", "--json")
+    full = run_json(capsys, *argv)
+    capped = run_json(capsys, *argv, "--power-limit-w", "400")
+    assert full["clock_fraction"] == 1.0 and full["chip_power_w"] > 400
+    assert capped["tdp_w"] == 400 and capped["chip_power_w"] <= 400 * (1 + 1e-9)
+    assert 0.5 < capped["clock_fraction"] < 1.0
+    assert capped["tokens_per_s"] < full["tokens_per_s"]
+    assert capped["energy_per_token_j"] < full["energy_per_token_j"]
+    for bad in ("0", "-5", "nan", "watts"):
+        code, _, err = run(capsys, *argv, "--power-limit-w", bad)
+        assert code == 2 and "--power-limit-w" in err, err
