@@ -209,14 +209,17 @@ def _empty_trials(exp: Experiment) -> pd.DataFrame:
 
 def read_trials(run_dir: str | os.PathLike[str], exp: Experiment) -> pd.DataFrame:
     """The Parquet trial log of a run as a DataFrame: one row per trial number (the last
-    written wins if a crash logged one twice), sorted by trial number."""
+    written wins if a crash logged one twice), sorted by trial number. Files are read under
+    the experiment's current schema: a column added since older files were written (a new
+    metric) is null in their rows."""
     import pyarrow.dataset as pads
 
     folder = Path(run_dir) / "trials"
     files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
     if not files:
         return _empty_trials(exp)
-    df = pads.dataset([str(f) for f in files], format="parquet").to_table().to_pandas()
+    df = pads.dataset([str(f) for f in files], format="parquet",
+                      schema=parquet_log.schema(exp)).to_table().to_pandas()
     df = df.drop_duplicates("trial", keep="last").sort_values("trial", kind="stable")
     return df.reset_index(drop=True)
 

@@ -26,6 +26,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "memory_gb_per_chip": ("GB", "minimize"),
     "hbm_gb": ("GB", "maximize"),
     "peak_tflops_bf16": ("TFLOP/s", "maximize"),
+    "clock_fraction": ("sustained clock / peak clock (< 1: throttled to the TDP)", "maximize"),
 }
 """Every metric name an experiment may use as an objective or constraint."""
 

@@ -179,6 +179,7 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
         "memory_gb_per_chip": res.memory_gb_per_chip,
         "hbm_gb": chip.hbm_gb,
         "peak_tflops_bf16": chip.tflops_bf16,
+        "clock_fraction": res.clock_fraction if res.feasible else 0.0,
         "n_candidates": res.n_candidates,
         "n_feasible": res.n_feasible,
     }

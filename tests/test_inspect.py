@@ -423,3 +423,23 @@ def test_sensitivity_checks_its_arguments(run: Run) -> None:
     with pytest.raises(ValueError, match="factor"):
         sensitivity(run, number, factor=1.0)
     assert math.isfinite(df["tokens_per_s"].iloc[0])
+
+
+def test_trials_written_before_a_metric_existed_still_load(qs: Path, tmp_path: Path) -> None:
+    """A run resumed after an upgrade that added a metric has trial files with and without
+    its column: the log reads under the current schema, the older rows null there."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    copy = tmp_path / "run"
+    shutil.copytree(qs, copy)
+    files = sorted((copy / "trials").glob("part-*.parquet"))
+    assert len(files) >= 2
+    old = pq.read_table(files[0])
+    pq.write_table(old.drop_columns(["clock_fraction"]), files[0])  # as written before
+    trials = codesign.load_run(copy).trials
+    assert len(trials) == len(codesign.load_run(qs).trials)
+    n_old = old.num_rows
+    assert trials["clock_fraction"].iloc[:n_old].isna().all()
+    assert trials["clock_fraction"].iloc[n_old:].notna().all()
