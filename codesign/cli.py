@@ -551,20 +551,18 @@ def _validate_hardware(args: argparse.Namespace) -> int:
     def num(x: float | None, fmt: str) -> str:
         return "" if x is None else format(x, fmt)
 
+    columns = (  # (header, row key, format)
+        ("node_nm", "process_nm", "g"), ("dies", "n_compute_dies", "d"),
+        ("pred_dies", "predicted_n_dies", "d"), ("die_mm2", "die_area_mm2", ".0f"),
+        ("pred_die_mm2", "predicted_die_area_mm2", ".0f"),
+        ("area_err_%", "die_area_error_pct", "+.1f"), ("hbm", "hbm_stacks", "d"),
+        ("max_hbm", "max_hbm_stacks", "d"), ("tdp_w", "tdp_w", ".0f"),
+        ("pred_tdp_w", "predicted_tdp_w", ".0f"), ("tdp_err_%", "tdp_error_pct", "+.1f"),
+        ("clock@tdp", "clock_at_tdp", ".2f"),
+    )
     table = pd.DataFrame([{
         "id": r["id"],
-        "node_nm": num(r["process_nm"], "g"),
-        "dies": num(r["n_compute_dies"], "d"),
-        "pred_dies": num(r["predicted_n_dies"], "d"),
-        "die_mm2": num(r["die_area_mm2"], ".0f"),
-        "pred_die_mm2": num(r["predicted_die_area_mm2"], ".0f"),
-        "area_err_%": num(r["die_area_error_pct"], "+.1f"),
-        "hbm": num(r["hbm_stacks"], "d"),
-        "max_hbm": num(r["max_hbm_stacks"], "d"),
-        "tdp_w": num(r["tdp_w"], ".0f"),
-        "pred_tdp_w": num(r["predicted_tdp_w"], ".0f"),
-        "tdp_err_%": num(r["tdp_error_pct"], "+.1f"),
-        "clock@tdp": num(r["clock_at_tdp"], ".2f"),
+        **{head: num(r[key], fmt) for head, key, fmt in columns},
         "assumptions / reason": "; ".join(x for x in (r["assumptions"], r["reason"]) if x),
     } for r in rows])
     width = {c: max([len(c), *(len(x) for x in table[c])]) for c in table.columns}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from codesign import tech
 
@@ -184,30 +185,15 @@ def area_breakdown_mm2(
     return parts
 
 
-def compute_area_mm2(
-    process_nm: float,
-    compute_units: float,
-    macs_per_unit: float,
-    sram_mb: float,
-    hbm_gen: str,
-    hbm_stacks: int,
-    serdes_gbps_one_way: float,
-    vector_flops_per_cycle_per_unit: float | None = None,
-    *,
-    mac_mm2_n7: float = MAC_MM2_N7,
-    unit_mm2_n7: float = UNIT_MM2_N7,
-) -> float:
+def compute_area_mm2(*args: Any, **kwargs: Any) -> float:
     """Total silicon of compute logic + SRAM + HBM PHYs + SerDes + NoC/misc, mm^2, before the
-    split into dies (arguments as in :func:`area_breakdown_mm2`).
+    split into dies: the sum of :func:`area_breakdown_mm2` (same arguments).
 
     Example:
         >>> round(compute_area_mm2(7, 108, 1024, 60.25, "HBM2e", 5, 2600.0, 128))
         826
     """
-    return sum(area_breakdown_mm2(
-        process_nm, compute_units, macs_per_unit, sram_mb, hbm_gen, hbm_stacks,
-        serdes_gbps_one_way, vector_flops_per_cycle_per_unit,
-        mac_mm2_n7=mac_mm2_n7, unit_mm2_n7=unit_mm2_n7).values())
+    return sum(area_breakdown_mm2(*args, **kwargs).values())
 
 
 def split_dies(total_mm2: float) -> tuple[int, float]:

@@ -123,9 +123,9 @@ def design_to_chip(design: dict[str, Any], name: str = "design",
     up_gbps = float(design["scaleup_links"]) * float(design["scaleup_link_gbps"])
     out_gbps = float(design["scaleout_gbps"])
     est = area or design_area(design)
-    limit = float(design.get("power_limit", 1.0))
+    limit = float(design["power_limit"])
     tdp = limit * power.tdp_w(node, bf16, macs, gen, stacks * stack_gbps / 1000.0,
-                              up_gbps + out_gbps / 8 * 2, est.n_dies * est.die_mm2)
+                              up_gbps + out_gbps / 8 * 2, est.silicon_mm2)
     return ChipSpec(
         name=name,
         process_nm=node,

@@ -5,7 +5,7 @@ The area of a catalog chip is predicted from its published resources only: node,
 units, MACs per unit (worked back from the bf16 peak, units and clock), vector rate, SRAM,
 HBM generation and stacks, link bandwidth. Assumptions (an unknown clock, a chiplet layout)
 are stated in each row's ``assumptions``; a chip without the resources gets ``None`` and a
-``reason``. TDP comes from :func:`codesign.power.tdp_w_from_chip` when it exists.
+``reason``. TDP is the sustained peak of :func:`codesign.power.tdp_parts_from_chip`.
 
 Example:
     >>> rows = {r["id"]: r for r in hardware_table()}
@@ -159,19 +159,6 @@ def predict_area(chip: ChipSpec) -> dict[str, Any]:
     return out
 
 
-def predict_tdp(chip: ChipSpec) -> tuple[float | None, str]:
-    """``(predicted TDP in W or None, reason)`` from :func:`codesign.power.tdp_w_from_chip`
-    (looked up at call time: it is optional)."""
-
-    fn = getattr(power, "tdp_w_from_chip", None)
-    if fn is None:
-        return None, "codesign.power.tdp_w_from_chip not available"
-    value = fn(chip)
-    if value is None:
-        return None, "power model lacks resources"
-    return float(value), ""
-
-
 def _error_pct(predicted: float | None, published: float | None) -> float | None:
     if predicted is None or not published:
         return None
@@ -188,10 +175,10 @@ def hardware_table(chips: Iterable[ChipSpec] | None = None) -> list[dict[str, An
     rows = []
     for chip in catalog.chips() if chips is None else chips:
         area = predict_area(chip)
-        tdp, tdp_reason = predict_tdp(chip)
-        parts = power.tdp_parts_from_chip(chip) if tdp is not None and chip.tdp_w else None
+        parts = power.tdp_parts_from_chip(chip)  # (leakage, dynamic, memory) W
+        tdp = sum(parts) if parts is not None else None
         reasons = [f"area: {area['reason']}" if area["reason"] else "",
-                   f"tdp: {tdp_reason}" if tdp_reason else ""]
+                   "tdp: power model lacks resources" if parts is None else ""]
         rows.append({
             "id": chip.id,
             "process_nm": chip.process_nm,
@@ -206,8 +193,8 @@ def hardware_table(chips: Iterable[ChipSpec] | None = None) -> list[dict[str, An
             "tdp_w": chip.tdp_w,
             "predicted_tdp_w": tdp,
             "tdp_error_pct": _error_pct(tdp, chip.tdp_w),
-            "clock_at_tdp": (power.clock_at_power(parts, chip.tdp_w) if parts is not None
-                             else None),
+            "clock_at_tdp": (power.clock_at_power(parts, chip.tdp_w)
+                             if parts is not None and chip.tdp_w else None),
             "assumptions": area["assumptions"],
             "reason": "; ".join(r for r in reasons if r),
         })

@@ -86,8 +86,6 @@ GATE_NOT_MET = {
     if c in GATE_NOT_MET else c for c in hardware.GATE_CHIPS])
 def test_tdp_within_20_pct_of_published(chip_id: str) -> None:
     """The issue-5 TDP gate, for the named chips whose catalog row has a published TDP."""
-    if not hasattr(power, "tdp_w_from_chip"):
-        pytest.skip("codesign.power.tdp_w_from_chip does not exist yet (power model pending)")
     row = ROWS[chip_id]
     if row["tdp_w"] is None:
         pytest.skip(f"{chip_id}: no published TDP in chips.csv")

@@ -79,9 +79,8 @@ MIN_TOKENS_PER_CP_RANK = 2048
 """Context parallelism is searched only while each rank keeps >= 2k tokens of the sequence."""
 CLOCK_FLOOR = 0.3
 """Lowest clock a throttling chip runs at, as a fraction of its peak clock: below it the
-workload is infeasible (S_POWER). Estimate: below ~1/3 of boost a datacenter part is no longer
-a useful operating point (H100 SXM's base clock is 0.8 of its 1.98 GHz boost, its lowest
-application clocks well below)."""
+workload is infeasible (S_POWER). Estimate: below ~1/3 of its peak clock a datacenter part is
+no longer a useful operating point."""
 VOLTAGE_INTERCEPT = 0.35
 """Supply voltage vs clock, both as fractions of their values at peak clock:
 ``v = VOLTAGE_INTERCEPT + (1 - VOLTAGE_INTERCEPT) s``, a line that extrapolates to about the
