@@ -111,9 +111,18 @@ class ModelSpec:
     ``ffn_hidden`` is the dense MLP inner width; ``gated_mlp`` selects the 3-matrix SwiGLU MLP.
     For MoE models, ``moe_experts`` routed experts of width ``moe_ffn_hidden`` with ``moe_topk``
     active per token, plus ``moe_shared_experts`` always-on experts; ``moe_dense_layers`` leading
-    layers stay dense. ``kv_latent_dim`` > 0 selects multi-head latent attention for the KV
-    cache (its projections are counted as multi-head attention's, within ~10 % for
-    DeepSeek-V3).
+    layers stay dense.
+
+    Attention: ``heads`` query heads of width ``head_dim`` (0 = ``hidden / heads``; Qwen3 and
+    gpt-oss use wider attention than ``hidden``), ``kv_heads`` key/value heads (grouped-query
+    attention when fewer). Multi-head latent attention (DeepSeek-V2/V3) when ``kv_lora_rank``
+    > 0: queries through a rank-``q_lora_rank`` bottleneck (0 = full-rank), keys and values
+    through a shared rank-``kv_lora_rank`` latent, query/key heads of ``head_dim`` (the
+    "nope" part) + ``rope_head_dim`` (decoupled RoPE, shared key) and value heads of
+    ``v_head_dim`` (0 = ``head_dim``); the KV cache holds ``kv_latent_dim`` = ``kv_lora_rank +
+    rope_head_dim`` per token and layer. ``sliding_window`` > 0: ``sliding_window_layers`` of
+    the layers attend only to the last ``sliding_window`` tokens (gpt-oss: 18 of 36 layers,
+    128 tokens).
     """
 
     name: str
@@ -131,9 +140,46 @@ class ModelSpec:
     moe_dense_layers: int = 0
     tied_embeddings: bool = False
     kv_latent_dim: int = 0
-    """Multi-head latent attention (DeepSeek-V2/V3): the width of the compressed KV cached per
-    token and layer (``kv_lora_rank + qk_rope_head_dim``, 576 for DeepSeek-V3), shared by all
-    heads; 0 = standard multi-head / grouped-query attention (``2 kv_heads head_dim``)."""
+    """Multi-head latent attention: the width of the compressed KV cached per token and layer
+    (``kv_lora_rank + rope_head_dim``, 576 for DeepSeek-V3), shared by all heads; 0 =
+    standard multi-head / grouped-query attention (``2 kv_heads head_dim``). Given alone (the
+    form before ``kv_lora_rank`` existed) it is the whole latent (``kv_lora_rank``)."""
+    head_dim: int = 0
+    """Width of one query/key head (the non-RoPE part under MLA); 0 = ``hidden // heads``."""
+    q_lora_rank: int = 0
+    """MLA query bottleneck rank (0 = full-rank query projection)."""
+    kv_lora_rank: int = 0
+    """MLA key/value latent rank (0 = not MLA unless ``kv_latent_dim`` is given)."""
+    rope_head_dim: int = 0
+    """MLA decoupled-RoPE width per query head (and of the one shared RoPE key)."""
+    v_head_dim: int = 0
+    """Width of one value head; 0 = ``head_dim``."""
+    sliding_window: int = 0
+    """Tokens a local-attention layer attends to (0 = every layer attends to the whole
+    context)."""
+    sliding_window_layers: int = 0
+    """Layers that use ``sliding_window`` (the others attend to the whole context)."""
+
+    def __post_init__(self) -> None:
+        if self.head_dim <= 0:
+            object.__setattr__(self, "head_dim", self.hidden // max(self.heads, 1))
+        if self.v_head_dim <= 0:
+            object.__setattr__(self, "v_head_dim", self.head_dim)
+        if self.kv_lora_rank > 0:
+            latent = self.kv_lora_rank + self.rope_head_dim
+            if self.kv_latent_dim not in (0, latent):
+                raise ValueError(
+                    "`kv_latent_dim == kv_lora_rank + rope_head_dim` must hold, but got "
+                    f"(kv_latent_dim={self.kv_latent_dim}, kv_lora_rank={self.kv_lora_rank}, "
+                    f"rope_head_dim={self.rope_head_dim})")
+            object.__setattr__(self, "kv_latent_dim", latent)
+        elif self.kv_latent_dim > 0:
+            object.__setattr__(self, "kv_lora_rank",
+                               max(1, self.kv_latent_dim - self.rope_head_dim))
+        if self.sliding_window_layers > self.layers:
+            raise ValueError("`sliding_window_layers <= layers` must hold, but got "
+                             f"(sliding_window_layers={self.sliding_window_layers}, "
+                             f"layers={self.layers})")
 
     @property
     def is_moe(self) -> bool:
@@ -141,14 +187,27 @@ class ModelSpec:
         return self.moe_experts > 0
 
     @property
-    def head_dim(self) -> int:
-        """Width of one attention head."""
-        return self.hidden // self.heads
+    def is_mla(self) -> bool:
+        """True for multi-head latent attention."""
+        return self.kv_lora_rank > 0
+
+    @property
+    def qk_head_dim(self) -> int:
+        """Width of one query/key head in the score product (RoPE part included under MLA)."""
+        return self.head_dim + (self.rope_head_dim if self.is_mla else 0)
 
     def attention_params_per_layer(self) -> int:
         """Q, K, V and output projection weights of one layer (biases and norms ignored)."""
-        kv_dim = self.kv_heads * self.head_dim
-        return self.hidden * (2 * self.hidden + 2 * kv_dim)
+        h, n = self.hidden, self.heads
+        if self.is_mla:
+            q_in = self.q_lora_rank if self.q_lora_rank > 0 else h
+            q = (h * self.q_lora_rank if self.q_lora_rank > 0 else 0) + q_in * n * self.qk_head_dim
+            kv = (h * (self.kv_lora_rank + self.rope_head_dim)
+                  + self.kv_lora_rank * n * (self.head_dim + self.v_head_dim))
+            return q + kv + n * self.v_head_dim * h
+        q = h * n * self.head_dim
+        kv = h * self.kv_heads * (self.head_dim + self.v_head_dim)
+        return q + kv + n * self.v_head_dim * h
 
     def mlp_params(self, width: int) -> int:
         """Weights of one MLP (or expert) of inner width ``width``."""
@@ -159,11 +218,12 @@ class ModelSpec:
         n_moe = self.layers - self.moe_dense_layers if self.is_moe else 0
         n_dense = self.layers - n_moe
         per_moe = self.mlp_params(self.moe_ffn_hidden) * (routed_experts + self.moe_shared_experts)
+        router = self.hidden * self.moe_experts if self.is_moe else 0
         emb = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
         return (
             self.layers * self.attention_params_per_layer()
             + n_dense * self.mlp_params(self.ffn_hidden)
-            + n_moe * per_moe
+            + n_moe * (per_moe + router)
             + emb
         )
 

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import re
 import tomllib
 from dataclasses import fields
 from functools import cache
@@ -50,9 +51,50 @@ def _chips() -> dict[str, ChipSpec]:
 
 
 @cache
-def _models() -> dict[str, ModelSpec]:
+def _model_tables() -> dict[str, dict]:
     text = resources.files(__package__).joinpath("models.toml").read_text(encoding="utf-8")
-    return {key: ModelSpec(**table) for key, table in tomllib.loads(text).items()}
+    return tomllib.loads(text)
+
+
+@cache
+def _models() -> dict[str, ModelSpec]:
+    return {key: ModelSpec(**{k: v for k, v in table.items() if k != "aliases"})
+            for key, table in _model_tables().items()}
+
+
+_NAME_NOISE = re.compile(r"(instruct|chat|base|hf|fp8|bf16|fp16|v\d+\.\d+(\.\d+)*|\d{4})$")
+
+
+def normalize_model_name(name: str) -> str:
+    """A model name as compared with the catalog: organisation prefix ("meta-llama/")
+    dropped, lowercase, trailing release tags ("-Instruct", "-FP8", "-2507", "-v0.1")
+    dropped, then only letters and digits ("Llama 3.1 70B" -> "llama3170b")."""
+    name = name.strip().split("/")[-1].lower()
+    parts = [p for p in re.split(r"[^a-z0-9.]+", name) if p]
+    while len(parts) > 1 and _NAME_NOISE.fullmatch(parts[-1]):
+        parts.pop()
+    return re.sub(r"[^a-z0-9]", "", "".join(parts))
+
+
+@cache
+def _model_names() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, table in _model_tables().items():
+        for name in (key, table.get("name", ""), *table.get("aliases", ())):
+            if name:
+                out.setdefault(normalize_model_name(name), key)
+    return out
+
+
+def match_model(name: str) -> str | None:
+    """The id of the catalog model that ``name`` names (its id, name or one of its
+    ``aliases`` in models.toml, compared by :func:`normalize_model_name`), else None.
+
+    Example:
+        >>> match_model("meta-llama/Llama-3-70B-Instruct")
+        'llama3-70b'
+    """
+    return _model_names().get(normalize_model_name(name))
 
 
 def chip_ids() -> list[str]:
