@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from codesign import efficiency, power
-from codesign.efficiency import Efficiency
+from codesign.efficiency import Efficiency, EfficiencyTable
 from codesign.kernels import layout
 from codesign.specs import (
     ATTENTION_IMPLS,
@@ -47,11 +47,13 @@ def _num(value: float | int | None) -> float:
 
 
 def chip_array(chip: ChipSpec, scaleout_gbps: float | None = None,
-               eff: Efficiency = efficiency.DEFAULT) -> np.ndarray:
+               eff: Efficiency | EfficiencyTable | None = None) -> np.ndarray:
     """Pack a chip. Units: FLOP/s, bytes, bytes/s (per direction for links).
 
     ``scaleout_gbps`` overrides the chip's NIC bandwidth (Gbit/s): scale-out is cluster-specific.
-    ``eff`` sets the software-stack efficiencies (default: the calibrated ones).
+    ``eff`` sets the software-stack efficiencies: one :class:`Efficiency` for any chip, or a
+    table by generation (default: the calibrated :data:`codesign.efficiency.TABLE`, see
+    :func:`codesign.efficiency.for_chip`).
     Raises :class:`UnknownSpecError` naming the chip and field when a needed value is unknown.
     """
     missing = chip.unknown_fields(_REQUIRED_CHIP_FIELDS)
@@ -68,6 +70,7 @@ def chip_array(chip: ChipSpec, scaleout_gbps: float | None = None,
             f"chip {chip.id or chip.name!r}: unknown {', '.join(missing)} "
             "(empty in the catalog); give a chip TOML with these values"
         )
+    eff = efficiency.for_chip(chip, eff)
     a = np.zeros(layout.CHIP_LEN)
     a[layout.C_FLOPS_FP32] = _num(chip.tflops_fp32) * 1e12
     a[layout.C_FLOPS_BF16] = _num(chip.tflops_bf16) * 1e12
@@ -92,6 +95,7 @@ def chip_array(chip: ChipSpec, scaleout_gbps: float | None = None,
      a[layout.C_E_HBM], a[layout.C_E_LINK], a[layout.C_LEAK_W],
      a[layout.C_BUSY_W]) = power.energy_columns(chip)
     a[layout.C_THROTTLES] = 1.0 if chip.throttles else 0.0
+    a[layout.C_MIN_TILE_M] = eff.min_tile_m
     return a
 
 
@@ -128,6 +132,13 @@ def model_array(model: ModelSpec) -> np.ndarray:
     a[layout.M_SHARED] = model.moe_shared_experts
     a[layout.M_DENSE_LAYERS] = model.moe_dense_layers
     a[layout.M_KV_LATENT] = model.kv_latent_dim
+    a[layout.M_HEAD_DIM] = model.head_dim
+    a[layout.M_Q_LORA] = model.q_lora_rank
+    a[layout.M_KV_LORA] = model.kv_lora_rank
+    a[layout.M_ROPE_DIM] = model.rope_head_dim
+    a[layout.M_V_HEAD_DIM] = model.v_head_dim
+    a[layout.M_WINDOW] = model.sliding_window
+    a[layout.M_WINDOW_LAYERS] = model.sliding_window_layers if model.sliding_window else 0
     return a
 
 
@@ -140,6 +151,7 @@ def job_array(job: TrainJob) -> np.ndarray:
     a[layout.J_BYTES] = PRECISION_BYTES[job.precision]
     a[layout.J_ATTN] = ATTENTION_IMPLS.index(job.attention)
     a[layout.J_MOE_IMB] = job.moe_imbalance
+    a[layout.J_A2A_OVERLAP] = job.moe_a2a_overlap
     return a
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from codesign import efficiency, facility, pack, power, tech
+from codesign import facility, pack, power, tech
 from codesign.design import design_area, design_to_chip, design_to_cluster
-from codesign.efficiency import Efficiency
+from codesign.efficiency import Efficiency, EfficiencyTable
 from codesign.kernels import layout
 from codesign.kernels.infer import infer_search, infer_search_population
 from codesign.kernels.train import search_mappings, search_population
@@ -81,7 +81,7 @@ def evaluate(
     job: Job,
     mapping: Mapping | None = None,
     scaleout_gbps: float | None = None,
-    eff: Efficiency = efficiency.DEFAULT,
+    eff: Efficiency | EfficiencyTable | None = None,
 ) -> AnyResult:
     """Predict ``job`` (training step or serving) on ``cluster.n_chips`` copies of ``chip``
     (or as many as the cluster's power budget feeds: see :func:`sized_cluster`).
@@ -89,7 +89,8 @@ def evaluate(
     Fields of ``mapping`` that are 0/None are searched; the best feasible mapping is returned
     (training: fastest step; serving: most output tokens/s within the latency limits).
     ``scaleout_gbps`` (Gbit/s per chip) overrides the chip's NIC; ``eff`` the software-stack
-    efficiencies (default: the calibrated ones). Raises
+    efficiencies (default: the calibrated ones of the chip's generation, see
+    :func:`codesign.efficiency.for_chip`). Raises
     :class:`codesign.pack.UnknownSpecError` if the chip lacks a needed number.
     """
     cluster = sized_cluster(chip, cluster, scaleout_gbps)

@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 
 from codesign import efficiency, tech
-from codesign.kernels.train import CLOCK_FLOOR, voltage
+from codesign.kernels.dvfs import CLOCK_FLOOR, voltage
 from codesign.specs import ChipSpec
 
 E_MAC_N7_PJ = 0.20

@@ -251,6 +251,10 @@ class TrainJob:
     moe_imbalance: float = 1.0
     """MoE routing imbalance: tokens of the busiest expert over the mean (>= 1; an expert
     parallel group waits for its busiest rank). 1.0 = perfectly balanced."""
+    moe_a2a_overlap: float = 0.0
+    """Share (0..1) of the expert-parallel all-to-all the framework hides under the compute
+    of another micro-batch (DeepSeek's DualPipe: 1; Megatron-Core before its 2025 EP overlap,
+    MaxText: 0)."""
 
     def tokens_per_step(self) -> int:
         """Tokens processed per optimizer step."""

@@ -7,17 +7,22 @@ concurrency caps the requests in flight (``min(concurrency, replicas x B)``). Pe
 steady-state continuous batching with ``B`` sequences in flight, each of input length ``isl``
 and output length ``osl``:
 
-* Prefill of one request: one forward pass over ``isl`` tokens (GEMMs with ``m = isl``, fused
-  causal attention): compute-bound.
+* Prefill: the prompts a replica admits are prefilled together, up to
+  :data:`PREFILL_TOKEN_BUDGET` tokens per forward pass (``P = budget / isl`` prompts, at least
+  one, at most ``B``), as vLLM and TensorRT-LLM batch them: the pass's GEMMs have ``m = P isl``
+  rows, so weights (and a MoE layer's experts) are read once for ``P`` prompts and a MoE
+  expert sees ``P isl topk / experts`` tokens; fused causal attention per prompt.
 * Decode step: one forward pass for ``B`` new tokens. Every weight is read from HBM once per
   step (GEMMs with ``m = B``) and each sequence reads its KV cache (mean context
   ``isl + osl/2``): memory-bound until ``B`` reaches the chip's FLOP/byte balance point.
-  MoE layers read only the experts the step's tokens touch (``E (1 - (1 - 1/E)^(B k))``).
+  MoE layers read only the experts the step's tokens touch (``E (1 - (1 - 1/E)^(B k))``),
+  as one grouped GEMM.
 * Collectives: two all-reduces per layer over the tp group (latency-bound in decode),
   all-to-all dispatch and combine over ep, point-to-point between pipeline stages.
 * In the time one request is served (``osl`` steps) the other ``B - 1`` are replaced once, so
-  ``ITL = t_decode + (B-1) t_prefill / osl``, ``TTFT = t_prefill (+ t_decode if B > 1)``, and a
-  replica emits ``B osl / (B t_prefill + osl t_decode)`` tokens/s.
+  ``ITL = t_decode + (B-1) t_prefill / osl``, ``TTFT = t_prefill_pass (+ t_decode if B > 1)``
+  (``t_prefill`` one prompt's share of a prefill pass), and a replica emits
+  ``B osl / (B t_prefill + osl t_decode)`` tokens/s.
 * Pipeline stages split the weights, and up to ``pp`` batches of ``B`` sequences are in
   flight per replica, each at a different stage (as vLLM and TensorRT-LLM pipeline
   parallelism runs; fewer batches when the concurrency does not fill them: ``n``). With
@@ -26,11 +31,11 @@ and output length ``osl``:
   ``n B osl / cycle`` tokens/s, ``ITL = max(t_decode, n s_dec) + (n B - 1) s_pre / osl``.
   With pp = 1 these are the formulas above; so pp buys memory and, when the stages are
   balanced, throughput, at the cost of the hops.
-* Memory per chip: weights at their precision + KV cache ``2 L/pp kv_heads/tp head_dim`` per
-  token (kv heads replicate when tp > kv_heads; with multi-head latent attention
-  ``L/pp kv_latent`` on every tp rank, and decode attends over that latent with the query
-  absorbed: ``4 ctx kv_latent heads/tp`` FLOPs per token) for ``n B (isl + osl)`` tokens + buffers,
-  within ``HBM_UTIL`` of HBM. The largest batch that fits caps ``B``.
+* Memory per chip (:func:`memory_per_chip`): weights at their precision + KV cache
+  ``L/pp kv_heads/tp (d_k + d_v)`` per token (kv heads replicate when tp > kv_heads; with
+  multi-head latent attention the latent, on every tp rank, and decode attends over that
+  latent with the query absorbed) for ``n B (isl + osl)`` tokens + buffers, within
+  ``HBM_UTIL`` of HBM. The largest batch that fits caps ``B``.
 
 Latency limits (TTFT, ITL) are constraints of the search: a mapping over them is S_SLO.
 """
@@ -43,58 +48,41 @@ import numpy as np
 from numba import njit, prange
 
 from codesign.kernels import layout as L
-from codesign.kernels.train import (
-    BUFFER_B,
-    KERNELS_PER_LAYER,
-    allreduce_time,
-    energy_per_flop,
-    gemm_time,
-    matmul_peak,
-    next_clock,
-    platform_ok,
-    scaleout_link,
-    scaleup_bw,
-    tile_elems,
-    worst_status,
-)
+from codesign.kernels.attention import decode_cost, flash_cost, head_dims, projection_params
+from codesign.kernels.collectives import allreduce_time, scaleout_link, scaleup_bw
+from codesign.kernels.common import energy_per_flop, matmul_peak, platform_ok, worst_status
+from codesign.kernels.dvfs import next_clock
+from codesign.kernels.gemm import gemm_time, grouped_gemm_cost, tile_elems
+from codesign.kernels.memory import BUFFER_B, serving_weight_kv_bytes
+from codesign.kernels.moe import PERMUTE_KERNELS, ROUTER_ELEM_BYTES
+from codesign.kernels.train import ELEM_BYTES_PER_H, KERNELS_PER_LAYER
 
 HBM_UTIL = 0.90
 """Share of HBM a serving engine may fill with weights and KV cache (vLLM's default
 ``gpu_memory_utilization``; TensorRT-LLM reserves a similar share)."""
 ACT_B = 2.0
 """Activations and collectives stay 16-bit (fp8 serving quantises weights and KV cache)."""
+PREFILL_TOKEN_BUDGET = 8192.0
+"""Prompt tokens prefilled together in one forward pass (vLLM's ``max_num_batched_tokens``
+default of 8192 with chunked prefill; TensorRT-LLM's ``max_num_tokens`` default is 8192)."""
 MAX_BATCH = 4096
 MAX_PP = 16
 
 
 @njit(cache=True)
-def _kv_heads_per_chip(kv_heads, tp):
-    """KV heads one chip stores: split over tp, replicated once tp exceeds them."""
-    return max(1.0, kv_heads / tp)
-
-
-@njit(cache=True)
 def memory_per_chip(model, job, tp, pp, ep):
     """(weight bytes, KV-cache bytes per sequence) on one chip of a (tp, pp, ep) replica."""
-    layers = model[L.M_LAYERS]
-    h = model[L.M_HIDDEN]
-    hd = h / model[L.M_HEADS]
-    kvd = model[L.M_KV_HEADS] * hd
-    mats = 3.0 if model[L.M_GATED] > 0.5 else 2.0
-    experts = model[L.M_EXPERTS]
-    n_moe = layers - model[L.M_DENSE_LAYERS] if experts > 0 else 0.0
-    attn = h * (2.0 * h + 2.0 * kvd) / tp
-    dense = mats * h * model[L.M_FFN] / tp
-    tp_e = max(1.0, tp / ep)
-    moe = mats * h * model[L.M_MOE_FFN] * (experts / ep / tp_e + model[L.M_SHARED] / tp)
-    per_layer = attn + ((layers - n_moe) * dense + n_moe * moe) / layers
-    params = math.ceil(layers / pp) * per_layer + 2.0 * model[L.M_VOCAB] * h / tp
-    kv_tokens = job[L.I_ISL] + job[L.I_OSL]
-    kv_width = 2.0 * _kv_heads_per_chip(model[L.M_KV_HEADS], tp) * hd
-    if model[L.M_KV_LATENT] > 0:  # MLA: one latent per token, every tp rank keeps all of it
-        kv_width = model[L.M_KV_LATENT]
-    kv_seq = math.ceil(layers / pp) * kv_width * job[L.I_KV_BYTES] * kv_tokens
-    return params * job[L.I_W_BYTES], kv_seq
+    dqk, dv, nkv, kv_lora = head_dims(model)
+    split, whole = projection_params(model)
+    latent = model[L.M_KV_LATENT]
+    if kv_lora > 0.0 and not (latent > 0.0):
+        latent = kv_lora + model[L.M_ROPE_DIM]
+    return serving_weight_kv_bytes(
+        model[L.M_LAYERS], model[L.M_HIDDEN], model[L.M_HEADS], nkv, dqk, dqk, dv,
+        model[L.M_FFN], model[L.M_GATED] > 0.5, model[L.M_EXPERTS], model[L.M_DENSE_LAYERS],
+        model[L.M_MOE_FFN], model[L.M_SHARED], model[L.M_VOCAB], latent if kv_lora > 0 else 0.0,
+        split + whole * tp, tp, pp, ep, job[L.I_ISL] + job[L.I_OSL], job[L.I_W_BYTES],
+        job[L.I_KV_BYTES])
 
 
 @njit(cache=True)
@@ -120,16 +108,18 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
     sram = chip[L.C_SRAM_B]
     units = chip[L.C_UNITS]
     tile = tile_elems(chip)
+    min_tm = chip[L.C_MIN_TILE_M]
     layers = model[L.M_LAYERS]
     h = model[L.M_HIDDEN]
-    hd = h / model[L.M_HEADS]
-    kvd = model[L.M_KV_HEADS] * hd
+    heads = model[L.M_HEADS]
     f = model[L.M_FFN]
     mats = 3.0 if model[L.M_GATED] > 0.5 else 2.0
     experts = model[L.M_EXPERTS]
     topk = model[L.M_TOPK]
     f_moe = model[L.M_MOE_FFN]
     n_moe = layers - model[L.M_DENSE_LAYERS] if experts > 0 else 0.0
+    dqk, dv, nkv, kv_lora = head_dims(model)
+    window = model[L.M_WINDOW]
 
     # network
     topo = int(cluster[L.K_TOPOLOGY])
@@ -143,33 +133,59 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
 
     flops = 0.0
     hbm_bytes = 0.0
-    # dense projections: weights k x n are read once per pass (the roofline's k n term)
-    t_qkv = gemm_time(tokens, h, (h + 2.0 * kvd) / tp, peak, eff, hbm, mem_eff, sram, w_b,
-                      units, tile)
-    t_proj = gemm_time(tokens, h / tp, h, peak, eff, hbm, mem_eff, sram, w_b, units, tile)
-    flops += 2.0 * tokens * h * (2.0 * h + 2.0 * kvd) / tp
-    hbm_bytes += w_b * h * (2.0 * h + 2.0 * kvd) / tp
-    # attention: causal over the prompt in prefill; over the whole cache in decode
-    kv_chip = _kv_heads_per_chip(model[L.M_KV_HEADS], tp) * hd
-    if prefill:
-        a_flops = 4.0 * tokens * ctx * h / tp * 0.5
-        a_bytes = ACT_B * tokens * (2.0 * h / tp + 2.0 * kv_chip)
-    elif model[L.M_KV_LATENT] > 0:
-        # MLA decode (weights absorbed): each of the chip's heads scores and sums over the
-        # shared latent cache, which every tp rank reads whole
-        lat = model[L.M_KV_LATENT]
-        a_flops = 4.0 * tokens * ctx * lat * model[L.M_HEADS] / tp
-        a_bytes = kv_b * n_seq * ctx * lat
+    # attention projections: weights k x n are read once per pass (the roofline's k n term)
+    split, whole = projection_params(model)
+    if kv_lora > 0.0:
+        q_lora = model[L.M_Q_LORA]
+        rope = model[L.M_ROPE_DIM]
+        q_in = q_lora if q_lora > 0.0 else h
+        t_qkv = gemm_time(tokens, h, q_lora + kv_lora + rope, peak, eff, hbm, mem_eff, sram,
+                          w_b, units, tile, min_tm)
+        t_qkv += gemm_time(tokens, q_in, heads * dqk / tp, peak, eff, hbm, mem_eff, sram, w_b,
+                           units, tile, min_tm)
+        if prefill:  # the keys and values are up-projected for the prompt's attention
+            t_qkv += gemm_time(tokens, kv_lora, heads * (dqk - rope + dv) / tp, peak, eff,
+                               hbm, mem_eff, sram, w_b, units, tile, min_tm)
     else:
-        a_flops = 4.0 * tokens * ctx * h / tp
-        a_bytes = kv_b * n_seq * ctx * 2.0 * kv_chip
-    t_attn = max(a_flops / (peak16 * chip[L.C_ATTN_EFF]), a_bytes / (hbm * mem_eff))
+        t_qkv = gemm_time(tokens, h, (heads * dqk + nkv * (dqk + dv)) / tp, peak, eff, hbm,
+                          mem_eff, sram, w_b, units, tile, min_tm)
+    t_proj = gemm_time(tokens, heads * dv / tp, h, peak, eff, hbm, mem_eff, sram, w_b, units,
+                       tile, min_tm)
+    flops += 2.0 * tokens * (split / tp + whole)
+    hbm_bytes += w_b * (split / tp + whole)
+    # attention: causal over the prompt in prefill; over the whole cache in decode
+    kv_chip = max(1.0, nkv / tp)
+    if prefill:
+        t_attn, _, a_flops, a_bytes = flash_cost(n_seq, ctx, ctx, heads / tp, dqk, dv, kv_chip,
+                                                 True, 0.0, peak16, chip[L.C_ATTN_EFF], hbm,
+                                                 mem_eff, ACT_B)
+        fw = model[L.M_WINDOW_LAYERS] / layers if window > 0 else 0.0
+        if fw > 0.0:
+            tw, _, fwl, bwl = flash_cost(n_seq, ctx, ctx, heads / tp, dqk, dv, kv_chip, True,
+                                         window, peak16, chip[L.C_ATTN_EFF], hbm, mem_eff,
+                                         ACT_B)
+            t_attn = (1.0 - fw) * t_attn + fw * tw
+            a_flops = (1.0 - fw) * a_flops + fw * fwl
+            a_bytes = (1.0 - fw) * a_bytes + fw * bwl
+    else:
+        latent = 0.0
+        if kv_lora > 0.0:
+            latent = model[L.M_KV_LATENT] if model[L.M_KV_LATENT] > 0 else kv_lora + model[
+                L.M_ROPE_DIM]
+        span = ctx
+        fw = model[L.M_WINDOW_LAYERS] / layers if window > 0 else 0.0
+        if fw > 0.0:
+            span = (1.0 - fw) * ctx + fw * min(window, ctx)
+        t_attn, a_flops, a_bytes = decode_cost(tokens, n_seq, span, heads / tp, kv_chip, dqk,
+                                               dv, latent, kv_b, peak16, chip[L.C_ATTN_EFF],
+                                               hbm, mem_eff)
     flops += a_flops
     hbm_bytes += a_bytes
     # MLP: dense layers, or the experts the pass touches
     t_dense = gemm_time(tokens, h, (mats - 1.0) * f / tp, peak, eff, hbm, mem_eff, sram, w_b,
-                        units, tile)
-    t_dense += gemm_time(tokens, f / tp, h, peak, eff, hbm, mem_eff, sram, w_b, units, tile)
+                        units, tile, min_tm)
+    t_dense += gemm_time(tokens, f / tp, h, peak, eff, hbm, mem_eff, sram, w_b, units, tile,
+                         min_tm)
     t_moe = 0.0
     t_a2a = 0.0
     touched = 0.0
@@ -178,17 +194,23 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
         touched = 1.0 - (1.0 - 1.0 / experts) ** (tokens * topk)  # share of experts in use
         local = experts / ep * touched
         m_exp = tokens * topk / (experts * touched)  # tokens per touched expert
-        t_one = gemm_time(m_exp, h, (mats - 1.0) * f_moe / tp_e, peak, eff, hbm, mem_eff, sram,
-                          w_b, units, tile)
-        t_one += gemm_time(m_exp, f_moe / tp_e, h, peak, eff, hbm, mem_eff, sram, w_b, units,
-                           tile)
-        t_moe = local * t_one * job[L.I_MOE_IMB]  # the busiest expert sets the pace
+        t_up, _ = grouped_gemm_cost(local, m_exp, h, (mats - 1.0) * f_moe / tp_e, peak, eff,
+                                    hbm, mem_eff, sram, w_b, units, tile, min_tm)
+        t_dn, _ = grouped_gemm_cost(local, m_exp, f_moe / tp_e, h, peak, eff, hbm, mem_eff,
+                                    sram, w_b, units, tile, min_tm)
+        t_moe = (t_up + t_dn) * job[L.I_MOE_IMB]  # the busiest expert sets the pace
+        # router GEMM, softmax/top-k and the token permutation (memory-bound)
+        t_moe += gemm_time(tokens, h, experts, peak, eff, hbm, mem_eff, sram, w_b, units,
+                           tile, min_tm)
+        t_moe += (ROUTER_ELEM_BYTES * tokens * experts
+                  + ACT_B * tokens * h * (2.0 + 2.0 * topk)) / (hbm * mem_eff)
+        t_moe += PERMUTE_KERNELS * chip[L.C_KERNEL_S]
         shared = model[L.M_SHARED]
         if shared > 0:
             t_moe += gemm_time(tokens, h, shared * (mats - 1.0) * f_moe / tp, peak, eff, hbm,
-                               mem_eff, sram, w_b, units, tile)
+                               mem_eff, sram, w_b, units, tile, min_tm)
             t_moe += gemm_time(tokens, shared * f_moe / tp, h, peak, eff, hbm, mem_eff, sram,
-                               w_b, units, tile)
+                               w_b, units, tile, min_tm)
         if ep > 1:
             ep_bw = scaleup_bw(ep, chip[L.C_UP_BPS], topo, domain) * chip[L.C_NET_EFF]
             ep_lat = cluster[L.K_UP_LAT_S]
@@ -201,12 +223,12 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
     t_mlp = (1.0 - frac_moe) * t_dense + frac_moe * t_moe
     mlp_w = (1.0 - frac_moe) * mats * h * f / tp
     if experts > 0:
-        mlp_w += frac_moe * mats * h * f_moe * (
-            experts / ep / max(1.0, tp / ep) * touched + model[L.M_SHARED] / tp)
+        mlp_w += frac_moe * (mats * h * f_moe * (
+            experts / ep / max(1.0, tp / ep) * touched + model[L.M_SHARED] / tp) + h * experts)
     hbm_bytes += w_b * mlp_w
     flops += 2.0 * tokens * mats * h * ((1.0 - frac_moe) * f / tp + frac_moe * f_moe * (
         topk + model[L.M_SHARED]) / tp)
-    t_elem = ACT_B * tokens * 12.0 * h / (hbm * mem_eff)
+    t_elem = ACT_B * tokens * ELEM_BYTES_PER_H * h / (hbm * mem_eff)
     t_tp = 2.0 * allreduce_time(ACT_B * tokens * h, tp, tp_bw, tp_lat) if tp > 1 else 0.0
     link = 2.0 * 2.0 * (tp - 1.0) / tp * ACT_B * tokens * h
     if experts > 0 and ep > 1:
@@ -216,7 +238,7 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
     # output layer: every new token in decode, the last prompt token in prefill
     n_logits = n_seq if prefill else tokens
     t_logits = gemm_time(n_logits, h, model[L.M_VOCAB] / tp, peak, eff, hbm, mem_eff, sram,
-                         w_b, units, tile)
+                         w_b, units, tile, min_tm)
     hbm_bytes = layers * hbm_bytes + w_b * h * model[L.M_VOCAB] / tp
     flops = layers * flops + 2.0 * n_logits * h * model[L.M_VOCAB] / tp
     t_p2p = 0.0
@@ -245,7 +267,7 @@ def infer_eval(chip, cluster, model, job, mp, out):
     ``out`` (layout ``IO_*``) and returns a status code ``S_*``.
 
     A chip with ``C_THROTTLES`` set that would exceed its TDP runs at the highest clock that
-    fits, as in training (:func:`codesign.kernels.train.next_clock`), reported in
+    fits, as in training (:func:`codesign.kernels.dvfs.next_clock`), reported in
     ``IO_CLOCK``; the slower clock may then miss a latency limit (S_SLO)."""
     st = infer_at_clock(chip, cluster, model, job, mp, out)
     if st == L.S_POWER and chip[L.C_THROTTLES] > 0.5:
@@ -271,12 +293,14 @@ def infer_at_clock(chip, cluster, model, job, mp, out):
         return L.S_INVALID
     layers = model[L.M_LAYERS]
     heads = model[L.M_HEADS]
-    kv_heads = model[L.M_KV_HEADS]
     experts = model[L.M_EXPERTS]
     isl = job[L.I_ISL]
     osl = job[L.I_OSL]
-    if not (n_chips >= 1 and layers >= 1 and heads >= 1 and kv_heads >= 1
+    if not (n_chips >= 1 and layers >= 1 and heads >= 1 and model[L.M_KV_HEADS] >= 1
             and model[L.M_HIDDEN] >= 1):
+        return L.S_BAD_INPUT
+    if not (model[L.M_HEAD_DIM] >= 0 and model[L.M_V_HEAD_DIM] >= 0
+            and model[L.M_WINDOW] >= 0 and 0 <= model[L.M_WINDOW_LAYERS] <= layers):
         return L.S_BAD_INPUT
     if not (isl >= 1 and osl >= 1 and job[L.I_W_BYTES] > 0 and job[L.I_KV_BYTES] > 0):
         return L.S_BAD_INPUT
@@ -289,9 +313,10 @@ def infer_at_clock(chip, cluster, model, job, mp, out):
     peak, _ = matmul_peak(chip, int(job[L.I_PREC]))
     if not (peak > 0 and chip[L.C_FLOPS_BF16] > 0):
         return L.S_NO_COMPUTE
+    _, _, nkv, _ = head_dims(model)
     if tp * pp * dp > n_chips or pp > layers or heads % tp != 0:
         return L.S_INVALID
-    if kv_heads % tp != 0 and tp % kv_heads != 0:
+    if nkv % tp != 0 and tp % nkv != 0:
         return L.S_INVALID
     if experts > 0:  # a layer's experts spread over the tp group of its stage
         if int(experts) % ep != 0 or ep > tp:
@@ -310,12 +335,18 @@ def infer_at_clock(chip, cluster, model, job, mp, out):
     if job[L.I_CONC] > 0:
         n_mb = min(pp, math.ceil(math.ceil(job[L.I_CONC] / dp) / b))
     mem = w_bytes + n_mb * b * kv_seq + BUFFER_B
+    # prompts prefilled together: the token budget of a pass, at most a batch
+    n_pre = max(1.0, min(b * 1.0, math.floor(PREFILL_TOKEN_BUDGET / isl)))
     aux = np.zeros(5)
-    t_pre = forward_time(chip, cluster, model, job, tp, pp, ep, isl, 1.0, isl, True, aux)
-    busy_pre, st_pre = aux[0], aux[4]
+    t_pass = forward_time(chip, cluster, model, job, tp, pp, ep, n_pre * isl, n_pre, isl, True,
+                          aux)
+    t_pre = t_pass / n_pre  # one prompt's share of the pass
+    busy_pre, st_pre = aux[0] / n_pre, aux[4] / n_pre
     e_flop = energy_per_flop(chip, int(job[L.I_PREC]))
     # energy of one prefill / one decode step by part: FLOPs, HBM bytes, link bytes
-    pre_c, pre_h, pre_l = e_flop * aux[1], chip[L.C_E_HBM] * aux[2], chip[L.C_E_LINK] * aux[3]
+    pre_c = e_flop * aux[1] / n_pre
+    pre_h = chip[L.C_E_HBM] * aux[2] / n_pre
+    pre_l = chip[L.C_E_LINK] * aux[3] / n_pre
     ctx = isl + osl / 2.0
     t_dec = forward_time(chip, cluster, model, job, tp, pp, ep, b, b, ctx, False, aux)
     busy_dec, st_dec = aux[0], aux[4]
@@ -331,7 +362,7 @@ def infer_at_clock(chip, cluster, model, job, mp, out):
     tps = in_flight * osl / cycle
     period = max(t_dec, n_mb * st_dec)  # a batch's next token waits for its turn at a stage
     itl = period + (n_mb * b - 1.0) * st_pre / osl
-    ttft = t_pre + (period if n_mb * b > 1 else 0.0)
+    ttft = t_pass + (period if n_mb * b > 1 else 0.0)
     busy = min(1.0, n_mb * (b * busy_pre + osl * busy_dec) / cycle)
     # each chip runs its stage of n_mb x (b prefills and osl decode steps) per cycle
     w_compute = n_mb * (b * pre_c + osl * dec_c) / cycle
@@ -348,6 +379,10 @@ def infer_at_clock(chip, cluster, model, job, mp, out):
     out[L.IO_S_PREFILL] = st_pre
     out[L.IO_S_DECODE] = st_dec
     out[L.IO_CLOCK] = 1.0
+    out[L.IO_MEM_WEIGHTS] = w_bytes
+    out[L.IO_MEM_KV] = n_mb * b * kv_seq
+    out[L.IO_MEM_BUFFER] = BUFFER_B
+    out[L.IO_PREFILL_BATCH] = n_pre
     cluster_w = n_chips * (chip_w + cluster[L.K_HOST_W]) * cluster[L.K_PUE]
     out[L.IO_TPS] = tps
     out[L.IO_TTFT] = ttft

@@ -31,7 +31,8 @@ C_E_LINK = 24  # J per byte sent over a scale-up or scale-out link
 C_LEAK_W = 25  # static power of the chip, W
 C_BUSY_W = 26  # clock tree + control power while kernels run (whatever they compute), W
 C_THROTTLES = 27  # 1: over TDP the chip lowers its clock to fit (DVFS); 0: it is infeasible
-CHIP_LEN = 28
+C_MIN_TILE_M = 28  # smallest GEMM tile height its matrix units run at full rate (rows)
+CHIP_LEN = 29
 
 # ---- cluster: float64[CLUSTER_LEN] -------------------------------------------------------
 K_N_CHIPS = 0
@@ -63,7 +64,14 @@ M_MOE_FFN = 9
 M_SHARED = 10
 M_DENSE_LAYERS = 11
 M_KV_LATENT = 12  # MLA: compressed KV width per token and layer (0 = standard attention)
-MODEL_LEN = 13
+M_HEAD_DIM = 13  # query/key head width (the non-RoPE part under MLA)
+M_Q_LORA = 14  # MLA query bottleneck rank (0 = full-rank query projection)
+M_KV_LORA = 15  # MLA key/value latent rank (0 = not MLA)
+M_ROPE_DIM = 16  # MLA decoupled-RoPE width per head
+M_V_HEAD_DIM = 17  # value head width
+M_WINDOW = 18  # sliding-window attention span, tokens (0 = none)
+M_WINDOW_LAYERS = 19  # layers that use the sliding window
+MODEL_LEN = 20
 
 # ---- training job: float64[JOB_LEN] ------------------------------------------------------
 J_SEQ = 0
@@ -72,7 +80,8 @@ J_PREC = 2  # index into specs.PRECISIONS
 J_BYTES = 3  # bytes per matmul operand element for that precision (activations/weights)
 J_ATTN = 4  # index into specs.ATTENTION_IMPLS: 0 fused (flash), 1 unfused
 J_MOE_IMB = 5  # tokens of the busiest expert / mean tokens per expert (>= 1)
-JOB_LEN = 6
+J_A2A_OVERLAP = 6  # share of the expert-parallel all-to-all hidden under compute (0..1)
+JOB_LEN = 7
 
 # ---- mapping: int64[MAP_LEN]; in a "fixed" array, -1 means "search this field" ------------
 P_TP = 0
@@ -112,7 +121,19 @@ O_W_LINK = 20  # link traffic,
 O_W_BUSY = 21  # clocks and control while busy,
 O_W_LEAK = 22  # leakage
 O_CLOCK = 23  # sustained clock / peak clock (< 1 when the chip throttles to its TDP)
-OUT_LEN = 24
+O_T_CP = 24  # exposed context-parallel ring time per step, s (part of O_T_TP)
+O_T_EP = 25  # exposed expert-parallel all-to-all time per step, s (part of O_T_TP)
+O_T_FSDP = 26  # exposed ZeRO-3 / FSDP parameter gathers and gradient scatters, s (in O_T_DP)
+O_T_MOE = 27  # MoE router, permutation and expert GEMM time per step, s (part of O_T_COMPUTE)
+O_T_ATTN = 28  # attention-core time per step, s (part of O_T_COMPUTE)
+O_MEM_WEIGHTS = 29  # memory per chip by term, bytes (they sum to O_MEM_B): weights,
+O_MEM_GRADS = 30  # weight gradients,
+O_MEM_OPT = 31  # optimizer states (fp32 master, Adam m and v),
+O_MEM_ACT = 32  # activations of the micro-batches in flight,
+O_MEM_LOGITS = 33  # output-layer logits,
+O_MEM_BUFFER = 34  # framework workspace, communication and prefetch buffers
+O_ZERO = 35  # the ZeRO stage the memory terms assume (= the mapping's)
+OUT_LEN = 36
 
 # ---- status codes ------------------------------------------------------------------------
 S_OK = 0
@@ -163,4 +184,8 @@ IO_N_BATCHES = 19  # batches in flight per replica (pipeline parallelism: <= pp)
 IO_S_PREFILL = 20  # one prefill on the slowest pipeline stage, s (= IO_T_PREFILL at pp 1)
 IO_S_DECODE = 21  # one decode step on the slowest pipeline stage, s
 IO_CLOCK = 22  # sustained clock / peak clock, as O_CLOCK
-IOUT_LEN = 23
+IO_MEM_WEIGHTS = 23  # memory per chip: weights, bytes
+IO_MEM_KV = 24  # KV cache of the sequences in flight, bytes
+IO_MEM_BUFFER = 25  # workspace and buffers, bytes
+IO_PREFILL_BATCH = 26  # prompts prefilled together (chunked-prefill token budget)
+IOUT_LEN = 27
