@@ -183,8 +183,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="which rows to predict (default: all)")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.add_argument("--assume-input-len", type=_int_at_least(1), metavar="TOKENS",
-                   help="predict inference rows whose input_len is empty (the ML.ENERGY "
-                   "power rows) with this prompt length; their reason says so")
+                   help="prompt length of inference rows whose input_len is empty (the "
+                   "ML.ENERGY power rows; default 70, the mean LMSYS-Chat-1M prompt); "
+                   "listed in each such row's assumed")
     v.add_argument("--hardware", action="store_true",
                    help="predicted vs published die area and TDP of the catalog chips "
                    "(instead of the LLM measurements)")
@@ -584,7 +585,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     if args.hardware:
         return _validate_hardware(args)
-    from codesign.validate import default_cases_path, load_cases, run_cases, summarize
+    from codesign.validate import (
+        CASE_KEYS,
+        compact,
+        default_cases_path,
+        load_cases,
+        run_cases,
+        summarize,
+    )
 
     path = args.cases if args.cases is not None else default_cases_path()
     cases = load_cases(path, args.assume_input_len)
@@ -594,20 +602,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             raise ConfigError(path, "workload", f"at least one {args.workload!r} row "
                               "(--workload filters the rows of --cases)", "none")
     df = run_cases(cases)
-    rows = []
-    for case, r in zip(cases, df.to_dict("records"), strict=True):
-        mapping = r.get("mapping")
-        rows.append({
-            "case_id": r["case_id"],
-            "workload": case.workload,
-            "metric": r["metric"],
-            "measured": r["measured"],
-            "predicted": r["predicted"],
-            "error_pct": r["error_pct"],
-            "mapping": mapping if isinstance(mapping, dict) else None,
-            "reason": r["reason"] if isinstance(r["reason"], str) and r["reason"] else None,
-        })
-    rows = _strict_json(rows)
+    rows = _strict_json([{k: r[k] for k in CASE_KEYS} for r in df.to_dict("records")])
     summary = _strict_json(summarize(df))
     if args.json:
         print(json.dumps({"cases": rows, "summary": summary}, allow_nan=False))
@@ -624,9 +619,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         "predicted": num(r["predicted"], ".4g"),
         "error_pct": num(r["error_pct"], "+.1f"),
         "mapping": mapping_short(r["mapping"]),
-        "reason": r["reason"] or "",  # why not predicted, or what was assumed
+        "assumed": compact(r["assumed"]),
+        "conflicts (row wins)": compact(r["conflicts"], conflicts=True),
+        "reason": r["reason"] or "",  # why not predicted
     } for r in rows])
-    left = ("case_id", "metric", "mapping", "reason")
+    left = ("case_id", "metric", "mapping", "assumed", "conflicts (row wins)", "reason")
     width = {c: max([len(c), *(len(x) for x in table[c])]) for c in left}
     text = table.to_string(index=False, justify="left", formatters={
         c: (lambda x, w=width[c]: f"{x:<{w}}") for c in left})
@@ -636,17 +633,30 @@ def cmd_validate(args: argparse.Namespace) -> int:
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{x:.1f}"
 
+    def stats(s: dict[str, Any]) -> str:
+        return (f"{s['predicted']}/{s['rows']} predicted, abs error % median "
+                f"{pct(s['median_abs_error_pct'])}, mean {pct(s['mean_abs_error_pct'])}, "
+                f"p90 {pct(s['p90_abs_error_pct'])}")
+
     print(f"cases: {summary['cases']} ({summary['predicted']} predicted, "
           f"{summary['not_predicted']} not predicted)  file: {path}")
     print(f"abs error %, all predicted: median {pct(summary['median_abs_error_pct'])}, "
-          f"mean {pct(summary['mean_abs_error_pct'])}")
+          f"mean {pct(summary['mean_abs_error_pct'])}, p90 {pct(summary['p90_abs_error_pct'])}")
+    for w, s in summary["by_workload"].items():
+        print(f"  {w}: {stats(s)}")
+    print(f"  MoE training: {stats(summary['moe_train'])}")
     if summary["by_family"]:
-        fam = pd.DataFrame([{"family": f, "n": s["n"],
+        fam = pd.DataFrame([{"family": f, "rows": s["rows"], "predicted": s["predicted"],
                              "median_abs_error_pct": pct(s["median_abs_error_pct"]),
-                             "mean_abs_error_pct": pct(s["mean_abs_error_pct"])}
+                             "mean_abs_error_pct": pct(s["mean_abs_error_pct"]),
+                             "p90_abs_error_pct": pct(s["p90_abs_error_pct"])}
                             for f, s in summary["by_family"].items()])
         print("by family:")
         print(fam.to_string(index=False))
+    if summary["not_predicted_reasons"]:
+        print("not predicted:")
+        for reason, n in summary["not_predicted_reasons"].items():
+            print(f"  {n} x {reason}")
     return 0
 
 

@@ -1,9 +1,11 @@
 """Predictions vs published measurements (``calibration.csv`` and any CSV with its columns).
 
-Every row is one measured value of one run. Fixed cells (parallel degrees, micro-batch,
-recompute, ZeRO stage, sequence parallelism) are honoured; an empty cell is unknown and is
-searched, as a performance engineer tuning the run would. Model cells that the model needs but
-a source left empty take a documented default (:data:`MODEL_DEFAULTS`).
+Every row is one measured value of one run (:mod:`codesign.cases` reads them). Fixed cells
+(parallel degrees, micro-batch, recompute, ZeRO stage, sequence parallelism) are honoured; an
+empty cell is unknown: mapping cells and a training row's global batch are searched, as a
+performance engineer tuning the run would; everything else that is assumed (model cells,
+chip cells, prompt lengths) is listed per row in ``assumed``. A row that cannot be predicted
+gets ``predicted: None`` and a ``reason``; the other rows are still predicted.
 
 Example:
     >>> from codesign.validate import load_cases, run_cases, summarize
@@ -15,270 +17,176 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import math
-import os
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from codesign import catalog, efficiency
+from codesign import efficiency
+from codesign.cases import (
+    ASSUMED_INPUT_LEN,
+    ASSUMED_OUTPUT_LEN,
+    COLUMNS,
+    GB_CANDIDATES,
+    GB_MAX_TOKENS,
+    INFER_METRICS,
+    MODEL_DEFAULTS,
+    TRAIN_METRICS,
+    UNFUSED_ATTENTION_FAMILIES,
+    Case,
+    default_cases_path,
+    family_of,
+    load_cases,
+)
 from codesign.efficiency import Efficiency
-from codesign.errors import ConfigError
 from codesign.pack import UnknownSpecError
-from codesign.perf import evaluate
-from codesign.specs import (
-    ATTENTION_IMPLS,
-    PRECISIONS,
-    RECOMPUTE_MODES,
-    ClusterSpec,
-    InferJob,
-    Mapping,
-    ModelSpec,
-    TrainJob,
-)
+from codesign.perf import AnyResult, evaluate
+from codesign.specs import ClusterSpec, InferResult
 
-COLUMNS = (
-    "case_id", "workload", "model", "layers", "hidden", "heads", "kv_heads", "ffn_hidden",
-    "gated_mlp", "vocab", "seq_len", "moe_experts", "moe_topk", "moe_ffn_hidden", "chip",
-    "n_chips", "tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "global_batch", "recompute",
-    "sequence_parallel", "zero", "precision", "input_len", "output_len", "concurrency", "metric",
-    "value", "source",
-)
-"""Columns of a cases CSV (see shared data/README.md); all must be present. An optional
-``attention`` column (``flash`` | ``unfused``) names the attention kernel of the run."""
+__all__ = [
+    "ASSUMED_INPUT_LEN", "ASSUMED_OUTPUT_LEN", "CASE_KEYS", "COLUMNS", "GB_CANDIDATES",
+    "GB_MAX_TOKENS",
+    "INFER_METRICS", "MODEL_DEFAULTS", "TRAIN_METRICS", "UNFUSED_ATTENTION_FAMILIES", "Case",
+    "compact", "default_cases_path", "family_of", "load_cases", "predict", "run_cases",
+    "summarize",
+]
 
-TRAIN_METRICS = ("tokens_per_s_per_chip", "iteration_time_s")
-INFER_METRICS = ("output_tokens_per_s", "ttft_s", "itl_s", "chip_power_w", "joules_per_token",
-                 "node_power_w")
+NODE_POWER_REASON = ("node_power_w is not predicted: the model has no whole-server power yet "
+                     "(host CPUs, memory, fans, NICs and PSU losses of one node)")
 
-UNFUSED_ATTENTION_FAMILIES = ("MLM21-", "KOR22-")
-"""Runs whose framework had no fused attention: Megatron-LM as of Narayanan et al. 2021 and
-Korthikanti et al. 2022 (FlashAttention, Dao et al., appeared in May 2022 and reached
-Megatron-LM in 2023). Every other run uses fused attention unless an optional ``attention``
-column (``flash`` | ``unfused``) says otherwise."""
-
-MODEL_DEFAULTS = {
-    "head_dim": 128,  # heads = hidden / 128 when unknown (Megatron GPT configs, Llama, NeMo)
-    "vocab": 51200,  # Megatron-LM's padded GPT-2 vocabulary, when a source gives none
-}
-
-_INT_COLS = ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "gated_mlp", "vocab",
-             "seq_len", "moe_experts", "moe_topk", "moe_ffn_hidden", "n_chips", "tp", "pp", "dp",
-             "cp", "ep", "vpp", "micro_batch", "global_batch", "sequence_parallel", "zero",
-             "input_len", "concurrency")
-_FLOAT_COLS = ("output_len",)  # a mean generated length for the MLE3 rows
+CASE_KEYS = ("case_id", "workload", "family", "metric", "measured", "predicted", "error_pct",
+             "feasible", "reason", "mapping", "assumed", "assumed_reasons", "conflicts",
+             "catalog_model", "from_catalog", "moe")
+"""Columns of :func:`run_cases` (and keys of each ``validate --json`` case)."""
 
 
-@dataclass(frozen=True)
-class Case:
-    """One measured value and everything needed to predict it."""
-
-    case_id: str
-    workload: str
-    metric: str
-    measured: float
-    chip: str
-    n_chips: int
-    job: TrainJob | InferJob | None
-    mapping: Mapping
-    assumption: str = ""
-    """What was assumed to predict it (e.g. an input length the source does not give)."""
-
-
-def _int(file: str, row: int, col: str, text: str, integer: bool = True) -> int | float | None:
-    text = text.strip()
-    if text == "":
-        return None
-    kind = "an integer" if integer else "a number"
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(file, f"row {row}.{col}", f"{kind} or an empty cell", text) from None
-    if not math.isfinite(value) or value < 0 or (integer and value != int(value)):
-        raise ConfigError(file, f"row {row}.{col}", f"{kind} >= 0 or an empty cell", text)
-    return int(value) if integer else value
-
-
-def _choice(file: str, row: int, col: str, text: str, options: tuple[str, ...],
-            required: bool = False) -> str | None:
-    text = text.strip()
-    if text == "" and not required:
-        return None
-    if text not in options:
-        raise ConfigError(file, f"row {row}.{col}", f"one of: {', '.join(options)}", text)
-    return text
-
-
-def _required(file: str, row: int, col: str, value: int | None) -> int:
-    if value is None:
-        raise ConfigError(file, f"row {row}.{col}", "a value (this column is needed)", "")
-    return value
-
-
-def _case(file: str, row: int, r: dict[str, str], assume_input_len: int | None = None) -> Case:
-    v = {c: _int(file, row, c, r[c]) for c in _INT_COLS}
-    assumed = v["input_len"] is None and assume_input_len is not None and r["workload"] == "infer"
-    if assumed:
-        v["input_len"] = assume_input_len
-    v |= {c: _int(file, row, c, r[c], integer=False) for c in _FLOAT_COLS}
-    workload = _choice(file, row, "workload", r["workload"], ("train", "infer"), True)
-    metric = _choice(file, row, "metric", r["metric"], TRAIN_METRICS + INFER_METRICS, True)
-    chip = _choice(file, row, "chip", r["chip"], tuple(catalog.chip_ids()), True)
-    try:
-        measured = float(r["value"])
-    except ValueError:
-        raise ConfigError(file, f"row {row}.value", "a number", r["value"]) from None
-    if not (math.isfinite(measured) and measured > 0):
-        raise ConfigError(file, f"row {row}.value", "a finite number > 0", r["value"])
-    recompute = _choice(file, row, "recompute", r["recompute"], RECOMPUTE_MODES)
-    precision = _choice(file, row, "precision", r["precision"], PRECISIONS) or "bf16"
-    attention = _choice(file, row, "attention", r.get("attention") or "", ATTENTION_IMPLS)
-    if attention is None:
-        unfused = r["case_id"].startswith(UNFUSED_ATTENTION_FAMILIES)
-        attention = "unfused" if unfused else "flash"
-    n_chips = _required(file, row, "n_chips", v["n_chips"])
-    hidden = _required(file, row, "hidden", v["hidden"])
-    heads = v["heads"] or max(1, hidden // MODEL_DEFAULTS["head_dim"])
-    moe = (v["moe_experts"] or 0) > 0
-    model = ModelSpec(
-        name=r["model"],
-        layers=_required(file, row, "layers", v["layers"]),
-        hidden=hidden,
-        heads=heads,
-        kv_heads=v["kv_heads"] or heads,
-        # an all-MoE model (Qwen3-235B) has no dense MLP: its empty ffn_hidden is not needed
-        ffn_hidden=v["ffn_hidden"] or 0 if moe else _required(file, row, "ffn_hidden",
-                                                              v["ffn_hidden"]),
-        vocab=v["vocab"] or MODEL_DEFAULTS["vocab"],
-        gated_mlp=bool(v["gated_mlp"]),
-        moe_experts=v["moe_experts"] or 0,
-        moe_topk=v["moe_topk"] or 0,
-        moe_ffn_hidden=v["moe_ffn_hidden"] or 0,
-    )
-    job: TrainJob | InferJob | None
-    if workload == "train":
-        job = TrainJob(model, _required(file, row, "seq_len", v["seq_len"]),
-                       _required(file, row, "global_batch", v["global_batch"]), precision,
-                       attention)
-    elif v["input_len"] is None:
-        job = None  # a property of the traffic, not a tuning choice: it cannot be searched
-    else:
-        job = InferJob(model, v["input_len"], _required(file, row, "output_len",
-                                                        v["output_len"]),
-                       v["concurrency"] or None, precision)
-    sp = v["sequence_parallel"]
-    mapping = Mapping(
-        tp=v["tp"] or 0, pp=v["pp"] or 0, dp=v["dp"] or 0, cp=v["cp"] or 0, ep=v["ep"] or 0,
-        vpp=v["vpp"] or 0, micro_batch=v["micro_batch"] or 0, recompute=recompute,
-        zero=v["zero"], sequence_parallel=None if sp is None else bool(sp),
-    )
-    return Case(r["case_id"], workload, metric, measured, chip, n_chips, job, mapping,
-                f"input_len {assume_input_len} assumed (empty in the CSV)" if assumed else "")
-
-
-def default_cases_path() -> Path:
-    """The packaged copy of the reference measurements (calibration.csv)."""
-    return Path(str(resources.files("codesign.catalog").joinpath("calibration.csv")))
-
-
-def load_cases(path: str | os.PathLike[str] | None = None,
-               assume_input_len: int | None = None) -> list[Case]:
-    """Read a cases CSV; any problem is a ConfigError naming the file, row, column, value.
-
-    ``assume_input_len`` (tokens) fills the empty ``input_len`` of inference rows (the
-    ML.ENERGY rows' prompts are unknown); such cases say so in ``assumption``."""
-    path = Path(path) if path is not None else default_cases_path()
-    file = str(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(file, "<file>", "an existing CSV file", "no such file") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(file, "<file>", "UTF-8 text", f"byte at offset {exc.start}") from None
-    reader = csv.DictReader(text.lstrip("\ufeff").splitlines())
-    header = reader.fieldnames or []
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        raise ConfigError(file, "<header>",
-                          f"the columns of calibration.csv ({', '.join(COLUMNS)})",
-                          f"missing {', '.join(missing)}")
-    cases, seen = [], set()
-    for i, r in enumerate(reader, start=2):  # row numbers as a spreadsheet shows them
-        if None in r or any(v is None for v in r.values()):
-            raise ConfigError(file, f"row {i}", f"{len(header)} cells", "a different count")
-        case = _case(file, i, r, assume_input_len)
-        if case.case_id in seen:
-            raise ConfigError(file, f"row {i}.case_id", "a unique id", case.case_id)
-        seen.add(case.case_id)
-        cases.append(case)
-    if not cases:
-        raise ConfigError(file, "<rows>", "at least one case", "none")
-    return cases
+def _metric(metric: str, res: AnyResult, n_chips: int) -> float:
+    """The predicted value of ``metric`` from a feasible result (units of the metric)."""
+    if metric == "iteration_time_s":
+        return res.step_time_s
+    if metric == "tokens_per_s_per_chip":
+        return res.tokens_per_s / n_chips
+    if metric == "output_tokens_per_s":
+        return res.tokens_per_s
+    if metric == "chip_power_w":
+        return res.chip_power_w
+    if metric == "joules_per_token":
+        return n_chips * res.chip_power_w / res.tokens_per_s
+    if metric in ("ttft_s", "itl_s") and isinstance(res, InferResult):
+        return getattr(res, metric)
+    raise AssertionError(f"{metric} of a {type(res).__name__}")  # cases.METRICS_OF rules it out
 
 
 def predict(case: Case, eff: Efficiency = efficiency.DEFAULT) -> dict[str, Any]:
-    """Predict one case: the metric value (None if not predictable) with mapping and reason.
-
-    ``eff`` sets the software-stack efficiencies (default: the calibrated ones)."""
-    out: dict[str, Any] = {"case_id": case.case_id, "metric": case.metric,
-                           "measured": case.measured, "predicted": None, "error_pct": None,
-                           "feasible": False, "reason": "", "mapping": None}
-    if case.job is None:
-        out["reason"] = "input_len is empty: the prompt length of the traffic is unknown"
+    """Predict one case: a dict with the keys of :data:`CASE_KEYS`; ``predicted`` and
+    ``error_pct`` (= 100 (predicted - measured) / measured) are None with a ``reason`` when
+    the row cannot be predicted. ``eff`` sets the software-stack efficiencies (default: the
+    calibrated ones). A searched global batch (``case.global_batches``) is the candidate with
+    the highest throughput, listed in ``assumed``."""
+    out: dict[str, Any] = {
+        "case_id": case.case_id, "workload": case.workload, "family": case.family,
+        "metric": case.metric, "measured": case.measured, "predicted": None, "error_pct": None,
+        "feasible": False, "reason": case.reason or None, "mapping": None,
+        "assumed": dict(case.assumed), "assumed_reasons": dict(case.assumed_reasons),
+        "conflicts": dict(case.conflicts), "catalog_model": case.catalog_model,
+        "from_catalog": dict(case.from_catalog), "moe": case.moe,
+    }
+    if case.reason or case.job is None or case.chip_spec is None:
+        out["reason"] = case.reason or "the row lacks what the model needs"
         return out
-    try:
-        res = evaluate(catalog.get_chip(case.chip), ClusterSpec(n_chips=case.n_chips), case.job,
-                       case.mapping, eff=eff)
-    except UnknownSpecError as exc:
-        out["reason"] = str(exc)
+    if case.metric == "node_power_w":
+        out["reason"] = NODE_POWER_REASON
         return out
-    out["feasible"] = res.feasible
-    out["reason"] = "; ".join(x for x in (res.reason, case.assumption) if x)
-    if not res.feasible:
+    best: tuple[int | None, AnyResult] | None = None
+    last: AnyResult | None = None
+    for gb in case.global_batches or (None,):
+        job = case.job if gb is None else replace(case.job, global_batch=gb)
+        try:
+            res = evaluate(case.chip_spec, ClusterSpec(n_chips=case.n_chips), job,
+                           case.mapping, eff=eff)
+        except UnknownSpecError as exc:
+            out["reason"] = str(exc)
+            return out
+        last = res
+        if res.feasible and (best is None or res.tokens_per_s > best[1].tokens_per_s):
+            best = (gb, res)
+    if best is None:
+        assert last is not None
+        tried = (f"every searched global batch ({', '.join(map(str, case.global_batches))} "
+                 "sequences) is infeasible: " if case.global_batches else "")
+        out["reason"] = tried + (last.reason or "infeasible")
         return out
+    gb, res = best
+    if gb is not None:
+        out["assumed"]["global_batch"] = gb
+        out["assumed_reasons"]["global_batch"] = (
+            f"global_batch empty: searched over {', '.join(map(str, case.global_batches))} "
+            f"sequences (base dp x micro-batch x 2^k, at most {GB_MAX_TOKENS} tokens per "
+            "step), the highest throughput kept")
+    out["feasible"] = True
     out["mapping"] = res.mapping.as_dict()
-    pred = {
-        "iteration_time_s": lambda: res.step_time_s,
-        "tokens_per_s_per_chip": lambda: res.tokens_per_s / case.n_chips,
-        "output_tokens_per_s": lambda: res.tokens_per_s,
-        "ttft_s": lambda: res.ttft_s,
-        "itl_s": lambda: res.itl_s,
-        "chip_power_w": lambda: res.chip_power_w,
-        "joules_per_token": lambda: case.n_chips * res.chip_power_w / res.tokens_per_s,
-    }.get(case.metric)
-    if pred is None:
-        out["reason"] = f"{case.metric} is not predicted (no model of the whole server yet)"
-        return out
-    pred = pred()
+    pred = _metric(case.metric, res, case.n_chips)
     out["predicted"] = pred
     out["error_pct"] = 100.0 * (pred - case.measured) / case.measured
     return out
 
 
 def run_cases(cases: list[Case], eff: Efficiency = efficiency.DEFAULT) -> pd.DataFrame:
-    """Predictions for every case, one row each (columns of ``validate --json`` cases)."""
-    return pd.DataFrame([predict(c, eff) for c in cases])
+    """Predictions for every case, one row each (columns :data:`CASE_KEYS`)."""
+    return pd.DataFrame([predict(c, eff) for c in cases], columns=list(CASE_KEYS))
+
+
+def _stats(err: pd.Series) -> dict[str, Any]:
+    """rows, predicted (= n) and the median, mean and 90th percentile of |error| (%, linear
+    interpolation between order statistics) of one group of rows; None where none."""
+    a = err.dropna().abs().to_numpy(float)
+    some = a.size > 0
+    return {"rows": int(err.size), "predicted": int(a.size), "n": int(a.size),
+            "median_abs_error_pct": float(np.median(a)) if some else None,
+            "mean_abs_error_pct": float(a.mean()) if some else None,
+            "p90_abs_error_pct": float(np.percentile(a, 90)) if some else None}
 
 
 def summarize(df: pd.DataFrame) -> dict[str, Any]:
-    """Aggregate errors: counts, median and mean absolute error overall and by source family."""
-    done = df[df["error_pct"].notna()]
-    abs_err = done["error_pct"].abs()
+    """Aggregate errors of :func:`run_cases` output: counts (``cases``, ``predicted``,
+    ``not_predicted``) and |error| statistics (:func:`_stats`: n, median, mean, p90, in %)
+    overall, ``by_family`` (case-id prefix, :func:`family_of`), ``by_workload`` ("train",
+    "infer") and ``moe_train`` (training rows of MoE models); ``not_predicted_reasons``
+    counts the reasons of the rows without a prediction.
 
-    def stats(part: pd.Series) -> dict[str, Any]:
-        return {"n": int(part.size),
-                "median_abs_error_pct": float(part.median()) if part.size else None,
-                "mean_abs_error_pct": float(part.mean()) if part.size else None}
-
-    families = done["case_id"].str.extract(r"^([A-Za-z0-9]+(?:-T\d+)?)", expand=False)
+    Only ``case_id`` and ``error_pct`` are required; ``workload``, ``moe`` and ``reason``
+    columns refine the groups when present."""
+    err = df["error_pct"].astype(float)
+    families = (df["family"] if "family" in df else df["case_id"].map(family_of)).astype(str)
+    workload = df["workload"] if "workload" in df else pd.Series([""] * len(df), df.index)
+    moe = df["moe"].astype(bool) if "moe" in df else pd.Series([False] * len(df), df.index)
+    overall = _stats(err)
+    missing = df[err.isna()]
+    reasons = (missing["reason"].fillna("").astype(str).value_counts().to_dict()
+               if "reason" in df else {})
     return {
         "cases": len(df),
-        "predicted": len(done),
-        "not_predicted": int(len(df) - len(done)),
-        **stats(abs_err),
-        "by_family": {f: stats(abs_err[families == f]) for f in sorted(families.unique())},
+        "predicted": overall["predicted"],
+        "not_predicted": int(len(df) - overall["predicted"]),
+        **{k: v for k, v in overall.items() if k not in ("rows", "predicted")},
+        "by_family": {f: _stats(err[families == f]) for f in sorted(families.unique())},
+        "by_workload": {w: _stats(err[workload == w]) for w in ("train", "infer")},
+        "moe_train": _stats(err[(workload == "train") & moe]),
+        "not_predicted_reasons": {str(k): int(v) for k, v in reasons.items()},
     }
+
+
+def compact(values: dict[str, Any] | None, conflicts: bool = False) -> str:
+    """One-line form of a case's ``assumed`` dict ("chip.sram_mb=89 global_batch=4096") or,
+    with ``conflicts``, of its ``conflicts`` dict ("vocab=128000 (catalog 128256)")."""
+    if not values:
+        return ""
+
+    def num(x: Any) -> str:
+        return format(x, ".4g") if isinstance(x, float) else str(x)
+
+    if conflicts:
+        return " ".join(f"{k}={num(c['row'])} (catalog {num(c['catalog'])})"
+                        for k, c in values.items())
+    return " ".join(f"{k}={num(v)}" for k, v in values.items())
