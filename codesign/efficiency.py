@@ -1,22 +1,27 @@
 """Efficiency of the chip + software stack: the few free parameters of the performance model.
 
-Each is a physically meaningful fraction (or time) that a datasheet does not give. The GEMM
-and attention rates depend on the chip generation (its matrix units, and the maturity of the
-kernels written for it), so they are chip data: one :class:`Efficiency` per generation in
-:data:`TABLE`, picked by :func:`for_chip` (:data:`GENERATION_OF` names each catalog chip's
-generation); the memory, network and kernel-launch figures are shared by every generation.
-Searched designs (no catalog id) use :data:`DEFAULT`, fitted to every generation's rows at
-once, so that every design of a study, baselines included, runs on the same software stack.
+Two parts, multiplied together for each chip (:func:`for_chip`):
 
-The values were fitted by ``scripts/calibrate.py`` to the training rows of calibration.csv,
-each held inside the published range cited with its field (``BOUNDS`` in the script); the
-ranges come from datasheets and published microbenchmarks (codesign/catalog/microbench.csv,
-codesign/catalog/MICROBENCH.md).
+* :class:`Silicon`, per chip generation (:data:`SILICON`, :data:`GENERATION_OF`): the best
+  fraction of dense peak its matrix units reach in published microbenchmarks (the best GEMM
+  shape of a brute-force search, fused attention on long sequences), and its smallest
+  full-rate GEMM tile. These are chip data taken from codesign/catalog/microbench.csv (see
+  MICROBENCH.md), not fitted to the LLM measurements.
+* :class:`Stack`, the software stack, shared by every generation (:data:`STACK`): the share of
+  those best rates that framework kernels of real layer shapes reach, HBM streaming and
+  collective efficiency, the fixed time per kernel. Fitted by ``scripts/calibrate.py`` to the
+  training rows of calibration.csv within the published ranges in the script's ``BOUNDS``;
+  ``scripts/calibrate.py --leave-one-family-out`` refits it without each family to measure how
+  it generalises.
+
+Searched designs (no catalog id) use the "default" silicon, a Hopper-class chip (a mature
+stack on current matrix units), so every design of a study, baselines included, runs on the
+same stack.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,22 +30,60 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Efficiency:
-    """Sustained fractions of peak and fixed overheads (see each field)."""
+    """Sustained fractions of peak and fixed overheads one chip runs at (what the kernels
+    read; :func:`for_chip` builds it from :class:`Silicon` x :class:`Stack`)."""
 
     gemm: float = 0.764
-    """Large bf16/fp16 GEMMs, fraction of dense peak (range 0.55-0.90: the best-shape bf16
-    matmul reaches 80 % of dense peak on A100 and H100, 78 % on B200 and 51-60 % on MI300X in
-    published sweeps, microbench.csv 'MAMF' rows; framework GEMMs of real layer shapes sit
-    below that)."""
+    """Large bf16/fp16 GEMMs, fraction of dense peak."""
     gemm_lowp: float = 0.502
-    """Large fp8/fp4 GEMMs, fraction of their dense peak (range 0.45-0.80: DeepGEMM fp8 on
-    H800 reaches 55-76 % of the 1979 TFLOP/s peak for M >= 4096, B200 fp8 76 % best shape;
-    microbench.csv)."""
+    """Large fp8/fp4 GEMMs, fraction of their dense peak."""
     attention: float = 0.40
-    """Fused (flash) attention forward, fraction of the 16-bit peak on long sequences with
-    128-wide heads (range 0.35-0.75: FlashAttention-2 reaches ~70 % on A100 (Dao 2023),
-    FlashAttention-3 60-63 % on H100 at 4k-16k tokens, FlashAttention-4 ~61 % on B200;
+    """Fused (flash) attention forward on long sequences with 128-wide heads, fraction of the
+    16-bit peak."""
+    memory: float = 0.75
+    """Streaming kernels, fraction of HBM peak."""
+    network: float = 0.90
+    """Large collectives, fraction of link bandwidth."""
+    kernel_s: float = 2e-6
+    """Fixed time per kernel (launch + tail), s."""
+    min_tile_m: float = 16.0
+    """Smallest GEMM tile height (rows) the matrix units run at full rate."""
+    seq_s: float = 0.0
+    """Serving engine's work per sequence per decode step, s."""
+
+
+@dataclass(frozen=True)
+class Silicon:
+    """What a generation's matrix units reach in published microbenchmarks (fractions of the
+    dense peak at that precision) and their smallest full-rate GEMM tile."""
+
+    gemm_best: float
+    """bf16 GEMM, best shape."""
+    gemm_lowp_best: float
+    """fp8 GEMM, best shape."""
+    attention_best: float
+    """Fused attention forward, hd 128, the asymptote of long sequences."""
+    min_tile_m: float
+    """Rows of the smallest MMA: 16 for Ampere's ``mma.m16n8k16`` and CDNA's 16x16 MFMA, 64 for
+    Hopper's ``wgmma.m64`` and Blackwell's smallest ``tcgen05.mma`` (CUDA PTX ISA), 128 for a
+    TPU's 128x128 MXU (Jouppi et al. 2023)."""
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The software stack: shares of the silicon's best rates that framework kernels reach on
+    real layer shapes, and the shared efficiencies (fitted, see the module doc)."""
+
+    gemm_share: float = 0.95
+    """Framework bf16 GEMMs / best-shape GEMM (range 0.60-1.00: real layer shapes, epilogues
+    and framework overheads, never above the best shape)."""
+    lowp_share: float = 0.71
+    """Framework fp8 GEMMs / best-shape fp8 GEMM (range 0.55-1.00: fp8 recipes add casts and
+    scaling, DeepGEMM's fine-grained scaling reaches 77-96 % of the best per-tensor fp8 shape,
     microbench.csv)."""
+    attention_share: float = 0.63
+    """Framework attention / best fused kernel (range 0.50-1.00: framework attention
+    kernels vs FlashAttention-3/4, backward and varlen overheads)."""
     memory: float = 0.75
     """Streaming kernels, fraction of HBM peak (range 0.75-0.92: STREAM-like copies reach
     75-90 % of A100/H100 HBM peak)."""
@@ -50,35 +93,68 @@ class Efficiency:
     kernel_s: float = 2e-6
     """Fixed time per kernel (launch + tail), s (range 2-10 us: CUDA launch latency is ~3-5 us,
     ~2 us with CUDA graphs)."""
-    min_tile_m: float = 16.0
-    """Smallest GEMM tile height (rows) the matrix units run at full rate: 16 for Ampere's
-    ``mma.m16n8k16`` and CDNA's 16x16 MFMA, 64 for Hopper's ``wgmma.m64`` and Blackwell's
-    smallest ``tcgen05.mma`` (CUDA PTX ISA), 128 for a TPU's 128x128 MXU (Jouppi et al. 2023)."""
+    seq_s: float = 0.0
+    """Serving engine's own work per sequence in flight per decode step (scheduling, input
+    preparation, sampling, detokenisation), s (range 0-100 us)."""
 
 
-DEFAULT = Efficiency()
-"""The efficiencies of searched designs (and of chips of no known generation)."""
+SILICON: dict[str, Silicon] = {
+    # A100 SXM best-shape bf16 271.2 and 267.9 of 312 TFLOP/s (ml-engineering MAMF tables,
+    # microbench.csv); FlashAttention-2 reaches "50-73% of the theoretical maximum FLOPs/s on
+    # A100" (Dao 2023, abstract); no fp8
+    "ampere": Silicon(gemm_best=0.86, gemm_lowp_best=0.86, attention_best=0.73, min_tile_m=16.0),
+    # H100 SXM best-shape bf16 794.5 of 989.4 (0.80), fp8 1402.6 of 1978.9 (0.71); FA3
+    # forward hd128, asymptote of the fitted sweep 622 TFLOP/s (0.63) (microbench.csv,
+    # kernels/attention.py)
+    "hopper": Silicon(gemm_best=0.80, gemm_lowp_best=0.71, attention_best=0.63, min_tile_m=64.0),
+    # B200 / GB200 best-shape bf16 0.776 / 0.729, fp8 0.763 / 0.723 (mean); FA4 forward hd128,
+    # asymptote of the fitted sweep 1402 of 2250 TFLOP/s (0.62; kernels/attention.py)
+    "blackwell": Silicon(gemm_best=0.75, gemm_lowp_best=0.74, attention_best=0.62,
+                         min_tile_m=64.0),
+    # MI300X best-shape bf16 781.9 of 1307.4 (0.60; MI325X 0.60); no fp8 figure at full clock
+    # and no attention figure: assumed the bf16 share, and Hopper's attention/GEMM ratio
+    "cdna3": Silicon(gemm_best=0.60, gemm_lowp_best=0.60, attention_best=0.47, min_tile_m=16.0),
+    # MI355X best-shape bf16 1565 of 2500 (0.63); the rest as CDNA3
+    "cdna4": Silicon(gemm_best=0.63, gemm_lowp_best=0.63, attention_best=0.49, min_tile_m=16.0),
+    # Gaudi 3 best-shape bf16 1288.8 of 1835 (0.70), fp8 1289.5 (0.70); attention as CDNA3's
+    # ratio
+    "gaudi": Silicon(gemm_best=0.70, gemm_lowp_best=0.70, attention_best=0.55, min_tile_m=16.0),
+    # TPU v5e XLA bf16 8192^3 (0.92, jax Pallas matmul guide); TPUs list fp8 at the bf16 rate
+    # (v5p, v6e) or twice it (v7): the same share assumed; no attention figure: Hopper's
+    # attention/GEMM ratio assumed
+    "tpu": Silicon(gemm_best=0.92, gemm_lowp_best=0.92, attention_best=0.72, min_tile_m=128.0),
+    # designs and chips of no known generation: Hopper-class
+    "default": Silicon(gemm_best=0.80, gemm_lowp_best=0.71, attention_best=0.63,
+                       min_tile_m=16.0),
+}
+"""Published best-case rates per generation (see each entry's source)."""
 
 GENERATION_OF = {
     "a100-sxm-80gb": "ampere", "a100-sxm-40gb": "ampere",
     "h100-sxm": "hopper", "h100-sxm-96gb-500w": "hopper", "h800": "hopper", "h200": "hopper",
     "b200": "blackwell", "gb200": "blackwell",
-    "mi300x": "cdna3", "mi325x": "cdna3",
+    "mi300x": "cdna3", "mi325x": "cdna3", "mi355x": "cdna4", "gaudi3": "gaudi",
     "tpu-v4": "tpu", "tpu-v5e": "tpu", "tpu-v5p": "tpu", "tpu-v6e": "tpu", "tpu-v7": "tpu",
 }
 """Catalog chip id -> generation (chips.csv; the H800 and the 500 W H100 are GH100 silicon,
 GB200 is B200 silicon, MI325X is MI300X silicon with HBM3e)."""
 
-TABLE: dict[str, Efficiency] = {
-    "ampere": replace(DEFAULT, min_tile_m=16.0),
-    "hopper": replace(DEFAULT, min_tile_m=64.0),
-    "blackwell": replace(DEFAULT, min_tile_m=64.0),
-    "cdna3": replace(DEFAULT, min_tile_m=16.0),
-    "tpu": replace(DEFAULT, min_tile_m=128.0),
-}
-"""Efficiencies by generation (fitted by scripts/calibrate.py; see the module doc)."""
+STACK = Stack(gemm_share=0.8617, lowp_share=0.7882, attention_share=0.5006, memory=0.753,
+              network=0.8997, kernel_s=6.356e-06, seq_s=3.98e-05)
+"""The fitted software stack (scripts/calibrate.py)."""
 
-EfficiencyTable = dict[str, Efficiency]
+
+def compose(silicon: Silicon, stack: Stack) -> Efficiency:
+    """The efficiencies of a chip of ``silicon`` under ``stack``."""
+    return Efficiency(gemm=min(1.0, silicon.gemm_best * stack.gemm_share),
+                      gemm_lowp=min(1.0, silicon.gemm_lowp_best * stack.lowp_share),
+                      attention=min(1.0, silicon.attention_best * stack.attention_share),
+                      memory=stack.memory, network=stack.network, kernel_s=stack.kernel_s,
+                      min_tile_m=silicon.min_tile_m, seq_s=stack.seq_s)
+
+
+DEFAULT = compose(SILICON["default"], STACK)
+"""The efficiencies of searched designs (and of chips of no known generation)."""
 
 
 def generation(chip: ChipSpec) -> str:
@@ -87,11 +163,10 @@ def generation(chip: ChipSpec) -> str:
     return GENERATION_OF.get(chip.id, "default") if chip.id else "default"
 
 
-def for_chip(chip: ChipSpec, eff: Efficiency | EfficiencyTable | None = None) -> Efficiency:
-    """The efficiencies a chip runs at: ``eff`` itself if it is one :class:`Efficiency`,
-    else its generation's entry of the table ``eff`` (default :data:`TABLE`), else
-    :data:`DEFAULT`."""
+def for_chip(chip: ChipSpec, eff: Efficiency | Stack | None = None) -> Efficiency:
+    """The efficiencies a chip runs at: ``eff`` itself if it is an :class:`Efficiency`, else
+    its generation's :class:`Silicon` under the stack ``eff`` (default :data:`STACK`)."""
     if isinstance(eff, Efficiency):
         return eff
-    table = TABLE if eff is None else eff
-    return table.get(generation(chip), table.get("default", DEFAULT))
+    return compose(SILICON[generation(chip)], STACK if eff is None else eff)
+

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from codesign import efficiency, power
-from codesign.efficiency import Efficiency, EfficiencyTable
+from codesign.efficiency import Efficiency, Stack
 from codesign.kernels import layout
 from codesign.specs import (
     ATTENTION_IMPLS,
@@ -35,6 +35,12 @@ PRECISION_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "fp4": 0.5
 """Bytes per matmul operand element; fp8/fp4 runs keep weights and activations in that format
 for the GEMMs (the optimizer state stays fp32, see kernels.train)."""
 
+GRAD_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 4.0, "fp8": 4.0, "fp4": 4.0}
+"""Bytes per gradient element kept and reduced: fp16 training keeps 16-bit gradients (ZeRO,
+Rajbhandari et al. 2020); bf16 (and fp8 / fp4 recipes, whose weights are bf16) accumulate
+and all-reduce fp32 main gradients (Megatron-LM turns ``accumulate_allreduce_grads_in_fp32``
+on for bf16; Megatron-Core's distributed optimizer: 6 + 12/d bytes per parameter)."""
+
 _REQUIRED_CHIP_FIELDS = ("sram_mb", "hbm_gb", "hbm_tbps", "tdp_w")
 
 
@@ -47,13 +53,12 @@ def _num(value: float | int | None) -> float:
 
 
 def chip_array(chip: ChipSpec, scaleout_gbps: float | None = None,
-               eff: Efficiency | EfficiencyTable | None = None) -> np.ndarray:
+               eff: Efficiency | Stack | None = None) -> np.ndarray:
     """Pack a chip. Units: FLOP/s, bytes, bytes/s (per direction for links).
 
     ``scaleout_gbps`` overrides the chip's NIC bandwidth (Gbit/s): scale-out is cluster-specific.
-    ``eff`` sets the software-stack efficiencies: one :class:`Efficiency` for any chip, or a
-    table by generation (default: the calibrated :data:`codesign.efficiency.TABLE`, see
-    :func:`codesign.efficiency.for_chip`).
+    ``eff``: the chip's efficiencies, or the software stack its generation runs under
+    (default: the calibrated stack; see :func:`codesign.efficiency.for_chip`).
     Raises :class:`UnknownSpecError` naming the chip and field when a needed value is unknown.
     """
     missing = chip.unknown_fields(_REQUIRED_CHIP_FIELDS)
@@ -96,6 +101,7 @@ def chip_array(chip: ChipSpec, scaleout_gbps: float | None = None,
      a[layout.C_BUSY_W]) = power.energy_columns(chip)
     a[layout.C_THROTTLES] = 1.0 if chip.throttles else 0.0
     a[layout.C_MIN_TILE_M] = eff.min_tile_m
+    a[layout.C_SEQ_S] = eff.seq_s
     return a
 
 
@@ -151,7 +157,7 @@ def job_array(job: TrainJob) -> np.ndarray:
     a[layout.J_BYTES] = PRECISION_BYTES[job.precision]
     a[layout.J_ATTN] = ATTENTION_IMPLS.index(job.attention)
     a[layout.J_MOE_IMB] = job.moe_imbalance
-    a[layout.J_A2A_OVERLAP] = job.moe_a2a_overlap
+    a[layout.J_GRAD_B] = GRAD_BYTES[job.precision]
     return a
 
 
@@ -199,6 +205,10 @@ def fixed_array(mapping: Mapping | None) -> np.ndarray:
         a[layout.P_ZERO] = mapping.zero
     if mapping.sequence_parallel is not None:
         a[layout.P_SP] = int(mapping.sequence_parallel)
+    if mapping.ep_overlap is not None:
+        a[layout.P_EPO] = int(mapping.ep_overlap)
+    if mapping.hybrid_shard is not None:
+        a[layout.P_HSDP] = int(mapping.hybrid_shard)
     return a
 
 
@@ -215,6 +225,8 @@ def mapping_from_array(a: np.ndarray) -> Mapping:
         recompute=RECOMPUTE_MODES[int(a[layout.P_RECOMPUTE])],
         zero=int(a[layout.P_ZERO]),
         sequence_parallel=bool(a[layout.P_SP]),
+        ep_overlap=bool(a[layout.P_EPO]),
+        hybrid_shard=bool(a[layout.P_HSDP]),
     )
 
 
@@ -292,7 +304,7 @@ def infer_result_from_arrays(
         reason="",
         mapping=Mapping(tp=m.tp, pp=m.pp, dp=m.dp, cp=1, ep=m.ep, vpp=1,
                         micro_batch=m.micro_batch, recompute=None, zero=None,
-                        sequence_parallel=None),
+                        sequence_parallel=None, ep_overlap=None, hybrid_shard=None),
         tokens_per_s=tps,
         tokens_per_s_per_chip=tps / n_chips,
         ttft_s=float(out[layout.IO_TTFT]),

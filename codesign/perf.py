@@ -18,7 +18,7 @@ import numpy as np
 
 from codesign import facility, pack, power, tech
 from codesign.design import design_area, design_to_chip, design_to_cluster
-from codesign.efficiency import Efficiency, EfficiencyTable
+from codesign.efficiency import Efficiency, Stack
 from codesign.kernels import layout
 from codesign.kernels.infer import infer_search, infer_search_population
 from codesign.kernels.train import search_mappings, search_population
@@ -81,7 +81,7 @@ def evaluate(
     job: Job,
     mapping: Mapping | None = None,
     scaleout_gbps: float | None = None,
-    eff: Efficiency | EfficiencyTable | None = None,
+    eff: Efficiency | Stack | None = None,
 ) -> AnyResult:
     """Predict ``job`` (training step or serving) on ``cluster.n_chips`` copies of ``chip``
     (or as many as the cluster's power budget feeds: see :func:`sized_cluster`).

@@ -20,7 +20,13 @@ TOPOLOGIES = ("fat-tree", "rail-optimized", "torus-2d", "torus-3d", "dragonfly")
 scale-out network between scale-up domains; torus-2d/3d make the scale-up domain a torus of
 direct links (TPU-style) instead of a switched fabric."""
 
-RECOMPUTE_MODES = ("none", "selective", "full")
+RECOMPUTE_MODES = ("none", "selective", "full", "offload")
+"""Activation recomputation: none; selective (Korthikanti et al. 2022: the attention core
+under unfused attention; under fused attention the cheap, memory-heavy tensors frameworks
+recompute: norms, the MLP activation function and latent attention's up-projections, as
+Megatron-Core's ``--recompute-modules layernorm moe_act mla_up_proj``); full (each layer
+from its input); offload (full, with each layer's input kept in host memory, as MaxText's
+host-offloading remat policies)."""
 
 ATTENTION_IMPLS = ("flash", "unfused")
 """Attention kernels: fused (FlashAttention and successors, the default since 2023) or the
@@ -251,10 +257,6 @@ class TrainJob:
     moe_imbalance: float = 1.0
     """MoE routing imbalance: tokens of the busiest expert over the mean (>= 1; an expert
     parallel group waits for its busiest rank). 1.0 = perfectly balanced."""
-    moe_a2a_overlap: float = 0.0
-    """Share (0..1) of the expert-parallel all-to-all the framework hides under the compute
-    of another micro-batch (DeepSeek's DualPipe: 1; Megatron-Core before its 2025 EP overlap,
-    MaxText: 0)."""
 
     def tokens_per_step(self) -> int:
         """Tokens processed per optimizer step."""
@@ -299,6 +301,12 @@ class Mapping:
     recompute: str | None = None
     zero: int | None = None
     sequence_parallel: bool | None = None
+    ep_overlap: bool | None = None
+    """The expert-parallel all-to-all runs under another micro-batch's compute (DeepSeek's
+    DualPipe, Megatron-Core's ``--overlap-moe-expert-parallel-comm``); searched when None."""
+    hybrid_shard: bool | None = None
+    """ZeRO-3 shards within the scale-up domain and replicates across domains (PyTorch FSDP's
+    HYBRID_SHARD, MaxText's multi-slice data parallelism); searched when None."""
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict with the contract keys of ``codesign evaluate --json``."""
@@ -313,6 +321,8 @@ class Mapping:
             "recompute": self.recompute,
             "zero": self.zero,
             "sequence_parallel": self.sequence_parallel,
+            "ep_overlap": self.ep_overlap,
+            "hybrid_shard": self.hybrid_shard,
         }
 
 
@@ -355,14 +365,18 @@ traffic; link traffic; clocks and control while kernels run; leakage
 def mapping_short(m: dict[str, Any] | None) -> str:
     """One-line form of a mapping dict (:meth:`Mapping.as_dict`):
     ``tp8 pp35 dp1 cp1 vpp3 mb1 full z0`` for training, ``tp2 pp1 replicas4 batch64`` for
-    serving (``ep`` shown when > 1); "" for None."""
+    serving (``ep`` shown when > 1, ``+overlap`` when its all-to-all is overlapped); "" for
+    None."""
     if not m:
         return ""
     ep = f" ep{m['ep']}" if (m.get("ep") or 1) > 1 else ""
+    if m.get("ep_overlap"):
+        ep += "+overlap"
+    hs = " hsdp" if m.get("hybrid_shard") else ""
     if m.get("recompute") is None:  # a serving mapping: replicas and batch per replica
         return f"tp{m['tp']} pp{m['pp']}{ep} replicas{m['dp']} batch{m['micro_batch']}"
     return (f"tp{m['tp']} pp{m['pp']} dp{m['dp']} cp{m['cp']}{ep} vpp{m['vpp']} "
-            f"mb{m['micro_batch']} {m['recompute']} z{m['zero']}")
+            f"mb{m['micro_batch']} {m['recompute']} z{m['zero']}{hs}")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from codesign import efficiency
 from codesign.cases import (
     ASSUMED_INPUT_LEN,
     ASSUMED_OUTPUT_LEN,
@@ -39,7 +38,7 @@ from codesign.cases import (
     family_of,
     load_cases,
 )
-from codesign.efficiency import Efficiency
+from codesign.efficiency import Efficiency, Stack
 from codesign.pack import UnknownSpecError
 from codesign.perf import AnyResult, evaluate
 from codesign.specs import ClusterSpec, InferResult
@@ -51,6 +50,13 @@ __all__ = [
     "compact", "default_cases_path", "family_of", "load_cases", "predict", "run_cases",
     "summarize",
 ]
+
+OOM_PREFIX = "out of memory"
+MEMORY_SCALES = (1.25, 1.5, 2.0, 3.0, 4.0)
+"""HBM capacities (x the chip's) tried, smallest first, when no mapping of a row fits: the
+measured run did fit, so an out-of-memory verdict is the memory model's error, not the
+run's; the row is predicted at the smallest capacity that fits and the overshoot is listed
+in ``assumed`` (``memory_over_hbm_gb``)."""
 
 NODE_POWER_REASON = ("node_power_w is not predicted: the model has no whole-server power yet "
                      "(host CPUs, memory, fans, NICs and PSU losses of one node)")
@@ -78,12 +84,13 @@ def _metric(metric: str, res: AnyResult, n_chips: int) -> float:
     raise AssertionError(f"{metric} of a {type(res).__name__}")  # cases.METRICS_OF rules it out
 
 
-def predict(case: Case, eff: Efficiency = efficiency.DEFAULT) -> dict[str, Any]:
+def predict(case: Case, eff: Efficiency | Stack | None = None) -> dict[str, Any]:
     """Predict one case: a dict with the keys of :data:`CASE_KEYS`; ``predicted`` and
     ``error_pct`` (= 100 (predicted - measured) / measured) are None with a ``reason`` when
-    the row cannot be predicted. ``eff`` sets the software-stack efficiencies (default: the
-    calibrated ones). A searched global batch (``case.global_batches``) is the candidate with
-    the highest throughput, listed in ``assumed``."""
+    the row cannot be predicted. ``eff``: the efficiencies of every chip, or the software
+    stack each chip's generation runs under (default: the calibrated stack, see
+    :func:`codesign.efficiency.for_chip`). A searched global batch (``case.global_batches``)
+    is the candidate with the highest throughput, listed in ``assumed``."""
     out: dict[str, Any] = {
         "case_id": case.case_id, "workload": case.workload, "family": case.family,
         "metric": case.metric, "measured": case.measured, "predicted": None, "error_pct": None,
@@ -100,23 +107,37 @@ def predict(case: Case, eff: Efficiency = efficiency.DEFAULT) -> dict[str, Any]:
         return out
     best: tuple[int | None, AnyResult] | None = None
     last: AnyResult | None = None
-    for gb in case.global_batches or (None,):
-        job = case.job if gb is None else replace(case.job, global_batch=gb)
-        try:
-            res = evaluate(case.chip_spec, ClusterSpec(n_chips=case.n_chips), job,
-                           case.mapping, eff=eff)
-        except UnknownSpecError as exc:
-            out["reason"] = str(exc)
-            return out
-        last = res
-        if res.feasible and (best is None or res.tokens_per_s > best[1].tokens_per_s):
-            best = (gb, res)
+    chip = case.chip_spec
+    for scale in (1.0, *MEMORY_SCALES):
+        if scale > 1.0:  # the run fitted its chips: the model's memory estimate is too high
+            chip = replace(case.chip_spec, hbm_gb=case.chip_spec.hbm_gb * scale)
+        for gb in case.global_batches or (None,):
+            job = case.job if gb is None else replace(case.job, global_batch=gb)
+            try:
+                res = evaluate(chip, ClusterSpec(n_chips=case.n_chips), job, case.mapping,
+                               eff=eff)
+            except UnknownSpecError as exc:
+                out["reason"] = str(exc)
+                return out
+            last = res
+            if res.feasible and (best is None or res.tokens_per_s > best[1].tokens_per_s):
+                best = (gb, res)
+        if best is not None or not last.reason.startswith(OOM_PREFIX):
+            break
     if best is None:
         assert last is not None
         tried = (f"every searched global batch ({', '.join(map(str, case.global_batches))} "
                  "sequences) is infeasible: " if case.global_batches else "")
         out["reason"] = tried + (last.reason or "infeasible")
         return out
+    if chip is not case.chip_spec:
+        over = best[1].memory_gb_per_chip - case.chip_spec.hbm_gb
+        out["assumed"]["memory_over_hbm_gb"] = round(over, 2)
+        out["assumed_reasons"]["memory_over_hbm_gb"] = (
+            f"the model's memory estimate ({best[1].memory_gb_per_chip:.1f} GB per chip with "
+            f"the best mapping) exceeds the chip's {case.chip_spec.hbm_gb:g} GB although the "
+            "measured run fitted: predicted as if it fits (the memory model overestimates "
+            "this run)")
     gb, res = best
     if gb is not None:
         out["assumed"]["global_batch"] = gb
@@ -132,7 +153,8 @@ def predict(case: Case, eff: Efficiency = efficiency.DEFAULT) -> dict[str, Any]:
     return out
 
 
-def run_cases(cases: list[Case], eff: Efficiency = efficiency.DEFAULT) -> pd.DataFrame:
+def run_cases(cases: list[Case], eff: Efficiency | Stack | None = None
+              ) -> pd.DataFrame:
     """Predictions for every case, one row each (columns :data:`CASE_KEYS`)."""
     return pd.DataFrame([predict(c, eff) for c in cases], columns=list(CASE_KEYS))
 

@@ -4,10 +4,11 @@
   pairs, half of them under a causal mask, ``w`` keys per query in a sliding window of ``w``
   (:func:`key_pairs`). Under multi-head latent attention the score width ``d_qk`` is the head
   width plus the RoPE part (DeepSeek-V3: 128 + 64) and ``d_v`` the value head width.
-* Fused (flash) kernels tile queries and keys in blocks of :data:`ATTN_BLOCK`: a causal or
-  sliding-window mask computes the diagonal blocks whole (``nb / (nb + 1)`` of the work is
-  useful for ``nb`` blocks, so short sequences lose most), and narrow heads run below the
-  matrix units' rate (``d / (d + HEAD_DIM_HALF)``, normalised to 128) (:func:`flash_util`). Forward at
+* Fused (flash) kernels tile queries and keys in blocks of :data:`ATTN_BLOCK`; each query
+  block pays a fixed amount of work and a causal mask more (the diagonal block, the
+  imbalance between short and long query blocks), so short sequences lose most, and narrow
+  heads run below the matrix units' rate (:func:`flash_util`, fitted to published
+  FlashAttention-3/4 sweeps). Forward at
   ``eff_attn`` of the 16-bit peak (fp8 recipes keep attention in bf16), backward
   :data:`BWD_FLOPS_RATIO` times the forward FLOPs at :data:`BWD_EFF_RATIO` of the forward's
   rate; or the HBM traffic of Q, K, V and O when that is longer.
@@ -28,17 +29,28 @@ from codesign.kernels import layout as L
 ATTN_BLOCK = 128.0
 """Query/key block of fused attention kernels (FlashAttention-2/3: 128 x 128 or 128 x 64
 tiles for head widths 64-128)."""
-HEAD_DIM_HALF = 48.0
+HEAD_DIM_HALF = 64.0
 """Head width at which a fused attention kernel reaches half its asymptotic rate (its
-``d / (d + HEAD_DIM_HALF)`` factor is normalised to 1 at d = 128)."""
-BLOCK_OVERHEAD = 0.0
+``d / (d + HEAD_DIM_HALF)`` factor is normalised to 1 at d = 128: 64-wide heads run at 0.75
+of 128-wide ones; published pairs span 0.56 (FlashAttention-4 on B200) to 0.95
+(FlashAttention-3 on H20), microbench.csv)."""
+BLOCK_OVERHEAD = 1.65
 """Fixed work per query block of a fused attention kernel, in key blocks (Q load, softmax
-rescale, O write)."""
+rescale, O write). With :data:`CAUSAL_EXTRA`, least-squares fit to the published forward
+sweeps in microbench.csv (FlashAttention-3 on H100, hd 128, non-causal, 512-16k tokens:
+430-621 TFLOP/s, rms error 1.3 %; FlashAttention-4 on B200, hd 128, non-causal 1k-16k and
+causal 1k-4k: 697-1362 TFLOP/s, rms 2.2 %)."""
+CAUSAL_EXTRA = 2.45
+"""Extra fixed work per query block under a causal mask, in key blocks: the diagonal block
+computed whole and the load imbalance between query blocks of different lengths (fitted
+with :data:`BLOCK_OVERHEAD`)."""
 BWD_FLOPS_RATIO = 2.5
 """Backward FLOPs over forward FLOPs of fused attention: five score-sized products against
 two (Dao 2023, FlashAttention-2, sec. 3.2)."""
-BWD_EFF_RATIO = 1.0
-"""Backward over forward rate of fused attention kernels (fraction of the forward's FLOP/s)."""
+BWD_EFF_RATIO = 0.87
+"""Backward over forward rate of fused attention kernels (fraction of the forward's FLOP/s):
+FlashAttention-4 on B200 at 8k tokens, hd 128: backward 1359.8 / forward 1534.8 TFLOP/s
+non-causal (0.89), 1208.6 / 1418.1 causal (0.85) (microbench.csv, flash-attention PR #2280)."""
 UNFUSED_SCORE_BYTES = 13.0
 """HBM bytes per attention-score element in an unfused forward pass: QK^T write, fused
 scale-mask-softmax read + write, dropout read + write + mask, AV read (twice that backward)."""
@@ -77,9 +89,9 @@ def flash_util(s_q, pairs, causal, window, head_dim):
     (``d / (d + HEAD_DIM_HALF)`` normalised to 128)."""
     waste_blocks = BLOCK_OVERHEAD
     if causal:
-        waste_blocks += 0.5
+        waste_blocks += CAUSAL_EXTRA
         if window > 0.0:
-            waste_blocks += 0.5
+            waste_blocks += 0.5  # the window's far edge is ragged too
     waste = s_q * ATTN_BLOCK * waste_blocks
     share = pairs / (pairs + waste) if pairs > 0.0 else 0.0
     hd = (head_dim / (head_dim + HEAD_DIM_HALF)) / (128.0 / (128.0 + HEAD_DIM_HALF))

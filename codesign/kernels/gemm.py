@@ -4,12 +4,16 @@
 Time = ``max(FLOPs / (peak x eff x util), HBM bytes / (bandwidth x mem_eff))``.
 
 * ``util``: output tiles of ``tm x tn`` (``tn = tile_elems / 128``, ``tile_elems = 16 x MACs
-  per unit``: 128x128 for A100's 1024-MAC SM, 128x256 for H100's 2048) are spread over the
-  compute units in waves; padding the last tile of a dimension and the idle units of the last
-  wave are lost (tile and wave quantisation), so unit count and size matter. ``tm`` is the one
-  of 16, 32, 64, 128 (at least the chip's smallest MMA height ``min_tm``: 64 on Hopper's
-  wgmma) that pads ``m`` least (ties: the taller), as GEMM libraries pick narrower tiles for
-  skinny products such as decode GEMVs and small-M expert GEMMs.
+  per unit``: 128x128 for A100's 1024-MAC SM, 128x256 for H100's 2048), each ``k /``
+  :data:`K_BLOCK` mainloop steps long; GEMM libraries share these (tile, k-block) work units
+  out over the compute units (split-K and stream-K kernels, so a skinny product with a long
+  ``k`` still fills the chip), and lose the padding of each dimension's last tile and the
+  idle units of the last round of work units (tile and wave quantisation): unit count and
+  size matter. ``tm`` is the one of 16, 32, 64, 128 (at least the chip's smallest MMA height
+  ``min_tm``: 64 on Hopper's wgmma) that pads ``m`` least (ties: the taller), as GEMM
+  libraries pick narrower tiles for skinny products such as decode GEMVs and small-M expert
+  GEMMs. Checked against published cuBLAS and DeepGEMM sweeps (codesign/catalog/microbench.csv,
+  tests/test_gemm.py).
 * HBM bytes: output-stationary square tiles of side ``x = sqrt(sram / (6 el_b))`` (A, B, C
   double-buffered); A is re-read ``n/x`` times and B ``m/x`` times. A grouped GEMM reads each
   group's weights once (the small-M expert GEMMs of MoE layers are weight-bandwidth bound).
@@ -23,6 +27,9 @@ from numba import njit
 
 from codesign.kernels import layout as L
 
+K_BLOCK = 64.0
+"""Reduction-dimension block of one GEMM mainloop step (CUTLASS's K tile for 16-bit types on
+Ampere and Hopper)."""
 TILE_ELEMS_PER_MAC = 16.0
 """Output-tile elements per MAC/cycle of a unit: 128x128 for A100's 1024 MAC/SM, 128x256 for
 H100's 2048 (CUTLASS default tile shapes for these GPUs)."""
@@ -59,8 +66,8 @@ def tile_height(m, min_tm):
 def grouped_gemm_cost(groups, m, k, n, peak_flops, eff, hbm_bps, mem_eff, sram_b, el_b,
                       units, tile_elems, min_tm):
     """(seconds, HBM bytes) of ``groups`` GEMMs ``(m x k) @ (k x n)`` in one launch (the
-    tiles of all groups share the waves). ``m`` may be fractional (a mean over groups: it is
-    padded per group). ``groups = 1`` is a plain GEMM."""
+    work of all groups is shared out together). ``m`` may be fractional (a mean over groups:
+    it is padded per group). ``groups = 1`` is a plain GEMM."""
     flops = 2.0 * groups * m * k * n
     if flops <= 0.0:
         return 0.0, 0.0  # an empty product (e.g. no dense FFN in an all-MoE model)
@@ -69,8 +76,9 @@ def grouped_gemm_cost(groups, m, k, n, peak_flops, eff, hbm_bps, mem_eff, sram_b
         tm = tile_height(m, min_tm)
         tn = tile_elems / 128.0
         tiles = groups * math.ceil(m / tm) * math.ceil(n / tn)
-        waves = math.ceil(tiles / units)
-        util = (groups * m * n) / (waves * units * tm * tn)
+        work = tiles * math.ceil(k / K_BLOCK)  # (tile, k-block) work units
+        rounds = math.ceil(work / units)
+        util = (groups * m * n) / (tiles * tm * tn) * work / (rounds * units)
         if util > 1.0:
             util = 1.0
     t_c = flops / (peak_flops * eff * util)

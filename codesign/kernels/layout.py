@@ -32,7 +32,8 @@ C_LEAK_W = 25  # static power of the chip, W
 C_BUSY_W = 26  # clock tree + control power while kernels run (whatever they compute), W
 C_THROTTLES = 27  # 1: over TDP the chip lowers its clock to fit (DVFS); 0: it is infeasible
 C_MIN_TILE_M = 28  # smallest GEMM tile height its matrix units run at full rate (rows)
-CHIP_LEN = 29
+C_SEQ_S = 29  # serving engine's work per sequence per decode step (scheduling, sampling), s
+CHIP_LEN = 30
 
 # ---- cluster: float64[CLUSTER_LEN] -------------------------------------------------------
 K_N_CHIPS = 0
@@ -80,7 +81,7 @@ J_PREC = 2  # index into specs.PRECISIONS
 J_BYTES = 3  # bytes per matmul operand element for that precision (activations/weights)
 J_ATTN = 4  # index into specs.ATTENTION_IMPLS: 0 fused (flash), 1 unfused
 J_MOE_IMB = 5  # tokens of the busiest expert / mean tokens per expert (>= 1)
-J_A2A_OVERLAP = 6  # share of the expert-parallel all-to-all hidden under compute (0..1)
+J_GRAD_B = 6  # bytes per gradient element (fp32 main gradients in bf16/fp8 training)
 JOB_LEN = 7
 
 # ---- mapping: int64[MAP_LEN]; in a "fixed" array, -1 means "search this field" ------------
@@ -91,10 +92,12 @@ P_CP = 3
 P_EP = 4
 P_VPP = 5
 P_MB = 6
-P_RECOMPUTE = 7  # 0 none, 1 selective, 2 full
+P_RECOMPUTE = 7  # 0 none, 1 selective, 2 full, 3 offload (full, checkpoints in host memory)
 P_ZERO = 8  # 0..3
 P_SP = 9  # sequence parallel 0/1
-MAP_LEN = 10
+P_EPO = 10  # 1: the expert-parallel all-to-all overlaps another micro-batch's compute
+P_HSDP = 11  # 1: ZeRO-3 shards within the scale-up domain and replicates across (hybrid)
+MAP_LEN = 12
 
 # ---- result: float64[OUT_LEN] ------------------------------------------------------------
 O_STEP_S = 0

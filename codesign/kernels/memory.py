@@ -34,7 +34,9 @@ from numba import njit
 
 WEIGHT_B, GRAD_B, OPT_B = 2.0, 2.0, 12.0
 """Mixed-precision Adam memory per parameter, bytes (Rajbhandari et al. 2020, ZeRO, Sec. 3.1):
-16-bit weights and gradients, fp32 master weights, momentum and variance."""
+16-bit weights and gradients, fp32 master weights, momentum and variance. Gradients are
+``J_GRAD_B`` bytes in the kernels (fp32 main gradients for bf16 training,
+:data:`codesign.pack.GRAD_BYTES`)."""
 BUFFER_B = 2.0e9
 """Framework workspace, communication buffers and allocator fragmentation per chip (bytes)."""
 ZERO3_PREFETCH_LAYERS = 2.0
@@ -44,7 +46,7 @@ computing and the one prefetched (FSDP's default forward/backward prefetch of on
 
 @njit(cache=True)
 def layer_activation_bytes(sb, h, q_width, k_width, v_width, o_width, latent_width,
-                           mlp_hidden, gated, tp, tsp, fp8_inputs, moe_extra):
+                           mlp_hidden, gated, tp, tsp, fp8_inputs, moe_extra, selective):
     """Bytes of one layer's activations for ``sb`` = sequence x micro-batch tokens on this
     tp group, stored for the backward pass without recompute (see the module doc).
 
@@ -53,21 +55,29 @@ def layer_activation_bytes(sb, h, q_width, k_width, v_width, o_width, latent_wid
     whole on each rank (0 otherwise), ``mlp_hidden`` the MLP inner width summed over the
     experts a token visits, ``tsp`` = tp with sequence parallelism else 1, ``fp8_inputs`` 1
     when GEMM inputs are kept at 1 byte, ``moe_extra`` MoE bytes (router logits, permuted
-    copies) per token already split over tp."""
+    copies) per token already split over tp. ``selective``: what selective recompute under
+    fused attention keeps: without the norms' outputs, the activation function's output (the
+    second MLP GEMM's input) and, under MLA (``latent_width`` > 0), the up-projected Q, K,
+    V."""
     gemm_in = 1.0 if fp8_inputs else 2.0
-    repl = sb * (4.0 * h + 2.0 * gemm_in * h + 2.0 * h) + 2.0 * sb * latent_width
+    norm_out = 0.0 if selective else 2.0 * gemm_in * h
+    repl = sb * (4.0 * h + norm_out + 2.0 * h) + 2.0 * sb * latent_width
     mats = 3.0 if gated else 2.0
-    mlp = sb * mlp_hidden * (2.0 * (mats - 1.0) + gemm_in)
-    split = sb * (2.0 * (q_width + k_width + v_width) + gemm_in * o_width) + mlp
+    mlp = sb * mlp_hidden * (2.0 * (mats - 1.0) + (0.0 if selective else gemm_in))
+    qkv = q_width + k_width + v_width
+    if selective and latent_width > 0.0:
+        qkv = 0.0
+    split = sb * (2.0 * qkv + gemm_in * o_width) + mlp
     return repl / tsp + split / tp + sb * moe_extra
 
 
 @njit(cache=True)
-def model_state_bytes(params, zero, dp, res):
+def model_state_bytes(params, zero, dp, grad_b, res):
     """Fill ``res[0:3]`` with (weights, gradients, optimizer states) bytes of ``params``
-    parameters on one chip under ZeRO stage ``zero`` over ``dp`` data-parallel ranks."""
+    parameters on one chip under ZeRO stage ``zero`` over ``dp`` data-parallel ranks, with
+    ``grad_b`` bytes per gradient."""
     res[0] = WEIGHT_B * params / (dp if zero >= 3 else 1.0)
-    res[1] = GRAD_B * params / (dp if zero >= 2 else 1.0)
+    res[1] = grad_b * params / (dp if zero >= 2 else 1.0)
     res[2] = OPT_B * params / (dp if zero >= 1 else 1.0)
 
 

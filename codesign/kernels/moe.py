@@ -17,7 +17,8 @@ tokens (expert weights split over the tp ranks like the dense MLP: expert tensor
 * Expert parallelism folds over tp x cp x dp (Megatron-Core parallel folding): ``ep`` divides
   the experts and ``cp x dp``; its all-to-all (dispatch and combine, forward and backward) is
   in :func:`codesign.kernels.collectives.alltoall_time`, placed inside or across the scale-up
-  domain, and a share of it (the job's ``J_A2A_OVERLAP``) hides under compute.
+  domain; with the mapping's ``ep_overlap`` it runs under another micro-batch's compute
+  (:func:`exposed_a2a`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from codesign.kernels.gemm import gemm_cost, grouped_gemm_cost
 ROUTER_ELEM_BYTES = 12.0
 """Bytes per router logit for softmax and top-k: fp32 logits read, probabilities written and
 read back for the selection (memory-bound elementwise kernels)."""
+COMM_SM_SHARE = 20.0 / 132.0
+"""Share of the compute units an overlapped all-to-all occupies: DeepSeek-V3 dedicates 20 of
+the H800's 132 SMs to its dispatch and combine kernels (DeepSeek-AI 2024, arXiv 2412.19437,
+sec. 3.2.2)."""
 PERMUTE_KERNELS = 4.0
 """Extra kernels per MoE layer forward: router, top-k, permute, un-permute."""
 
@@ -83,8 +88,11 @@ def a2a_volume(tok, topk, h, tp, act_b, imbalance):
 
 @njit(cache=True)
 def exposed_a2a(t_a2a, t_compute, overlap):
-    """Exposed all-to-all seconds: the framework hides up to ``overlap`` (0..1) of it under
-    ``t_compute`` of other work (DualPipe-style overlap of one micro-batch's communication
-    with another's computation); the rest is on the critical path."""
-    hidden = overlap * min(t_a2a, t_compute)
-    return t_a2a - hidden
+    """All-to-all seconds on the critical path: all of them, or with ``overlap`` (DualPipe-
+    style: one micro-batch's communication under another's computation) what ``t_compute``
+    does not hide, plus the compute the communication kernels take from the hidden part
+    (:data:`COMM_SM_SHARE` of the units while they run)."""
+    if overlap < 1:
+        return t_a2a
+    hidden = min(t_a2a, t_compute)
+    return t_a2a - hidden + COMM_SM_SHARE * hidden

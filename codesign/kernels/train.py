@@ -17,7 +17,9 @@ Per micro-batch and transformer layer on one chip, each mechanism in its own mod
   context parallel = a ring passing K/V chunks, each step hidden under that step's attention
   block where it is long enough; expert parallel = all-to-all dispatch and combine, forward
   and backward; data parallel = gradient all-reduce over dp x cp (experts over their own
-  replicas), overlapped with the backward pass of the last micro-batch; ZeRO-3 / FSDP = every
+  replicas), overlapped with the backward pass of the last micro-batch (ZeRO-1/2: the
+  reduce-scatter there, the all-gather of the updated weights under the next step's first
+  forward pass); ZeRO-3 / FSDP = every
   layer's weights gathered before its forward and again before its backward and its
   gradients reduce-scattered, one layer ahead: a layer exposes what its own compute does not
   hide, and the first gather of each pass is exposed.
@@ -52,6 +54,7 @@ from codesign.kernels.collectives import (
     allreduce_time,
     group_allreduce_time,
     level,
+    ranks_in_domain,
     ring_allgather_time,
     scaleout_link,
     scaleup_bw,
@@ -67,7 +70,6 @@ from codesign.kernels.dvfs import next_clock
 from codesign.kernels.gemm import gemm_cost, tile_elems
 from codesign.kernels.memory import (
     BUFFER_B,
-    GRAD_B,
     WEIGHT_B,
     ZERO3_PREFETCH_LAYERS,
     in_flight_micro_batches,
@@ -82,6 +84,12 @@ ADAM_BYTES_PER_PARAM = 30.0
 m, v (12 B) and the 16-bit weight copy (2 B)."""
 KERNELS_PER_LAYER = 12.0
 """Kernels per layer forward (norms, QKV, attention, projection, residuals, MLP: Megatron)."""
+HOST_LINK_BPS = 32e9
+"""Bytes/s one chip moves to or from host memory (PCIe 4.0 x16: 31.5 GB/s per direction; the
+PCIe 5.0 hosts of H100 and later double it: a conservative figure for every catalog chip)."""
+OFFLOAD_RESIDENT_LAYERS = 2.0
+"""Layer inputs an offloading recompute keeps on the chip: the one in use and the one in
+flight to or from the host."""
 ELEM_BYTES_PER_H = 12.0
 """Token-sized 16-bit reads and writes per layer forward of the norms, residual adds, RoPE and
 bias/dropout kernels (bytes per token per hidden unit)."""
@@ -142,9 +150,13 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     rc = mp[L.P_RECOMPUTE]
     zero = mp[L.P_ZERO]
     sp = mp[L.P_SP]
+    epo = mp[L.P_EPO]
+    hsdp = mp[L.P_HSDP]
     if tp < 1 or pp < 1 or dp < 1 or cp < 1 or ep < 1 or vpp < 1 or b < 1:
         return L.S_INVALID
-    if rc < 0 or rc > 2 or zero < 0 or zero > 3 or sp < 0 or sp > 1:
+    if rc < 0 or rc > 3 or zero < 0 or zero > 3 or sp < 0 or sp > 1 or epo < 0 or epo > 1:
+        return L.S_INVALID
+    if hsdp < 0 or hsdp > 1:
         return L.S_INVALID
 
     n_chips = cluster[L.K_N_CHIPS]
@@ -163,6 +175,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     seq = job[L.J_SEQ]
     gbatch = job[L.J_GBATCH]
     el_b = job[L.J_BYTES]
+    grad_b = job[L.J_GRAD_B]
     prec = int(job[L.J_PREC])
     peak, eff_gemm = matmul_peak(chip, prec)
     eff_attn = chip[L.C_ATTN_EFF]
@@ -174,14 +187,13 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     if not (n_chips >= 1 and layers >= 1 and h >= 1 and heads >= 1
             and model[L.M_KV_HEADS] >= 1):
         return L.S_BAD_INPUT
-    if not (seq >= 1 and gbatch >= 1 and el_b > 0 and vocab >= 1 and f >= 0):
+    if not (seq >= 1 and gbatch >= 1 and el_b > 0 and grad_b > 0 and vocab >= 1 and f >= 0):
         return L.S_BAD_INPUT
     if not (model[L.M_HEAD_DIM] >= 0 and model[L.M_V_HEAD_DIM] >= 0 and window >= 0
             and 0 <= model[L.M_WINDOW_LAYERS] <= layers and 0 <= dense_layers <= layers):
         return L.S_BAD_INPUT
     imbalance = job[L.J_MOE_IMB]
-    overlap = job[L.J_A2A_OVERLAP]
-    if not (imbalance >= 1.0 and 0.0 <= overlap <= 1.0):
+    if not (imbalance >= 1.0):
         return L.S_BAD_INPUT
     if not (platform_ok(chip, cluster, prec) and chip[L.C_DOMAIN] >= 1):
         return L.S_BAD_INPUT
@@ -210,8 +222,12 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
             return L.S_INVALID
     elif ep != 1:
         return L.S_INVALID
+    if epo == 1 and not (is_moe and ep > 1 and m >= 2):
+        return L.S_INVALID  # nothing to overlap: no expert parallelism or one micro-batch
     if tp == 1:
         sp = 0
+    full = rc >= 2  # full recompute (offloaded or not)
+    sel_fused = rc == 1 and job[L.J_ATTN] < 0.5
 
     # --- network: per-chip per-direction bandwidth of each level, where each group sits ---
     topo = int(cluster[L.K_TOPOLOGY])
@@ -221,6 +237,12 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     up_lat = cluster[L.K_UP_LAT_S]
     dpc = dp * cp  # ranks that hold the same (non-expert) weights
     edp = dpc // ep  # ranks that hold the same experts
+    if hsdp == 1 and not (zero == 3 and tp * dpc > domain):
+        return L.S_INVALID  # hybrid sharding only splits a ZeRO-3 group that spans domains
+    # ZeRO shards the states over sh (sh_e for experts) ranks: the whole replica group, or
+    # with hybrid sharding the part of it inside one scale-up domain
+    sh = ranks_in_domain(dpc, tp, domain) if hsdp == 1 else dpc
+    sh_e = ranks_in_domain(edp, tp * ep, domain) if hsdp == 1 else edp
     # every group of more than one rank needs the link it sits on (dp may use both levels)
     needs_up = (tp > 1 and tp <= domain) or (cp > 1 and tp * cp <= domain)
     needs_up = needs_up or (ep > 1 and tp * ep <= domain) or (pp > 1 and n_used <= domain)
@@ -256,10 +278,12 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
                            eff_mem, sram, el_b, units, tile, min_tm)
         t_qkv += t1 + t2
         by_qkv += b1 + b2
+        t_up_proj = t1 + t2
         latent_w = q_lora + kv_lora + rope
     else:
         t_qkv, by_qkv = gemm_cost(tok, h, (heads * dqk + nkv * (dqk + dv)) / tp, peak,
                                   eff_gemm, hbm, eff_mem, sram, el_b, units, tile, min_tm)
+        t_up_proj = 0.0
         latent_w = 0.0
     t_proj, by_proj = gemm_cost(tok, heads * dv / tp, h, peak, eff_gemm, hbm, eff_mem, sram,
                                 el_b, units, tile, min_tm)
@@ -305,6 +329,10 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     dense_elem = act_b * tok * (mlp_mats + 1.0) * f / tp
     t_d_elem = (elem_bytes + dense_elem) / (hbm * eff_mem)
     t_d_fwd = attn_block_f + t_up + t_down + t_d_elem
+    # selective recompute under fused attention: the norms, the activation function (from
+    # the first MLP GEMM's output) and, under MLA, the up-projections
+    t_sel_d = (act_b * tok * (4.0 * h / tsp + (mlp_mats + 1.0) * f / tp) / (hbm * eff_mem)
+               + t_up_proj)
     t_d_bwd = 2.0 * (attn_block_gemm + t_up + t_down + t_d_elem) + t_attn_bwd + 2.0 * t_overhead
     d_flops = proj_flops + 2.0 * tok * (mlp_mats + 1.0) * h * f / tp
     d_bytes = by_qkv + by_proj + by_up + by_down + elem_bytes + dense_elem
@@ -315,6 +343,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     m_flops = 0.0
     m_bytes = 0.0
     t_moe_part = 0.0
+    t_sel_m = 0.0
     moe_act = 0.0
     if is_moe:
         res = np.empty(5)
@@ -324,6 +353,8 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         moe_elem = act_b * tok * (topk + shared) * (mlp_mats + 1.0) * f_moe / tp
         t_m_elem = (elem_bytes + moe_elem) / (hbm * eff_mem)
         t_moe_part = res[0] + res[1]
+        t_sel_m = (act_b * tok * (4.0 * h / tsp + (mlp_mats + 1.0) * f_moe * (topk + shared)
+                                  / tp) / (hbm * eff_mem) + t_up_proj)
         t_m_fwd = attn_block_f + t_moe_part + t_m_elem + 4.0 * kernel_s
         t_m_bwd = (2.0 * (attn_block_gemm + res[0] + t_m_elem) + res[1] + t_attn_bwd
                    + 2.0 * (t_overhead + 4.0 * kernel_s))
@@ -331,9 +362,16 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         m_bytes = by_qkv + by_proj + res[3] + elem_bytes + moe_elem
         # router logits (fp32) and the permuted token copies, per token of this chip
         moe_act = (4.0 * experts + 2.0 * topk * h * (1.0 if fp8_inputs else 2.0)) / tsp
-    # recompute: full = one more forward, selective = one more attention core
-    t_d_rc = t_d_fwd if rc == 2 else (t_attn if rc == 1 else 0.0)
-    t_m_rc = t_m_fwd if rc == 2 else (t_attn if rc == 1 else 0.0)
+    # recompute: full = one more forward; selective = one more attention core (unfused), or
+    # the norms, activation functions and up-projections (fused)
+    t_d_rc = t_d_fwd if full else (t_sel_d if sel_fused else (t_attn if rc == 1 else 0.0))
+    t_m_rc = t_m_fwd if full else (t_sel_m if sel_fused else (t_attn if rc == 1 else 0.0))
+    t_d_off = 0.0
+    t_m_off = 0.0
+    if rc == 3:  # each layer's input goes to host memory and comes back, under its compute
+        t_x = act_b * tok * h / tsp / HOST_LINK_BPS
+        t_d_off = max(0.0, t_x - t_d_fwd) + max(0.0, t_x - t_d_bwd - t_d_rc)
+        t_m_off = max(0.0, t_x - t_m_fwd) + max(0.0, t_x - t_m_bwd - t_m_rc)
 
     # --- communication per layer and micro-batch (forward + backward) ---
     t_layer_tp = 0.0
@@ -341,7 +379,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     if tp > 1:
         t_layer_tp = 4.0 * allreduce_time(act_b * tok * h, tp, tp_bw, tp_lat)
         layer_link = 4.0 * 2.0 * (tp - 1.0) / tp * act_b * tok * h
-        if rc == 2:
+        if full:
             t_layer_tp *= 1.5  # the recomputed forward repeats its two collectives
             layer_link *= 1.5
     t_layer_cp = 0.0
@@ -361,14 +399,14 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         ep_bw, ep_lat = level(tp * ep, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
         vol = a2a_volume(tok, topk, h, tp, act_b, imbalance)
         # dispatch + combine forward and backward (and again for a recomputed forward)
-        n_a2a = 6.0 if rc == 2 else 4.0
+        n_a2a = 6.0 if full else 4.0
         t_a2a = n_a2a * alltoall_time(vol, ep, tp, domain, ep_bw, out_bps, ep_lat, out_lat)
-        t_layer_ep = exposed_a2a(t_a2a, t_m_fwd + t_m_bwd + t_m_rc, overlap)
+        t_layer_ep = exposed_a2a(t_a2a, t_m_fwd + t_m_bwd + t_m_rc, epo)
         ep_link = n_a2a * vol * (ep - 1.0) / ep
-    t_d = t_d_fwd + t_d_bwd + t_d_rc + t_layer_tp + t_layer_cp
+    t_d = t_d_fwd + t_d_bwd + t_d_rc + t_d_off + t_layer_tp + t_layer_cp
     t_m = 0.0
     if is_moe:
-        t_m = t_m_fwd + t_m_bwd + t_m_rc + t_layer_tp + t_layer_cp + t_layer_ep
+        t_m = t_m_fwd + t_m_bwd + t_m_rc + t_m_off + t_layer_tp + t_layer_cp + t_layer_ep
 
     # --- parameters on the busiest chip: non-expert weights (replicated over dp x cp) and
     # expert weights (replicated over dp x cp / ep) ---
@@ -408,45 +446,67 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     # --- data-parallel gradient reduction, ZeRO-3 / FSDP gathers ---
     dp_bw, dp_lat = level(tp * dpc, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
     up_dp = scaleup_bw(tp * dpc, up_raw, topo, domain) * eff_net  # the in-domain level
+    sh_bw, sh_lat = level(tp * sh, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
     t_fsdp = 0.0
     fsdp_link = 0.0
     if zero == 3 and dpc > 1:
         # per layer: gather the weights before forward and backward, reduce-scatter the
-        # gradients; one flat ring over the replicas each (dp x cp, or dp x cp / ep for the
-        # experts), hidden under that layer's compute where it is long enough
+        # gradients; one flat ring over the sharding group each (dp x cp, or dp x cp / ep for
+        # the experts; its in-domain part under hybrid sharding), hidden under that layer's
+        # compute where it is long enough
         vd = WEIGHT_B * layer_dense_p
         vm_s = WEIGHT_B * layer_moe_shared_p
         vm_e = WEIGHT_B * layer_expert_p
-        g_d = ring_allgather_time(vd, dpc, dp_bw, dp_lat)
-        g_m = ring_allgather_time(vm_s, dpc, dp_bw, dp_lat)
-        if edp > 1:
-            eb, el = level(tp * ep * edp, domain, up_raw, topo, eff_net, out_bps, up_lat,
+        g_d = ring_allgather_time(vd, sh, sh_bw, sh_lat)
+        g_m = ring_allgather_time(vm_s, sh, sh_bw, sh_lat)
+        if sh_e > 1:
+            eb, el = level(tp * ep * sh_e, domain, up_raw, topo, eff_net, out_bps, up_lat,
                            out_lat)
-            g_m += ring_allgather_time(vm_e, edp, eb, el)
-        rs_d = g_d * GRAD_B / WEIGHT_B
-        rs_m = g_m * GRAD_B / WEIGHT_B
+            g_m += ring_allgather_time(vm_e, sh_e, eb, el)
+        rs_d = g_d * grad_b / WEIGHT_B
+        rs_m = g_m * grad_b / WEIGHT_B
         x_d = (max(0.0, g_d - t_d_fwd) + max(0.0, g_d + rs_d - t_d_bwd - t_d_rc))
         x_m = (max(0.0, g_m - t_m_fwd) + max(0.0, g_m + rs_m - t_m_bwd - t_m_rc))
         first_g = g_d if n_d > 0 else g_m
         t_fsdp = m * (n_d * x_d + n_m * x_m + 2.0 * first_g)
-        fsdp_link = m * (2.0 * (WEIGHT_B + GRAD_B) / WEIGHT_B) * (
-            (dpc - 1.0) / dpc * (n_d * vd + n_m * vm_s)
-            + ((edp - 1.0) / edp * n_m * vm_e if edp > 1 else 0.0))
+        fsdp_link = m * ((2.0 * WEIGHT_B + grad_b) / WEIGHT_B) * (
+            (sh - 1.0) / sh * (n_d * vd + n_m * vm_s)
+            + ((sh_e - 1.0) / sh_e * n_m * vm_e if sh_e > 1 else 0.0))
         t_dp = 0.0
         dp_link = fsdp_link
         t_dp_exposed = t_fsdp
+        if hsdp == 1:
+            # the shards' gradients all-reduce across the replicas (domains), under the
+            # backward pass of the last micro-batch
+            t_dp = allreduce_time(grad_b * p_nonexp / sh, dpc // sh, out_bps, out_lat)
+            if p_exp > 0 and edp // sh_e > 1:
+                t_dp += allreduce_time(grad_b * p_exp / sh_e, edp // sh_e, out_bps, out_lat)
+            t_bwd_last = n_d * (t_d_bwd + t_d_rc) + n_m * (t_m_bwd + t_m_rc)
+            t_dp_exposed += max(0.0, t_dp - t_bwd_last)
+            dp_link += 2.0 * grad_b * (p_nonexp / sh + p_exp / sh_e)
     else:
-        t_dp = group_allreduce_time(GRAD_B * p_nonexp, dpc, tp, domain, up_dp, out_bps, up_lat,
+        t_dp = group_allreduce_time(grad_b * p_nonexp, dpc, tp, domain, up_dp, out_bps, up_lat,
                                     out_lat)
         if edp > 1 and p_exp > 0:
-            t_dp += group_allreduce_time(GRAD_B * p_exp, edp, tp * ep, domain, up_dp, out_bps,
+            t_dp += group_allreduce_time(grad_b * p_exp, edp, tp * ep, domain, up_dp, out_bps,
                                          up_lat, out_lat)
-        # gradients reduce under the backward pass of the last micro-batch
-        t_dp_exposed = max(0.0, t_dp - (n_d * (t_d_bwd + t_d_rc) + n_m * (t_m_bwd + t_m_rc)))
-        dp_link = 2.0 * ((dpc - 1.0) / dpc * GRAD_B * p_nonexp
-                         + ((edp - 1.0) / edp * GRAD_B * p_exp if edp > 1 else 0.0))
-    shard_ne = dpc if zero >= 1 else 1.0
-    shard_e = edp if zero >= 1 else 1.0
+        t_bwd_last = n_d * (t_d_bwd + t_d_rc) + n_m * (t_m_bwd + t_m_rc)
+        if zero >= 1:
+            # distributed optimizer: the gradients reduce-scatter under the backward pass of
+            # the last micro-batch, the updated 16-bit weights all-gather under the forward
+            # pass of the next step's first (Megatron's overlap_grad_reduce and
+            # overlap_param_gather)
+            t_ag = 0.5 * t_dp * WEIGHT_B / grad_b
+            t_dp_exposed = (max(0.0, 0.5 * t_dp - t_bwd_last)
+                            + max(0.0, t_ag - (n_d * t_d_fwd + n_m * t_m_fwd)))
+            t_dp = 0.5 * t_dp + t_ag
+        else:
+            # gradients all-reduce under the backward pass of the last micro-batch
+            t_dp_exposed = max(0.0, t_dp - t_bwd_last)
+        dp_link = 2.0 * ((dpc - 1.0) / dpc * grad_b * p_nonexp
+                         + ((edp - 1.0) / edp * grad_b * p_exp if edp > 1 else 0.0))
+    shard_ne = sh if zero >= 1 else 1.0
+    shard_e = sh_e if zero >= 1 else 1.0
     opt_bytes = ADAM_BYTES_PER_PARAM * (p_nonexp / shard_ne + p_exp / max(1.0, shard_e))
     t_opt = opt_bytes / (hbm * eff_mem)
 
@@ -456,10 +516,10 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
 
     # --- memory on the busiest (first) stage ---
     states = np.empty(3)
-    model_state_bytes(p_nonexp, zero, dpc, states)
+    model_state_bytes(p_nonexp, zero, sh, grad_b, states)
     w_b, g_b, o_b = states[0], states[1], states[2]
     if p_exp > 0:
-        model_state_bytes(p_exp, zero, max(1.0, edp * 1.0), states)
+        model_state_bytes(p_exp, zero, max(1.0, sh_e * 1.0), grad_b, states)
         w_b += states[0]
         g_b += states[1]
         o_b += states[2]
@@ -467,34 +527,53 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     k_w = nkv * dqk if not mla else heads * dqk
     v_w = nkv * dv if not mla else heads * dv
     act_d = layer_activation_bytes(sb, h, heads * dqk, k_w, v_w, heads * dv, latent_w, f,
-                                   gated, tp, tsp, fp8_inputs, 0.0)
+                                   gated, tp, tsp, fp8_inputs, 0.0, False)
     act_m = 0.0
     if is_moe:
         act_m = layer_activation_bytes(sb, h, heads * dqk, k_w, v_w, heads * dv, latent_w,
                                        f_moe * (topk + shared), gated, tp, tsp, fp8_inputs,
-                                       moe_act)
+                                       moe_act, False)
+    if sel_fused:  # what selective recompute (fused attention) does not keep
+        sel_d = layer_activation_bytes(sb, h, heads * dqk, k_w, v_w, heads * dv, latent_w, f,
+                                       gated, tp, tsp, fp8_inputs, 0.0, True)
+        sel_m = 0.0
+        if is_moe:
+            sel_m = layer_activation_bytes(sb, h, heads * dqk, k_w, v_w, heads * dv, latent_w,
+                                           f_moe * (topk + shared), gated, tp, tsp,
+                                           fp8_inputs, moe_act, True)
+    else:
+        sel_d = act_d
+        sel_m = act_m
     act_scale = act_b / 2.0  # the formulas count 16-bit activations
     if unfused:  # softmax output, dropout mask and output of the scores (5 bytes/element)
         scores = heads_c * s_loc * seq * b
         act_d += 5.0 * scores
         act_m += 5.0 * scores
+        sel_d = act_d - 5.0 * scores  # selective recompute drops exactly the scores
+        sel_m = act_m - 5.0 * scores
     full_d = act_scale * act_d
     full_m = act_scale * act_m
-    if rc == 2:
-        keep = act_scale * 2.0 * sb * h / tsp
+    keep = act_scale * 2.0 * sb * h / tsp  # a layer's input, all that full recompute keeps
+    if full:
         act_d = keep
         act_m = keep
+    elif rc == 1:
+        act_d = act_scale * sel_d
+        act_m = act_scale * sel_m
     else:
-        if rc == 1 and unfused:  # selective recompute drops exactly the score activations
-            act_d -= 5.0 * heads_c * s_loc * seq * b
-            act_m -= 5.0 * heads_c * s_loc * seq * b
-        act_d *= act_scale
-        act_m *= act_scale
+        act_d = full_d
+        act_m = full_m
     in_flight = in_flight_micro_batches(pp, m, vpp)
-    act_total = in_flight * (n_d * act_d + n_m * act_m)
-    if rc == 2:  # working set while recomputing one layer
+    if rc == 3:  # the layer inputs wait in host memory; a few are on their way
+        act_total = OFFLOAD_RESIDENT_LAYERS * keep
+    else:
+        act_total = in_flight * (n_d * act_d + n_m * act_m)
+    if full:  # working set while recomputing one layer
         act_total += max(full_d if n_d > 0 else 0.0, full_m if n_m > 0 else 0.0)
-    logits_b = 4.0 * s_loc * b * vocab / tp  # fp32 logits of one micro-batch (last stage)
+    # logits of one micro-batch on the last stage: fp32 in the frameworks of the unfused
+    # attention era (Megatron-LM 2021-22 casts them for its cross-entropy), 16-bit under the
+    # fused cross-entropy kernels of later frameworks (NeMo, MaxText, torchtitan)
+    logits_b = (4.0 if unfused else 2.0) * s_loc * b * vocab / tp
     buf = BUFFER_B
     if zero == 3 and dpc > 1:  # gathered (unsharded) weights of the layers in flight
         big = layer_dense_p if n_d > 0 else 0.0
@@ -524,7 +603,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     if busy > 1.0:
         busy = 1.0
     # energy of one step on the busiest chip: what it computes, moves and sends, + leakage
-    rc_f = 1.0 if rc == 2 else 0.0
+    rc_f = 1.0 if full else 0.0
     layer_flops_d = (3.0 + rc_f) * d_flops + (1.0 + attn_bwd_x + rc_f) * attn_flops
     layer_flops_m = (3.0 + rc_f) * m_flops + (1.0 + attn_bwd_x + rc_f) * attn_flops
     layer_bytes_d = (3.0 + rc_f) * d_bytes + (1.0 + attn_bwd_x + rc_f) * attn_bytes
@@ -564,7 +643,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     out[L.O_T_FSDP] = t_fsdp
     out[L.O_T_OPT] = t_opt
     out[L.O_T_PP] = m * t_p2p
-    out[L.O_T_MOE] = m * n_m * t_moe_part * (3.0 if rc != 2 else 4.0)
+    out[L.O_T_MOE] = m * n_m * t_moe_part * (4.0 if full else 3.0)
     out[L.O_T_ATTN] = m * (n_d + n_m) * (t_attn + t_attn_bwd + (t_attn if rc >= 1 else 0.0))
     out[L.O_BUSY] = busy
     out[L.O_N_USED] = n_used
@@ -584,7 +663,9 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
     the scale-up domain), cp (powers of 2 while each rank keeps >= 2k tokens), pp (divisors
     of the layer count and powers of 2), dp (divisors of the global batch that fit the cluster,
     largest first), ep (powers of 2 dividing the experts and cp x dp), vpp (powers of 2), the
-    micro-batch, recompute and ZeRO stage; sequence parallel is on whenever tp > 1.
+    micro-batch, recompute and ZeRO stage, and for MoE models with ep > 1 and at least two
+    micro-batches the overlap of the all-to-all, and for ZeRO-3 groups that span scale-up
+    domains hybrid sharding; sequence parallel is on whenever tp > 1.
     Branch and bound: a (tp, cp, pp, dp) block whose compute lower bound (GEMM FLOPs at peak
     x efficiency on the chips it uses) cannot beat the best step so far is skipped, so the
     result equals that of the full enumeration. ``counts[s]`` counts evaluated candidates by
@@ -618,8 +699,10 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
         cp_max *= 2
     cps = choices(fixed[L.P_CP], 1, cp_max, True)
     eps = choices(fixed[L.P_EP], 1, max(1, experts), True)
-    rcs = choices(fixed[L.P_RECOMPUTE], 0, 2, False)
+    rcs = choices(fixed[L.P_RECOMPUTE], 0, 3, False)
     zeros = choices(fixed[L.P_ZERO], 0, 3, False)
+    epos = choices(fixed[L.P_EPO], 0, 1 if experts > 0 else 0, False)
+    hsdps = choices(fixed[L.P_HSDP], 0, 1, False)
     for tp in tps:
         for cp in cps:
             if tp * cp > n_chips:
@@ -654,32 +737,44 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
                                     continue
                                 for rc in rcs:
                                     for zero in zeros:
-                                        mp[L.P_TP] = tp
-                                        mp[L.P_PP] = pp
-                                        mp[L.P_DP] = dp
-                                        mp[L.P_CP] = cp
-                                        mp[L.P_EP] = ep
-                                        mp[L.P_VPP] = vpp
-                                        mp[L.P_MB] = b
-                                        mp[L.P_RECOMPUTE] = rc
-                                        mp[L.P_ZERO] = zero
-                                        if fixed[L.P_SP] >= 0:
-                                            mp[L.P_SP] = fixed[L.P_SP]
-                                        else:
-                                            mp[L.P_SP] = 1 if tp > 1 else 0
-                                        st = eval_mapping(chip, cluster, model, job, mp, out)
-                                        counts[st] += 1
-                                        if st != L.S_OK:
-                                            continue
-                                        step = out[L.O_STEP_S]
-                                        mem = out[L.O_MEM_B]
-                                        if step < best_step or (
-                                            step == best_step and mem < best_mem
-                                        ):
-                                            best_step = step
-                                            best_mem = mem
-                                            best_mp[:] = mp
-                                            best_out[:] = out
+                                        for epo in epos:
+                                            if fixed[L.P_EPO] < 0 and epo == 1 and (
+                                                    ep == 1 or per_dp // b < 2):
+                                                continue
+                                            for hsdp in hsdps:
+                                                if fixed[L.P_HSDP] < 0 and hsdp == 1 and (
+                                                        zero != 3
+                                                        or tp * dp * cp <= domain):
+                                                    continue
+                                                mp[L.P_TP] = tp
+                                                mp[L.P_PP] = pp
+                                                mp[L.P_DP] = dp
+                                                mp[L.P_CP] = cp
+                                                mp[L.P_EP] = ep
+                                                mp[L.P_VPP] = vpp
+                                                mp[L.P_MB] = b
+                                                mp[L.P_RECOMPUTE] = rc
+                                                mp[L.P_ZERO] = zero
+                                                mp[L.P_EPO] = epo
+                                                mp[L.P_HSDP] = hsdp
+                                                if fixed[L.P_SP] >= 0:
+                                                    mp[L.P_SP] = fixed[L.P_SP]
+                                                else:
+                                                    mp[L.P_SP] = 1 if tp > 1 else 0
+                                                st = eval_mapping(chip, cluster, model, job,
+                                                                  mp, out)
+                                                counts[st] += 1
+                                                if st != L.S_OK:
+                                                    continue
+                                                step = out[L.O_STEP_S]
+                                                mem = out[L.O_MEM_B]
+                                                if step < best_step or (
+                                                    step == best_step and mem < best_mem
+                                                ):
+                                                    best_step = step
+                                                    best_mem = mem
+                                                    best_mp[:] = mp
+                                                    best_out[:] = out
     if best_step < np.inf:
         return L.S_OK
     return worst_status(counts)
