@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from codesign import efficiency, tech
+from codesign import tech
 from codesign.kernels.dvfs import CLOCK_FLOOR, voltage
 from codesign.specs import ChipSpec
 
@@ -49,6 +49,11 @@ steady-state decode power of H100 at batch 8 in calibration.csv (ML.ENERGY MLE3-
 486 W for Llama 3.1 8B, 441 W for 70B on 4 GPUs, 408 W for 405B-FP8 on 8 GPUs: decode at batch
 8 does few FLOPs, so the power beyond weight streaming and leakage is this term) together
 with the catalog TDPs."""
+
+TDP_GEMM_FRACTION = 0.764
+"""Fraction of dense bf16 peak the GEMMs of the sustained peak that sets a TDP run at (the
+calibrated large-GEMM efficiency when the energy constants were fitted; kept fixed so that a
+refit of the software stack, codesign.efficiency, does not move the power model)."""
 
 TDP_MEMORY_DUTY = 0.5
 """Share of peak HBM and link bandwidth in use at the sustained peak that sets TDP (a GEMM
@@ -107,7 +112,7 @@ LINK_J_PER_BYTE = tech.SERDES_PJ_PER_BIT * 8e-12
 
 def gemm_power_w(process_nm: float, peak_bf16_tflops: float, macs: float) -> float:
     """Arithmetic power of bf16 GEMMs at the calibrated sustained fraction of peak, W."""
-    return (peak_bf16_tflops * 1e12 * efficiency.DEFAULT.gemm
+    return (peak_bf16_tflops * 1e12 * TDP_GEMM_FRACTION
             * energy_per_flop_j(process_nm, macs, "bf16"))
 
 
