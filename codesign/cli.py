@@ -158,6 +158,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--recompute", choices=RECOMPUTE_MODES)
     e.add_argument("--zero", type=int, choices=(0, 1, 2, 3))
     e.add_argument("--sequence-parallel", type=int, choices=(0, 1))
+    e.add_argument("--ep-overlap", type=int, choices=(0, 1),
+                   help="MoE: run the expert-parallel all-to-all under another micro-batch's "
+                   "compute (1) or not (0); searched when unset")
+    e.add_argument("--hybrid-shard", type=int, choices=(0, 1),
+                   help="ZeRO-3: shard within the scale-up domain, replicate across (1), or "
+                   "over the whole data-parallel group (0); searched when unset")
     e.add_argument("--json", action="store_true")
 
     dr = sub.add_parser("doctor", help="check a run's journal; --repair mends a torn one")
@@ -392,10 +398,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from codesign.perf import evaluate, result_metrics, sized_cluster
     from codesign.specs import ClusterSpec, InferJob, InferResult, Mapping, TrainJob
 
+    assumed: dict[str, Any] = {}
     if args.chip.endswith(".toml"):
         chip = design_to_chip(load_design(args.chip), name=Path(args.chip).stem)
     elif args.chip in catalog.chip_ids():
-        chip = catalog.get_chip(args.chip)
+        from codesign.catalog.assume import explain_unknowns
+
+        chip, why = explain_unknowns(catalog.get_chip(args.chip))
+        assumed = {f"chip.{k}": {"value": a.value, "reason": a.reason} for k, a in why.items()}
     else:
         raise ConfigError(None, "--chip",
                           f"a design TOML or one of: {', '.join(catalog.chip_ids())}", args.chip)
@@ -427,7 +437,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       ep=args.ep or 0, vpp=args.vpp or 0, micro_batch=args.micro_batch or 0,
                       recompute=args.recompute, zero=args.zero,
                       sequence_parallel=None if args.sequence_parallel is None
-                      else bool(args.sequence_parallel))
+                      else bool(args.sequence_parallel),
+                      ep_overlap=None if args.ep_overlap is None else bool(args.ep_overlap),
+                      hybrid_shard=None if args.hybrid_shard is None
+                      else bool(args.hybrid_shard))
     try:
         res = evaluate(chip, cluster, job, mapping, scaleout_gbps=args.scaleout_gbps)
     except UnknownSpecError as exc:
@@ -461,6 +474,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "tokens_per_s": res.tokens_per_s,
         "tokens_per_s_per_chip": res.tokens_per_s_per_chip,
         "memory_gb_per_chip": res.memory_gb_per_chip,
+        "memory_gb": res.memory_gb,
         "chip_power_w": res.chip_power_w,
         "cluster_power_w": res.cluster_power_w,
         "tokens_per_joule": res.tokens_per_joule,
@@ -476,6 +490,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         out["breakdown_s"] = res.breakdown_s
     out["power_breakdown_w"] = res.power_w
     out["clock_fraction"] = res.clock_fraction
+    out["assumed"] = assumed
     if args.json:
         print(json.dumps(_strict_json(out), allow_nan=False))
         return 0

@@ -51,7 +51,9 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _PASSWORD_RE = re.compile(r"(://[^/@:]*):[^/@]*@|[?&]password=", re.IGNORECASE)
 _MODEL_INTS = ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab")  # >= 1
 _MODEL_MOE = ("moe_experts", "moe_topk", "moe_ffn_hidden", "moe_shared_experts",
-              "moe_dense_layers", "kv_latent_dim")  # >= 0, default 0
+              "moe_dense_layers", "kv_latent_dim", "head_dim", "q_lora_rank", "kv_lora_rank",
+              "rope_head_dim", "v_head_dim", "sliding_window",
+              "sliding_window_layers")  # >= 0, default 0 (head_dim 0 = hidden / heads)
 
 
 # --------------------------------------------------------------------------- public types
@@ -494,7 +496,8 @@ def _inline_model(t: _Table) -> ModelSpec:
     v["tied_embeddings"] = t.get("tied_embeddings", "bool", default=False)
     moe = v["moe_experts"] > 0
     rules = (
-        ("heads", v["hidden"] % v["heads"] == 0, f"a divisor of hidden ({v['hidden']})"),
+        ("heads", v["head_dim"] > 0 or v["hidden"] % v["heads"] == 0,
+         f"a divisor of hidden ({v['hidden']}) unless head_dim is given"),
         ("kv_heads", v["heads"] % v["kv_heads"] == 0, f"a divisor of heads ({v['heads']})"),
         ("moe_topk", v["moe_topk"] <= v["moe_experts"],
          f"an integer <= moe_experts ({v['moe_experts']})"),
@@ -503,6 +506,11 @@ def _inline_model(t: _Table) -> ModelSpec:
          "an integer >= 1 when moe_experts > 0"),
         ("moe_dense_layers", v["moe_dense_layers"] <= v["layers"],
          f"an integer <= layers ({v['layers']})"),
+        ("sliding_window_layers", v["sliding_window_layers"] <= v["layers"],
+         f"an integer <= layers ({v['layers']})"),
+        ("kv_latent_dim", v["kv_lora_rank"] == 0 or v["kv_latent_dim"] in (
+            0, v["kv_lora_rank"] + v["rope_head_dim"]),
+         f"0 or kv_lora_rank + rope_head_dim ({v['kv_lora_rank'] + v['rope_head_dim']})"),
     )
     for key, ok, expected in rules:
         if not ok:

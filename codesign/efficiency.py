@@ -50,6 +50,9 @@ class Efficiency:
     """Smallest GEMM tile height (rows) the matrix units run at full rate."""
     seq_s: float = 0.0
     """Serving engine's work per sequence per decode step, s."""
+    elem_bytes: float = 12.0
+    """Elementwise traffic per layer forward (norms, residuals, RoPE, activation functions),
+    token-sized 16-bit reads and writes per hidden unit."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,13 @@ class Stack:
     """Fixed time per kernel (launch + tail), s (range 2-10 us: CUDA launch latency is ~3-5 us,
     ~2 us with CUDA graphs)."""
     seq_s: float = 0.0
-    """Serving engine's own work per sequence in flight per decode step (scheduling, input
-    preparation, sampling, detokenisation), s (range 0-100 us)."""
+    """Serving engine's own work per sequence in flight per decode step (logits processing
+    and sampling, paged attention's per-sequence blocks, input preparation), s (range 0-100
+    us)."""
+    elem_bytes: float = 12.0
+    """Elementwise traffic per layer forward, token-sized 16-bit reads and writes per hidden
+    unit (range 12-48: 12 with Megatron's fused norm, bias-dropout-add and activation
+    kernels; unfused eager kernels read and write each intermediate once more)."""
 
 
 SILICON: dict[str, Silicon] = {
@@ -139,8 +147,8 @@ GENERATION_OF = {
 """Catalog chip id -> generation (chips.csv; the H800 and the 500 W H100 are GH100 silicon,
 GB200 is B200 silicon, MI325X is MI300X silicon with HBM3e)."""
 
-STACK = Stack(gemm_share=0.8617, lowp_share=0.7882, attention_share=0.5006, memory=0.753,
-              network=0.8997, kernel_s=6.356e-06, seq_s=3.98e-05)
+STACK = Stack(gemm_share=0.8746, lowp_share=0.7895, attention_share=0.5002, memory=0.7573,
+              network=0.8999, kernel_s=4.63e-06, seq_s=4.187e-05, elem_bytes=13.54)
 """The fitted software stack (scripts/calibrate.py)."""
 
 
@@ -150,7 +158,8 @@ def compose(silicon: Silicon, stack: Stack) -> Efficiency:
                       gemm_lowp=min(1.0, silicon.gemm_lowp_best * stack.lowp_share),
                       attention=min(1.0, silicon.attention_best * stack.attention_share),
                       memory=stack.memory, network=stack.network, kernel_s=stack.kernel_s,
-                      min_tile_m=silicon.min_tile_m, seq_s=stack.seq_s)
+                      min_tile_m=silicon.min_tile_m, seq_s=stack.seq_s,
+                      elem_bytes=stack.elem_bytes)
 
 
 DEFAULT = compose(SILICON["default"], STACK)

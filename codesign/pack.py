@@ -21,6 +21,7 @@ from codesign.specs import (
     PRECISIONS,
     RECOMPUTE_MODES,
     TOPOLOGIES,
+    TRAIN_MEMORY_TERMS,
     ChipSpec,
     ClusterSpec,
     InferJob,
@@ -102,6 +103,7 @@ def chip_array(chip: ChipSpec, scaleout_gbps: float | None = None,
     a[layout.C_THROTTLES] = 1.0 if chip.throttles else 0.0
     a[layout.C_MIN_TILE_M] = eff.min_tile_m
     a[layout.C_SEQ_S] = eff.seq_s
+    a[layout.C_ELEM_B] = eff.elem_bytes
     return a
 
 
@@ -274,15 +276,39 @@ def result_from_arrays(
         n_candidates=n_cand,
         n_feasible=n_feas,
         clock_fraction=float(out[layout.O_CLOCK]),
-        breakdown_s={
-            "compute": float(out[layout.O_T_COMPUTE]),
-            "tp_cp_ep_comm": float(out[layout.O_T_TP]),
-            "pipeline_bubble": float(out[layout.O_T_BUBBLE]),
-            "pipeline_p2p": float(out[layout.O_T_PP]),
-            "dp_comm_exposed": float(out[layout.O_T_DP]),
-            "optimizer": float(out[layout.O_T_OPT]),
-        },
+        breakdown_s=train_breakdown_s(out),
+        memory_gb=train_memory_gb(out),
     )
+
+
+def train_breakdown_s(out: np.ndarray) -> dict[str, float]:
+    """Seconds of a training step by part from a kernel output (``O_*``): compute, the
+    exposed communication (tp + cp + ep, with cp and ep also alone), the pipeline bubble and
+    point-to-point sends, the exposed data-parallel communication (ZeRO-3 / FSDP gathers
+    alone too), the optimizer step; ``moe_compute`` and ``attention_compute`` are the parts
+    of ``compute`` spent in MoE layers' router, permutation and experts and in the
+    attention core."""
+    return {
+        "compute": float(out[layout.O_T_COMPUTE]),
+        "tp_cp_ep_comm": float(out[layout.O_T_TP]),
+        "cp_ring_exposed": float(out[layout.O_T_CP]),
+        "ep_all_to_all_exposed": float(out[layout.O_T_EP]),
+        "pipeline_bubble": float(out[layout.O_T_BUBBLE]),
+        "pipeline_p2p": float(out[layout.O_T_PP]),
+        "dp_comm_exposed": float(out[layout.O_T_DP]),
+        "fsdp_gather_exposed": float(out[layout.O_T_FSDP]),
+        "optimizer": float(out[layout.O_T_OPT]),
+        "moe_compute": float(out[layout.O_T_MOE]),
+        "attention_compute": float(out[layout.O_T_ATTN]),
+    }
+
+
+def train_memory_gb(out: np.ndarray) -> dict[str, float]:
+    """Memory per chip by term, GB (:data:`codesign.specs.TRAIN_MEMORY_TERMS`), from a
+    kernel output."""
+    cols = (layout.O_MEM_WEIGHTS, layout.O_MEM_GRADS, layout.O_MEM_OPT, layout.O_MEM_ACT,
+            layout.O_MEM_LOGITS, layout.O_MEM_BUFFER)
+    return {k: float(out[c]) / 1e9 for k, c in zip(TRAIN_MEMORY_TERMS, cols, strict=True)}
 
 
 def infer_result_from_arrays(
@@ -319,5 +345,8 @@ def infer_result_from_arrays(
         n_candidates=n_cand,
         n_feasible=n_feas,
         clock_fraction=float(out[layout.IO_CLOCK]),
+        memory_gb={"weights": float(out[layout.IO_MEM_WEIGHTS]) / 1e9,
+                   "kv_cache": float(out[layout.IO_MEM_KV]) / 1e9,
+                   "buffers": float(out[layout.IO_MEM_BUFFER]) / 1e9},
     )
 

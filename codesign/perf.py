@@ -30,6 +30,7 @@ from codesign.specs import (
     Mapping,
     Result,
     TrainJob,
+    mapping_short,
 )
 
 Job = TrainJob | InferJob
@@ -95,25 +96,38 @@ def evaluate(
     """
     cluster = sized_cluster(chip, cluster, scaleout_gbps)
     search, _, pack_job, out_len, unpack = _KERNELS[type(job)]
+    arrays = (pack.chip_array(chip, scaleout_gbps, eff),
+              pack.cluster_array(cluster, overhead_w_per_chip(chip, cluster, scaleout_gbps)),
+              pack.model_array(job.model), pack_job(job), pack.fixed_array(mapping))
     best_mp = np.zeros(layout.MAP_LEN, np.int64)
     best_out = np.zeros(out_len)
     counts = np.zeros(layout.N_STATUS, np.int64)
-    status = search(
-        pack.chip_array(chip, scaleout_gbps, eff),
-        pack.cluster_array(cluster, overhead_w_per_chip(chip, cluster, scaleout_gbps)),
-        pack.model_array(job.model),
-        pack_job(job),
-        pack.fixed_array(mapping),
-        best_mp,
-        best_out,
-        counts,
-    )
+    status = search(*arrays, best_mp, best_out, counts)
     res = unpack(int(status), best_mp, best_out, counts, cluster.n_chips)
     if res.feasible:
         first = _POWER_OUT[type(job)]
         macs = power.macs_per_unit(chip) or power.DEFAULT_MACS_PER_UNIT
         res = replace(res, power_w=power.power_parts_w(best_out[first:first + 5], macs))
+    elif status == layout.S_OOM and isinstance(job, TrainJob):
+        res = _with_memory_needed(res, search, arrays, chip)
     return res
+
+
+def _with_memory_needed(res: Result, search: Any, arrays: tuple[np.ndarray, ...],
+                        chip: ChipSpec) -> Result:
+    """An out-of-memory result with the memory the fastest mapping would need: the search
+    again with memory no limit (``memory_gb`` by term, and the figures in ``reason``)."""
+    roomy = arrays[0].copy()
+    roomy[layout.C_HBM_B] = 1e18
+    mp = np.zeros(layout.MAP_LEN, np.int64)
+    out = np.zeros(layout.OUT_LEN)
+    counts = np.zeros(layout.N_STATUS, np.int64)
+    if search(roomy, *arrays[1:], mp, out, counts) != layout.S_OK:
+        return res
+    need = float(out[layout.O_MEM_B]) / 1e9
+    return replace(res, memory_gb=pack.train_memory_gb(out), reason=(
+        f"{res.reason}; the fastest mapping ({mapping_short(pack.mapping_from_array(mp).as_dict())}) "
+        f"needs {need:.1f} GB per chip, the chip has {chip.hbm_gb:g} GB"))
 
 
 def chip_price_usd(chip: ChipSpec, prices: tech.Prices = tech.PRICES) -> float:

@@ -353,6 +353,21 @@ class InferResult:
     """``chip_power_w`` by part, W (see :data:`POWER_PARTS`)."""
     clock_fraction: float = 1.0
     """Clock the chip sustains / its peak clock: below 1 when it throttles to its TDP."""
+    memory_gb: dict[str, float] = field(default_factory=dict)
+    """``memory_gb_per_chip`` by term, GB (see :data:`SERVE_MEMORY_TERMS`)."""
+
+
+TRAIN_MEMORY_TERMS = ("weights", "gradients", "optimizer_states", "activations", "logits",
+                      "buffers")
+"""Terms of a training result's ``memory_gb`` (they sum to ``memory_gb_per_chip``): the
+16-bit weights, the gradients (fp32 main gradients in bf16 training), the fp32 master weights
+and Adam moments, each sharded by the ZeRO stage; the activations of the micro-batches in
+flight on the first pipeline stage (with the working set of one recomputed layer); the
+output layer's logits of one micro-batch; framework workspace, communication buffers and
+ZeRO-3's gathered layers (:mod:`codesign.kernels.memory`)."""
+
+SERVE_MEMORY_TERMS = ("weights", "kv_cache", "buffers")
+"""Terms of a serving result's ``memory_gb``."""
 
 
 POWER_PARTS = ("arithmetic", "sram_operands", "hbm", "links", "clocks_control", "leakage")
@@ -405,3 +420,6 @@ class Result:
     """``chip_power_w`` by part, W (see :data:`POWER_PARTS`)."""
     clock_fraction: float = 1.0
     """Clock the chip sustains / its peak clock: below 1 when it throttles to its TDP."""
+    memory_gb: dict[str, float] = field(default_factory=dict)
+    """``memory_gb_per_chip`` by term, GB (see :data:`TRAIN_MEMORY_TERMS`); for a result
+    that is out of memory, the terms of the fastest mapping if memory were no limit."""

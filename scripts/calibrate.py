@@ -51,6 +51,7 @@ BOUNDS = {  # published ranges, see the field docs in codesign/efficiency.py
     "network": (0.60, 0.90),
     "kernel_s": (2e-6, 10e-6),
     "seq_s": (0.0, 100e-6),
+    "elem_bytes": (12.0, 48.0),
 }
 
 
@@ -137,6 +138,31 @@ def family_table(df: pd.DataFrame) -> list[dict]:
     return [{"family": f, **stats(df.loc[fam == f, "error_pct"])} for f in sorted(fam.unique())]
 
 
+def markdown_table(all_cases: list, stack: Stack, doc: dict) -> str:
+    """The README's accuracy table: per family, rows, in-sample median and p90 of |error| over
+    all its rows (power included) and left-out median and p90 over its fitted rows."""
+    full = run_cases(all_cases, stack)
+    fam = full["case_id"].map(family_of)
+    out = {f["family"]: f for f in doc["families"]}
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1f}"
+
+    lines = ["| family | rows | in-sample median % | in-sample p90 % | left-out rows | "
+             "left-out median % | left-out p90 % |", "|---|---|---|---|---|---|---|"]
+    for f in sorted(fam.unique()):
+        s = stats(full.loc[fam == f, "error_pct"])
+        o = out.get(f, {"rows": 0, "median_abs_err_pct": None, "p90_abs_err_pct": None})
+        lines.append(f"| {f} | {s['rows']} | {pct(s['median_abs_err_pct'])} | "
+                     f"{pct(s['p90_abs_err_pct'])} | {o['rows']} | "
+                     f"{pct(o['median_abs_err_pct'])} | {pct(o['p90_abs_err_pct'])} |")
+    s = stats(full["error_pct"])
+    lines.append(f"| all | {s['rows']} | {pct(s['median_abs_err_pct'])} | "
+                 f"{pct(s['p90_abs_err_pct'])} | {sum(o['rows'] for o in out.values())} | "
+                 f"{pct(doc['median_abs_err_pct'])} | {pct(doc['p90_abs_err_pct'])} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default=None, help="cases CSV (default: the packaged one)")
@@ -144,6 +170,10 @@ def main() -> None:
     ap.add_argument("--leave-one-family-out", action="store_true",
                     help="refit without each family and predict it")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--markdown", action="store_true",
+                    help="with --leave-one-family-out: print the README's table (per family: "
+                    "rows, in-sample median and p90 over every row, left-out over the fitted "
+                    "rows)")
     args = ap.parse_args()
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
     cases = [c for c in load_cases(args.cases) if c.metric in FIT_METRICS]
@@ -172,6 +202,9 @@ def main() -> None:
             k: v for k, v in stats(out["error_pct"]).items() if k.endswith("pct")}})
     if args.json:
         print(json.dumps(doc, allow_nan=False))
+        return
+    if args.markdown and args.leave_one_family_out:
+        print(markdown_table(load_cases(args.cases), best, doc))
         return
     for row in doc["in_sample"]["families"]:
         print(f"in-sample {row['family']:10s} {row['predicted']:3d}/{row['rows']:3d} "

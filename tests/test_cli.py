@@ -39,7 +39,8 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_catalog_lists_chips_and_models(capsys) -> None:
     code, out, err = run(capsys, "catalog")
     assert code == 0, err
-    assert "21 reference chips" in out
+    # 22 since chips.csv gained the H800 (DeepSeek-V3's training chip) in issue 12
+    assert "22 reference chips" in out and "h800" in catalog.chip_ids()
     for chip_id in catalog.chip_ids():
         assert chip_id in out, chip_id
     for model_id in catalog.model_ids():
@@ -48,7 +49,7 @@ def test_catalog_lists_chips_and_models(capsys) -> None:
 
 def test_catalog_json(capsys) -> None:
     doc = run_json(capsys, "catalog", "--json")
-    assert len(doc["chips"]) == 21
+    assert len(doc["chips"]) == 22  # 21 + h800 (issue 12)
     assert [c["id"] for c in doc["chips"]] == catalog.chip_ids()
     assert sorted(doc["models"]) == sorted(catalog.model_ids())
 
@@ -136,12 +137,29 @@ def test_evaluate_bad_flag_exits_2_naming_flag_and_value(capsys, flag: str, valu
 
 
 def test_evaluate_chip_with_unknown_numbers_exits_2_naming_the_field(capsys) -> None:
-    code, out, err = run(capsys, *[a if a != "h100-sxm" else "h100-sxm-96gb-500w"
-                                   for a in EVALUATE])
+    """A catalog chip whose unknown numbers no stated assumption fills (WSE-3: no TDP, no
+    bf16 peak, no NIC) is bad input. Issue 12: evaluate completes a catalog chip by
+    codesign.catalog.assume first, so the 500 W H100 this test used is now predicted (below)."""
+    code, out, err = run(capsys, *[a if a != "h100-sxm" else "wse3" for a in EVALUATE])
     assert code == 2, (out, err)
-    assert "h100-sxm-96gb-500w" in err
-    assert "sram_mb" in err, err
+    assert "wse3" in err
+    assert "tflops_bf16" in err and "tdp_w" in err, err
     assert out == ""
+
+
+def test_evaluate_catalog_chip_lists_what_it_assumed(capsys) -> None:
+    """The 500 W H100's unknown cells are filled from its same-silicon sibling (H100 SXM) and
+    each one is listed with its reason under "assumed"; a fully known chip assumes nothing."""
+    doc = run_json(capsys, *[a if a != "h100-sxm" else "h100-sxm-96gb-500w" for a in EVALUATE])
+    assert doc["feasible"], doc["reason"]
+    assumed = doc["assumed"]
+    assert {"chip.sram_mb", "chip.tflops_bf16"} <= assumed.keys(), assumed
+    h100 = catalog.get_chip("h100-sxm")
+    assert assumed["chip.sram_mb"]["value"] == h100.sram_mb
+    assert assumed["chip.tflops_bf16"]["value"] == h100.tflops_bf16
+    assert all("h100-sxm" in a["reason"] for a in assumed.values()), assumed
+    assert "chip.tdp_w" not in assumed and doc["tdp_w"] == 500.0  # its own published limit
+    assert run_json(capsys, *EVALUATE)["assumed"] == {}
 
 
 # ----------------------------------------------------------------------------- help, script
@@ -167,7 +185,7 @@ def test_console_script(tmp_path: Path) -> None:
     proc = subprocess.run([str(exe), "catalog", "--json"], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert len(json.loads(proc.stdout)["chips"]) == 21
+    assert len(json.loads(proc.stdout)["chips"]) == 22  # 21 + h800 (issue 12)
     proc = subprocess.run([str(exe), "evaluate", "--chip", "nope", "--workload", "llama3-8b"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2

@@ -404,10 +404,24 @@ def test_sensitivity_re_evaluates_each_variant(run: Run) -> None:
             assert row[f"rel_{metric}"] == pytest.approx(
                 (direct[metric] - base_value) / abs(base_value), rel=1e-9, abs=1e-15)
     assert bool(row["feasible"]) == bool(direct["feasible"]) and row["reason"] == direct["reason"]
-    # every searched parameter moves some reported number
+    # every searched parameter moves some reported number, except the scale-up domain when
+    # nothing the design's best mapping exposes crosses it. Since issue 12 ZeRO-2 reduce-
+    # scatters the gradients under the last micro-batch's backward pass and all-gathers the
+    # weights under the next step's first forward pass (kernels/train.py), so e.g. llama3-8b at
+    # tp1 cp2 dp512 hides its hierarchical gradient reduction whatever the domain size; and the
+    # scale-up fabric's power and capex are per chip (facility.SCALEUP_SWITCH_W_PER_CHIP), not
+    # per domain size. Such a design must then show no exposed communication at all.
     rel = df[[f"rel_{m}" for m in shown]].fillna(0.0).abs().max(axis=1)
     moved = rel.groupby(df["param"]).max()
-    assert (moved > 0).all(), moved[moved == 0]
+    unmoved = set(moved[moved == 0].index)
+    assert unmoved <= {"scaleup_domain"}, moved[moved == 0]
+    if unmoved:
+        at = design_from_params(base, info["params"])
+        best = evaluate(design_to_chip(at), design_to_cluster(at, cluster_extra(exp)), exp.job)
+        assert best.feasible, best.reason
+        comm = ("tp_cp_ep_comm", "cp_ring_exposed", "ep_all_to_all_exposed", "pipeline_p2p",
+                "dp_comm_exposed", "fsdp_gather_exposed")
+        assert all(best.breakdown_s[k] == 0.0 for k in comm), best.breakdown_s
     units = df[df["param"] == "compute_units"]
     assert (units["rel_tokens_per_s"] != 0).all() and (units["rel_silicon_mm2"] != 0).all()
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -50,12 +51,22 @@ def test_fixed_mapping_is_honoured(h100_64):
     assert res.mapping.sequence_parallel is True  # on whenever tp > 1
     assert res.n_candidates < h100_64.n_candidates
     assert res.step_time_s >= h100_64.step_time_s  # a restriction cannot beat the free search
-    # fully fixed: one candidate, exactly that mapping
+    # fully fixed: one candidate, exactly that mapping (issue 12 added two searched fields,
+    # ep_overlap and hybrid_shard; a mapping is fully fixed only with them)
     full = Mapping(tp=4, pp=2, dp=8, cp=1, ep=1, vpp=1, micro_batch=1, recompute="selective",
-                   zero=1, sequence_parallel=True)
+                   zero=1, sequence_parallel=True, ep_overlap=False, hybrid_shard=False)
     res = evaluate(H100, ClusterSpec(n_chips=64), LLAMA8B, full)
     assert res.n_candidates == 1
     assert res.feasible and res.mapping == full
+    # the new fields are honoured too: a dense model has no all-to-all to overlap, and hybrid
+    # sharding only splits a ZeRO-3 group that spans scale-up domains (tp4 x dp8 > 8)
+    for bad in (replace(full, ep_overlap=True), replace(full, hybrid_shard=True)):
+        res = evaluate(H100, ClusterSpec(n_chips=64), LLAMA8B, bad)
+        assert res.n_candidates == 1 and not res.feasible, bad
+        assert res.reason.startswith(pack.STATUS_REASONS[layout.S_INVALID])
+    hybrid = replace(full, zero=3, hybrid_shard=True)
+    res = evaluate(H100, ClusterSpec(n_chips=64), LLAMA8B, hybrid)
+    assert res.n_candidates == 1 and res.feasible and res.mapping == hybrid
 
 
 def test_impossible_fixed_mapping_is_infeasible_with_reason():

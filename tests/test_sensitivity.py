@@ -181,15 +181,27 @@ def test_compute_matters_for_large_models(name):
 
 @pytest.mark.parametrize(
     ("name", "nics", "min_gain"),
-    [("llama3-70b-1024xh100", (200, 400), 0.05), ("gpt3-175b-1024xa100", (100, 200), 0.10)],
+    # gpt3-175b: 0.10 before issue 12, when ZeRO-3 gathers were free to hide and the search
+    # ran dp256 ZeRO-3 with nothing exposed at 200 Gb/s (14 % faster than at 100). ZeRO-3 now
+    # gathers every layer per micro-batch (and ZeRO-2 hides its reduce-scatter under the last
+    # backward), so the search keeps ZeRO-2 and the faster NIC saves 8 %: the same bound as
+    # the llama3-70b case, with the mechanism checked below.
+    [("llama3-70b-1024xh100", (200, 400), 0.05), ("gpt3-175b-1024xa100", (100, 200), 0.05)],
 )
 def test_nic_bandwidth_matters_for_data_parallel_across_nodes(name, nics, min_gain):
     """Hundreds of data-parallel replicas across 128 nodes: the gradient reduction (and ZeRO-3
-    gathers) cross the scale-out network, and a slow NIC pushes the search to worse layouts."""
+    gathers) cross the scale-out network, and a slow NIC pushes the search to worse layouts.
+    The slow NIC's best layout exposes data-parallel communication that the faster one
+    shrinks."""
     chip, cluster, job = CASES[name]
-    old = step(chip, cluster, job, scaleout_gbps=nics[0])
-    new = step(chip, cluster, job, scaleout_gbps=nics[1])
+    slow = evaluate(chip, cluster, job, scaleout_gbps=nics[0])
+    fast = evaluate(chip, cluster, job, scaleout_gbps=nics[1])
+    assert slow.feasible and fast.feasible, (slow.reason, fast.reason)
+    old, new = slow.step_time_s, fast.step_time_s
     assert faster_by(old, new) >= min_gain, (old, new)
+    exposed = {n: r.breakdown_s["dp_comm_exposed"] for n, r in zip(nics, (slow, fast),
+                                                                   strict=True)}
+    assert exposed[nics[0]] > exposed[nics[1]] >= 0.0 and exposed[nics[0]] > 0.01 * old, exposed
 
 
 def test_oversubscription_slows_a_multi_node_job():
@@ -220,14 +232,47 @@ def test_unfused_attention_is_slower_and_stores_the_scores():
     cluster = ClusterSpec(n_chips=64)
     job = TrainJob(get_model("llama3-8b"), seq_len=2048, global_batch=64)
     mp = Mapping(tp=8, pp=1, dp=8, cp=1, ep=1, vpp=1, micro_batch=1, recompute="none", zero=1,
-                 sequence_parallel=True)
+                 sequence_parallel=True, ep_overlap=False, hybrid_shard=False)  # all fixed
     flash = evaluate(chip, cluster, job, mp)
     unfused = evaluate(chip, cluster, dataclasses.replace(job, attention="unfused"), mp)
     assert flash.feasible and unfused.feasible
     assert unfused.mapping == flash.mapping == mp
     assert unfused.memory_gb_per_chip > flash.memory_gb_per_chip * 1.1
     assert unfused.step_time_s > flash.step_time_s * 1.05
-    # and with the mapping searched, on the llama3-8b 64-chip case: much slower
+
+
+UNFUSED_CP_BUG = (
+    "bug in codesign/kernels/train.py eval_at_clock: the unfused path calls unfused_cost(b, "
+    "s_loc, seq, ...) with s_loc = seq / cp queries (already this rank's chunk) and then "
+    "divides t_attn, t_attn_bwd, attn_flops and attn_bytes by cp again ('each rank computes "
+    "the scores of its chunk'), so unfused attention costs 1/cp of its work under context "
+    "parallelism (the flash path passes seq queries, so its one division is right)")
+
+
+@pytest.mark.parametrize("attention", [
+    "flash", pytest.param("unfused", marks=pytest.mark.xfail(strict=True, reason=UNFUSED_CP_BUG)),
+])
+def test_attention_work_per_chip_does_not_depend_on_the_dp_cp_split(attention):
+    """tp 8 and dp x cp = 8 fixed: each chip computes the same (query, key) pairs per step
+    whether the batch is split over dp (whole sequences) or cp (sequence chunks, each rank
+    scoring its chunk's queries against every key), so the attention core takes the same
+    time per step."""
+    job = TrainJob(get_model("llama3-8b"), seq_len=8192, global_batch=64, attention=attention)
+    t = {}
+    for dp, cp in ((8, 1), (4, 2), (2, 4)):
+        mp = Mapping(tp=8, pp=1, dp=dp, cp=cp, ep=1, vpp=1, micro_batch=1, recompute="none",
+                     zero=1, sequence_parallel=True, ep_overlap=False, hybrid_shard=False)
+        res = evaluate(H100, ClusterSpec(n_chips=64), job, mp)
+        assert res.feasible and res.mapping == mp, res.reason
+        t[cp] = res.breakdown_s["attention_compute"]
+    assert t[1] > 0 and t[2] == pytest.approx(t[1], rel=1e-9) \
+        and t[4] == pytest.approx(t[1], rel=1e-9), t
+
+
+@pytest.mark.xfail(strict=True, reason=UNFUSED_CP_BUG + "; the search then picks cp 4, where "
+                   "unfused attention looks 4x cheaper than it is")
+def test_unfused_attention_is_much_slower_with_the_mapping_searched():
+    """On the llama3-8b 64-chip case (8k tokens) the scores stream through HBM: much slower."""
     chip, cluster, job = CASES["llama3-8b-64xh100"]
     old = step(chip, cluster, job)
     new = step(chip, cluster, dataclasses.replace(job, attention="unfused"))

@@ -57,7 +57,7 @@ from codesign.kernels.dvfs import next_clock
 from codesign.kernels.gemm import gemm_time, grouped_gemm_cost, tile_elems
 from codesign.kernels.memory import BUFFER_B, serving_weight_kv_bytes
 from codesign.kernels.moe import PERMUTE_KERNELS, ROUTER_ELEM_BYTES
-from codesign.kernels.train import ELEM_BYTES_PER_H, KERNELS_PER_LAYER
+from codesign.kernels.train import KERNELS_PER_LAYER
 
 HBM_UTIL = 0.90
 """Share of HBM a serving engine may fill with weights and KV cache (vLLM's default
@@ -230,13 +230,17 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
     hbm_bytes += w_b * mlp_w
     flops += 2.0 * tokens * mats * h * ((1.0 - frac_moe) * f / tp + frac_moe * f_moe * (
         topk + model[L.M_SHARED]) / tp)
-    t_elem = ACT_B * tokens * ELEM_BYTES_PER_H * h / (hbm * mem_eff)
+    if experts > 0:
+        flops += frac_moe * 2.0 * tokens * h * experts  # the router GEMM
+    t_elem = ACT_B * tokens * chip[L.C_ELEM_B] * h / (hbm * mem_eff)
     t_tp = 2.0 * allreduce_time(ACT_B * tokens * h, tp, tp_bw, tp_lat) if tp > 1 else 0.0
     link = 2.0 * 2.0 * (tp - 1.0) / tp * ACT_B * tokens * h
     if experts > 0 and ep > 1:
         link += frac_moe * 2.0 * ACT_B * tokens * topk * h * (ep - 1.0) / ep
-    t_layer_busy = t_qkv + t_proj + t_attn + t_mlp + t_elem
-    t_layer = t_layer_busy + t_tp + frac_moe * t_a2a + KERNELS_PER_LAYER * chip[L.C_KERNEL_S]
+    # kernels' launch and tail time counts as busy: the clocks run (as in training)
+    t_layer_busy = (t_qkv + t_proj + t_attn + t_mlp + t_elem
+                    + KERNELS_PER_LAYER * chip[L.C_KERNEL_S])
+    t_layer = t_layer_busy + t_tp + frac_moe * t_a2a
     # output layer: every new token in decode, the last prompt token in prefill
     n_logits = n_seq if prefill else tokens
     t_logits = gemm_time(n_logits, h, model[L.M_VOCAB] / tp, peak, eff, hbm, mem_eff, sram,
@@ -351,10 +355,10 @@ def infer_at_clock(chip, cluster, model, job, mp, out):
     pre_l = chip[L.C_E_LINK] * aux[3] / n_pre
     ctx = isl + osl / 2.0
     t_dec = forward_time(chip, cluster, model, job, tp, pp, ep, b, b, ctx, False, aux)
-    # the engine's per-sequence work on each step (scheduling, input preparation, sampling,
-    # detokenisation) runs between the steps' kernels
+    # the engine's per-sequence work on each step (logits processing and sampling, paged
+    # attention's per-sequence blocks, input preparation) keeps the chip busy
     t_dec += chip[L.C_SEQ_S] * b
-    busy_dec, st_dec = aux[0], aux[4] + chip[L.C_SEQ_S] * b
+    busy_dec, st_dec = aux[0] + chip[L.C_SEQ_S] * b, aux[4] + chip[L.C_SEQ_S] * b
     dec_c, dec_h, dec_l = e_flop * aux[1], chip[L.C_E_HBM] * aux[2], chip[L.C_E_LINK] * aux[3]
     # a cycle: each batch admits its b prompts and emits osl tokens; every stage works through
     # all n_mb batches in turn, and no batch finishes faster than its own pass

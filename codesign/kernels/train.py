@@ -10,7 +10,9 @@ Per micro-batch and transformer layer on one chip, each mechanism in its own mod
   efficiency by sequence length and head width.
 * MoE layers (:mod:`.moe`): router, permutation, grouped expert GEMMs, shared experts; the
   leading dense layers of the model are dense layers.
-* Norms, residuals, activation functions: memory-bound traffic at 16-bit activations.
+* Norms, residuals, activation functions: memory-bound traffic at 16-bit activations,
+  ``C_ELEM_B`` token-sized reads and writes per layer (the software stack's: fused kernels
+  move less, :class:`codesign.efficiency.Stack`).
 * Recompute: full = one more forward per layer, selective = one more attention core.
 * Collectives (:mod:`.collectives`): tensor parallel = 2 all-reduces forward + 2 backward per
   layer (reduce-scatter + all-gather with sequence parallelism, same volume), not overlapped;
@@ -90,9 +92,6 @@ PCIe 5.0 hosts of H100 and later double it: a conservative figure for every cata
 OFFLOAD_RESIDENT_LAYERS = 2.0
 """Layer inputs an offloading recompute keeps on the chip: the one in use and the one in
 flight to or from the host."""
-ELEM_BYTES_PER_H = 12.0
-"""Token-sized 16-bit reads and writes per layer forward of the norms, residual adds, RoPE and
-bias/dropout kernels (bytes per token per hidden unit)."""
 MAX_MICRO_BATCH = 64
 MAX_CP = 16
 MIN_TOKENS_PER_CP_RANK = 2048
@@ -294,12 +293,9 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     kv_c = max(1.0, nkv / tp)
     unfused = job[L.J_ATTN] > 0.5
     if unfused:
+        # each rank computes the scores of its chunk's queries over the whole sequence
         t_attn, t_attn_bwd, attn_flops, attn_bytes = unfused_cost(
             b, s_loc, seq, heads_c, dqk, dv, peak_attn, chip[L.C_GEMM_EFF], hbm, eff_mem)
-        t_attn /= cp  # each rank computes the scores of its chunk
-        t_attn_bwd /= cp
-        attn_flops /= cp
-        attn_bytes /= cp
         attn_bwd_x = 2.0
     else:
         t_attn, t_attn_bwd, attn_flops, attn_bytes = flash_cost(
@@ -317,7 +313,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         attn_flops /= cp
         attn_bytes /= cp
         attn_bwd_x = 2.5
-    elem_bytes = act_b * tok * ELEM_BYTES_PER_H * h / tsp
+    elem_bytes = act_b * tok * chip[L.C_ELEM_B] * h / tsp
     t_overhead = KERNELS_PER_LAYER * kernel_s
     attn_block_f = t_qkv + t_proj + t_attn + t_overhead
     attn_block_gemm = t_qkv + t_proj
@@ -465,8 +461,11 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
             g_m += ring_allgather_time(vm_e, sh_e, eb, el)
         rs_d = g_d * grad_b / WEIGHT_B
         rs_m = g_m * grad_b / WEIGHT_B
-        x_d = (max(0.0, g_d - t_d_fwd) + max(0.0, g_d + rs_d - t_d_bwd - t_d_rc))
-        x_m = (max(0.0, g_m - t_m_fwd) + max(0.0, g_m + rs_m - t_m_bwd - t_m_rc))
+        # a recomputed forward gathers the layer again (the weights are released after
+        # every forward, recomputed or not)
+        n_g = 2.0 if full else 1.0
+        x_d = (max(0.0, g_d - t_d_fwd) + max(0.0, n_g * g_d + rs_d - t_d_bwd - t_d_rc))
+        x_m = (max(0.0, g_m - t_m_fwd) + max(0.0, n_g * g_m + rs_m - t_m_bwd - t_m_rc))
         first_g = g_d if n_d > 0 else g_m
         t_fsdp = m * (n_d * x_d + n_m * x_m + 2.0 * first_g)
         fsdp_link = m * ((2.0 * WEIGHT_B + grad_b) / WEIGHT_B) * (
