@@ -147,8 +147,8 @@ GENERATION_OF = {
 """Catalog chip id -> generation (chips.csv; the H800 and the 500 W H100 are GH100 silicon,
 GB200 is B200 silicon, MI325X is MI300X silicon with HBM3e)."""
 
-STACK = Stack(gemm_share=0.8746, lowp_share=0.7895, attention_share=0.5002, memory=0.7573,
-              network=0.8999, kernel_s=4.63e-06, seq_s=4.187e-05, elem_bytes=13.54)
+STACK = Stack(gemm_share=0.8746, lowp_share=0.7724, attention_share=0.5, memory=0.7594,
+              network=0.8998, kernel_s=6.441e-06, seq_s=4.011e-05, elem_bytes=13.47)
 """The fitted software stack (scripts/calibrate.py)."""
 
 

@@ -72,13 +72,13 @@ def layer_activation_bytes(sb, h, q_width, k_width, v_width, o_width, latent_wid
 
 
 @njit(cache=True)
-def model_state_bytes(params, zero, dp, grad_b, res):
-    """Fill ``res[0:3]`` with (weights, gradients, optimizer states) bytes of ``params``
-    parameters on one chip under ZeRO stage ``zero`` over ``dp`` data-parallel ranks, with
-    ``grad_b`` bytes per gradient."""
-    res[0] = WEIGHT_B * params / (dp if zero >= 3 else 1.0)
-    res[1] = grad_b * params / (dp if zero >= 2 else 1.0)
-    res[2] = OPT_B * params / (dp if zero >= 1 else 1.0)
+def model_state_bytes(params, zero, dp, grad_b):
+    """(weights, gradients, optimizer states) bytes of ``params`` parameters on one chip
+    under ZeRO stage ``zero`` over ``dp`` data-parallel ranks, with ``grad_b`` bytes per
+    gradient."""
+    return (WEIGHT_B * params / (dp if zero >= 3 else 1.0),
+            grad_b * params / (dp if zero >= 2 else 1.0),
+            OPT_B * params / (dp if zero >= 1 else 1.0))
 
 
 @njit(cache=True)

@@ -39,12 +39,13 @@ PERMUTE_KERNELS = 4.0
 
 
 @njit(cache=True)
-def moe_mlp_cost(tok, tok_sp, h, experts, topk, f_moe, shared, mats, ep, tp, imbalance,
-                 peak, eff, hbm, mem_eff, sram, el_b, act_b, units, tile, min_tm, res):
-    """Forward cost of one MoE layer's MLP part on one chip; fills ``res`` with (expert and
-    shared GEMM seconds, router + permutation seconds, FLOPs, HBM bytes, tokens per local
-    expert) and returns the forward seconds. ``tok`` tokens per tp group, ``tok_sp`` of them
-    on this chip's router (``tok / tp`` with sequence parallelism)."""
+def moe_mlp_cost(tok, tok_sp, h, experts, topk, f_moe, shared, up_mats, ep, tp, imbalance,
+                 peak, eff, hbm, mem_eff, sram, el_b, act_b, units, tile, min_tm):
+    """Forward cost of one MoE layer's MLP part on one chip: (expert and shared GEMM seconds,
+    router + permutation seconds, FLOPs, HBM bytes, tokens per local expert). ``tok`` tokens
+    per tp group, ``tok_sp`` of them on this chip's router (``tok / tp`` with sequence
+    parallelism); ``up_mats`` is the first expert GEMM's width in units of ``f_moe`` (2 for a
+    gated MLP, 1 otherwise)."""
     # router GEMM and softmax/top-k
     t_router, by_router = gemm_cost(tok_sp, h, experts, peak, eff, hbm, mem_eff, sram, el_b,
                                     units, tile, min_tm)
@@ -55,28 +56,23 @@ def moe_mlp_cost(tok, tok_sp, h, experts, topk, f_moe, shared, mats, ep, tp, imb
     # routed experts: the local ones as one grouped GEMM, tokens routed in from ep ranks
     local = experts / ep
     m_e = tok * topk * ep / experts
-    t_up, by_up = grouped_gemm_cost(local, m_e, h, mats * f_moe / tp, peak, eff, hbm, mem_eff,
-                                    sram, el_b, units, tile, min_tm)
+    t_up, by_up = grouped_gemm_cost(local, m_e, h, up_mats * f_moe / tp, peak, eff, hbm,
+                                    mem_eff, sram, el_b, units, tile, min_tm)
     t_down, by_down = grouped_gemm_cost(local, m_e, f_moe / tp, h, peak, eff, hbm, mem_eff,
                                         sram, el_b, units, tile, min_tm)
     t_gemm = (t_up + t_down) * imbalance  # the busiest rank sets the pace
     byts = by_up + by_down
-    flops = 2.0 * tok * topk * (mats + 1.0) * h * f_moe / tp + 2.0 * tok_sp * h * experts
+    flops = 2.0 * tok * topk * (up_mats + 1.0) * h * f_moe / tp + 2.0 * tok_sp * h * experts
     if shared > 0.0:
-        t_su, b_su = gemm_cost(tok, h, shared * mats * f_moe / tp, peak, eff, hbm, mem_eff,
+        t_su, b_su = gemm_cost(tok, h, shared * up_mats * f_moe / tp, peak, eff, hbm, mem_eff,
                                sram, el_b, units, tile, min_tm)
         t_sd, b_sd = gemm_cost(tok, shared * f_moe / tp, h, peak, eff, hbm, mem_eff, sram,
                                el_b, units, tile, min_tm)
         t_gemm += t_su + t_sd
         byts += b_su + b_sd
-        flops += 2.0 * tok * shared * (mats + 1.0) * h * f_moe / tp
+        flops += 2.0 * tok * shared * (up_mats + 1.0) * h * f_moe / tp
     byts += by_router + by_perm
-    res[0] = t_gemm
-    res[1] = t_other
-    res[2] = flops
-    res[3] = byts
-    res[4] = m_e
-    return t_gemm + t_other
+    return t_gemm, t_other, flops, byts, m_e
 
 
 @njit(cache=True)

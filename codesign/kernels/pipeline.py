@@ -15,30 +15,27 @@ from numba import njit
 
 
 @njit(cache=True)
-def stage_layers(layers, pp, dense_layers, res):
-    """Fill ``res`` with the layer mix of the stages that can be the slowest, for ``layers``
-    split as evenly as possible over ``pp`` stages (the first ``layers % pp`` stages hold one
-    more) with the ``dense_layers`` leading layers dense: (layers, dense layers) of the first
-    stage, of the last stage, and of the largest non-last stage without dense layers (0, 0
-    if none)."""
+def stage_layers(layers, pp, dense_layers):
+    """The layer mix of the stages that can be the slowest, for ``layers`` split as evenly as
+    possible over ``pp`` stages (the first ``layers % pp`` stages hold one more) with the
+    ``dense_layers`` leading layers dense: (layers, dense layers) of the first stage, of the
+    last stage, and the layers of the largest non-last stage without dense layers (0 if
+    none): a 5-tuple."""
     q = layers // pp
     r = layers - q * pp
     n0 = q + (1.0 if r > 0 else 0.0)
-    res[0] = n0
-    res[1] = min(dense_layers, n0)
     start_last = (pp - 1.0) * q + min(pp - 1.0, r)
     n_last = layers - start_last
-    res[2] = n_last
-    res[3] = min(n_last, max(0.0, dense_layers - start_last))
-    res[4] = 0.0
-    res[5] = 0.0
+    mid = 0.0
     # the first stage whose first layer is past the dense ones
     if dense_layers <= r * (q + 1.0):
         i = math.ceil(dense_layers / (q + 1.0))
     else:
         i = r + math.ceil((dense_layers - r * (q + 1.0)) / q)
     if i < pp - 1.0:
-        res[4] = q + (1.0 if i < r else 0.0)
+        mid = q + (1.0 if i < r else 0.0)
+    return (n0, min(dense_layers, n0), n_last,
+            min(n_last, max(0.0, dense_layers - start_last)), mid)
 
 
 @njit(cache=True)

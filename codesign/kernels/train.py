@@ -253,6 +253,30 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         return L.S_NO_BW
     tp_bw, tp_lat = level(tp, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
 
+    # --- parameters on the busiest chip: non-expert weights (replicated over dp x cp) and
+    # expert weights (replicated over dp x cp / ep); the first pipeline stage (the leading
+    # dense layers, the most activations in flight) is the busiest for memory ---
+    mlp_mats = 2.0 if gated else 1.0  # GEMM width multiple of the first MLP GEMM
+    p_split, p_whole = projection_params(model)
+    dense_mlp_p = (mlp_mats + 1.0) * h * f
+    attn_p = p_split / tp + p_whole
+    layer_dense_p = attn_p + dense_mlp_p / tp
+    layer_moe_shared_p = attn_p + ((mlp_mats + 1.0) * h * f_moe * shared + h * experts) / tp
+    layer_expert_p = (mlp_mats + 1.0) * h * f_moe * experts / ep / tp
+    mix = stage_layers(layers, pp, dense_layers if is_moe else layers)
+    n_d = mix[1]
+    n_m = mix[0] - mix[1]
+    p_nonexp = n_d * layer_dense_p + n_m * layer_moe_shared_p + vocab * h / tp
+    p_exp = n_m * layer_expert_p
+    w_b, g_b, o_b = model_state_bytes(p_nonexp, zero, sh, grad_b)
+    if p_exp > 0:
+        we, ge, oe = model_state_bytes(p_exp, zero, max(1.0, sh_e * 1.0), grad_b)
+        w_b += we
+        g_b += ge
+        o_b += oe
+    if w_b + g_b + o_b + BUFFER_B > chip[L.C_HBM_B]:
+        return L.S_OOM  # the model states alone do not fit: nothing else to evaluate
+
     # --- per-layer forward time of one micro-batch on one chip ---
     hbm = chip[L.C_HBM_BPS]
     sram = chip[L.C_SRAM_B]
@@ -262,9 +286,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     s_loc = seq / cp
     tok = b * s_loc  # tokens per micro-batch on this chip's tp group
     tsp = tp if sp == 1 else 1.0
-    mlp_mats = 2.0 if gated else 1.0  # GEMM width multiple of the first MLP GEMM
     # attention projections
-    p_split, p_whole = projection_params(model)
     if mla:
         q_lora = model[L.M_Q_LORA]
         rope = model[L.M_ROPE_DIM]
@@ -339,16 +361,19 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     m_flops = 0.0
     m_bytes = 0.0
     t_moe_part = 0.0
+    moe_gemm = 0.0
+    moe_other = 0.0
     t_sel_m = 0.0
     moe_act = 0.0
     if is_moe:
-        res = np.empty(5)
-        moe_mlp_cost(tok, tok / tsp, h, experts, topk, f_moe, shared, mlp_mats + 1.0, ep, tp,
-                     imbalance, peak, eff_gemm, hbm, eff_mem, sram, el_b, act_b, units, tile,
-                     min_tm, res)
+        res = moe_mlp_cost(tok, tok / tsp, h, experts, topk, f_moe, shared, mlp_mats, ep, tp,
+                           imbalance, peak, eff_gemm, hbm, eff_mem, sram, el_b, act_b, units,
+                           tile, min_tm)
         moe_elem = act_b * tok * (topk + shared) * (mlp_mats + 1.0) * f_moe / tp
         t_m_elem = (elem_bytes + moe_elem) / (hbm * eff_mem)
-        t_moe_part = res[0] + res[1]
+        moe_gemm = res[0]
+        moe_other = res[1]
+        t_moe_part = moe_gemm + moe_other
         t_sel_m = (act_b * tok * (4.0 * h / tsp + (mlp_mats + 1.0) * f_moe * (topk + shared)
                                   / tp) / (hbm * eff_mem) + t_up_proj)
         t_m_fwd = attn_block_f + t_moe_part + t_m_elem + 4.0 * kernel_s
@@ -364,13 +389,18 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     t_m_rc = t_m_fwd if full else (t_sel_m if sel_fused else (t_attn if rc == 1 else 0.0))
     t_d_off = 0.0
     t_m_off = 0.0
-    if rc == 3:  # each layer's input goes to host memory and comes back, under its compute
-        t_x = act_b * tok * h / tsp / HOST_LINK_BPS
-        t_d_off = max(0.0, t_x - t_d_fwd) + max(0.0, t_x - t_d_bwd - t_d_rc)
-        t_m_off = max(0.0, t_x - t_m_fwd) + max(0.0, t_x - t_m_bwd - t_m_rc)
+    if rc == 3:
+        # each layer's input goes to host memory and comes back under the layer's compute;
+        # the copies also read and write it in HBM
+        x_bytes = act_b * tok * h / tsp
+        t_x = x_bytes / HOST_LINK_BPS
+        t_hbm_x = 2.0 * x_bytes / (hbm * eff_mem)
+        t_d_off = (max(0.0, t_x - t_d_fwd) + max(0.0, t_x - t_d_bwd - t_d_rc) + t_hbm_x)
+        t_m_off = (max(0.0, t_x - t_m_fwd) + max(0.0, t_x - t_m_bwd - t_m_rc) + t_hbm_x)
 
     # --- communication per layer and micro-batch (forward + backward) ---
     t_layer_tp = 0.0
+    tp_fwd_share = 0.5  # of the tp collectives, those of the forward pass
     layer_link = 0.0  # bytes this chip sends per layer and micro-batch
     if tp > 1:
         t_layer_tp = 4.0 * allreduce_time(act_b * tok * h, tp, tp_bw, tp_lat)
@@ -378,7 +408,9 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         if full:
             t_layer_tp *= 1.5  # the recomputed forward repeats its two collectives
             layer_link *= 1.5
+            tp_fwd_share = 1.0 / 3.0
     t_layer_cp = 0.0
+    cp_fwd = 0.0
     if cp > 1:
         cp_bw, cp_lat = level(tp * cp, domain, up_raw, topo, eff_net, out_bps, up_lat,
                               out_lat)
@@ -386,10 +418,11 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         t_send = kv_vol / cp_bw + cp_lat
         # each of the cp - 1 ring steps hides its send under that step's attention block;
         # backward passes K/V and their gradients
-        t_layer_cp = (cp - 1.0) * (max(0.0, t_send - t_attn / cp)
-                                   + max(0.0, 2.0 * t_send - t_attn_bwd / cp))
+        cp_fwd = (cp - 1.0) * max(0.0, t_send - t_attn / cp)
+        t_layer_cp = cp_fwd + (cp - 1.0) * max(0.0, 2.0 * t_send - t_attn_bwd / cp)
         layer_link += 3.0 * (cp - 1.0) * kv_vol
     t_layer_ep = 0.0
+    ep_fwd_share = 0.0
     ep_link = 0.0
     if is_moe and ep > 1:
         ep_bw, ep_lat = level(tp * ep, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
@@ -398,23 +431,23 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         n_a2a = 6.0 if full else 4.0
         t_a2a = n_a2a * alltoall_time(vol, ep, tp, domain, ep_bw, out_bps, ep_lat, out_lat)
         t_layer_ep = exposed_a2a(t_a2a, t_m_fwd + t_m_bwd + t_m_rc, epo)
+        ep_fwd_share = 2.0 / n_a2a
         ep_link = n_a2a * vol * (ep - 1.0) / ep
-    t_d = t_d_fwd + t_d_bwd + t_d_rc + t_d_off + t_layer_tp + t_layer_cp
+    # the compute stream of a layer, forward and backward: kernels and the communication
+    # they wait for (tp collectives, the exposed cp ring and all-to-all, offload copies)
+    f_d = t_d_fwd + tp_fwd_share * t_layer_tp + cp_fwd
+    b_d = t_d_bwd + t_d_rc + (1.0 - tp_fwd_share) * t_layer_tp + t_layer_cp - cp_fwd + t_d_off
+    t_d = f_d + b_d
+    f_m = 0.0
+    b_m = 0.0
     t_m = 0.0
     if is_moe:
-        t_m = t_m_fwd + t_m_bwd + t_m_rc + t_m_off + t_layer_tp + t_layer_cp + t_layer_ep
-
-    # --- parameters on the busiest chip: non-expert weights (replicated over dp x cp) and
-    # expert weights (replicated over dp x cp / ep) ---
-    dense_mlp_p = (mlp_mats + 1.0) * h * f
-    attn_p = p_split / tp + p_whole
-    layer_dense_p = attn_p + dense_mlp_p / tp
-    layer_moe_shared_p = attn_p + ((mlp_mats + 1.0) * h * f_moe * shared + h * experts) / tp
-    layer_expert_p = (mlp_mats + 1.0) * h * f_moe * experts / ep / tp
+        f_m = t_m_fwd + tp_fwd_share * t_layer_tp + cp_fwd + ep_fwd_share * t_layer_ep
+        b_m = (t_m_bwd + t_m_rc + (1.0 - tp_fwd_share) * t_layer_tp + t_layer_cp - cp_fwd
+               + (1.0 - ep_fwd_share) * t_layer_ep + t_m_off)
+        t_m = f_m + b_m
 
     # --- pipeline stages: the first holds the leading dense layers, the last the output ---
-    mix = np.empty(6)
-    stage_layers(layers, pp, dense_layers if is_moe else layers, mix)
     t_logits_f, by_logits = gemm_cost(tok, h, vocab / tp, peak, eff_gemm, hbm, eff_mem, sram,
                                       el_b, units, tile, min_tm)
     by_logits += 3.0 * 4.0 * tok * vocab / tp  # fp32 softmax + loss
@@ -423,9 +456,6 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     t_first = mix[1] * t_d + (mix[0] - mix[1]) * t_m
     t_last = mix[3] * t_d + (mix[2] - mix[3]) * t_m + t_logits
     t_stage = max(t_first, t_last, mix[4] * t_m) if pp > 1 else t_first + t_logits
-    # the first stage's layer mix (the busiest for memory; energy and parameters alike)
-    n_d = mix[1]
-    n_m = mix[0] - mix[1]
     t_p2p = 0.0
     p2p_bytes = 0.0
     if pp > 1:
@@ -434,10 +464,6 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         t_p2p = 2.0 * vpp * (p2p_vol / pp_bw + pp_lat)
         p2p_bytes = 2.0 * vpp * p2p_vol
     t_pipe, t_bubble = pipe_time(m, pp, vpp, t_stage, t_p2p)
-
-    p_nonexp = n_d * layer_dense_p + n_m * layer_moe_shared_p + vocab * h / tp
-    p_exp = n_m * layer_expert_p
-    p_chip = p_nonexp + p_exp
 
     # --- data-parallel gradient reduction, ZeRO-3 / FSDP gathers ---
     dp_bw, dp_lat = level(tp * dpc, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
@@ -462,10 +488,10 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         rs_d = g_d * grad_b / WEIGHT_B
         rs_m = g_m * grad_b / WEIGHT_B
         # a recomputed forward gathers the layer again (the weights are released after
-        # every forward, recomputed or not)
+        # every forward, recomputed or not); the gathers run beside the compute stream
         n_g = 2.0 if full else 1.0
-        x_d = (max(0.0, g_d - t_d_fwd) + max(0.0, n_g * g_d + rs_d - t_d_bwd - t_d_rc))
-        x_m = (max(0.0, g_m - t_m_fwd) + max(0.0, n_g * g_m + rs_m - t_m_bwd - t_m_rc))
+        x_d = max(0.0, g_d - f_d) + max(0.0, n_g * g_d + rs_d - b_d)
+        x_m = max(0.0, g_m - f_m) + max(0.0, n_g * g_m + rs_m - b_m)
         first_g = g_d if n_d > 0 else g_m
         t_fsdp = m * (n_d * x_d + n_m * x_m + 2.0 * first_g)
         fsdp_link = m * ((2.0 * WEIGHT_B + grad_b) / WEIGHT_B) * (
@@ -480,8 +506,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
             t_dp = allreduce_time(grad_b * p_nonexp / sh, dpc // sh, out_bps, out_lat)
             if p_exp > 0 and edp // sh_e > 1:
                 t_dp += allreduce_time(grad_b * p_exp / sh_e, edp // sh_e, out_bps, out_lat)
-            t_bwd_last = n_d * (t_d_bwd + t_d_rc) + n_m * (t_m_bwd + t_m_rc)
-            t_dp_exposed += max(0.0, t_dp - t_bwd_last)
+            t_dp_exposed += max(0.0, t_dp - (n_d * b_d + n_m * b_m))
             dp_link += 2.0 * grad_b * (p_nonexp / sh + p_exp / sh_e)
     else:
         t_dp = group_allreduce_time(grad_b * p_nonexp, dpc, tp, domain, up_dp, out_bps, up_lat,
@@ -489,21 +514,26 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         if edp > 1 and p_exp > 0:
             t_dp += group_allreduce_time(grad_b * p_exp, edp, tp * ep, domain, up_dp, out_bps,
                                          up_lat, out_lat)
-        t_bwd_last = n_d * (t_d_bwd + t_d_rc) + n_m * (t_m_bwd + t_m_rc)
+        t_bwd_last = n_d * b_d + n_m * b_m
         if zero >= 1:
             # distributed optimizer: the gradients reduce-scatter under the backward pass of
             # the last micro-batch, the updated 16-bit weights all-gather under the forward
             # pass of the next step's first (Megatron's overlap_grad_reduce and
-            # overlap_param_gather)
-            t_ag = 0.5 * t_dp * WEIGHT_B / grad_b
-            t_dp_exposed = (max(0.0, 0.5 * t_dp - t_bwd_last)
-                            + max(0.0, t_ag - (n_d * t_d_fwd + n_m * t_m_fwd)))
-            t_dp = 0.5 * t_dp + t_ag
+            # overlap_param_gather); ZeRO-2 keeps only its shard of the gradients, so every
+            # micro-batch reduce-scatters its own under its backward pass
+            t_rs = 0.5 * t_dp
+            t_ag = t_rs * WEIGHT_B / grad_b
+            n_rs = m * 1.0 if zero == 2 else 1.0
+            t_dp_exposed = (n_rs * max(0.0, t_rs - t_bwd_last)
+                            + max(0.0, t_ag - (n_d * f_d + n_m * f_m)))
+            t_dp = n_rs * t_rs + t_ag
         else:
             # gradients all-reduce under the backward pass of the last micro-batch
             t_dp_exposed = max(0.0, t_dp - t_bwd_last)
         dp_link = 2.0 * ((dpc - 1.0) / dpc * grad_b * p_nonexp
                          + ((edp - 1.0) / edp * grad_b * p_exp if edp > 1 else 0.0))
+        if zero == 2:
+            dp_link *= 0.5 * (m + 1.0)  # m reduce-scatters and one all-gather
     shard_ne = sh if zero >= 1 else 1.0
     shard_e = sh_e if zero >= 1 else 1.0
     opt_bytes = ADAM_BYTES_PER_PARAM * (p_nonexp / shard_ne + p_exp / max(1.0, shard_e))
@@ -514,14 +544,6 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         return L.S_BAD_INPUT
 
     # --- memory on the busiest (first) stage ---
-    states = np.empty(3)
-    model_state_bytes(p_nonexp, zero, sh, grad_b, states)
-    w_b, g_b, o_b = states[0], states[1], states[2]
-    if p_exp > 0:
-        model_state_bytes(p_exp, zero, max(1.0, sh_e * 1.0), grad_b, states)
-        w_b += states[0]
-        g_b += states[1]
-        o_b += states[2]
     sb = s_loc * b
     k_w = nkv * dqk if not mla else heads * dqk
     v_w = nkv * dv if not mla else heads * dv
@@ -564,7 +586,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         act_m = full_m
     in_flight = in_flight_micro_batches(pp, m, vpp)
     if rc == 3:  # the layer inputs wait in host memory; a few are on their way
-        act_total = OFFLOAD_RESIDENT_LAYERS * keep
+        act_total = min(OFFLOAD_RESIDENT_LAYERS, in_flight * (n_d + n_m)) * keep
     else:
         act_total = in_flight * (n_d * act_d + n_m * act_m)
     if full:  # working set while recomputing one layer
@@ -607,7 +629,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     layer_flops_m = (3.0 + rc_f) * m_flops + (1.0 + attn_bwd_x + rc_f) * attn_flops
     layer_bytes_d = (3.0 + rc_f) * d_bytes + (1.0 + attn_bwd_x + rc_f) * attn_bytes
     layer_bytes_m = (3.0 + rc_f) * m_bytes + (1.0 + attn_bwd_x + rc_f) * attn_bytes
-    if rc == 1:
+    if rc == 1 and unfused:  # the attention core again
         layer_flops_d += attn_flops
         layer_flops_m += attn_flops
         layer_bytes_d += attn_bytes
@@ -642,8 +664,10 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     out[L.O_T_FSDP] = t_fsdp
     out[L.O_T_OPT] = t_opt
     out[L.O_T_PP] = m * t_p2p
-    out[L.O_T_MOE] = m * n_m * t_moe_part * (4.0 if full else 3.0)
-    out[L.O_T_ATTN] = m * (n_d + n_m) * (t_attn + t_attn_bwd + (t_attn if rc >= 1 else 0.0))
+    out[L.O_T_MOE] = m * n_m * ((4.0 if full else 3.0) * moe_gemm
+                                + (3.0 if full else 2.0) * moe_other)
+    attn_again = full or (rc == 1 and unfused)
+    out[L.O_T_ATTN] = m * (n_d + n_m) * (t_attn + t_attn_bwd + (t_attn if attn_again else 0.0))
     out[L.O_BUSY] = busy
     out[L.O_N_USED] = n_used
     out[L.O_CLOCK] = 1.0
@@ -666,8 +690,9 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
     micro-batches the overlap of the all-to-all, and for ZeRO-3 groups that span scale-up
     domains hybrid sharding; sequence parallel is on whenever tp > 1.
     Branch and bound: a (tp, cp, pp, dp) block whose compute lower bound (GEMM FLOPs at peak
-    x efficiency on the chips it uses) cannot beat the best step so far is skipped, so the
-    result equals that of the full enumeration. ``counts[s]`` counts evaluated candidates by
+    x efficiency on the chips it uses), and a micro-batch whose bound with the smallest
+    pipeline bubble it can have ((pp - 1) / vpp of m stage times), cannot beat the best step
+    so far is skipped, so the result equals that of the full enumeration. ``counts[s]`` counts evaluated candidates by
     status (``counts[S_OK]`` feasible ones). Returns S_OK if a feasible mapping was found,
     else the most frequent failure.
     """
@@ -723,8 +748,13 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
                         continue
                     per_dp = gbatch // dp if gbatch % dp == 0 else 0
                     mbs = choices(fixed[L.P_MB], 1, min(per_dp, MAX_MICRO_BATCH), False)
+                    lb = work / (rate * tp * cp * pp * dp) if prune else 0.0
                     for b in mbs:
                         if fixed[L.P_MB] < 0 and per_dp % b != 0:
+                            continue
+                        # the pipeline bubble adds at least (pp - 1) / vpp stage times of m
+                        if prune and per_dp // b >= 1 and lb * (1.0 + (pp - 1.0) / (
+                                vpps[vpps.shape[0] - 1] * (per_dp // b))) >= best_step:
                             continue
                         for ep in eps:
                             if fixed[L.P_EP] < 0 and (experts % ep != 0
