@@ -125,9 +125,10 @@ def _with_memory_needed(res: Result, search: Any, arrays: tuple[np.ndarray, ...]
     if search(roomy, *arrays[1:], mp, out, counts) != layout.S_OK:
         return res
     need = float(out[layout.O_MEM_B]) / 1e9
+    fastest = mapping_short(pack.mapping_from_array(mp).as_dict())
     return replace(res, memory_gb=pack.train_memory_gb(out), reason=(
-        f"{res.reason}; the fastest mapping ({mapping_short(pack.mapping_from_array(mp).as_dict())}) "
-        f"needs {need:.1f} GB per chip, the chip has {chip.hbm_gb:g} GB"))
+        f"{res.reason}; the fastest mapping ({fastest}) needs {need:.1f} GB per chip, the "
+        f"chip has {chip.hbm_gb:g} GB"))
 
 
 def chip_price_usd(chip: ChipSpec, prices: tech.Prices = tech.PRICES) -> float:

@@ -11,7 +11,8 @@ come from published microbenchmarks and are not fitted here.
 
 Loss: mean over rows of min(|log(predicted / measured)|, CLIP), a robust log error, so a few
 rows the model cannot represent do not drag the fit; a row the model cannot predict counts
-CLIP; plus a penalty when the KOR22 iteration times drift past 3 % mean absolute error. Each parameter stays in its published range (BOUNDS, sources in codesign/efficiency.py):
+CLIP; plus a penalty when the KOR22 iteration times drift past 3 % mean absolute error.
+Each parameter stays in its published range (BOUNDS, sources in codesign/efficiency.py):
 Nelder-Mead runs over logits of the position inside the range.
 
 ``--leave-one-family-out``: for each family (case-id prefix, codesign.cases.family_of) the

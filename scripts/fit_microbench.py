@@ -86,8 +86,8 @@ def best_shapes(data: list[dict[str, str]]) -> dict[tuple[str, str], float]:
     """Largest measured fraction of dense peak per (chip, precision) among the MAMF rows."""
     out: dict[tuple[str, str], float] = {}
     for r in data:
-        if r["kernel"] != "gemm" or "ml-engineering" not in r["source"] and "MAMF" not in (
-                r["source"] + r["note"]):
+        if r["kernel"] != "gemm" or ("ml-engineering" not in r["source"] and "MAMF" not in (
+                r["source"] + r["note"])):
             continue
         if not r["peak_dense_tflops"]:
             continue

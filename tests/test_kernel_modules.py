@@ -89,8 +89,8 @@ def _moe_args(rng):
     g = _gemm_args(rng)
     return (tok, tok / float(rng.choice([1.0, tp])), float(rng.choice([512, 4096, 7168])),
             experts, float(rng.choice([1, 2, 8])), float(rng.choice([256, 1408, 2048])),
-            float(rng.choice([0, 1, 2])), float(rng.choice([2.0, 3.0])), ep, tp,
-            float(rng.uniform(1.0, 2.0)), *g[3:8], g[8], max(2.0, g[8]), *g[9:12], np.zeros(5))
+            float(rng.choice([0, 1, 2])), float(rng.choice([1.0, 2.0])), ep, tp,
+            float(rng.uniform(1.0, 2.0)), *g[3:8], g[8], max(2.0, g[8]), *g[9:12])
 
 
 def _collective_args(rng):
@@ -155,7 +155,7 @@ def _choices_args(rng):
 
 def _stage_args(layers: int, rng):
     pp = int(rng.integers(1, layers + 1))
-    return float(layers), pp, float(rng.integers(0, layers + 1)), np.zeros(6)
+    return float(layers), pp, float(rng.integers(0, layers + 1))
 
 
 RANDOM_INPUTS = {
@@ -228,8 +228,7 @@ RANDOM_INPUTS = {
     # memory
     "layer_activation_bytes": _act_args,
     "model_state_bytes": lambda r: (_pos(r, 1e9, 2.0), int(r.integers(0, 4)),
-                                    float(r.integers(1, 1024)), float(r.choice([2.0, 4.0])),
-                                    np.zeros(3)),
+                                    float(r.integers(1, 1024)), float(r.choice([2.0, 4.0]))),
     "in_flight_micro_batches": lambda r: (int(r.integers(1, 64)), int(r.integers(1, 128)),
                                           int(r.choice([1, 2, 4, 8]))),
     "serving_weight_kv_bytes": _serving_args,
@@ -263,8 +262,7 @@ EDGE_INPUTS = {
                       (1e9, 8, 8, 8.0, 0.0, 1e10, 1e-6, 1e-5)],  # one per domain
     "ranks_in_domain": [(1, 1, 1.0), (7, 1, 8.0), (12, 3, 8.0), (16, 32, 8.0)],
     "exposed_a2a": [(0.0, 1.0, 1), (1.0, 0.0, 1), (0.0, 0.0, 0)],
-    "stage_layers": [(1.0, 1, 0.0, np.zeros(6)), (1.0, 1, 1.0, np.zeros(6)),
-                     (61.0, 16, 3.0, np.zeros(6)), (8.0, 8, 8.0, np.zeros(6))],
+    "stage_layers": [(1.0, 1, 0.0), (1.0, 1, 1.0), (61.0, 16, 3.0), (8.0, 8, 8.0)],
     "in_flight_micro_batches": [(1, 1, 1), (8, 1, 4), (8, 64, 1)],
     "voltage": [(0.0,), (1.0,), (dvfs.CLOCK_FLOOR,)],
 }
@@ -705,33 +703,46 @@ def test_a2a_volume_closed_form():
 
 
 def test_moe_mlp_cost_parts():
+    """moe_mlp_cost returns (expert + shared GEMM s, router + permutation s, FLOPs, HBM bytes,
+    tokens per local expert); the FLOPs are two per active weight: the routed experts' first
+    GEMM is ``up_mats`` x f_moe wide (2 gated, 1 not) and their second f_moe, the router
+    h x experts on this chip's tokens."""
     rng = np.random.default_rng(13)
     for _ in range(200):
         args = list(_moe_args(rng))
-        res = np.zeros(5)
-        args[-1] = res
-        t = moe.moe_mlp_cost(*args)
-        tok, _tok_sp, _h, experts, topk, _f, shared, _mats, ep, _tp, imb = args[:11]
-        assert t == pytest.approx(res[0] + res[1], rel=1e-12)
+        res = moe.moe_mlp_cost(*args)
+        assert isinstance(res, tuple) and len(res) == 5
+        tok, tok_sp, h, experts, topk, f, shared, up_mats, ep, tp, imb = args[:11]
         assert res[4] == pytest.approx(tok * topk * ep / experts, rel=1e-12)
         assert min(res) >= 0 and res[2] > 0 and res[3] > 0
+        flops = (2.0 * tok * (topk + shared) * (up_mats + 1.0) * h * f / tp
+                 + 2.0 * tok_sp * h * experts)
+        assert res[2] == pytest.approx(flops, rel=1e-12)
         # the busiest rank sets the pace: imbalance scales the routed experts' GEMMs only
-        res2 = np.zeros(5)
         args2 = list(args)
         args2[10] = 2.0 * imb
-        args2[-1] = res2
         args2[6] = 0.0  # no shared experts
         args3 = list(args2)
         args3[10] = imb
-        res3 = np.zeros(5)
-        args3[-1] = res3
-        moe.moe_mlp_cost(*args2)
-        moe.moe_mlp_cost(*args3)
+        res2 = moe.moe_mlp_cost(*args2)
+        res3 = moe.moe_mlp_cost(*args3)
         assert res2[0] == pytest.approx(2.0 * res3[0], rel=1e-12)
         assert res2[1] == res3[1] == res[1]  # router + permutation: no experts involved
         assert res2[2] == res3[2]
         # shared experts: a dense MLP over all tokens on top of the routed ones
         assert res[0] > res3[0] if shared > 0 else res[0] == res3[0]
+
+
+def test_moe_mlp_cost_flops_of_a_gated_and_a_plain_mlp():
+    """Mixtral-like layer on one chip (gated: w1, w3 then w2 = 3 GEMMs of h x f per routed
+    token) and the same layer ungated (2): 6 h f and 4 h f FLOPs per routed token, plus the
+    router's 2 h experts per token (the bug of the previous commit counted one matrix too many)."""
+    tok, h, experts, topk, f = 4096.0, 4096.0, 8.0, 2.0, 14336.0
+    router = 2.0 * tok * h * experts
+    for up_mats, mats in ((2.0, 3.0), (1.0, 2.0)):
+        res = moe.moe_mlp_cost(tok, tok, h, experts, topk, f, 0.0, up_mats, 1.0, 1.0, 1.0,
+                               989e12, 0.8, 3.35e12, 0.9, 50e6, 2.0, 2.0, 132.0, 32768.0, 64.0)
+        assert res[2] == pytest.approx(2.0 * mats * tok * topk * h * f + router, rel=1e-12)
 
 
 # ---- pipeline ------------------------------------------------------------------------------
@@ -750,14 +761,13 @@ def test_stage_layers_against_a_brute_force_split():
     for layers in range(1, 41):
         for pp in range(1, layers + 1):
             for dense in range(layers + 1):
-                res = np.full(6, -1.0)
-                pipeline.stage_layers(float(layers), pp, float(dense), res)
+                res = pipeline.stage_layers(float(layers), pp, float(dense))
+                assert isinstance(res, tuple) and len(res) == 5
                 st = _stages_by_hand(layers, pp, dense)
                 assert (res[0], res[1]) == st[0]
                 assert (res[2], res[3]) == st[-1]
                 no_dense = [n for n, d in st[:-1] if d == 0]
                 assert res[4] == (max(no_dense) if no_dense else 0.0), (layers, pp, dense)
-                assert res[5] == 0.0
                 assert sum(n for n, _ in st) == layers
 
 
@@ -851,14 +861,12 @@ def test_layer_activation_bytes_gqa_and_moe_extra():
 def test_model_state_bytes_is_the_zero_table(zero):
     """Rajbhandari et al. 2020: 2 + g + 12 bytes per parameter; ZeRO-1 shards the optimizer
     states, ZeRO-2 also the gradients, ZeRO-3 also the weights."""
-    res = np.zeros(3)
     p, dp, g = 7e9, 64.0, 4.0
-    memory.model_state_bytes(p, zero, dp, g, res)
-    assert res[0] == 2 * p / (dp if zero >= 3 else 1)
-    assert res[1] == g * p / (dp if zero >= 2 else 1)
-    assert res[2] == 12 * p / (dp if zero >= 1 else 1)
-    memory.model_state_bytes(p, zero, 1.0, g, res)
-    assert res.sum() == (2 + g + 12) * p
+    w, grads, opt = memory.model_state_bytes(p, zero, dp, g)
+    assert w == 2 * p / (dp if zero >= 3 else 1)
+    assert grads == g * p / (dp if zero >= 2 else 1)
+    assert opt == 12 * p / (dp if zero >= 1 else 1)
+    assert sum(memory.model_state_bytes(p, zero, 1.0, g)) == (2 + g + 12) * p
 
 
 def test_in_flight_micro_batches():

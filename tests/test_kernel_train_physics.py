@@ -22,7 +22,12 @@ from codesign.kernels import layout as L
 from codesign.kernels.attention import head_dims, key_pairs
 from codesign.kernels.memory import BUFFER_B
 from codesign.kernels.moe import COMM_SM_SHARE
-from codesign.kernels.train import OFFLOAD_RESIDENT_LAYERS, eval_mapping, gemm_flops_per_token
+from codesign.kernels.train import (
+    HOST_LINK_BPS,
+    OFFLOAD_RESIDENT_LAYERS,
+    eval_mapping,
+    gemm_flops_per_token,
+)
 from codesign.perf import evaluate
 from codesign.specs import ClusterSpec, Mapping, ModelSpec, TrainJob
 
@@ -104,6 +109,32 @@ def test_zero3_gathers_only_under_zero3():
     assert _ok(one, mapping(mb=1, zero=3))[L.O_T_FSDP] == 0.0
 
 
+# ---- ZeRO-1 / ZeRO-2 ------------------------------------------------------------------------
+def test_zero2_reduce_scatters_every_micro_batch_zero1_once():
+    """ZeRO-2 keeps only its shard of the gradients, so each of the m micro-batches
+    reduce-scatters its gradients under its own backward pass; ZeRO-1 reduce-scatters once
+    a step. With one micro-batch the two take the same time (ZeRO-2 needs less memory);
+    with m, ZeRO-2 exposes m - 1 more reduce-scatters and sends m - 1 more gradient shards'
+    worth (half an all-reduce each): the extra is exactly 3x at m = 4 what it is at m = 2."""
+    def pair(m: int):
+        arrays = case(big(C_OUT_BPS=1e9), n_chips=16, model=TINY, seq=2048, gbatch=16 * m)
+        return [_ok(arrays, mapping(dp=16, mb=1, zero=z)) for z in (1, 2)]
+
+    one, two = pair(1)
+    assert two[L.O_STEP_S] == one[L.O_STEP_S] and two[L.O_T_DP] == one[L.O_T_DP]
+    assert two[L.O_MEM_GRADS] == pytest.approx(one[L.O_MEM_GRADS] / 16, rel=1e-12)
+    extra = {}
+    for m in (2, 4):
+        z1, z2 = pair(m)
+        assert z2[L.O_STEP_S] > z1[L.O_STEP_S]
+        assert z2[L.O_STEP_S] - z1[L.O_STEP_S] == pytest.approx(z2[L.O_T_DP] - z1[L.O_T_DP],
+                                                                rel=1e-9)
+        assert z2[L.O_T_COMPUTE] == z1[L.O_T_COMPUTE]
+        extra[m] = (z2[L.O_T_DP] - z1[L.O_T_DP], z2[L.O_LINK_B] - z1[L.O_LINK_B])
+    assert extra[4][0] == pytest.approx(3.0 * extra[2][0], rel=1e-9)
+    assert extra[4][1] == pytest.approx(3.0 * extra[2][1], rel=1e-9)
+
+
 # ---- hybrid sharding ---------------------------------------------------------------------
 @pytest.mark.parametrize(("model", "n_chips"), [(TINY, 16), ("llama3-8b", 64),
                                                 ("llama3-70b", 128)])
@@ -182,9 +213,13 @@ def test_overlapped_all_to_all_is_never_slower(idx):
     assert over[L.O_STEP_S] < plain[L.O_STEP_S]
     for col in (L.O_T_COMPUTE, L.O_MEM_B, L.O_T_CP, L.O_FLOPS):
         assert over[col] == plain[col]  # only the exposure changes
-    if mp[L.P_PP] == 1:  # no bubble to scale it: the step saves exactly the exposure
+    # the data-parallel reduction hides under the backward pass's compute stream, the exposed
+    # all-to-all included: a shorter stream hides no more of it
+    assert over[L.O_T_DP] >= plain[L.O_T_DP]
+    if mp[L.P_PP] == 1:  # no bubble to scale it: the step saves the exposure, less what the
+        # data-parallel reduction no longer hides
         assert plain[L.O_STEP_S] - over[L.O_STEP_S] == pytest.approx(
-            plain[L.O_T_EP] - over[L.O_T_EP], rel=1e-9)
+            (plain[L.O_T_EP] - over[L.O_T_EP]) - (over[L.O_T_DP] - plain[L.O_T_DP]), rel=1e-9)
 
 
 def test_overlapped_all_to_all_never_slower_on_random_moe_mappings():
@@ -244,10 +279,12 @@ def test_offload_keeps_less_than_full_recompute_and_is_never_faster():
     assert less >= 100 and slower >= 1
 
 
-def _two_overlaps(mp) -> bool:
-    """ZeRO-3 gathers and a context-parallel ring or an overlapped all-to-all, each hidden
-    under the same layer compute (the xfail at the end of this file)."""
-    return mp[L.P_ZERO] == 3 and (mp[L.P_CP] > 1 or mp[L.P_EPO] == 1)
+def _known_non_monotone(mp) -> bool:
+    """Mappings whose step time the kernel does not yet keep monotone in the work done (the
+    strict xfails at the end of this file, one per defect): the overlapped all-to-all
+    (P_EPO = 1, any ZeRO stage), ZeRO-2 with pipeline parallelism, hybrid sharding."""
+    return bool(mp[L.P_EPO] == 1 or (mp[L.P_ZERO] == 2 and mp[L.P_PP] > 1)
+                or mp[L.P_HSDP] == 1)
 
 
 def _first_stage_layers(arrays, mp) -> float:
@@ -262,16 +299,35 @@ def _in_flight(mp, arrays) -> float:
     return n * (1 + (pp - 1) / (pp * vpp)) if vpp > 1 else n
 
 
-@pytest.mark.xfail(strict=True, reason="train.eval_at_clock keeps OFFLOAD_RESIDENT_LAYERS (2) "
-                   "layer inputs under offload even when full recompute keeps fewer (one layer "
-                   "per stage and one micro-batch in flight): offload then needs more memory")
 def test_offload_never_keeps_more_than_full_recompute():
+    """Offload keeps min(OFFLOAD_RESIDENT_LAYERS, layer inputs in flight) layer inputs: with
+    one layer per stage and one micro-batch in flight that is the one input full recompute
+    keeps too (the previous commit kept 2 and needed more memory than full recompute)."""
     arrays = case(big(), n_chips=8, model=TINY, seq=2048, gbatch=1)
     mp = mapping(pp=6, mb=1, rc=2)  # 6 layers on 6 stages: one layer input in flight
     full = _ok(arrays, mp)
     mp[L.P_RECOMPUTE] = 3
     off = _ok(arrays, mp)
-    assert off[L.O_MEM_ACT] <= full[L.O_MEM_ACT]
+    assert off[L.O_MEM_ACT] == full[L.O_MEM_ACT]
+
+
+def test_offload_pays_the_hbm_traffic_of_its_host_copies():
+    """One chip: each layer input (act_b x tokens x h bytes) goes to the host at
+    HOST_LINK_BPS and comes back, hidden here under the layer's forward and backward (TINY at
+    4k tokens a micro-batch: ~0.2 ms of forward per layer against 0.13 ms per copy); the
+    copies still read and write the input in HBM: offload is full recompute plus exactly
+    2 x input / (HBM bandwidth x efficiency) per layer and micro-batch."""
+    s, b, gb = 2048, 2, 4
+    arrays = case(big(), n_chips=1, model=TINY, seq=s, gbatch=gb)
+    full = _ok(arrays, mapping(mb=b, rc=2))
+    off = _ok(arrays, mapping(mb=b, rc=3))
+    n = (gb // b) * TINY.layers  # layer passes of a step
+    x_bytes = 2.0 * b * s * TINY.hidden
+    assert x_bytes / HOST_LINK_BPS < full[L.O_T_COMPUTE] / n / 4  # hidden: fwd ~ 1/4 of it
+    chip = arrays[0]
+    t_hbm = 2.0 * x_bytes / (chip[L.C_HBM_BPS] * chip[L.C_MEM_EFF])
+    assert off[L.O_STEP_S] - full[L.O_STEP_S] == pytest.approx(n * t_hbm, rel=1e-9)
+    assert off[L.O_T_COMPUTE] == full[L.O_T_COMPUTE]
 
 
 def test_recompute_modes_order_memory_and_time():
@@ -280,7 +336,7 @@ def test_recompute_modes_order_memory_and_time():
     input per layer and micro-batch in flight plus one layer's working set: less than none
     once two or more layer inputs are in flight. Step time: none <= selective <= full."""
     rng = np.random.default_rng(33)
-    n = 0
+    n = timed = 0
     while n < 100:
         arrays, mp = random_case(rng)
         arrays[0][L.C_TDP_W] = np.inf
@@ -298,24 +354,32 @@ def test_recompute_modes_order_memory_and_time():
             assert none[L.O_MEM_ACT] > sel[L.O_MEM_ACT], mp.tolist()
             if _in_flight(mp, arrays) * _first_stage_layers(arrays, mp) >= 2:
                 assert none[L.O_MEM_ACT] > full[L.O_MEM_ACT], mp.tolist()
-            if _two_overlaps(mp):  # see test_more_compute_never_speeds_up_zero3_overlaps
+            if _known_non_monotone(mp):  # see the strict xfails at the end of this file
                 continue
+            timed += 1
             assert none[L.O_STEP_S] <= sel[L.O_STEP_S] * (1 + 1e-12), mp.tolist()
             assert sel[L.O_STEP_S] <= full[L.O_STEP_S] * (1 + 1e-12), mp.tolist()
             assert none[L.O_FLOPS] <= sel[L.O_FLOPS] <= full[L.O_FLOPS]
+    assert timed >= 60
 
 
-@pytest.mark.xfail(strict=True, reason="train.eval_at_clock books selective recompute under "
-                   "fused attention as an attention-core recompute in O_T_ATTN, O_FLOPS and "
-                   "O_HBM_B (`rc >= 1` / `rc == 1`), while its time recomputes the norms and "
-                   "activation functions instead (t_sel_d): O_T_ATTN can exceed O_T_COMPUTE")
 def test_selective_recompute_under_flash_does_not_recompute_the_attention_core():
+    """Selective recompute under fused attention recomputes the norms and activation
+    functions (memory-bound), not the attention core: no more attention time, FLOPs or
+    attention HBM traffic booked (the previous commit booked an attention-core recompute)."""
     arrays = case(big(), n_chips=1, model=TINY, seq=4096, gbatch=2)
     none = _ok(arrays, mapping(mb=1))
     sel = _ok(arrays, mapping(mb=1, rc=1))
     assert sel[L.O_STEP_S] > none[L.O_STEP_S]  # it does recompute something ...
     assert sel[L.O_T_ATTN] == none[L.O_T_ATTN]  # ... but not the attention core
     assert sel[L.O_FLOPS] == none[L.O_FLOPS]  # norms and activations: no matmul FLOPs
+    # unfused attention: selective recompute is the attention core again
+    unf = case(big(), n_chips=1, model=TINY, seq=4096, gbatch=2, attention="unfused")
+    none_u = _ok(unf, mapping(mb=1))
+    sel_u = _ok(unf, mapping(mb=1, rc=1))
+    assert sel_u[L.O_T_ATTN] > none_u[L.O_T_ATTN]
+    assert sel_u[L.O_FLOPS] > none_u[L.O_FLOPS]
+    assert sel_u[L.O_HBM_B] > none_u[L.O_HBM_B]
 
 
 # ---- activation memory end to end: Korthikanti et al. 2022, Table 2 --------------------------
@@ -389,15 +453,30 @@ def test_activation_memory_fp8_keeps_one_byte_gemm_inputs():
 def test_memory_terms_and_time_parts_add_up_on_random_mappings():
     """O_MEM_* sum to O_MEM_B (feasible or out of memory), O_ZERO is the mapping's stage,
     exposed cp/ep times are parts of O_T_TP, FSDP of O_T_DP, MoE and attention of
-    O_T_COMPUTE; the buffers are at least the framework's BUFFER_B."""
+    O_T_COMPUTE; the buffers are at least the framework's BUFFER_B. A mapping whose model
+    states alone (weights, gradients, optimizer states + BUFFER_B) exceed HBM is S_OOM before
+    anything is timed, with every output 0; one whose states fit and whose activations do
+    not is S_OOM with its outputs filled."""
     rng = np.random.default_rng(34)
-    seen = {L.S_OK: 0, L.S_OOM: 0}
-    while min(seen.values()) < 60:
+    seen = {L.S_OK: 0, L.S_OOM: 0, "states": 0}
+    while min(seen.values()) < 40:
         arrays, mp = random_case(rng)
         st, out = run(arrays, mp)
-        if st not in seen:
+        if st not in (L.S_OK, L.S_OOM):
+            continue
+        hbm = arrays[0][L.C_HBM_B]
+        if st == L.S_OOM and not np.any(out):
+            seen["states"] += 1
+            roomy = (chip_arr_with(arrays[0], C_HBM_B=1e18, C_TDP_W=np.inf), *arrays[1:])
+            st_r, out_r = run(roomy, mp)
+            assert st_r == L.S_OK, mp.tolist()
+            states = out_r[L.O_MEM_WEIGHTS] + out_r[L.O_MEM_GRADS] + out_r[L.O_MEM_OPT]
+            assert states + BUFFER_B > hbm, mp.tolist()
             continue
         seen[st] += 1
+        assert (out[L.O_MEM_WEIGHTS] + out[L.O_MEM_GRADS] + out[L.O_MEM_OPT] + BUFFER_B
+                <= hbm), mp.tolist()
+        assert (out[L.O_MEM_B] > hbm) == (st == L.S_OOM)
         assert sum(out[c] for c in MEM_TERMS) == pytest.approx(out[L.O_MEM_B], rel=1e-12)
         assert all(out[c] >= 0 for c in MEM_TERMS)
         assert out[L.O_MEM_BUFFER] >= BUFFER_B
@@ -410,10 +489,17 @@ def test_memory_terms_and_time_parts_add_up_on_random_mappings():
             assert out[L.O_T_CP] == 0 or mp[L.P_CP] > 1
             assert out[L.O_T_MOE] == 0 or arrays[2][L.M_EXPERTS] > 0
             assert 0 < out[L.O_T_ATTN] and out[L.O_T_MOE] >= 0
-            if not (mp[L.P_RECOMPUTE] == 1 and arrays[3][L.J_ATTN] == 0):  # see the xfail
-                assert out[L.O_T_ATTN] + out[L.O_T_MOE] <= out[L.O_T_COMPUTE] * (1 + 1e-12)
+            assert out[L.O_T_ATTN] + out[L.O_T_MOE] <= out[L.O_T_COMPUTE] * (1 + 1e-12)
             parts = (L.O_W_COMPUTE, L.O_W_HBM, L.O_W_LINK, L.O_W_BUSY, L.O_W_LEAK)
             assert sum(out[c] for c in parts) == pytest.approx(out[L.O_CHIP_W], rel=1e-12)
+
+
+def chip_arr_with(chip: np.ndarray, **set_values: float) -> np.ndarray:
+    """A copy of a packed chip with some columns overwritten (layout names)."""
+    c = chip.copy()
+    for name, value in set_values.items():
+        c[getattr(L, name)] = value
+    return c
 
 
 def test_dense_step_flops_are_the_model_flops():
@@ -436,16 +522,12 @@ def _check_step_flops(model: ModelSpec) -> None:
                                            rel=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="train.eval_at_clock passes mlp_mats + 1 (3 matrices for "
-                   "a gated MLP) as moe_mlp_cost's `mats`, which moe_mlp_cost uses as the "
-                   "up-projection width multiple (mats x f) and FLOP factor (mats + 1): every "
-                   "routed/shared expert computes one h x f matrix too many")
 @pytest.mark.parametrize("gated", [True, False])
 def test_moe_step_flops_are_the_model_flops(gated):
     _check_step_flops(replace(TINY_MOE, gated_mlp=gated))
 
 
-# ---- interplay of overlaps ---------------------------------------------------------------
+# ---- interplay of overlaps ----------------------------------------------------------------
 def test_faster_attention_never_slows_zero3_without_cp():
     arrays = case(big(), n_chips=32, model=TINY, seq=2048, gbatch=32)
     mp = mapping(dp=32, mb=1, rc=2, zero=3)
@@ -455,27 +537,91 @@ def test_faster_attention_never_slows_zero3_without_cp():
     assert _ok((faster, *arrays[1:]), mp)[L.O_STEP_S] <= base[L.O_STEP_S]
 
 
+XFAIL_EP_SHARE = pytest.mark.xfail(strict=True, reason=(
+    "train.eval_at_clock computes the overlapped all-to-all's exposure against the whole "
+    "layer's compute (t_layer_ep = exposed_a2a(t_a2a, t_m_fwd + t_m_bwd + t_m_rc, epo)) and "
+    "books a fixed share of it (ep_fwd_share = 2 / n_a2a) in the forward stream f_m, the rest "
+    "in the backward stream b_m: faster attention (mostly backward work) shrinks b_m but grows "
+    "f_m, and what hides under f_m (ZeRO-1/2 all-gather, ZeRO-3 gathers) or b_m (gradient "
+    "reduction) then costs more than the compute saves; ZeRO-2 pays it on each of its m "
+    "reduce-scatters. The exposure should be taken per pass (forward all-to-all against "
+    "t_m_fwd, backward against t_m_bwd + t_m_rc)"))
+XFAIL_HSDP = pytest.mark.xfail(strict=True, reason=(
+    "train.eval_at_clock hides hybrid sharding's cross-domain gradient all-reduce under "
+    "n_d * b_d + n_m * b_m, the backward compute stream, while the backward of a layer whose "
+    "gathers are exposed lasts max(b, n_g * g + rs): less compute under exposed gathers leaves "
+    "the layer's time unchanged but hides less of the all-reduce (the step gets slower; more "
+    "recompute makes it faster). Present in the previous commit too"))
+XFAIL_ZERO2_PP = pytest.mark.xfail(strict=True, reason=(
+    "train.eval_at_clock exposes each of ZeRO-2's m per-micro-batch reduce-scatters against "
+    "the first stage's backward (n_rs * max(0, t_rs - t_bwd_last), t_bwd_last of stage 1) and "
+    "adds that to a pipeline paced by t_stage, here the last stage: selective recompute adds "
+    "more to stage 1's backward (3 dense + 28 MoE layers) than to the last stage (30 MoE + "
+    "output), so m x the hidden gain beats (m + bubble) x the stage's growth and recompute "
+    "makes the step faster"))
+
+
+def _mixtral_ep_overlap(zero: int):
+    return (lambda: case(big(C_OUT_BPS=5e9, C_DOMAIN=2.0), n_chips=64, model="mixtral-8x7b",
+                         seq=4096, gbatch=128),
+            mapping(dp=64, ep=4, mb=1, zero=zero, epo=1))
+
+
 OVERLAP_CASES = {
-    "cp-ring": (lambda: case(big(), n_chips=32, model=TINY, seq=2048, gbatch=32),
-                mapping(dp=16, cp=2, mb=1, rc=2, zero=3)),
-    "ep-overlap": (lambda: case(big(C_OUT_BPS=5e9, C_DOMAIN=2.0), n_chips=32, model=TINY_MOE,
-                                seq=4096, gbatch=64),
-                   mapping(dp=32, ep=4, mb=1, zero=3, epo=1)),
+    "zero3-cp-ring": (lambda: case(big(), n_chips=32, model=TINY, seq=2048, gbatch=32),
+                      mapping(dp=16, cp=2, mb=1, rc=2, zero=3)),
+    "zero3-ep-overlap": (lambda: case(big(C_OUT_BPS=5e9, C_DOMAIN=2.0), n_chips=32,
+                                      model=TINY_MOE, seq=4096, gbatch=64),
+                         mapping(dp=32, ep=4, mb=1, zero=3, epo=1)),
+    "zero0-ep-overlap": _mixtral_ep_overlap(0),
+    "zero2-ep-overlap": _mixtral_ep_overlap(2),
+    "zero3-hsdp": (lambda: case(big(), n_chips=16, model="llama3-8b", seq=1024, gbatch=256),
+                   mapping(dp=16, mb=1, zero=3, hsdp=1)),
 }
+OVERLAP_MARKS = {"zero3-ep-overlap": XFAIL_EP_SHARE, "zero0-ep-overlap": XFAIL_EP_SHARE,
+                 "zero2-ep-overlap": XFAIL_EP_SHARE, "zero3-hsdp": XFAIL_HSDP}
 
 
-@pytest.mark.xfail(strict=True, reason="train.eval_at_clock hides the ZeRO-3 gathers under the "
-                   "layer's compute (max(0, gather - compute)) and, separately, the context-"
-                   "parallel ring under the attention block and the overlapped all-to-all under "
-                   "the MoE layer: with the gathers exposed, faster compute exposes more ring / "
-                   "all-to-all while the gathers stay exposed, so the step gets slower (the "
-                   "layer should take max(gather, compute + exposed ring / all-to-all))")
-@pytest.mark.parametrize("name", list(OVERLAP_CASES))
-def test_more_compute_never_speeds_up_zero3_overlaps(name):
+@pytest.mark.parametrize("name", [pytest.param(n, marks=OVERLAP_MARKS.get(n, ()), id=n)
+                                  for n in OVERLAP_CASES])
+def test_faster_attention_never_slows_overlapped_steps(name):
+    """Every overlap hides its communication beside the layer's compute stream (compute, tp
+    collectives, the exposed cp ring and all-to-all): faster attention exposes more ring or
+    all-to-all but never makes the step slower, whatever else (ZeRO gathers, gradient
+    reduction) hides beside it. The previous commit failed this for the cp ring under
+    ZeRO-3 (fixed); the overlapped all-to-all and hybrid sharding still fail it."""
     make, mp = OVERLAP_CASES[name]
     arrays = make()
     base = _ok(arrays, mp)
-    assert base[L.O_T_FSDP] > 0
+    assert base[L.O_T_FSDP] > 0 or base[L.O_T_DP] > 0  # something hides beside the stream
     faster = arrays[0].copy()
     faster[L.C_ATTN_EFF] = 1.0
     assert _ok((faster, *arrays[1:]), mp)[L.O_STEP_S] <= base[L.O_STEP_S]
+
+
+RECOMPUTE_CASES = {
+    # DeepSeek-V3 on 16 H100s, pp 2: 31 layers (3 dense) on the first stage, 30 on the last
+    "zero1-pp2": (lambda: case(big(), n_chips=16, model="deepseek-v3", seq=1024, gbatch=256),
+                  mapping(pp=2, dp=8, mb=1, zero=1)),
+    "zero2-pp2": (lambda: case(big(), n_chips=16, model="deepseek-v3", seq=1024, gbatch=256),
+                  mapping(pp=2, dp=8, mb=1, zero=2)),
+    "zero3": (lambda: case(big(), n_chips=16, model="llama3-8b", seq=1024, gbatch=256),
+              mapping(dp=16, mb=1, zero=3)),
+    "zero3-hsdp": (lambda: case(big(), n_chips=16, model="llama3-8b", seq=1024, gbatch=256),
+                   mapping(dp=16, mb=1, zero=3, hsdp=1)),
+}
+RECOMPUTE_MARKS = {"zero2-pp2": XFAIL_ZERO2_PP, "zero3-hsdp": XFAIL_HSDP}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=RECOMPUTE_MARKS.get(n, ()), id=n)
+                                  for n in RECOMPUTE_CASES])
+def test_recompute_never_speeds_up_a_step(name):
+    """Recompute only adds work: none <= selective <= full in step time, whatever hides under
+    the backward pass."""
+    make, mp = RECOMPUTE_CASES[name]
+    arrays = make()
+    steps = []
+    for rc in (0, 1, 2):
+        mp[L.P_RECOMPUTE] = rc
+        steps.append(_ok(arrays, mp)[L.O_STEP_S])
+    assert steps[0] <= steps[1] <= steps[2], steps

@@ -108,18 +108,13 @@ def test_prefill_flops_follow_active_params(name, tp, ep):
     assert (parts["whole"] > 0) == m.is_mla
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in codesign/kernels/infer.py forward_time: the router GEMM is timed "
-    "(gemm_time(tokens, h, experts, ...)) and its weights counted in the HBM bytes, but its "
-    "2 tokens h experts FLOPs per MoE layer are missing from out2[1] (the flops += lines "
-    "after the MoE block count only the expert and shared-expert GEMMs); the training "
-    "kernel's moe.moe_mlp_cost counts them"))
 @pytest.mark.parametrize("name", MOE_MODELS)
 @pytest.mark.parametrize(("tp", "ep"), [(1, 1), (8, 8)], ids=["one-chip", "tp8-ep8"])
 def test_prefill_flops_are_exact(name, tp, ep):
     """Exactly, per chip: every token goes through every layer's GEMMs (split over tp, except
     the work every rank does whole: MLA's down-projections and the router) and only the last
-    one through the output layer; the attention core is split over tp by heads."""
+    one through the output layer; the attention core is split over tp by heads. (The router's
+    2 T h experts FLOPs were missing before this commit.)"""
     m = get_model(name)
     t = 2048.0
     chip_flops, parts = _prefill(m, tp, ep, t)

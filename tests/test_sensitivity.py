@@ -241,22 +241,12 @@ def test_unfused_attention_is_slower_and_stores_the_scores():
     assert unfused.step_time_s > flash.step_time_s * 1.05
 
 
-UNFUSED_CP_BUG = (
-    "bug in codesign/kernels/train.py eval_at_clock: the unfused path calls unfused_cost(b, "
-    "s_loc, seq, ...) with s_loc = seq / cp queries (already this rank's chunk) and then "
-    "divides t_attn, t_attn_bwd, attn_flops and attn_bytes by cp again ('each rank computes "
-    "the scores of its chunk'), so unfused attention costs 1/cp of its work under context "
-    "parallelism (the flash path passes seq queries, so its one division is right)")
-
-
-@pytest.mark.parametrize("attention", [
-    "flash", pytest.param("unfused", marks=pytest.mark.xfail(strict=True, reason=UNFUSED_CP_BUG)),
-])
+@pytest.mark.parametrize("attention", ["flash", "unfused"])
 def test_attention_work_per_chip_does_not_depend_on_the_dp_cp_split(attention):
     """tp 8 and dp x cp = 8 fixed: each chip computes the same (query, key) pairs per step
     whether the batch is split over dp (whole sequences) or cp (sequence chunks, each rank
     scoring its chunk's queries against every key), so the attention core takes the same
-    time per step."""
+    time per step (before this commit unfused attention was divided by cp twice)."""
     job = TrainJob(get_model("llama3-8b"), seq_len=8192, global_batch=64, attention=attention)
     t = {}
     for dp, cp in ((8, 1), (4, 2), (2, 4)):
@@ -269,8 +259,6 @@ def test_attention_work_per_chip_does_not_depend_on_the_dp_cp_split(attention):
         and t[4] == pytest.approx(t[1], rel=1e-9), t
 
 
-@pytest.mark.xfail(strict=True, reason=UNFUSED_CP_BUG + "; the search then picks cp 4, where "
-                   "unfused attention looks 4x cheaper than it is")
 def test_unfused_attention_is_much_slower_with_the_mapping_searched():
     """On the llama3-8b 64-chip case (8k tokens) the scores stream through HBM: much slower."""
     chip, cluster, job = CASES["llama3-8b-64xh100"]

@@ -20,8 +20,6 @@
 
 from __future__ import annotations
 
-import math
-
 from numba import njit
 
 from codesign.kernels import layout as L

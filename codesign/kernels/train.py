@@ -52,8 +52,8 @@ from codesign.kernels.attention import (
     unfused_cost,
 )
 from codesign.kernels.collectives import (
-    alltoall_time,
     allreduce_time,
+    alltoall_time,
     group_allreduce_time,
     level,
     ranks_in_domain,
@@ -330,6 +330,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
             t_attn = (1.0 - fw) * t_attn + fw * tw
             t_attn_bwd = (1.0 - fw) * t_attn_bwd + fw * twb
             attn_flops = (1.0 - fw) * attn_flops + fw * fwl
+            attn_bytes = (1.0 - fw) * attn_bytes + fw * bwl
         t_attn /= cp  # a load-balanced causal ring gives each rank 1/cp of the pairs
         t_attn_bwd /= cp
         attn_flops /= cp
@@ -355,7 +356,6 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     d_flops = proj_flops + 2.0 * tok * (mlp_mats + 1.0) * h * f / tp
     d_bytes = by_qkv + by_proj + by_up + by_down + elem_bytes + dense_elem
     # MoE layer
-    n_moe_layers = layers - dense_layers if is_moe else 0.0
     t_m_fwd = 0.0
     t_m_bwd = 0.0
     m_flops = 0.0
@@ -466,7 +466,6 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     t_pipe, t_bubble = pipe_time(m, pp, vpp, t_stage, t_p2p)
 
     # --- data-parallel gradient reduction, ZeRO-3 / FSDP gathers ---
-    dp_bw, dp_lat = level(tp * dpc, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
     up_dp = scaleup_bw(tp * dpc, up_raw, topo, domain) * eff_net  # the in-domain level
     sh_bw, sh_lat = level(tp * sh, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
     t_fsdp = 0.0
@@ -692,9 +691,9 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
     Branch and bound: a (tp, cp, pp, dp) block whose compute lower bound (GEMM FLOPs at peak
     x efficiency on the chips it uses), and a micro-batch whose bound with the smallest
     pipeline bubble it can have ((pp - 1) / vpp of m stage times), cannot beat the best step
-    so far is skipped, so the result equals that of the full enumeration. ``counts[s]`` counts evaluated candidates by
-    status (``counts[S_OK]`` feasible ones). Returns S_OK if a feasible mapping was found,
-    else the most frequent failure.
+    so far is skipped, so the result equals that of the full enumeration. ``counts[s]``
+    counts evaluated candidates by status (``counts[S_OK]`` feasible ones). Returns S_OK if
+    a feasible mapping was found, else the most frequent failure.
     """
     for i in range(counts.shape[0]):
         counts[i] = 0
