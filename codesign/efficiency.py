@@ -147,8 +147,8 @@ GENERATION_OF = {
 """Catalog chip id -> generation (chips.csv; the H800 and the 500 W H100 are GH100 silicon,
 GB200 is B200 silicon, MI325X is MI300X silicon with HBM3e)."""
 
-STACK = Stack(gemm_share=0.8746, lowp_share=0.7724, attention_share=0.5, memory=0.7594,
-              network=0.8998, kernel_s=6.441e-06, seq_s=4.011e-05, elem_bytes=13.47)
+STACK = Stack(gemm_share=0.8735, lowp_share=0.7506, attention_share=0.5, memory=0.7656,
+              network=0.9, kernel_s=6.268e-06, seq_s=4.068e-05, elem_bytes=13.48)
 """The fitted software stack (scripts/calibrate.py)."""
 
 

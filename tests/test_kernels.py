@@ -681,13 +681,6 @@ def test_faster_hardware_never_slows_a_fixed_mapping():
     _check_faster_hardware(_valid_random_ok(np.random.default_rng(7), 150, [0, 1, 2], epo=0))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "train.eval_at_clock splits the overlapped all-to-all's exposure, computed against the "
-    "whole layer's compute, by a fixed share between the forward and backward streams "
-    "(ep_fwd_share = 2 / n_a2a): faster compute can grow the forward stream f_m, and what "
-    "hides beside the streams (ZeRO-1/2 all-gather under the forward, gradient reduction under "
-    "the backward, ZeRO-2 m times) then costs more than the compute saves; see "
-    "test_kernel_train_physics.py::test_faster_attention_never_slows_overlapped_steps"))
 def test_faster_hardware_never_slows_an_overlapped_all_to_all():
     """The same property on the mappings of the test above that overlap the all-to-all
     (same draw, P_EPO = 1 as drawn)."""

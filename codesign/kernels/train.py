@@ -422,59 +422,43 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         t_layer_cp = cp_fwd + (cp - 1.0) * max(0.0, 2.0 * t_send - t_attn_bwd / cp)
         layer_link += 3.0 * (cp - 1.0) * kv_vol
     t_layer_ep = 0.0
-    ep_fwd_share = 0.0
+    ep_f = 0.0
+    ep_b = 0.0
     ep_link = 0.0
     if is_moe and ep > 1:
         ep_bw, ep_lat = level(tp * ep, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
         vol = a2a_volume(tok, topk, h, tp, act_b, imbalance)
         # dispatch + combine forward and backward (and again for a recomputed forward)
         n_a2a = 6.0 if full else 4.0
-        t_a2a = n_a2a * alltoall_time(vol, ep, tp, domain, ep_bw, out_bps, ep_lat, out_lat)
-        t_layer_ep = exposed_a2a(t_a2a, t_m_fwd + t_m_bwd + t_m_rc, epo)
-        ep_fwd_share = 2.0 / n_a2a
+        t_one = alltoall_time(vol, ep, tp, domain, ep_bw, out_bps, ep_lat, out_lat)
+        # dispatch + combine of the forward under the forward's compute, the rest under the
+        # backward's (the recomputed forward's included)
+        ep_f = exposed_a2a(2.0 * t_one, t_m_fwd, epo)
+        ep_b = exposed_a2a((n_a2a - 2.0) * t_one, t_m_bwd + t_m_rc, epo)
+        t_layer_ep = ep_f + ep_b
         ep_link = n_a2a * vol * (ep - 1.0) / ep
     # the compute stream of a layer, forward and backward: kernels and the communication
     # they wait for (tp collectives, the exposed cp ring and all-to-all, offload copies)
     f_d = t_d_fwd + tp_fwd_share * t_layer_tp + cp_fwd
     b_d = t_d_bwd + t_d_rc + (1.0 - tp_fwd_share) * t_layer_tp + t_layer_cp - cp_fwd + t_d_off
-    t_d = f_d + b_d
     f_m = 0.0
     b_m = 0.0
-    t_m = 0.0
     if is_moe:
-        f_m = t_m_fwd + tp_fwd_share * t_layer_tp + cp_fwd + ep_fwd_share * t_layer_ep
+        f_m = t_m_fwd + tp_fwd_share * t_layer_tp + cp_fwd + ep_f
         b_m = (t_m_bwd + t_m_rc + (1.0 - tp_fwd_share) * t_layer_tp + t_layer_cp - cp_fwd
-               + (1.0 - ep_fwd_share) * t_layer_ep + t_m_off)
-        t_m = f_m + b_m
+               + ep_b + t_m_off)
 
-    # --- pipeline stages: the first holds the leading dense layers, the last the output ---
-    t_logits_f, by_logits = gemm_cost(tok, h, vocab / tp, peak, eff_gemm, hbm, eff_mem, sram,
-                                      el_b, units, tile, min_tm)
-    by_logits += 3.0 * 4.0 * tok * vocab / tp  # fp32 softmax + loss
-    t_logits_f += 3.0 * 4.0 * tok * vocab / tp / (hbm * eff_mem)
-    t_logits = 3.0 * t_logits_f
-    t_first = mix[1] * t_d + (mix[0] - mix[1]) * t_m
-    t_last = mix[3] * t_d + (mix[2] - mix[3]) * t_m + t_logits
-    t_stage = max(t_first, t_last, mix[4] * t_m) if pp > 1 else t_first + t_logits
-    t_p2p = 0.0
-    p2p_bytes = 0.0
-    if pp > 1:
-        pp_bw, pp_lat = level(n_used, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
-        p2p_vol = act_b * tok * h / tp  # Megatron scatter/gather optimisation
-        t_p2p = 2.0 * vpp * (p2p_vol / pp_bw + pp_lat)
-        p2p_bytes = 2.0 * vpp * p2p_vol
-    t_pipe, t_bubble = pipe_time(m, pp, vpp, t_stage, t_p2p)
-
-    # --- data-parallel gradient reduction, ZeRO-3 / FSDP gathers ---
+    # --- ZeRO-3 / FSDP: per layer, gather the weights before the forward and again before
+    # the backward (and the recomputed forward: the weights are released after every
+    # forward), reduce-scatter the gradients; one flat ring over the sharding group each
+    # (dp x cp, or dp x cp / ep for the experts; its in-domain part under hybrid sharding),
+    # beside the compute stream: a layer takes the longer of the two ---
     up_dp = scaleup_bw(tp * dpc, up_raw, topo, domain) * eff_net  # the in-domain level
     sh_bw, sh_lat = level(tp * sh, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
-    t_fsdp = 0.0
+    g_d = 0.0
+    g_m = 0.0
     fsdp_link = 0.0
     if zero == 3 and dpc > 1:
-        # per layer: gather the weights before forward and backward, reduce-scatter the
-        # gradients; one flat ring over the sharding group each (dp x cp, or dp x cp / ep for
-        # the experts; its in-domain part under hybrid sharding), hidden under that layer's
-        # compute where it is long enough
         vd = WEIGHT_B * layer_dense_p
         vm_s = WEIGHT_B * layer_moe_shared_p
         vm_e = WEIGHT_B * layer_expert_p
@@ -484,51 +468,95 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
             eb, el = level(tp * ep * sh_e, domain, up_raw, topo, eff_net, out_bps, up_lat,
                            out_lat)
             g_m += ring_allgather_time(vm_e, sh_e, eb, el)
-        rs_d = g_d * grad_b / WEIGHT_B
-        rs_m = g_m * grad_b / WEIGHT_B
-        # a recomputed forward gathers the layer again (the weights are released after
-        # every forward, recomputed or not); the gathers run beside the compute stream
         n_g = 2.0 if full else 1.0
-        x_d = max(0.0, g_d - f_d) + max(0.0, n_g * g_d + rs_d - b_d)
-        x_m = max(0.0, g_m - f_m) + max(0.0, n_g * g_m + rs_m - b_m)
-        first_g = g_d if n_d > 0 else g_m
-        t_fsdp = m * (n_d * x_d + n_m * x_m + 2.0 * first_g)
-        fsdp_link = m * ((2.0 * WEIGHT_B + grad_b) / WEIGHT_B) * (
+        fsdp_link = m * ((n_g + 1.0) * WEIGHT_B + grad_b) / WEIGHT_B * (
             (sh - 1.0) / sh * (n_d * vd + n_m * vm_s)
             + ((sh_e - 1.0) / sh_e * n_m * vm_e if sh_e > 1 else 0.0))
-        t_dp = 0.0
-        dp_link = fsdp_link
-        t_dp_exposed = t_fsdp
-        if hsdp == 1:
-            # the shards' gradients all-reduce across the replicas (domains), under the
-            # backward pass of the last micro-batch
-            t_dp = allreduce_time(grad_b * p_nonexp / sh, dpc // sh, out_bps, out_lat)
-            if p_exp > 0 and edp // sh_e > 1:
-                t_dp += allreduce_time(grad_b * p_exp / sh_e, edp // sh_e, out_bps, out_lat)
-            t_dp_exposed += max(0.0, t_dp - (n_d * b_d + n_m * b_m))
-            dp_link += 2.0 * grad_b * (p_nonexp / sh + p_exp / sh_e)
+        ff_d = max(f_d, g_d)
+        bb_d = max(b_d, n_g * g_d + g_d * grad_b / WEIGHT_B)
+        ff_m = max(f_m, g_m)
+        bb_m = max(b_m, n_g * g_m + g_m * grad_b / WEIGHT_B)
     else:
-        t_dp = group_allreduce_time(grad_b * p_nonexp, dpc, tp, domain, up_dp, out_bps, up_lat,
+        ff_d, bb_d, ff_m, bb_m = f_d, b_d, f_m, b_m
+
+    # --- data-parallel reductions outside ZeRO-3: the gradients, over dp x cp (the experts
+    # over their own replicas); with hybrid sharding, the shards across the domains ---
+    t_rs = 0.0  # gradient reduce-scatter or all-reduce of one step
+    t_ag = 0.0  # all-gather of the updated weights (distributed optimizer)
+    if zero == 3:
+        if hsdp == 1:
+            t_rs = allreduce_time(grad_b * p_nonexp / sh, dpc // sh, out_bps, out_lat)
+            if p_exp > 0 and edp // sh_e > 1:
+                t_rs += allreduce_time(grad_b * p_exp / sh_e, edp // sh_e, out_bps, out_lat)
+    else:
+        t_ar = group_allreduce_time(grad_b * p_nonexp, dpc, tp, domain, up_dp, out_bps, up_lat,
                                     out_lat)
         if edp > 1 and p_exp > 0:
-            t_dp += group_allreduce_time(grad_b * p_exp, edp, tp * ep, domain, up_dp, out_bps,
+            t_ar += group_allreduce_time(grad_b * p_exp, edp, tp * ep, domain, up_dp, out_bps,
                                          up_lat, out_lat)
-        t_bwd_last = n_d * b_d + n_m * b_m
         if zero >= 1:
-            # distributed optimizer: the gradients reduce-scatter under the backward pass of
-            # the last micro-batch, the updated 16-bit weights all-gather under the forward
-            # pass of the next step's first (Megatron's overlap_grad_reduce and
-            # overlap_param_gather); ZeRO-2 keeps only its shard of the gradients, so every
-            # micro-batch reduce-scatters its own under its backward pass
-            t_rs = 0.5 * t_dp
+            # distributed optimizer: reduce-scatter the gradients, all-gather the updated
+            # 16-bit weights under the forward pass of the next step's first micro-batch
+            # (Megatron's overlap_grad_reduce and overlap_param_gather)
+            t_rs = 0.5 * t_ar
             t_ag = t_rs * WEIGHT_B / grad_b
-            n_rs = m * 1.0 if zero == 2 else 1.0
-            t_dp_exposed = (n_rs * max(0.0, t_rs - t_bwd_last)
-                            + max(0.0, t_ag - (n_d * f_d + n_m * f_m)))
-            t_dp = n_rs * t_rs + t_ag
         else:
-            # gradients all-reduce under the backward pass of the last micro-batch
-            t_dp_exposed = max(0.0, t_dp - t_bwd_last)
+            t_rs = t_ar
+    # ZeRO-2 keeps only its shard of the gradients: every micro-batch reduce-scatters its own
+    # under its backward pass, part of each stage's work
+    rs_mb = t_rs if zero == 2 else 0.0
+
+    # --- pipeline stages: the first holds the leading dense layers, the last the output;
+    # each stage runs the forward and backward streams of its layers ---
+    t_logits_f, by_logits = gemm_cost(tok, h, vocab / tp, peak, eff_gemm, hbm, eff_mem, sram,
+                                      el_b, units, tile, min_tm)
+    by_logits += 3.0 * 4.0 * tok * vocab / tp  # fp32 softmax + loss
+    t_logits_f += 3.0 * 4.0 * tok * vocab / tp / (hbm * eff_mem)
+    t_logits = 3.0 * t_logits_f
+    first_b = mix[1] * bb_d + (mix[0] - mix[1]) * bb_m
+    last_b = mix[3] * bb_d + (mix[2] - mix[3]) * bb_m + t_logits * 2.0 / 3.0
+    mid_b = mix[4] * bb_m
+    t_first = mix[1] * ff_d + (mix[0] - mix[1]) * ff_m + max(first_b, rs_mb)
+    t_last = (mix[3] * ff_d + (mix[2] - mix[3]) * ff_m + t_logits_f + max(last_b, rs_mb))
+    if pp == 1:  # one stage: its layers and the output layer
+        pace_b = first_b + t_logits * 2.0 / 3.0
+        t_first = (mix[1] * ff_d + (mix[0] - mix[1]) * ff_m + t_logits_f
+                   + max(pace_b, rs_mb))
+        t_stage = t_first
+    else:
+        t_stage = t_first
+        pace_b = first_b
+        if t_last > t_stage:
+            t_stage = t_last
+            pace_b = last_b
+        if mid_b > 0.0:
+            t_mid = mix[4] * ff_m + max(mid_b, rs_mb)
+            if t_mid > t_stage:
+                t_stage = t_mid
+                pace_b = mid_b
+    t_p2p = 0.0
+    p2p_bytes = 0.0
+    if pp > 1:
+        pp_bw, pp_lat = level(n_used, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
+        p2p_vol = act_b * tok * h / tp  # Megatron scatter/gather optimisation
+        t_p2p = 2.0 * vpp * (p2p_vol / pp_bw + pp_lat)
+        p2p_bytes = 2.0 * vpp * p2p_vol
+    t_pipe, t_bubble = pipe_time(m, pp, vpp, t_stage, t_p2p)
+
+    # --- what the step waits for beyond the pipeline: the first gather of each micro-batch
+    # (ZeRO-3), the gradient reduction under the last micro-batch's backward on the pacing
+    # stage (ZeRO-0/1, hybrid sharding), the weights' all-gather under the next step's first
+    # forward ---
+    t_first_g = m * 2.0 * (g_d if n_d > 0 else g_m)
+    t_dp_exposed = (t_first_g + (max(0.0, t_rs - pace_b) if zero != 2 else 0.0)
+                    + max(0.0, t_ag - (n_d * ff_d + n_m * ff_m)))
+    x_layers = m * (n_d * ((ff_d - f_d) + (bb_d - b_d)) + n_m * ((ff_m - f_m) + (bb_m - b_m)))
+    t_fsdp = t_first_g + x_layers
+    dp_link = 0.0
+    if zero == 3:
+        dp_link = fsdp_link + (2.0 * grad_b * (p_nonexp / sh + p_exp / sh_e) if hsdp == 1
+                               else 0.0)
+    else:
         dp_link = 2.0 * ((dpc - 1.0) / dpc * grad_b * p_nonexp
                          + ((edp - 1.0) / edp * grad_b * p_exp if edp > 1 else 0.0))
         if zero == 2:
@@ -659,7 +687,10 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     out[L.O_T_EP] = m * n_m * t_layer_ep
     out[L.O_T_TP] = m * (n_d + n_m) * t_layer_tp + out[L.O_T_CP] + out[L.O_T_EP]
     out[L.O_T_BUBBLE] = t_bubble
-    out[L.O_T_DP] = t_dp_exposed
+    # exposed data-parallel time: outside the pipeline, and inside its stages (the ZeRO-3
+    # gathers a layer's compute does not hide, ZeRO-2's per-micro-batch reduce-scatters)
+    out[L.O_T_DP] = (t_dp_exposed + x_layers
+                     + (m * max(0.0, rs_mb - pace_b) if zero == 2 else 0.0))
     out[L.O_T_FSDP] = t_fsdp
     out[L.O_T_OPT] = t_opt
     out[L.O_T_PP] = m * t_p2p
