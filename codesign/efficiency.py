@@ -48,8 +48,6 @@ class Efficiency:
     """Fixed time per kernel (launch + tail), s."""
     min_tile_m: float = 16.0
     """Smallest GEMM tile height (rows) the matrix units run at full rate."""
-    seq_s: float = 0.0
-    """Serving engine's work per sequence per decode step, s."""
     elem_bytes: float = 12.0
     """Elementwise traffic per layer forward (norms, residuals, RoPE, activation functions),
     token-sized 16-bit reads and writes per hidden unit."""
@@ -96,10 +94,6 @@ class Stack:
     kernel_s: float = 2e-6
     """Fixed time per kernel (launch + tail), s (range 2-10 us: CUDA launch latency is ~3-5 us,
     ~2 us with CUDA graphs)."""
-    seq_s: float = 0.0
-    """Serving engine's own work per sequence in flight per decode step (logits processing
-    and sampling, paged attention's per-sequence blocks, input preparation), s (range 0-100
-    us)."""
     elem_bytes: float = 12.0
     """Elementwise traffic per layer forward, token-sized 16-bit reads and writes per hidden
     unit (range 12-48: 12 with Megatron's fused norm, bias-dropout-add and activation
@@ -147,8 +141,8 @@ GENERATION_OF = {
 """Catalog chip id -> generation (chips.csv; the H800 and the 500 W H100 are GH100 silicon,
 GB200 is B200 silicon, MI325X is MI300X silicon with HBM3e)."""
 
-STACK = Stack(gemm_share=0.8735, lowp_share=0.7506, attention_share=0.5, memory=0.7656,
-              network=0.9, kernel_s=6.268e-06, seq_s=4.068e-05, elem_bytes=13.48)
+STACK = Stack(gemm_share=0.8526, lowp_share=0.7801, attention_share=0.5001, memory=0.8568,
+              network=0.8999, kernel_s=8.186e-06, elem_bytes=12.4)
 """The fitted software stack (scripts/calibrate.py)."""
 
 
@@ -158,8 +152,7 @@ def compose(silicon: Silicon, stack: Stack) -> Efficiency:
                       gemm_lowp=min(1.0, silicon.gemm_lowp_best * stack.lowp_share),
                       attention=min(1.0, silicon.attention_best * stack.attention_share),
                       memory=stack.memory, network=stack.network, kernel_s=stack.kernel_s,
-                      min_tile_m=silicon.min_tile_m, seq_s=stack.seq_s,
-                      elem_bytes=stack.elem_bytes)
+                      min_tile_m=silicon.min_tile_m, elem_bytes=stack.elem_bytes)
 
 
 DEFAULT = compose(SILICON["default"], STACK)

@@ -102,7 +102,6 @@ def chip_array(chip: ChipSpec, scaleout_gbps: float | None = None,
      a[layout.C_BUSY_W]) = power.energy_columns(chip)
     a[layout.C_THROTTLES] = 1.0 if chip.throttles else 0.0
     a[layout.C_MIN_TILE_M] = eff.min_tile_m
-    a[layout.C_SEQ_S] = eff.seq_s
     a[layout.C_ELEM_B] = eff.elem_bytes
     return a
 

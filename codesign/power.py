@@ -25,30 +25,32 @@ from codesign.kernels.dvfs import CLOCK_FLOOR, voltage
 from codesign.specs import ChipSpec
 
 E_MAC_N7_PJ = 0.20
-E_OPERAND_N7_PJ = 0.20
-"""pJ per 16-bit FLOP at N7: arithmetic, and operand delivery for a 1,024-MAC unit (0.40 pJ
-per FLOP for an A100-class unit at N7, 0.22 pJ for an H100-class one at N4; the clocks and
-control that run with them are :data:`BUSY_FRACTION`). Fitted jointly with BUSY_FRACTION by
-scripts/calibrate_power.py on (a) the batch-8 decode power of H100 in calibration.csv
-(-2 %, -1 %, +2 %) and (b) the published TDPs of the 9 catalog chips with the resources to
-predict one (B200's SRAM and TPU v5p's node are unknown): A100 +4/+3 %, H100 -2 %, H200 0 %,
-Gaudi 3 +1 %, MI325X +11 %, MI355X -16 %, Maia 100 -19 %, MI300X +51 % (joint mean absolute
-log error 0.088). MI300X and MI325X share silicon and peak FLOPS but are rated 750 W and
-1000 W: a TDP is partly the vendor's power limit, which no resource-based model reproduces."""
+E_OPERAND_N7_PJ = 0.167
+"""pJ per 16-bit FLOP at N7: arithmetic, and operand delivery for a 1,024-MAC unit (0.37 pJ
+per FLOP for an A100-class unit at N7; the clocks and control that run with them are
+:data:`BUSY_FRACTION`). Fitted jointly with BUSY_FRACTION by scripts/calibrate_power.py on
+(a) the steady-state serving power of H100 in calibration.csv (every MLE3-*-chipw row, batch
+8 to 1024: +10, -8, -14, -13 % for Llama 3.1 8B; +14, +2, -11, -17 % for 70B; +18, -9, -25 %
+for 405B-FP8; -36 % for Qwen3-235B-A22B-FP8) and (b) the published TDPs of the 9 catalog
+chips with the resources to predict one (B200's SRAM is assumed, TPUs' nodes are unknown):
+A100 +5/+4 %, H100 0 %, H200 +2 %, Gaudi 3 +7 %, MI325X +12 %, MI355X -14 %, Maia 100 -16 %,
+MI300X +52 %, B200 +40 % (joint mean absolute log error 0.150). The model's power rises too
+little with the batch: a compute-heavy large batch draws more than busy power plus 0.2-0.4 pJ
+per FLOP, which the TDPs do not allow. MI300X and MI325X share silicon and peak FLOPS but are
+rated 750 W and 1000 W: a TDP is partly the vendor's power limit, which no resource-based
+model reproduces."""
 
 PRECISION_ENERGY = {"fp32": 3.0, "fp16": 1.0, "bf16": 1.0, "fp8": 0.55, "fp4": 0.35}
 """Energy per FLOP relative to 16-bit. fp32: ~3x (Horowitz, ISSCC 2014: 32-bit FP multiply
 3.7 pJ vs 16-bit 1.1 pJ at 45 nm); fp8 and fp4: estimates (narrower multipliers, half or a
 quarter of the operand bytes, same accumulators)."""
 
-BUSY_FRACTION = 2.4
+BUSY_FRACTION = 2.75
 """Clock tree, control and uncore power while kernels run, whatever they compute, as a
 multiple of the chip's sustained-GEMM arithmetic power (the same clocks drive the matrix
-units it feeds). Calibrated with the energy constants by scripts/calibrate_power.py on the
-steady-state decode power of H100 at batch 8 in calibration.csv (ML.ENERGY MLE3-*-bs8-chipw:
-486 W for Llama 3.1 8B, 441 W for 70B on 4 GPUs, 408 W for 405B-FP8 on 8 GPUs: decode at batch
-8 does few FLOPs, so the power beyond weight streaming and leakage is this term) together
-with the catalog TDPs."""
+units it feeds). Calibrated with the energy constants by scripts/calibrate_power.py (see
+:data:`E_OPERAND_N7_PJ`): decode at batch 8 does few FLOPs, so the power beyond weight
+streaming and leakage is this term."""
 
 TDP_GEMM_FRACTION = 0.764
 """Fraction of dense bf16 peak the GEMMs of the sustained peak that sets a TDP run at (the

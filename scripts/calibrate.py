@@ -51,7 +51,6 @@ BOUNDS = {  # published ranges, see the field docs in codesign/efficiency.py
     "memory": (0.75, 0.92),
     "network": (0.60, 0.90),
     "kernel_s": (2e-6, 10e-6),
-    "seq_s": (0.0, 100e-6),
     "elem_bytes": (12.0, 48.0),
 }
 

@@ -71,12 +71,12 @@ GATE_NOT_MET = {
     # The issue-5 TDP gate is not met for these rows (issue 5 stays open); the tests say why and
     # turn into failures (strict) the day the model meets them.
     "b200": "B200 (SRAM assumed at H100's per-SM share, clock assumed 1.8 GHz) is predicted "
-            "at 1352 W against its 1000 W rating: 0.44 W per dense bf16 TFLOP/s against "
+            "at 1399 W against its 1000 W rating: 0.44 W per dense bf16 TFLOP/s against "
             "H100's 0.71 on the same 4 nm class, which a sustained-peak TDP cannot reproduce "
-            "(the rating caps the clock below the peak: at 1000 W the model sustains 0.85 of "
+            "(the rating caps the clock below the peak: at 1000 W the model sustains 0.84 of "
             "it, and the 1000 W / 1200 W clock ratio of B200 and GB200 is reproduced)",
     "mi300x": "MI300X is rated 750 W and MI325X 1000 W with the same silicon and peak FLOPS: "
-              "the rating is partly the vendor's power limit; the model predicts 1129 W at "
+              "the rating is partly the vendor's power limit; the model predicts 1141 W at "
               "peak clock, and 0.80 of the peak clock within 750 W",
 }
 
@@ -97,9 +97,12 @@ def test_clock_at_tdp_is_where_the_sustained_peak_meets_the_rating() -> None:
     """Chips whose predicted sustained peak fits their rating run GEMMs at their peak clock;
     B200 and MI300X (over their rating, above) sustain a lower clock, at which the predicted
     power equals the rating."""
-    for chip_id in ("h100-sxm", "maia100", "mi355x"):
+    for chip_id in ("maia100", "mi355x"):
         assert ROWS[chip_id]["clock_at_tdp"] == 1.0, chip_id
-    assert ROWS["h200"]["clock_at_tdp"] > 0.999  # predicted at its rating (+0.0 %)
+    # predicted at their rating (H100 +0.1 %, H200 +2.2 % with the power constants refitted
+    # on every ML.ENERGY chip-power row): within a few percent of the peak clock
+    for chip_id in ("h100-sxm", "h200"):
+        assert 0.98 < ROWS[chip_id]["clock_at_tdp"] <= 1.0, chip_id
     for chip_id in ("b200", "mi300x"):
         row = ROWS[chip_id]
         assert 0.75 < row["clock_at_tdp"] < 0.9, row

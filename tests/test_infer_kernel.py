@@ -497,7 +497,13 @@ def test_flops_speed_prefill_bandwidth_speeds_decode(model, n_chips):
     }
     msg = f"(prefill, batch-1 ITL) shortened by {gain}"
     assert gain["flops"][0] > 0.30 and gain["flops"][1] < 0.10, msg
-    assert gain["bw"][1] > 0.30 and gain["bw"][0] < 0.10, msg
+    assert gain["bw"][1] > 0.25 and gain["bw"][0] < 0.10, msg
+    # the batch-1 decode step reads every weight and the whole KV cache once: doubling the
+    # bandwidth saves at least half of that read at the peak bandwidth (the per-kernel launch
+    # cost and the tensor-parallel latency, which do not move, are what keep the gain < 50 %)
+    read_gb = base.memory_gb["weights"] + base.memory_gb["kv_cache"]
+    half_read_s = 0.5 * read_gb / H100.hbm_tbps / 1e3
+    assert base.itl_s - w.itl_s >= half_read_s, (base.itl_s - w.itl_s, half_read_s)
 
 
 def test_more_kv_room_allows_a_larger_batch():
@@ -525,10 +531,15 @@ def test_fp8_weights_raise_decode_throughput():
     assert gain > 0.30, f"fp8 tokens/s +{gain:.0%}"
     bf16_1, fp8_1 = _ev(precision="bf16", concurrency=1), _ev(precision="fp8", concurrency=1)
     assert fp8_1.itl_s < bf16_1.itl_s
-    # same mapping, batch 1: half the weight bytes -> clearly shorter decode steps
+    # same mapping, batch 1: half the weight bytes -> clearly shorter decode steps; the step
+    # saves at least the halved weight read at the peak bandwidth (launch costs and the
+    # tensor-parallel all-reduce latency, the same in both precisions, are what remain)
     mp = Mapping(tp=8, micro_batch=1)
-    assert (_ev(precision="fp8", mapping=mp).itl_s
-            < 0.8 * _ev(precision="bf16", mapping=mp).itl_s)
+    lo, hi = _ev(precision="fp8", mapping=mp), _ev(precision="bf16", mapping=mp)
+    assert lo.itl_s < 0.85 * hi.itl_s
+    saved_gb = hi.memory_gb["weights"] - lo.memory_gb["weights"]
+    assert saved_gb == pytest.approx(0.5 * hi.memory_gb["weights"])
+    assert hi.itl_s - lo.itl_s >= saved_gb / H100.hbm_tbps / 1e3
 
 
 def test_itl_limit_is_met_and_shrinks_the_batch():

@@ -232,13 +232,15 @@ def test_a_design_under_a_power_limit_throttles_for_energy() -> None:
 
 def test_projection_keeps_a_rating_below_the_sustained_peak_as_a_power_limit() -> None:
     """MI300X is rated 750 W, below its modelled sustained peak: its point in the design
-    space carries that rating as a power limit (H100, rated above its modelled peak, none)."""
+    space carries that rating as a power limit (H100, rated at its modelled peak -- 700 W
+    against 700.9 W predicted with the constants of scripts/calibrate_power.py -- a limit
+    within 2 % of none)."""
     from codesign.design import project_chip
 
     mi300x = project_chip(get_chip("mi300x"))
     assert 0.5 < mi300x["power_limit"] < 0.8
     assert design_to_chip(mi300x).tdp_w == pytest.approx(750.0)
-    assert project_chip(get_chip("h100-sxm"))["power_limit"] == 1.0
+    assert 0.98 < project_chip(get_chip("h100-sxm"))["power_limit"] <= 1.0
 
 
 def test_cli_power_limit_runs_a_catalog_chip_under_a_lower_rating(capsys) -> None:

@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,6 @@ from cli_helpers import no_nan, run, run_json
 
 from codesign import catalog, power
 from codesign.cli import main
-from codesign.efficiency import STACK
 from codesign.validate import (
     ASSUMED_INPUT_LEN,
     ASSUMED_OUTPUT_LEN,
@@ -34,7 +32,6 @@ from codesign.validate import (
     default_cases_path,
     family_of,
     load_cases,
-    predict,
     summarize,
 )
 
@@ -393,11 +390,11 @@ def test_power_rows_list_the_energy_fallbacks(capsys, tmp_path: Path) -> None:
 
 def test_assume_input_len_predicts_the_power_rows(capsys, tmp_path: Path) -> None:
     """The ML.ENERGY rows give no prompt length: the assumed one is listed per row, and rows
-    that have an input_len are left alone. Power is the fitted batch-8 rows within 5 %
-    (scripts/calibrate_power.py), and rises with the batch up to 256; from 256 to 512 it
-    levels off, as measured (690.5 W, 688.3 W): since issue 12 the serving engine's own work
-    per sequence and step (Stack.seq_s) lengthens a large batch's decode step while the chip
-    waits, and without it the power would keep rising."""
+    that have an input_len are left alone. The power constants are fitted jointly on all twelve
+    ML.ENERGY chip-power rows and the published TDPs (scripts/calibrate_power.py), which leaves
+    the batch-8 row at +10 % with 128-token prompts; power rises with the batch, the more FLOPs
+    a step does, though less than measured (486 -> 688 W measured, 535 -> 595 W predicted: a
+    known limit of the power model, stated in the README)."""
     rows = [r for r in packaged_rows() if r["case_id"].startswith("MLE3-L31-8B")
             and r["metric"] == "chip_power_w"]
     rows += [row("TRTLLM-12")]
@@ -408,17 +405,10 @@ def test_assume_input_len_predicts_the_power_rows(capsys, tmp_path: Path) -> Non
     assert doc["summary"]["predicted"] == 5
     for cid, c in cases.items():
         assert (c["assumed"].get("input_len") == 128) == cid.startswith("MLE3"), c
-    assert abs(cases["MLE3-L31-8B-H100-1x-bs8-chipw"]["error_pct"]) <= 5.0
+    assert abs(cases["MLE3-L31-8B-H100-1x-bs8-chipw"]["error_pct"]) <= 12.0
     batches = (8, 64, 256, 512)
     watts = [cases[f"MLE3-L31-8B-H100-1x-bs{b}-chipw"]["predicted"] for b in batches]
-    assert watts[:3] == sorted(watts[:3]) and watts[2] > watts[0], watts
-    assert watts[3] > watts[0] and watts[3] == pytest.approx(watts[2], rel=0.02), watts
-    # the levelling off is the engine's per-sequence work: without it power keeps rising
-    idle = replace(STACK, seq_s=0.0)
-    by_id = {c.case_id: c for c in load_cases(path, assume_input_len=128)}
-    no_engine = [predict(by_id[f"MLE3-L31-8B-H100-1x-bs{b}-chipw"], eff=idle)["predicted"]
-                 for b in batches]
-    assert no_engine == sorted(no_engine) and no_engine[3] > 1.05 * watts[3], no_engine
+    assert watts == sorted(watts) and watts[3] > watts[0], watts
     code, _out, err = run(capsys, "validate", "--assume-input-len", "0")
     assert code == 2 and "--assume-input-len" in err
 

@@ -12,9 +12,7 @@ and output length ``osl``:
   one, at most ``B``), as vLLM and TensorRT-LLM batch them: the pass's GEMMs have ``m = P isl``
   rows, so weights (and a MoE layer's experts) are read once for ``P`` prompts and a MoE
   expert sees ``P isl topk / experts`` tokens; fused causal attention per prompt.
-* Decode step: one forward pass for ``B`` new tokens, plus the serving engine's own work
-  per sequence and step (``C_SEQ_S``: scheduling, input preparation, sampling,
-  detokenisation). Every weight is read from HBM once per
+* Decode step: one forward pass for ``B`` new tokens. Every weight is read from HBM once per
   step (GEMMs with ``m = B``) and each sequence reads its KV cache (mean context
   ``isl + osl/2``): memory-bound until ``B`` reaches the chip's FLOP/byte balance point.
   MoE layers read only the experts the step's tokens touch (``E (1 - (1 - 1/E)^(B k))``),
@@ -355,10 +353,7 @@ def infer_at_clock(chip, cluster, model, job, mp, out):
     pre_l = chip[L.C_E_LINK] * aux[3] / n_pre
     ctx = isl + osl / 2.0
     t_dec = forward_time(chip, cluster, model, job, tp, pp, ep, b, b, ctx, False, aux)
-    # the engine's per-sequence work on each step (logits processing and sampling, paged
-    # attention's per-sequence blocks, input preparation) keeps the chip busy
-    t_dec += chip[L.C_SEQ_S] * b
-    busy_dec, st_dec = aux[0] + chip[L.C_SEQ_S] * b, aux[4] + chip[L.C_SEQ_S] * b
+    busy_dec, st_dec = aux[0], aux[4]
     dec_c, dec_h, dec_l = e_flop * aux[1], chip[L.C_E_HBM] * aux[2], chip[L.C_E_LINK] * aux[3]
     # a cycle: each batch admits its b prompts and emits osl tokens; every stage works through
     # all n_mb batches in turn, and no batch finishes faster than its own pass

@@ -32,9 +32,8 @@ C_LEAK_W = 25  # static power of the chip, W
 C_BUSY_W = 26  # clock tree + control power while kernels run (whatever they compute), W
 C_THROTTLES = 27  # 1: over TDP the chip lowers its clock to fit (DVFS); 0: it is infeasible
 C_MIN_TILE_M = 28  # smallest GEMM tile height its matrix units run at full rate (rows)
-C_SEQ_S = 29  # serving engine's work per sequence per decode step (scheduling, sampling), s
-C_ELEM_B = 30  # elementwise traffic per layer forward, bytes per token per hidden unit
-CHIP_LEN = 31
+C_ELEM_B = 29  # elementwise traffic per layer forward, bytes per token per hidden unit
+CHIP_LEN = 30
 
 # ---- cluster: float64[CLUSTER_LEN] -------------------------------------------------------
 K_N_CHIPS = 0
