@@ -20,8 +20,8 @@ from codesign import facility, pack, power, tech
 from codesign.design import design_area, design_to_chip, design_to_cluster
 from codesign.efficiency import Efficiency, Stack
 from codesign.kernels import layout
-from codesign.kernels.infer import infer_search, infer_search_population
-from codesign.kernels.train import search_mappings, search_population
+from codesign.kernels.infer_search import infer_search, infer_search_population
+from codesign.kernels.train_search import search_mappings, search_population
 from codesign.specs import (
     ChipSpec,
     ClusterSpec,

@@ -33,12 +33,11 @@ from codesign.kernels.infer import (
     forward_time,
     infer_at_clock,
     infer_eval,
-    infer_search,
-    infer_search_population,
     kv_room,
     memory_per_chip,
 )
-from codesign.kernels.train import BUFFER_B
+from codesign.kernels.infer_search import infer_search, infer_search_population
+from codesign.kernels.memory import BUFFER_B
 from codesign.specs import PRECISIONS, TOPOLOGIES, ClusterSpec, InferJob, Mapping, ModelSpec
 
 RTOL = kh.RTOL

@@ -1,5 +1,5 @@
 """The mechanism kernels (codesign.kernels.{common, gemm, attention, collectives, moe, pipeline,
-memory, dvfs}): every numba function against its pure-Python ``.py_func`` and the model each
+memory, dvfs, layer}): every numba function against its pure-Python ``.py_func`` and the model each
 module's docstring states.
 
 QuantEcon style: each jitted function runs next to its ``.py_func`` on seeded random inputs
@@ -25,13 +25,23 @@ import pytest
 
 from codesign import pack
 from codesign.catalog import get_chip, get_model, model_ids
-from codesign.kernels import attention, collectives, common, dvfs, gemm, memory, moe, pipeline
+from codesign.kernels import (
+    attention,
+    collectives,
+    common,
+    dvfs,
+    gemm,
+    layer,
+    memory,
+    moe,
+    pipeline,
+)
 from codesign.kernels import layout as L
-from codesign.specs import ClusterSpec
+from codesign.specs import PRECISIONS, ClusterSpec, TrainJob
 
 RTOL = kh.RTOL
 call_both = kh.call_both
-MODULES = (common, gemm, attention, collectives, moe, pipeline, memory, dvfs)
+MODULES = (common, gemm, attention, collectives, moe, pipeline, memory, dvfs, layer)
 PACKABLE_CHIPS, TINY = kh.PACKABLE_CHIPS, kh.TINY
 N_RANDOM = 200
 
@@ -58,10 +68,13 @@ def _cluster(rng: np.random.Generator) -> np.ndarray:
     ))
 
 
+def _model_spec(rng: np.random.Generator):
+    name = str(rng.choice([*model_ids(), "tiny"]))
+    return TINY if name == "tiny" else get_model(name)
+
+
 def _model(rng: np.random.Generator) -> np.ndarray:
-    ids = [*model_ids(), "tiny"]
-    name = str(rng.choice(ids))
-    return pack.model_array(TINY if name == "tiny" else get_model(name))
+    return pack.model_array(_model_spec(rng))
 
 
 def _pos(rng, scale: float, sigma: float = 1.0) -> float:
@@ -153,6 +166,34 @@ def _choices_args(rng):
     return int(rng.choice([-1, -1, 0, 3])), lo, int(rng.integers(0, 70)), pow2
 
 
+def _layer_args(rng):
+    """(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_attn, act_b, fp8)."""
+    spec = _model_spec(rng)
+    chip, model = _chip(rng), pack.model_array(spec)
+    job = pack.job_array(TrainJob(spec, seq_len=int(rng.choice([1024, 4096, 32768])),
+                                  global_batch=8, precision=str(rng.choice(PRECISIONS)),
+                                  attention=str(rng.choice(["flash", "unfused"]))))
+    prec = int(job[L.J_PREC])
+    peak, eff = common.matmul_peak(chip, prec)
+    peak_attn = chip[L.C_FLOPS_FP32] if prec == 0 else chip[L.C_FLOPS_BF16]
+    tp = int(rng.choice([1, 2, 4, 8]))
+    ep = int(rng.choice([1, 2, 4])) if model[L.M_EXPERTS] > 0 else 1
+    return (chip, model, job, tp, int(rng.choice([1, 2, 4])), ep, int(rng.choice([1, 2])),
+            int(rng.integers(0, 2)), int(rng.integers(0, 4)), peak, eff, peak_attn,
+            max(job[L.J_BYTES], 2.0), bool(job[L.J_BYTES] < 2.0))
+
+
+def _train_act_args(rng):
+    """(model, tp, sp, rc, unfused, sb, seq, latent_w, moe_act, act_b, fp8, in_flight, n_d,
+    n_m)."""
+    model = _model(rng)
+    return (model, int(rng.choice([1, 2, 4, 8])), int(rng.integers(0, 2)),
+            int(rng.integers(0, 4)), bool(rng.integers(0, 2)), _pos(rng, 4096.0),
+            float(rng.choice([2048.0, 8192.0])), float(rng.choice([0.0, 576.0])),
+            _pos(rng, 1e4), float(rng.choice([2.0, 4.0])), bool(rng.integers(0, 2)),
+            float(rng.uniform(1.0, 16.0)), float(rng.integers(0, 8)), float(rng.integers(0, 8)))
+
+
 def _stage_args(layers: int, rng):
     pp = int(rng.integers(1, layers + 1))
     return float(layers), pp, float(rng.integers(0, layers + 1))
@@ -232,6 +273,10 @@ RANDOM_INPUTS = {
     "in_flight_micro_batches": lambda r: (int(r.integers(1, 64)), int(r.integers(1, 128)),
                                           int(r.choice([1, 2, 4, 8]))),
     "serving_weight_kv_bytes": _serving_args,
+    "train_activation_bytes": _train_act_args,
+    # layer
+    "gemm_flops_per_token": lambda r: (_model(r),),
+    "layer_costs": _layer_args,
     # dvfs
     "voltage": lambda r: (float(r.uniform(0.0, 1.2)),),
     "at_clock": lambda r: (_chip(r), float(r.uniform(dvfs.CLOCK_FLOOR, 1.0)), np.zeros(

@@ -20,14 +20,10 @@ import pytest
 from codesign.catalog import get_chip, get_model
 from codesign.kernels import layout as L
 from codesign.kernels.attention import head_dims, key_pairs
-from codesign.kernels.memory import BUFFER_B
+from codesign.kernels.layer import HOST_LINK_BPS, gemm_flops_per_token
+from codesign.kernels.memory import BUFFER_B, OFFLOAD_RESIDENT_LAYERS
 from codesign.kernels.moe import COMM_SM_SHARE
-from codesign.kernels.train import (
-    HOST_LINK_BPS,
-    OFFLOAD_RESIDENT_LAYERS,
-    eval_mapping,
-    gemm_flops_per_token,
-)
+from codesign.kernels.train import eval_mapping
 from codesign.perf import evaluate
 from codesign.specs import ClusterSpec, Mapping, ModelSpec, TrainJob
 

@@ -32,14 +32,13 @@ from codesign.kernels.collectives import allreduce_time, group_allreduce_time, s
 from codesign.kernels.common import choices as _choices
 from codesign.kernels.dvfs import CLOCK_FLOOR, at_clock, next_clock, voltage
 from codesign.kernels.gemm import gemm_time
+from codesign.kernels.layer import gemm_flops_per_token as _gemm_flops_per_token
 from codesign.kernels.memory import BUFFER_B
-from codesign.kernels.train import (
+from codesign.kernels.train import eval_at_clock, eval_mapping
+from codesign.kernels.train_search import (
     MAX_CP,
     MAX_MICRO_BATCH,
     MIN_TOKENS_PER_CP_RANK,
-    _gemm_flops_per_token,
-    eval_at_clock,
-    eval_mapping,
     search_mappings,
     search_population,
 )

@@ -24,8 +24,8 @@ from codesign.catalog import get_chip, get_model
 from codesign.kernels import layout as L
 from codesign.kernels.attention import projection_params
 from codesign.kernels.infer import MAX_PP, forward_time, infer_eval, memory_per_chip
+from codesign.kernels.layer import gemm_flops_per_token as _gemm_flops_per_token
 from codesign.kernels.moe import COMM_SM_SHARE
-from codesign.kernels.train import _gemm_flops_per_token
 from codesign.specs import ClusterSpec, InferJob, Mapping, ModelSpec, TrainJob
 
 H100 = get_chip("h100-sxm")

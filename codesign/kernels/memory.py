@@ -32,6 +32,9 @@ import math
 
 from numba import njit
 
+from codesign.kernels import layout as L
+from codesign.kernels.attention import head_dims
+
 WEIGHT_B, GRAD_B, OPT_B = 2.0, 2.0, 12.0
 """Mixed-precision Adam memory per parameter, bytes (Rajbhandari et al. 2020, ZeRO, Sec. 3.1):
 16-bit weights and gradients, fp32 master weights, momentum and variance. Gradients are
@@ -89,6 +92,84 @@ def in_flight_micro_batches(pp, m, vpp):
     if vpp > 1:
         n *= 1.0 + (pp - 1.0) / (pp * vpp)
     return n
+
+
+OFFLOAD_RESIDENT_LAYERS = 2.0
+"""Layer inputs an offloading recompute keeps on the chip: the one in use and the one in
+flight to or from the host."""
+
+
+@njit(cache=True)
+def train_activation_bytes(model, tp, sp, rc, unfused, sb, seq, latent_w, moe_act, act_b,
+                           fp8_inputs, in_flight, n_d, n_m):
+    """Activation bytes a training chip holds: ``in_flight`` micro-batches of ``sb`` tokens
+    (sequence chunk x micro-batch) through ``n_d`` dense and ``n_m`` MoE layers under tensor
+    parallelism ``tp`` (sequence parallel if ``sp``) and recompute mode ``rc`` (0 none, 1
+    selective, 2 full, 3 offloaded); ``unfused`` attention adds its scores over the whole
+    ``seq``; ``latent_w`` the MLA latent width, ``moe_act`` the MoE bytes per token (router
+    logits, permuted copies), ``act_b`` bytes per activation element (the per-layer formulas
+    count 16-bit ones), ``fp8_inputs`` whether GEMM inputs are kept at 1 byte. Full recompute
+    also holds the working set of the layer it rebuilds."""
+    h = model[L.M_HIDDEN]
+    heads = model[L.M_HEADS]
+    f = model[L.M_FFN]
+    gated = model[L.M_GATED] > 0.5
+    is_moe = model[L.M_EXPERTS] > 0
+    topk = model[L.M_TOPK]
+    f_moe = model[L.M_MOE_FFN]
+    shared = model[L.M_SHARED]
+    dqk, dv, nkv, kv_lora = head_dims(model)
+    mla = kv_lora > 0.0
+    tsp = tp if sp == 1 else 1.0
+    heads_c = heads / tp
+    full = rc >= 2
+    sel_fused = rc == 1 and not unfused
+    k_w = nkv * dqk if not mla else heads * dqk
+    v_w = nkv * dv if not mla else heads * dv
+    act_d = layer_activation_bytes(sb, h, heads * dqk, k_w, v_w, heads * dv, latent_w, f,
+                                   gated, tp, tsp, fp8_inputs, 0.0, False)
+    act_m = 0.0
+    if is_moe:
+        act_m = layer_activation_bytes(sb, h, heads * dqk, k_w, v_w, heads * dv, latent_w,
+                                       f_moe * (topk + shared), gated, tp, tsp, fp8_inputs,
+                                       moe_act, False)
+    if sel_fused:  # what selective recompute (fused attention) does not keep
+        sel_d = layer_activation_bytes(sb, h, heads * dqk, k_w, v_w, heads * dv, latent_w, f,
+                                       gated, tp, tsp, fp8_inputs, 0.0, True)
+        sel_m = 0.0
+        if is_moe:
+            sel_m = layer_activation_bytes(sb, h, heads * dqk, k_w, v_w, heads * dv, latent_w,
+                                           f_moe * (topk + shared), gated, tp, tsp,
+                                           fp8_inputs, moe_act, True)
+    else:
+        sel_d = act_d
+        sel_m = act_m
+    act_scale = act_b / 2.0  # the formulas count 16-bit activations
+    if unfused:  # softmax output, dropout mask and output of the scores (5 bytes/element)
+        scores = heads_c * sb * seq  # this chunk's queries over the whole sequence
+        act_d += 5.0 * scores
+        act_m += 5.0 * scores
+        sel_d = act_d - 5.0 * scores  # selective recompute drops exactly the scores
+        sel_m = act_m - 5.0 * scores
+    full_d = act_scale * act_d
+    full_m = act_scale * act_m
+    keep = act_scale * 2.0 * sb * h / tsp  # a layer's input, all that full recompute keeps
+    if full:
+        act_d = keep
+        act_m = keep
+    elif rc == 1:
+        act_d = act_scale * sel_d
+        act_m = act_scale * sel_m
+    else:
+        act_d = full_d
+        act_m = full_m
+    if rc == 3:  # the layer inputs wait in host memory; a few are on their way
+        act_total = min(OFFLOAD_RESIDENT_LAYERS, in_flight * (n_d + n_m)) * keep
+    else:
+        act_total = in_flight * (n_d * act_d + n_m * act_m)
+    if full:  # working set while recomputing one layer
+        act_total += max(full_d if n_d > 0 else 0.0, full_m if n_m > 0 else 0.0)
+    return act_total
 
 
 @njit(cache=True)

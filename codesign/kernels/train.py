@@ -1,30 +1,23 @@
-"""Training step-time kernel: one mapping (:func:`eval_mapping`) and the best mapping
-(:func:`search_mappings`, :func:`search_population`).
+"""Training step-time kernel for one mapping (:func:`eval_mapping`; the search over mappings
+is :mod:`.train_search`).
 
 Per micro-batch and transformer layer on one chip, each mechanism in its own module:
 
-* GEMMs (:mod:`.gemm`): the Q/K/V/O projections (under multi-head latent attention the
-  un-split down-projections and the split up-projections), the dense MLP, the output layer;
-  backward = 2x the forward GEMMs (data and weight gradients).
-* Attention core (:mod:`.attention`): fused (flash) or unfused, causal, sliding windows, its
-  efficiency by sequence length and head width.
-* MoE layers (:mod:`.moe`): router, permutation, grouped expert GEMMs, shared experts; the
-  leading dense layers of the model are dense layers.
-* Norms, residuals, activation functions: memory-bound traffic at 16-bit activations,
-  ``C_ELEM_B`` token-sized reads and writes per layer (the software stack's: fused kernels
-  move less, :class:`codesign.efficiency.Stack`).
-* Recompute: full = one more forward per layer, selective = one more attention core.
+* Compute (:mod:`.layer`): GEMMs, the attention core, MoE layers, norms and activation
+  functions, recompute and offload; the output layer's GEMM and fp32 softmax here.
 * Collectives (:mod:`.collectives`): tensor parallel = 2 all-reduces forward + 2 backward per
   layer (reduce-scatter + all-gather with sequence parallelism, same volume), not overlapped;
   context parallel = a ring passing K/V chunks, each step hidden under that step's attention
   block where it is long enough; expert parallel = all-to-all dispatch and combine, forward
-  and backward; data parallel = gradient all-reduce over dp x cp (experts over their own
-  replicas), overlapped with the backward pass of the last micro-batch (ZeRO-1/2: the
-  reduce-scatter there, the all-gather of the updated weights under the next step's first
-  forward pass); ZeRO-3 / FSDP = every
+  and backward (:mod:`.moe`: exposed in part where frameworks overlap it); data parallel =
+  gradient all-reduce over dp x cp (experts over their own replicas), overlapped with the
+  backward pass of the last micro-batch on the pacing stage (ZeRO-1: the reduce-scatter
+  there, the all-gather of the updated weights under the next step's first forward pass;
+  ZeRO-2: a reduce-scatter every micro-batch inside the stages); ZeRO-3 / FSDP = every
   layer's weights gathered before its forward and again before its backward and its
   gradients reduce-scattered, one layer ahead: a layer exposes what its own compute does not
-  hide, and the first gather of each pass is exposed.
+  hide, and the first gather of each pass is exposed; hybrid sharding shards within the
+  scale-up domain and all-reduces the shards across domains.
 * Pipeline (:mod:`.pipeline`): 1F1B with ``vpp`` interleaved virtual stages; the slowest
   stage (leading dense layers on the first, output layer on the last) sets the pace.
 * Adam step: memory-bound over the local optimizer shard.
@@ -42,14 +35,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from codesign.kernels import layout as L
 from codesign.kernels.attention import (
-    flash_cost,
     head_dims,
     projection_params,
-    unfused_cost,
 )
 from codesign.kernels.collectives import (
     allreduce_time,
@@ -62,60 +53,27 @@ from codesign.kernels.collectives import (
     scaleup_bw,
 )
 from codesign.kernels.common import (
-    choices,
     energy_per_flop,
     matmul_peak,
     platform_ok,
-    worst_status,
 )
 from codesign.kernels.dvfs import next_clock
 from codesign.kernels.gemm import gemm_cost, tile_elems
+from codesign.kernels.layer import gemm_flops_per_token, layer_costs
 from codesign.kernels.memory import (
     BUFFER_B,
     WEIGHT_B,
     ZERO3_PREFETCH_LAYERS,
     in_flight_micro_batches,
-    layer_activation_bytes,
     model_state_bytes,
+    train_activation_bytes,
 )
-from codesign.kernels.moe import a2a_volume, exposed_a2a, moe_mlp_cost
+from codesign.kernels.moe import a2a_volume, exposed_a2a
 from codesign.kernels.pipeline import pipe_time, stage_layers
 
 ADAM_BYTES_PER_PARAM = 30.0
 """Adam step traffic per local parameter: read fp32 master, m, v, grad (16 B), write master,
 m, v (12 B) and the 16-bit weight copy (2 B)."""
-KERNELS_PER_LAYER = 12.0
-"""Kernels per layer forward (norms, QKV, attention, projection, residuals, MLP: Megatron)."""
-HOST_LINK_BPS = 32e9
-"""Bytes/s one chip moves to or from host memory (PCIe 4.0 x16: 31.5 GB/s per direction; the
-PCIe 5.0 hosts of H100 and later double it: a conservative figure for every catalog chip)."""
-OFFLOAD_RESIDENT_LAYERS = 2.0
-"""Layer inputs an offloading recompute keeps on the chip: the one in use and the one in
-flight to or from the host."""
-MAX_MICRO_BATCH = 64
-MAX_CP = 16
-MIN_TOKENS_PER_CP_RANK = 2048
-"""Context parallelism is searched only while each rank keeps >= 2k tokens of the sequence."""
-
-
-@njit(cache=True)
-def gemm_flops_per_token(model):
-    """Forward GEMM FLOPs per token (layers + output layer), a lower bound on the real work:
-    two per active weight (the attention projections, dense MLPs, the top-k routed and shared
-    experts and the router of MoE layers, the output layer)."""
-    h = model[L.M_HIDDEN]
-    mats = 3.0 if model[L.M_GATED] > 0.5 else 2.0
-    layers = model[L.M_LAYERS]
-    experts = model[L.M_EXPERTS]
-    n_moe = layers - model[L.M_DENSE_LAYERS] if experts > 0 else 0.0
-    split, whole = projection_params(model)
-    mlp = (layers - n_moe) * mats * h * model[L.M_FFN]
-    mlp += n_moe * (mats * h * model[L.M_MOE_FFN] * (model[L.M_TOPK] + model[L.M_SHARED])
-                    + h * experts)
-    return 2.0 * (layers * (split + whole) + mlp + model[L.M_VOCAB] * h)
-
-
-_gemm_flops_per_token = gemm_flops_per_token  # the name before the kernels were split
 
 
 @njit(cache=True)
@@ -177,10 +135,8 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     grad_b = job[L.J_GRAD_B]
     prec = int(job[L.J_PREC])
     peak, eff_gemm = matmul_peak(chip, prec)
-    eff_attn = chip[L.C_ATTN_EFF]
     eff_mem = chip[L.C_MEM_EFF]
     eff_net = chip[L.C_NET_EFF]
-    kernel_s = chip[L.C_KERNEL_S]
 
     # --- input sanity (status, never an exception) ---
     if not (n_chips >= 1 and layers >= 1 and h >= 1 and heads >= 1
@@ -201,8 +157,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         return L.S_NO_COMPUTE
     act_b = max(el_b, 2.0)  # activations, gradients and collectives stay 16-bit in fp8 recipes
     fp8_inputs = el_b < 2.0  # ... but fp8 recipes keep the fp8 copy of GEMM inputs
-    dqk, dv, nkv, kv_lora = head_dims(model)
-    mla = kv_lora > 0.0
+    dqk, dv, nkv, _kv_lora = head_dims(model)
 
     # --- divisibility ---
     n_used = tp * cp * pp * dp
@@ -226,7 +181,6 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     if tp == 1:
         sp = 0
     full = rc >= 2  # full recompute (offloaded or not)
-    sel_fused = rc == 1 and job[L.J_ATTN] < 0.5
 
     # --- network: per-chip per-direction bandwidth of each level, where each group sits ---
     topo = int(cluster[L.K_TOPOLOGY])
@@ -277,126 +231,16 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     if w_b + g_b + o_b + BUFFER_B > chip[L.C_HBM_B]:
         return L.S_OOM  # the model states alone do not fit: nothing else to evaluate
 
-    # --- per-layer forward time of one micro-batch on one chip ---
+    # --- per-layer compute of one micro-batch on one chip (:mod:`.layer`) ---
+    (t_attn, t_attn_bwd, attn_flops, attn_bytes, attn_bwd_x, t_d_fwd, t_d_bwd, t_d_rc,
+     t_d_off, d_flops, d_bytes, t_m_fwd, t_m_bwd, t_m_rc, t_m_off, m_flops, m_bytes, moe_gemm,
+     moe_other, moe_act, latent_w) = layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak,
+                                                 eff_gemm, peak_attn, act_b, fp8_inputs)
     hbm = chip[L.C_HBM_BPS]
-    sram = chip[L.C_SRAM_B]
-    units = chip[L.C_UNITS]
-    tile = tile_elems(chip)
-    min_tm = chip[L.C_MIN_TILE_M]
     s_loc = seq / cp
     tok = b * s_loc  # tokens per micro-batch on this chip's tp group
-    tsp = tp if sp == 1 else 1.0
-    # attention projections
-    if mla:
-        q_lora = model[L.M_Q_LORA]
-        rope = model[L.M_ROPE_DIM]
-        t_qkv, by_qkv = gemm_cost(tok, h, q_lora + kv_lora + rope, peak, eff_gemm, hbm,
-                                  eff_mem, sram, el_b, units, tile, min_tm)
-        q_in = q_lora if q_lora > 0.0 else h
-        t1, b1 = gemm_cost(tok, q_in, heads * dqk / tp, peak, eff_gemm, hbm, eff_mem, sram,
-                           el_b, units, tile, min_tm)
-        t2, b2 = gemm_cost(tok, kv_lora, heads * (dqk - rope + dv) / tp, peak, eff_gemm, hbm,
-                           eff_mem, sram, el_b, units, tile, min_tm)
-        t_qkv += t1 + t2
-        by_qkv += b1 + b2
-        t_up_proj = t1 + t2
-        latent_w = q_lora + kv_lora + rope
-    else:
-        t_qkv, by_qkv = gemm_cost(tok, h, (heads * dqk + nkv * (dqk + dv)) / tp, peak,
-                                  eff_gemm, hbm, eff_mem, sram, el_b, units, tile, min_tm)
-        t_up_proj = 0.0
-        latent_w = 0.0
-    t_proj, by_proj = gemm_cost(tok, heads * dv / tp, h, peak, eff_gemm, hbm, eff_mem, sram,
-                                el_b, units, tile, min_tm)
-    proj_flops = 2.0 * tok * (p_split / tp + p_whole)
-    # attention core: ``heads / tp`` query heads of the chip over the whole sequence (the
-    # context-parallel ring brings every chunk); sliding-window layers see ``window`` keys
-    heads_c = heads / tp
     kv_c = max(1.0, nkv / tp)
     unfused = job[L.J_ATTN] > 0.5
-    if unfused:
-        # each rank computes the scores of its chunk's queries over the whole sequence
-        t_attn, t_attn_bwd, attn_flops, attn_bytes = unfused_cost(
-            b, s_loc, seq, heads_c, dqk, dv, peak_attn, chip[L.C_GEMM_EFF], hbm, eff_mem)
-        attn_bwd_x = 2.0
-    else:
-        t_attn, t_attn_bwd, attn_flops, attn_bytes = flash_cost(
-            b, seq, seq, heads_c, dqk, dv, kv_c, True, 0.0, peak_attn, eff_attn, hbm, eff_mem,
-            act_b)
-        fw = model[L.M_WINDOW_LAYERS] / layers if window > 0 else 0.0
-        if fw > 0.0:
-            tw, twb, fwl, bwl = flash_cost(b, seq, seq, heads_c, dqk, dv, kv_c, True, window,
-                                           peak_attn, eff_attn, hbm, eff_mem, act_b)
-            t_attn = (1.0 - fw) * t_attn + fw * tw
-            t_attn_bwd = (1.0 - fw) * t_attn_bwd + fw * twb
-            attn_flops = (1.0 - fw) * attn_flops + fw * fwl
-            attn_bytes = (1.0 - fw) * attn_bytes + fw * bwl
-        t_attn /= cp  # a load-balanced causal ring gives each rank 1/cp of the pairs
-        t_attn_bwd /= cp
-        attn_flops /= cp
-        attn_bytes /= cp
-        attn_bwd_x = 2.5
-    elem_bytes = act_b * tok * chip[L.C_ELEM_B] * h / tsp
-    t_overhead = KERNELS_PER_LAYER * kernel_s
-    attn_block_f = t_qkv + t_proj + t_attn + t_overhead
-    attn_block_gemm = t_qkv + t_proj
-    # dense MLP
-    t_up, by_up = gemm_cost(tok, h, mlp_mats * f / tp, peak, eff_gemm, hbm, eff_mem, sram,
-                            el_b, units, tile, min_tm)
-    t_down, by_down = gemm_cost(tok, f / tp, h, peak, eff_gemm, hbm, eff_mem, sram, el_b,
-                                units, tile, min_tm)
-    dense_elem = act_b * tok * (mlp_mats + 1.0) * f / tp
-    t_d_elem = (elem_bytes + dense_elem) / (hbm * eff_mem)
-    t_d_fwd = attn_block_f + t_up + t_down + t_d_elem
-    # selective recompute under fused attention: the norms, the activation function (from
-    # the first MLP GEMM's output) and, under MLA, the up-projections
-    t_sel_d = (act_b * tok * (4.0 * h / tsp + (mlp_mats + 1.0) * f / tp) / (hbm * eff_mem)
-               + t_up_proj)
-    t_d_bwd = 2.0 * (attn_block_gemm + t_up + t_down + t_d_elem) + t_attn_bwd + 2.0 * t_overhead
-    d_flops = proj_flops + 2.0 * tok * (mlp_mats + 1.0) * h * f / tp
-    d_bytes = by_qkv + by_proj + by_up + by_down + elem_bytes + dense_elem
-    # MoE layer
-    t_m_fwd = 0.0
-    t_m_bwd = 0.0
-    m_flops = 0.0
-    m_bytes = 0.0
-    t_moe_part = 0.0
-    moe_gemm = 0.0
-    moe_other = 0.0
-    t_sel_m = 0.0
-    moe_act = 0.0
-    if is_moe:
-        res = moe_mlp_cost(tok, tok / tsp, h, experts, topk, f_moe, shared, mlp_mats, ep, tp,
-                           imbalance, peak, eff_gemm, hbm, eff_mem, sram, el_b, act_b, units,
-                           tile, min_tm)
-        moe_elem = act_b * tok * (topk + shared) * (mlp_mats + 1.0) * f_moe / tp
-        t_m_elem = (elem_bytes + moe_elem) / (hbm * eff_mem)
-        moe_gemm = res[0]
-        moe_other = res[1]
-        t_moe_part = moe_gemm + moe_other
-        t_sel_m = (act_b * tok * (4.0 * h / tsp + (mlp_mats + 1.0) * f_moe * (topk + shared)
-                                  / tp) / (hbm * eff_mem) + t_up_proj)
-        t_m_fwd = attn_block_f + t_moe_part + t_m_elem + 4.0 * kernel_s
-        t_m_bwd = (2.0 * (attn_block_gemm + res[0] + t_m_elem) + res[1] + t_attn_bwd
-                   + 2.0 * (t_overhead + 4.0 * kernel_s))
-        m_flops = proj_flops + res[2]
-        m_bytes = by_qkv + by_proj + res[3] + elem_bytes + moe_elem
-        # router logits (fp32) and the permuted token copies, per token of this chip
-        moe_act = (4.0 * experts + 2.0 * topk * h * (1.0 if fp8_inputs else 2.0)) / tsp
-    # recompute: full = one more forward; selective = one more attention core (unfused), or
-    # the norms, activation functions and up-projections (fused)
-    t_d_rc = t_d_fwd if full else (t_sel_d if sel_fused else (t_attn if rc == 1 else 0.0))
-    t_m_rc = t_m_fwd if full else (t_sel_m if sel_fused else (t_attn if rc == 1 else 0.0))
-    t_d_off = 0.0
-    t_m_off = 0.0
-    if rc == 3:
-        # each layer's input goes to host memory and comes back under the layer's compute;
-        # the copies also read and write it in HBM
-        x_bytes = act_b * tok * h / tsp
-        t_x = x_bytes / HOST_LINK_BPS
-        t_hbm_x = 2.0 * x_bytes / (hbm * eff_mem)
-        t_d_off = (max(0.0, t_x - t_d_fwd) + max(0.0, t_x - t_d_bwd - t_d_rc) + t_hbm_x)
-        t_m_off = (max(0.0, t_x - t_m_fwd) + max(0.0, t_x - t_m_bwd - t_m_rc) + t_hbm_x)
 
     # --- communication per layer and micro-batch (forward + backward) ---
     t_layer_tp = 0.0
@@ -508,8 +352,9 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
 
     # --- pipeline stages: the first holds the leading dense layers, the last the output;
     # each stage runs the forward and backward streams of its layers ---
-    t_logits_f, by_logits = gemm_cost(tok, h, vocab / tp, peak, eff_gemm, hbm, eff_mem, sram,
-                                      el_b, units, tile, min_tm)
+    t_logits_f, by_logits = gemm_cost(tok, h, vocab / tp, peak, eff_gemm, hbm, eff_mem,
+                                      chip[L.C_SRAM_B], el_b, chip[L.C_UNITS],
+                                      tile_elems(chip), chip[L.C_MIN_TILE_M])
     by_logits += 3.0 * 4.0 * tok * vocab / tp  # fp32 softmax + loss
     t_logits_f += 3.0 * 4.0 * tok * vocab / tp / (hbm * eff_mem)
     t_logits = 3.0 * t_logits_f
@@ -571,53 +416,9 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         return L.S_BAD_INPUT
 
     # --- memory on the busiest (first) stage ---
-    sb = s_loc * b
-    k_w = nkv * dqk if not mla else heads * dqk
-    v_w = nkv * dv if not mla else heads * dv
-    act_d = layer_activation_bytes(sb, h, heads * dqk, k_w, v_w, heads * dv, latent_w, f,
-                                   gated, tp, tsp, fp8_inputs, 0.0, False)
-    act_m = 0.0
-    if is_moe:
-        act_m = layer_activation_bytes(sb, h, heads * dqk, k_w, v_w, heads * dv, latent_w,
-                                       f_moe * (topk + shared), gated, tp, tsp, fp8_inputs,
-                                       moe_act, False)
-    if sel_fused:  # what selective recompute (fused attention) does not keep
-        sel_d = layer_activation_bytes(sb, h, heads * dqk, k_w, v_w, heads * dv, latent_w, f,
-                                       gated, tp, tsp, fp8_inputs, 0.0, True)
-        sel_m = 0.0
-        if is_moe:
-            sel_m = layer_activation_bytes(sb, h, heads * dqk, k_w, v_w, heads * dv, latent_w,
-                                           f_moe * (topk + shared), gated, tp, tsp,
-                                           fp8_inputs, moe_act, True)
-    else:
-        sel_d = act_d
-        sel_m = act_m
-    act_scale = act_b / 2.0  # the formulas count 16-bit activations
-    if unfused:  # softmax output, dropout mask and output of the scores (5 bytes/element)
-        scores = heads_c * s_loc * seq * b
-        act_d += 5.0 * scores
-        act_m += 5.0 * scores
-        sel_d = act_d - 5.0 * scores  # selective recompute drops exactly the scores
-        sel_m = act_m - 5.0 * scores
-    full_d = act_scale * act_d
-    full_m = act_scale * act_m
-    keep = act_scale * 2.0 * sb * h / tsp  # a layer's input, all that full recompute keeps
-    if full:
-        act_d = keep
-        act_m = keep
-    elif rc == 1:
-        act_d = act_scale * sel_d
-        act_m = act_scale * sel_m
-    else:
-        act_d = full_d
-        act_m = full_m
     in_flight = in_flight_micro_batches(pp, m, vpp)
-    if rc == 3:  # the layer inputs wait in host memory; a few are on their way
-        act_total = min(OFFLOAD_RESIDENT_LAYERS, in_flight * (n_d + n_m)) * keep
-    else:
-        act_total = in_flight * (n_d * act_d + n_m * act_m)
-    if full:  # working set while recomputing one layer
-        act_total += max(full_d if n_d > 0 else 0.0, full_m if n_m > 0 else 0.0)
+    act_total = train_activation_bytes(model, tp, sp, rc, unfused, s_loc * b, seq, latent_w,
+                                       moe_act, act_b, fp8_inputs, in_flight, n_d, n_m)
     # logits of one micro-batch on the last stage: fp32 in the frameworks of the unfused
     # attention era (Megatron-LM 2021-22 casts them for its cross-entropy), 16-bit under the
     # fused cross-entropy kernels of later frameworks (NeMo, MaxText, torchtitan)
@@ -706,143 +507,3 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     if chip_w > chip[L.C_TDP_W]:
         return L.S_POWER
     return L.S_OK
-
-
-@njit(cache=True)
-def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts):
-    """Find the fastest feasible mapping (ties: least memory); fills ``best_mp``/``best_out``.
-
-    ``fixed`` (int64[MAP_LEN]) holds -1 for searched fields. Searched: tp (powers of 2 up to
-    the scale-up domain), cp (powers of 2 while each rank keeps >= 2k tokens), pp (divisors
-    of the layer count and powers of 2), dp (divisors of the global batch that fit the cluster,
-    largest first), ep (powers of 2 dividing the experts and cp x dp), vpp (powers of 2), the
-    micro-batch, recompute and ZeRO stage, and for MoE models with ep > 1 and at least two
-    micro-batches the overlap of the all-to-all, and for ZeRO-3 groups that span scale-up
-    domains hybrid sharding; sequence parallel is on whenever tp > 1.
-    Branch and bound: a (tp, cp, pp, dp) block whose compute lower bound (GEMM FLOPs at peak
-    x efficiency on the chips it uses), and a micro-batch whose bound with the smallest
-    pipeline bubble it can have ((pp - 1) / vpp of m stage times), cannot beat the best step
-    so far is skipped, so the result equals that of the full enumeration. ``counts[s]``
-    counts evaluated candidates by status (``counts[S_OK]`` feasible ones). Returns S_OK if
-    a feasible mapping was found, else the most frequent failure.
-    """
-    for i in range(counts.shape[0]):
-        counts[i] = 0
-    for i in range(L.MAP_LEN):
-        if fixed[i] == 0 and i <= L.P_MB:  # a degree or micro-batch fixed at 0 is invalid
-            counts[L.S_INVALID] += 1
-            return L.S_INVALID
-    n_chips = int(cluster[L.K_N_CHIPS])
-    layers = int(model[L.M_LAYERS])
-    gbatch = int(job[L.J_GBATCH])
-    seq = int(job[L.J_SEQ])
-    experts = int(model[L.M_EXPERTS])
-    domain = int(chip[L.C_DOMAIN]) if chip[L.C_DOMAIN] >= 1 else 1
-    prec = int(job[L.J_PREC])
-    peak, eff = matmul_peak(chip, prec)
-    rate = peak * eff
-    work = 3.0 * gemm_flops_per_token(model) * seq * gbatch  # fwd + bwd GEMM FLOPs per step
-    prune = rate > 0 and work > 0
-    mp = np.zeros(L.MAP_LEN, np.int64)
-    out = np.zeros(L.OUT_LEN)
-    best_step = np.inf
-    best_mem = np.inf
-    tps = choices(fixed[L.P_TP], 1, max(1, min(domain, int(model[L.M_HEADS]))), True)
-    cp_max = 1
-    while cp_max * 2 <= MAX_CP and seq // (cp_max * 2) >= MIN_TOKENS_PER_CP_RANK:
-        cp_max *= 2
-    cps = choices(fixed[L.P_CP], 1, cp_max, True)
-    eps = choices(fixed[L.P_EP], 1, max(1, experts), True)
-    rcs = choices(fixed[L.P_RECOMPUTE], 0, 3, False)
-    zeros = choices(fixed[L.P_ZERO], 0, 3, False)
-    epos = choices(fixed[L.P_EPO], 0, 1 if experts > 0 else 0, False)
-    hsdps = choices(fixed[L.P_HSDP], 0, 1, False)
-    for tp in tps:
-        for cp in cps:
-            if tp * cp > n_chips:
-                continue
-            pps = choices(fixed[L.P_PP], 1, layers, False)
-            for pp in pps:
-                if fixed[L.P_PP] < 0 and layers % pp != 0 and (pp & (pp - 1)) != 0:
-                    continue
-                if tp * cp * pp > n_chips:
-                    break
-                dp_max = n_chips // (tp * cp * pp)
-                dps = choices(fixed[L.P_DP], 1, dp_max, False)
-                vpps = choices(fixed[L.P_VPP], 1, max(1, layers // pp) if pp > 1 else 1, True)
-                for di in range(dps.shape[0] - 1, -1, -1):  # largest dp first
-                    dp = dps[di]
-                    if fixed[L.P_DP] < 0 and gbatch % dp != 0:
-                        continue
-                    if prune and work / (rate * tp * cp * pp * dp) >= best_step:
-                        continue
-                    per_dp = gbatch // dp if gbatch % dp == 0 else 0
-                    mbs = choices(fixed[L.P_MB], 1, min(per_dp, MAX_MICRO_BATCH), False)
-                    lb = work / (rate * tp * cp * pp * dp) if prune else 0.0
-                    for b in mbs:
-                        if fixed[L.P_MB] < 0 and per_dp % b != 0:
-                            continue
-                        # the pipeline bubble adds at least (pp - 1) / vpp stage times of m
-                        if prune and per_dp // b >= 1 and lb * (1.0 + (pp - 1.0) / (
-                                vpps[vpps.shape[0] - 1] * (per_dp // b))) >= best_step:
-                            continue
-                        for ep in eps:
-                            if fixed[L.P_EP] < 0 and (experts % ep != 0
-                                                      or (cp * dp) % ep != 0):
-                                continue
-                            for vpp in vpps:
-                                if fixed[L.P_VPP] < 0 and vpp > 1 and (
-                                        layers % (pp * vpp) != 0 or (per_dp // b) % pp != 0):
-                                    continue
-                                for rc in rcs:
-                                    for zero in zeros:
-                                        for epo in epos:
-                                            if fixed[L.P_EPO] < 0 and epo == 1 and (
-                                                    ep == 1 or per_dp // b < 2):
-                                                continue
-                                            for hsdp in hsdps:
-                                                if fixed[L.P_HSDP] < 0 and hsdp == 1 and (
-                                                        zero != 3
-                                                        or tp * dp * cp <= domain):
-                                                    continue
-                                                mp[L.P_TP] = tp
-                                                mp[L.P_PP] = pp
-                                                mp[L.P_DP] = dp
-                                                mp[L.P_CP] = cp
-                                                mp[L.P_EP] = ep
-                                                mp[L.P_VPP] = vpp
-                                                mp[L.P_MB] = b
-                                                mp[L.P_RECOMPUTE] = rc
-                                                mp[L.P_ZERO] = zero
-                                                mp[L.P_EPO] = epo
-                                                mp[L.P_HSDP] = hsdp
-                                                if fixed[L.P_SP] >= 0:
-                                                    mp[L.P_SP] = fixed[L.P_SP]
-                                                else:
-                                                    mp[L.P_SP] = 1 if tp > 1 else 0
-                                                st = eval_mapping(chip, cluster, model, job,
-                                                                  mp, out)
-                                                counts[st] += 1
-                                                if st != L.S_OK:
-                                                    continue
-                                                step = out[L.O_STEP_S]
-                                                mem = out[L.O_MEM_B]
-                                                if step < best_step or (
-                                                    step == best_step and mem < best_mem
-                                                ):
-                                                    best_step = step
-                                                    best_mem = mem
-                                                    best_mp[:] = mp
-                                                    best_out[:] = out
-    if best_step < np.inf:
-        return L.S_OK
-    return worst_status(counts)
-
-
-@njit(cache=True, parallel=True)
-def search_population(chips, clusters, model, job, fixed, best_mps, best_outs, counts, status):
-    """:func:`search_mappings` for every row of ``chips``/``clusters`` (one design per row)."""
-    for i in prange(chips.shape[0]):
-        status[i] = search_mappings(
-            chips[i], clusters[i], model, job, fixed, best_mps[i], best_outs[i], counts[i]
-        )
