@@ -185,8 +185,8 @@ def _plain_optuna(exp: Any, n_trials: int, journal: Path) -> tuple[float, int]:
     from optuna.trial import TrialState
 
     from codesign.perf import evaluate_designs
+    from codesign.rundir import constraint_values, make_sampler, objective_values
     from codesign.space import base_design, cluster_extra, design_from_params, distributions
-    from codesign.study import constraint_values, make_sampler, objective_values
 
     dists = distributions(exp.space)
     base = base_design(exp)
@@ -227,8 +227,9 @@ def search(n_trials: int, experiment: Path | None = None) -> dict[str, Any] | No
     the experiment file is not there, e.g. in an installed package)."""
     from codesign.config import load_experiment
     from codesign.perf import evaluate_designs
+    from codesign.rundir import prepare_run
     from codesign.space import base_design, cluster_extra
-    from codesign.study import prepare_run, run_search
+    from codesign.study import run_search
 
     path = experiment or experiments_dir() / SEARCH_EXPERIMENT
     if not path.is_file():

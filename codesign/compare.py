@@ -22,9 +22,10 @@ from codesign.design import CLUSTER_PARAMETERS, design_to_chip, design_to_cluste
 from codesign.errors import ConfigError
 from codesign.metrics import INFER_ONLY, METRICS, TRAIN_ONLY
 from codesign.perf import evaluate, result_metrics, sized_cluster
+from codesign.rundir import METRICS_ATTR, load_run, open_storage
 from codesign.space import base_design, cluster_extra, design_from_params
 from codesign.specs import InferJob
-from codesign.study import METRICS_ATTR, front_trials, load_run, open_storage
+from codesign.study import front_trials
 
 SPEC_FIELDS = ("tflops_bf16", "tflops_fp8", "tflops_fp4", "sram_mb", "hbm_gen", "hbm_stacks",
                "hbm_gb", "hbm_tbps", "scaleup_gbps", "scaleup_domain", "scaleout_gbps",

@@ -13,8 +13,9 @@ from codesign.catalog import get_chip
 from codesign.cli import main
 from codesign.config import load_experiment
 from codesign.design import DEFAULT_DESIGN, project_chip
+from codesign.rundir import load_run, open_storage
 from codesign.space import distributions, project_params
-from codesign.study import BASELINE_ATTR, load_run, open_storage
+from codesign.workers import BASELINE_ATTR
 
 REPO = Path(__file__).resolve().parents[1]
 SERVING = REPO / "experiments" / "inference_llama70b.toml"

@@ -29,7 +29,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
-from codesign import study as st
+from codesign import rundir as rd
+from codesign import workers as wk
 
 REPO = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).with_name("codesign")
@@ -138,13 +139,13 @@ def journal_study(path: Path, name: str = STUDY) -> optuna.Study:
 
 
 def run_study(run_dir: Path) -> optuna.Study:
-    _, run = st.load_run(run_dir)
-    return optuna.load_study(study_name=run.study_name, storage=st.open_storage(run))
+    _, run = rd.load_run(run_dir)
+    return optuna.load_study(study_name=run.study_name, storage=rd.open_storage(run))
 
 
 def owner_pid(t: FrozenTrial) -> int | None:
     """The process that asked a trial (``codesign:owner`` host|pid|start)."""
-    tag = t.user_attrs.get(st.OWNER_ATTR)
+    tag = t.user_attrs.get(wk.OWNER_ATTR)
     return int(tag.split("|")[1]) if tag else None
 
 
@@ -154,7 +155,7 @@ def trial_pid(t: FrozenTrial) -> int | None:
     pid = owner_pid(t)
     if pid is not None:
         return pid
-    writer = t.user_attrs.get(st.METRICS_ATTR, {}).get(st.WRITER_KEY)
+    writer = t.user_attrs.get(rd.METRICS_ATTR, {}).get(rd.WRITER_KEY)
     return int(writer.rsplit("-", 2)[1]) if writer else None
 
 
@@ -185,12 +186,12 @@ def check_trials(study: optuna.Study, *, every_retry_ran: bool = True) -> dict[s
     waiting = [t.number for t in trials if t.state == TrialState.WAITING]
     if every_retry_ran:
         assert waiting == [], f"re-runs never run (WAITING): {waiting}"
-    retry_of = [t.user_attrs[st.RETRY_ATTR] for t in trials if st.RETRY_ATTR in t.user_attrs]
+    retry_of = [t.user_attrs[wk.RETRY_ATTR] for t in trials if wk.RETRY_ATTR in t.user_attrs]
     twice = [n for n, c in Counter(retry_of).items() if c > 1]
     assert twice == [], f"trials re-run more than once: {twice}"
     for t in trials:
-        if st.RETRY_ATTR in t.user_attrs:
-            orig = by_number[t.user_attrs[st.RETRY_ATTR]]
+        if wk.RETRY_ATTR in t.user_attrs:
+            orig = by_number[t.user_attrs[wk.RETRY_ATTR]]
             assert orig.state == TrialState.FAIL, (t.number, orig.number, orig.state)
             assert orig.number < t.number
             if t.state != TrialState.WAITING:  # a trial killed mid-ask has some params only
@@ -281,16 +282,17 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path, procs: Procs) -> N
 # (SIGKILL) or lives on: python -c ASKING RUN_DIR N die|live
 ASKING = """
 import os, signal, sys, time
-from codesign import study as st
+from codesign import rundir as rd
+from codesign import workers as wk
 from codesign.space import distributions
 run_dir, n, then = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-exp, run = st.load_run(run_dir)
-study = st.open_study(exp, run)
-owner = st.owner_tag()
+exp, run = rd.load_run(run_dir)
+study = rd.open_study(exp, run)
+owner = wk.owner_tag()
 for i in range(n):
     trial = study.ask(distributions(exp.space))
     if i or then == "live":  # die: the first one killed between ask and recording its owner
-        trial.set_user_attr(st.OWNER_ATTR, owner)
+        trial.set_user_attr(wk.OWNER_ATTR, owner)
 if then == "die":
     os.kill(os.getpid(), signal.SIGKILL)
 time.sleep(120)
@@ -312,8 +314,8 @@ def test_trials_of_a_killed_worker_are_rerun_exactly_once(tmp_path: Path, procs:
     study = run_study(tmp_path / RUN)
     counts = check_trials(study)
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    retries = {t.user_attrs[st.RETRY_ATTR]: t for t in by_number.values()
-               if st.RETRY_ATTR in t.user_attrs}
+    retries = {t.user_attrs[wk.RETRY_ATTR]: t for t in by_number.values()
+               if wk.RETRY_ATTR in t.user_attrs}
     assert sorted(retries) == left
     for n, t in retries.items():
         assert by_number[n].state == TrialState.FAIL
@@ -362,7 +364,7 @@ def test_four_workers_on_one_journal_file(tmp_path: Path, procs: Procs) -> None:
     own = rows[~rows["writer"].str.startswith("rebuild-")]
     assert own["trial"].is_unique, sorted(own["trial"][own["trial"].duplicated()])
     assert set(own["trial"]) == set(range(160))
-    evaluated_by = {t.number: t.user_attrs[st.METRICS_ATTR][st.WRITER_KEY] for t in trials}
+    evaluated_by = {t.number: t.user_attrs[rd.METRICS_ATTR][rd.WRITER_KEY] for t in trials}
     assert all(evaluated_by[n] == w for n, w in zip(own["trial"], own["writer"], strict=True))
     assert len(own.groupby("dir")) == 4, "some worker evaluated no trial"
 
@@ -523,8 +525,8 @@ def test_killed_worker_next_to_a_live_one(tmp_path: Path, procs: Procs) -> None:
     a_failed = [t.number for t in study.get_trials(deepcopy=False)
                 if trial_pid(t) == a.pid and t.state == TrialState.FAIL]
     assert a_failed == [], f"C failed trials of the live worker A: {a_failed}"
-    retried = {t.user_attrs[st.RETRY_ATTR] for t in study.get_trials(deepcopy=False)
-               if st.RETRY_ATTR in t.user_attrs}
+    retried = {t.user_attrs[wk.RETRY_ATTR] for t in study.get_trials(deepcopy=False)
+               if wk.RETRY_ATTR in t.user_attrs}
     assert set(b_running) <= retried, "C did not re-run the trials B left RUNNING"
 
     t_a = time.monotonic()
@@ -540,8 +542,8 @@ def test_killed_worker_next_to_a_live_one(tmp_path: Path, procs: Procs) -> None:
     procs.run("resume", str(RUN), "--trials", "16")
     study = run_study(tmp_path / RUN)
     check_trials(study)
-    retried = {t.user_attrs[st.RETRY_ATTR] for t in study.get_trials(deepcopy=False)
-               if st.RETRY_ATTR in t.user_attrs}
+    retried = {t.user_attrs[wk.RETRY_ATTR] for t in study.get_trials(deepcopy=False)
+               if wk.RETRY_ATTR in t.user_attrs}
     assert {t.number for t in h_trials} <= retried
     check_log(tmp_path / RUN, study)
     procs.run("doctor", str(RUN))
@@ -596,8 +598,8 @@ def test_journal_lock_of_a_relative_run_dir_points_at_the_journal(
     exp = write_experiment(tmp_path)
     procs.run("search", str(exp), "--trials", str(POP))
     monkeypatch.chdir(tmp_path)
-    _, run = st.load_run(RUN)  # as `codesign resume runs/qs` opens it
-    lock = st.open_storage(run)._backend._lock  # type: ignore[attr-defined]
+    _, run = rd.load_run(RUN)  # as `codesign resume runs/qs` opens it
+    lock = rd.open_storage(run)._backend._lock  # type: ignore[attr-defined]
     lock.acquire()
     try:
         lock_file = tmp_path / RUN / "study.log.lock"

@@ -23,17 +23,17 @@ from optuna.trial import TrialState
 
 import codesign
 from codesign import parquet_log
-from codesign import study as st
+from codesign import rundir as rd
+from codesign import workers as wk
 from codesign.cli import main
 from codesign.config import ParamSpec
 from codesign.design import design_area, design_to_chip, design_to_cluster
 from codesign.errors import ConfigError
+from codesign.hypervolume import _hv_history, _hypervolume
 from codesign.inspect import (
     HV_REFERENCE,
     REPORTED_METRICS,
     Run,
-    _hv_history,
-    _hypervolume,
     hypervolume_history,
     infeasible_reasons,
     neighbours,
@@ -125,8 +125,8 @@ def test_trials_are_the_complete_trials_of_the_study(run: Run) -> None:
 
 
 def test_baselines_are_the_reference_chip_trials(run: Run) -> None:
-    flagged = {t.number: t.user_attrs[st.BASELINE_ATTR] for t in complete(run.study)
-               if st.BASELINE_ATTR in t.user_attrs}
+    flagged = {t.number: t.user_attrs[wk.BASELINE_ATTR] for t in complete(run.study)
+               if wk.BASELINE_ATTR in t.user_attrs}
     assert sorted(flagged.values()) == sorted(BASELINES)
     base = run.baselines
     assert dict(zip(base["trial"], base["baseline"], strict=True)) == flagged
@@ -213,29 +213,29 @@ def ties(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = folder / "run"
     assert main(["search", str(folder / "exp.toml"), "--trials", "40", "--out", str(run_dir),
                  "--no-progress"]) == 0
-    exp, spec = st.load_run(run_dir)
-    study = optuna.load_study(study_name=spec.study_name, storage=st.open_storage(spec))
+    exp, spec = rd.load_run(run_dir)
+    study = optuna.load_study(study_name=spec.study_name, storage=rd.open_storage(spec))
     dists = distributions(exp.space)
     front = sorted(study.best_trials, key=lambda t: t.number)
     assert front, "the tiny search found no feasible design"
     top = front[0]
-    metrics = {k: v for k, v in top.user_attrs[st.METRICS_ATTR].items() if k != st.WRITER_KEY}
+    metrics = {k: v for k, v in top.user_attrs[rd.METRICS_ATTR].items() if k != rd.WRITER_KEY}
 
     def add(values: list[float], m: dict, note: str) -> None:
         study.add_trial(optuna.trial.create_trial(
             params=top.params, distributions=dists, values=values,
-            user_attrs={st.METRICS_ATTR: m, "test": note},
-            system_attrs={f"constraints:{k}": v for k, v in st.constraint_values(exp, m).items()}))
+            user_attrs={rd.METRICS_ATTR: m, "test": note},
+            system_attrs={f"constraints:{k}": v for k, v in rd.constraint_values(exp, m).items()}))
 
     add(list(top.values), metrics, "exact duplicate")
     worse = dict(metrics, silicon_mm2=metrics["silicon_mm2"] * 1.5)
-    add(st.objective_values(exp, worse), worse, "tie in tokens_per_s, more area")
+    add(rd.objective_values(exp, worse), worse, "tie in tokens_per_s, more area")
     bad = dict(metrics, feasible=False, reason="injected: infeasible",
                tokens_per_s=max(t.values[0] for t in complete(study)) * 10,
                silicon_mm2=min(t.values[1] for t in complete(study)) / 10)
-    add(st.objective_values(exp, bad), bad, "infeasible, dominates all")
+    add(rd.objective_values(exp, bad), bad, "infeasible, dominates all")
     added = [t for t in complete(study) if "test" in t.user_attrs]
-    parquet_log.write_trials(run_dir, exp, [st.row_from_trial(exp, t, "test") for t in added],
+    parquet_log.write_trials(run_dir, exp, [rd.row_from_trial(exp, t, "test") for t in added],
                              "test")
     return run_dir
 

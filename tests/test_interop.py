@@ -24,7 +24,7 @@ import pytest
 from optuna.trial import TrialState
 
 from codesign import parquet_log
-from codesign import study as st
+from codesign import rundir as rd
 from codesign.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,8 +54,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def study_of(run_dir: Path) -> optuna.Study:
-    _, spec = st.load_run(run_dir)
-    return optuna.load_study(study_name=spec.study_name, storage=st.open_storage(spec))
+    _, spec = rd.load_run(run_dir)
+    return optuna.load_study(study_name=spec.study_name, storage=rd.open_storage(spec))
 
 
 def plain(value: Any) -> Any:
@@ -106,7 +106,7 @@ def read_all(folder: Path) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]
 @pytest.mark.parametrize("sub", ["trials", "pareto"])
 def test_parquet_reads_the_same_in_every_reader(run_dir: Path, sub: str) -> None:
     readers = read_all(run_dir / sub)
-    exp, _ = st.load_run(run_dir)
+    exp, _ = rd.load_run(run_dir)
     names = parquet_log.schema(exp).names
     columns, rows = readers["pandas"]
     assert columns == names

@@ -1028,6 +1028,9 @@ SEARCH_CASES = {
                                               gbatch=128),
     "gpt3-64xa100": lambda: case(chip_arr("a100-sxm-80gb"), n_chips=64, model="gpt3-175b",
                                  seq=2048, gbatch=64),
+    # 64 GB: with tp 1 and ZeRO-3 full recompute needs 66.5 GB, offloading it 60.7 GB
+    "gpt3-64x64gb": lambda: case(chip_arr("a100-sxm-80gb", C_HBM_B=64e9), n_chips=64,
+                                 model="gpt3-175b", seq=2048, gbatch=64),
     "mixtral-16xh200": lambda: case(chip_arr("h200"), n_chips=16, model="mixtral-8x7b",
                                     seq=4096, gbatch=32),
     "gpt3-8xh100-oom": lambda: case(n_chips=8, model="gpt3-175b", seq=2048, gbatch=8),
@@ -1080,7 +1083,7 @@ def test_search_explores_cp_ep_vpp_and_prunes():
     for name, fixed in (("llama8b-8xh100-seq32k", {}), ("llama70b-64xa100-slow-nic", {}),
                         ("gpt3-64xa100", {}), ("mixtral-16xh200", {}), ("llama8b-8xh100", {}),
                         ("gpt3-64xa100", {L.P_PP: 4}),  # a pipeline: interleaving pays
-                        ("gpt3-64xa100", {L.P_TP: 1, L.P_ZERO: 3}),  # memory-bound: offload
+                        ("gpt3-64x64gb", {L.P_TP: 1, L.P_ZERO: 3}),  # memory-bound: offload
                         ("tiny-8chips-domain4-slow-nic", {L.P_ZERO: 3, L.P_DP: 8})):  # hybrid
         fx = np.full(L.MAP_LEN, -1, np.int64)
         for idx, value in fixed.items():

@@ -95,7 +95,9 @@ def test_dead_worker_on_postgresql_is_recovered_by_heartbeat(tmp_path: Path) -> 
     import optuna
 
     from codesign.config import load_experiment
-    from codesign.study import RETRY_ATTR, prepare_run, run_search
+    from codesign.rundir import prepare_run
+    from codesign.study import run_search
+    from codesign.workers import RETRY_ATTR
 
     exp = load_experiment(experiment(tmp_path))
     study_name = f"pg-{uuid.uuid4().hex[:8]}"
@@ -123,3 +125,30 @@ def test_dead_worker_on_postgresql_is_recovered_by_heartbeat(tmp_path: Path) -> 
     retries = [t for t in s.trials if t.user_attrs.get(RETRY_ATTR) == dying.number]
     assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
     assert not [t for t in s.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def test_four_workers_on_an_empty_database_create_its_tables_once(tmp_path: Path) -> None:
+    """Four workers started together on a database without Optuna's tables (a new server, as
+    on the first run of scripts/test.sh) race to create them: each must end well, not in a
+    duplicate-type traceback. A schema of its own stands in for the empty database."""
+    import sqlalchemy
+
+    schema = f"fresh_{uuid.uuid4().hex[:8]}"
+    engine = sqlalchemy.create_engine(URL)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    try:
+        url = f"{URL}?options=-csearch_path%3D{schema}"
+        exp = experiment(tmp_path)
+        procs = [subprocess.Popen([str(CODESIGN), "worker", str(exp), "--storage", url,
+                                   "--study", "fresh", "--trials", "8", "--out", f"runs/w{k}",
+                                   "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for k in range(4)]
+        for p in procs:
+            _out, err = p.communicate(timeout=180)
+            assert p.returncode == 0, err
+            assert "Traceback" not in err
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()

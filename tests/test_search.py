@@ -23,7 +23,9 @@ import pytest
 from optuna.trial import TrialState
 
 from codesign import parquet_log
+from codesign import rundir as rd
 from codesign import study as st
+from codesign import workers as wk
 from codesign.cli import main
 from codesign.config import load_experiment
 
@@ -81,8 +83,8 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def load(run_dir: Path) -> optuna.Study:
     """The Optuna study of a run directory, as the library opens it."""
-    _, run = st.load_run(run_dir)
-    return optuna.load_study(study_name=run.study_name, storage=st.open_storage(run))
+    _, run = rd.load_run(run_dir)
+    return optuna.load_study(study_name=run.study_name, storage=rd.open_storage(run))
 
 
 def states(study: optuna.Study) -> dict[int, TrialState]:
@@ -274,7 +276,7 @@ def test_allowed_change_becomes_the_config_as_run(work: Path, capsys) -> None:
     changed = write_experiment(work, **CHANGES["param-range"])
     assert cli(capsys, "search", str(changed), "--trials", "8", "--allow-space-change")[0] == 0
 
-    exp_as_run, _ = st.load_run(RUN)
+    exp_as_run, _ = rd.load_run(RUN)
     assert exp_as_run.fingerprint() == load_experiment(changed).fingerprint()
     assert list((RUN / "history").iterdir())  # the previous config is kept
     code, _out, err = cli(capsys, "pareto", str(RUN), "--format", "json")
@@ -316,7 +318,7 @@ def test_two_workers_run_every_trial_once(work: Path, capsys) -> None:
 def test_worker_starting_mid_population_does_not_duplicate_rows(
         work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     exp = load_experiment(write_experiment(work))
-    run = st.prepare_run(exp, None, None, None)
+    run = rd.prepare_run(exp, None, None, None)
     st.run_search(exp, run, POP, progress=False)
     real_write = parquet_log.write_trials
     real_pid = os.getpid()
@@ -326,8 +328,8 @@ def test_worker_starting_mid_population_does_not_duplicate_rows(
         if not started:  # worker 1 starts now: this population is told but not yet logged
             started.append(True)
             with monkeypatch.context() as m:  # worker 1 is another (live) process
-                m.setattr(st.os, "getpid", lambda: real_pid + 1)
-                st.sync_parquet(exp, run, st.open_study(exp, run, worker=1))
+                m.setattr(wk.os, "getpid", lambda: real_pid + 1)
+                wk.sync_parquet(exp, run, rd.open_study(exp, run, worker=1))
         return real_write(run_dir, exp_, rows, writer)
 
     monkeypatch.setattr(parquet_log, "write_trials", write_trials)
@@ -559,7 +561,7 @@ def test_journal_storage_path(work: Path, capsys) -> None:
     assert not (RUN / "study.log").exists()
     assert json.loads((RUN / "run.json").read_text(encoding="utf-8"))["storage"] == str(storage)
     assert cli(capsys, "resume", str(RUN), "--trials", "8")[0] == 0
-    study = optuna.load_study(study_name=STUDY, storage=st.open_storage(st.load_run(RUN)[1]))
+    study = optuna.load_study(study_name=STUDY, storage=rd.open_storage(rd.load_run(RUN)[1]))
     assert sorted(states(study)) == list(range(16))
     check_log(RUN, study)
     assert not (RUN / "study.log").exists()
@@ -584,8 +586,8 @@ def test_resume_from_another_directory_with_a_relative_journal(
     assert cli(capsys, "resume", str(work / RUN), "--trials", "8")[0] == 0
     monkeypatch.chdir(work)
     assert not (work / "elsewhere" / "rel.log").exists()
-    study = optuna.load_study(study_name=STUDY, storage=st.open_storage(
-        st.RunSpec(RUN, STUDY, str(work / "rel.log"), "nsga2", 0)))
+    study = optuna.load_study(study_name=STUDY, storage=rd.open_storage(
+        rd.RunSpec(RUN, STUDY, str(work / "rel.log"), "nsga2", 0)))
     assert sorted(states(study)) == list(range(16))
     check_log(RUN, study)
 
@@ -602,7 +604,7 @@ def test_search_again_uses_the_storage_of_the_run(work: Path, capsys) -> None:
         assert sorted(p.name for p in (RUN / "trials").iterdir()) == parts
         return
     assert code == 0, err
-    study = optuna.load_study(study_name=STUDY, storage=st.open_storage(
-        st.RunSpec(RUN, STUDY, str(storage), "nsga2", 0)))
+    study = optuna.load_study(study_name=STUDY, storage=rd.open_storage(
+        rd.RunSpec(RUN, STUDY, str(storage), "nsga2", 0)))
     assert sorted(states(study)) == list(range(16))
     check_log(RUN, study)

@@ -393,8 +393,9 @@ def test_assume_input_len_predicts_the_power_rows(capsys, tmp_path: Path) -> Non
     that have an input_len are left alone. The power constants are fitted jointly on all twelve
     ML.ENERGY chip-power rows and the published TDPs (scripts/calibrate_power.py), which leaves
     the batch-8 row at +10 % with 128-token prompts; power rises with the batch, the more FLOPs
-    a step does, though less than measured (486 -> 688 W measured, 535 -> 595 W predicted: a
-    known limit of the power model, stated in the README)."""
+    a step does, though less than measured (486 -> 688 W measured, 534 -> 597 W predicted: a
+    known limit of the power model, stated in the README), and levels off from batch 256 to
+    512 as measured."""
     rows = [r for r in packaged_rows() if r["case_id"].startswith("MLE3-L31-8B")
             and r["metric"] == "chip_power_w"]
     rows += [row("TRTLLM-12")]
@@ -408,7 +409,9 @@ def test_assume_input_len_predicts_the_power_rows(capsys, tmp_path: Path) -> Non
     assert abs(cases["MLE3-L31-8B-H100-1x-bs8-chipw"]["error_pct"]) <= 12.0
     batches = (8, 64, 256, 512)
     watts = [cases[f"MLE3-L31-8B-H100-1x-bs{b}-chipw"]["predicted"] for b in batches]
-    assert watts == sorted(watts) and watts[3] > watts[0], watts
+    # rises up to batch 256, then levels off within 1 % (measured 690.5 -> 688.3 W)
+    assert watts[:3] == sorted(watts[:3]) and watts[3] > watts[0], watts
+    assert watts[3] == pytest.approx(watts[2], rel=0.01), watts
     code, _out, err = run(capsys, "validate", "--assume-input-len", "0")
     assert code == 2 and "--assume-input-len" in err
 

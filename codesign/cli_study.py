@@ -1,0 +1,207 @@
+"""The ``codesign`` commands on studies and their run directories.
+
+``search``, ``resume`` and ``worker`` run a study; ``pareto``, ``compare``, ``report``,
+``export`` and ``doctor`` look at, rebuild or mend a run. Each parses nothing (see
+:mod:`codesign.cli`), calls the library and prints (:mod:`codesign.cli_format`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import socket
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+from codesign.cli_format import PROG, _fmt, _print_front, _print_summary, _strict_json
+from codesign.errors import ConfigError
+
+
+def _remaining(exp: Any, run: Any) -> int:
+    import optuna
+    from optuna.trial import TrialState
+
+    from codesign.journal_check import JOURNAL_FILE
+    from codesign.rundir import open_storage
+
+    if run.storage_url is None and not (run.run_dir / JOURNAL_FILE).exists():
+        return exp.trials
+    storage = open_storage(run)
+    try:
+        study = optuna.load_study(study_name=run.study_name, storage=storage)
+    except KeyError:
+        return exp.trials
+    return exp.trials - len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def _run(exp: Any, run: Any, trials: int | None, workers: int, progress: bool,
+         as_json: bool, first_worker: int = 0) -> int:
+    from codesign import study as st
+    from codesign.rundir import write_run_files
+
+    n = trials if trials is not None else _remaining(exp, run)
+    if n <= 0:
+        print(f"study {run.study_name}: the budget of {exp.trials} trials is reached; "
+              f"pass --trials N to run more. Front: codesign pareto {run.run_dir}")
+        return 0
+    write_run_files(exp, run)
+    procs = []
+    shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
+    ctx = multiprocessing.get_context("spawn")
+    for i in range(1, workers):
+        if shares[i]:
+            proc = ctx.Process(target=_worker_process,
+                               args=(str(run.run_dir), shares[i], first_worker + i))
+            proc.start()
+            procs.append(proc)
+    t0 = time.perf_counter()
+    summary = st.run_search(exp, run, shares[0], progress=progress, worker=first_worker)
+    failed = 0
+    for proc in procs:
+        proc.join()
+        failed += proc.exitcode != 0
+    if procs:  # a snapshot and summary that count every worker's trials
+        summary = st.finalize(exp, run, n, time.perf_counter() - t0, "all")
+    _print_summary(summary, as_json)
+    if failed:
+        print(f"{PROG}: {failed} worker process(es) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _worker_process(run_dir: str, n_trials: int, worker: int) -> None:
+    from codesign.rundir import load_run
+    from codesign.study import run_search
+
+    exp, run = load_run(run_dir)
+    run_search(exp, run, n_trials, progress=False, worker=worker)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from codesign.config import load_experiment
+    from codesign.rundir import prepare_run
+
+    exp = load_experiment(args.experiment)
+    run = prepare_run(exp, args.out, args.study, args.storage, args.sampler, args.seed,
+                      args.allow_space_change)
+    return _run(exp, run, args.trials, args.workers, not args.no_progress, args.json)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from codesign.rundir import load_run
+
+    exp, run = load_run(args.run_dir)
+    return _run(exp, run, args.trials, 1, not args.no_progress, args.json)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from codesign.config import load_experiment
+    from codesign.rundir import prepare_run
+
+    exp = load_experiment(args.experiment)
+    run = prepare_run(exp, args.out, args.study, args.storage)
+    # a worker index unique to this host and process: joining workers never share a seed
+    worker = zlib.crc32(f"{socket.gethostname()}-{os.getpid()}".encode())
+    return _run(exp, run, args.trials, 1, not args.no_progress, args.json, worker)
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    import optuna
+
+    from codesign.rundir import load_run, open_storage
+    from codesign.study import pareto_rows
+
+    exp, run = load_run(args.run_dir)
+    study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
+    rows = pareto_rows(exp, study)
+    cols = ["trial", *[f"value_{o.metric}" for o in exp.objectives],
+            *[f"param_{p.name}" for p in exp.space.params],
+            "n_chips", "tdp_w", "chip_power_w", "mfu", "map_tp", "map_pp", "map_dp",
+            "map_micro_batch", "map_recompute", "map_zero"]
+    cols = [c for c in dict.fromkeys(cols) if f"value_{c}" not in cols]  # no column twice
+    first = exp.objectives[0].metric  # improvement over each baseline, first objective
+    cols += sorted({k for r in rows for k in r if k.startswith(f"{first}_vs_")})
+    if args.format == "json":
+        print(json.dumps({"study": run.study_name,
+                          "objectives": [[o.metric, o.direction] for o in exp.objectives],
+                          "front": rows}, default=str))
+        return 0
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=cols)
+    if args.format == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+        return 0
+    _print_front(run.study_name, exp, rows)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from codesign import doctor
+
+    target = Path(args.target)
+    if not target.exists():
+        raise ConfigError(None, "target", "a run directory or a journal file", str(target))
+    health = doctor.preflight(target)
+    print(health.message)
+    if args.repair and not health.ok:
+        try:
+            backup = (doctor.repair_run(target) if target.is_dir()
+                      else doctor.repair_journal(target))
+        except RuntimeError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 1
+        if backup:
+            print(f"backup: {backup}")
+        health = doctor.preflight(target)
+        print(health.message)
+    return 0 if health.ok else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from codesign.study import export_run
+
+    rows, pareto = export_run(args.run_dir)
+    print(f"{args.run_dir}: {rows} trials written to {Path(args.run_dir) / 'trials'}; "
+          f"Pareto front: {pareto}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from codesign.report import write_report
+
+    path = write_report(args.run_dir, args.out, args.design, args.against)
+    print(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB, opens offline)")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from codesign.compare import compare_run
+
+    doc = compare_run(args.run_dir, args.against)
+    if args.format == "json":
+        print(json.dumps(_strict_json(doc), allow_nan=False))
+        return 0
+    base = doc["baseline"]
+    print(f"{doc['study']}: best design per objective vs {base['id']} "
+          f"(same workload and cluster; improvement > 1 = better)")
+    if not base["feasible"]:
+        print(f"  {base['id']} is infeasible here: {base['reason']}")
+    for b in doc["best"]:
+        print(f"\nbest {b['objective']} ({b['direction']}): trial {b['trial']}")
+        rows = [(k, base["metrics"].get(k), b["metrics"].get(k), b["improvement"].get(k, ""))
+                for k in b["metrics"]]
+        rows += [(k, base["spec"].get(k), b["spec"].get(k), "") for k in b["spec"]
+                 if k not in b["metrics"]]
+        width = max(len(r[0]) for r in rows)
+        print(f"  {'':<{width}}  {base['id']:>14}  {'design':>14}  improvement")
+        for k, ref, new, imp in rows:
+            print(f"  {k:<{width}}  {_fmt(ref):>14}  {_fmt(new):>14}  {_fmt(imp)}")
+        changes = ", ".join(f"{k} {_fmt(a)} -> {_fmt(v)}" for k, (a, v) in b["changed"].items())
+        print(f"  changed vs {base['id']} as a design point: {changes or 'nothing'}")
+    return 0

@@ -1,0 +1,401 @@
+"""The run directory of a study and its Optuna storage: create, check, load; samplers; rows.
+
+A run directory holds everything about one study (see DESIGN.md, "Run directory"):
+``experiment.toml`` + ``search_space.toml`` (the config as run), ``run.json`` (study name,
+storage, fingerprint), ``study.log`` (the default embedded journal storage), ``trials/`` and
+``pareto/`` (Parquet). The Optuna storage is the truth; Parquet is rebuilt from it if behind.
+
+:func:`prepare_run` decides where a study lives and checks it against any study already
+there, :func:`write_run_files` writes the config as run and :func:`load_run` reads it back;
+:func:`open_storage` and :func:`open_study` open the storage with its sampler;
+:func:`row_from_trial` turns a stored trial into a Parquet row. The search loop is
+:mod:`codesign.study`; workers sharing one study and their crash recovery are
+:mod:`codesign.workers`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import socket
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from codesign import parquet_log
+from codesign.config import SAMPLERS, Experiment, load_experiment
+from codesign.errors import ConfigError
+from codesign.journal_check import JOURNAL_FILE, RUN_FILE
+
+METRICS_ATTR = "codesign:metrics"
+FINGERPRINT_ATTR = "codesign:fingerprint"
+INFEASIBLE_CONSTRAINT = "mapping_feasible"
+
+WRITER_KEY = "_writer"  # inside the metrics attribute: which process evaluated the trial
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+# heartbeats are recorded by this engine's own loop, not by Study.optimize (on purpose)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+warnings.filterwarnings("ignore", message=".*heartbeat_interval.*experimental",
+                        category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message=".*grace_period.*experimental",
+                        category=optuna.exceptions.ExperimentalWarning)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Where a study lives: run directory, study name, storage URL (None = embedded journal)."""
+
+    run_dir: Path
+    study_name: str
+    storage_url: str | None
+    sampler: str
+    seed: int
+    changed: bool = False  # the experiment changed (allowed): rewrite the config and the log
+
+
+# --------------------------------------------------------------------------- run directory
+
+
+def _safe_url(url: str | None) -> str | None:
+    """The URL without any password (never written anywhere)."""
+    if url is None:
+        return None
+    return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", url)
+
+
+def normalize_storage(url: str | None) -> str | None:
+    """Make a journal path or sqlite URL absolute, so the run finds it from any directory."""
+    if url is None:
+        return None
+    if "://" not in url:
+        return str(Path(url).resolve())
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(url.removeprefix("sqlite:///")).resolve())
+    return url
+
+
+def _stored_fingerprint(name: str, url: str | None, run_dir: Path) -> str | None:
+    """The fingerprint a study already in the storage was created with (None if no study).
+
+    Read-only for journal files: a missing file is not created.
+    """
+    if url is None:
+        url_path = run_dir / JOURNAL_FILE
+    elif "://" not in url:
+        url_path = Path(url)
+    else:
+        url_path = None
+    if url_path is not None and not url_path.exists():
+        return None
+    run = RunSpec(run_dir, name, str(url_path) if url_path is not None else url, "random", 0)
+    try:
+        study = optuna.load_study(study_name=name, storage=open_storage(run))
+    except KeyError:
+        return None
+    return study.user_attrs.get(FINGERPRINT_ATTR)
+
+
+def _changed(exp: Experiment, where: object, fingerprint: str, allow: bool) -> bool:
+    """True if the experiment differs from ``fingerprint`` and that is allowed; else raise."""
+    if fingerprint == exp.fingerprint():
+        return False
+    if not allow:
+        raise ConfigError(
+            exp.path, "<experiment>",
+            f"the search space, workload, objectives and constraints of the existing study in "
+            f"{where} (fingerprint {fingerprint[:12]}; pass --allow-space-change to continue "
+            "anyway, or use a new --study)",
+            f"a changed experiment (fingerprint {exp.fingerprint()[:12]})",
+        )
+    return True
+
+
+_CREATION_LEFTOVERS = {"experiment.toml", "search_space.toml", ".run.json.tmp"}
+"""What a run directory holds if its creation was killed before run.json (rewritten then)."""
+
+
+def prepare_run(
+    exp: Experiment,
+    out: str | os.PathLike[str] | None,
+    study: str | None,
+    storage: str | None,
+    sampler: str | None = None,
+    seed: int | None = None,
+    allow_space_change: bool = False,
+) -> RunSpec:
+    """Decide the run directory and storage, and check them against any study already there.
+
+    Reads but never writes. A changed experiment on an existing study (in the run directory
+    or in a shared storage) is a ConfigError (exit 2) unless ``allow_space_change``; the
+    objectives of a study never change. A run made with ``--storage X`` continues in X.
+    """
+    name = study or exp.name
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise ConfigError(None, "--study", "a name of letters, digits, '_', '.', '-'", name)
+    run_dir = Path(out) if out is not None else Path("runs") / name
+    sampler = sampler or exp.sampler
+    if sampler not in SAMPLERS:
+        raise ConfigError(None, "--sampler", f"one of: {', '.join(SAMPLERS)}", sampler)
+    check_storage_url(storage)
+    url = normalize_storage(storage or exp.storage_url)
+    changed = False
+    info_path = run_dir / RUN_FILE
+    if info_path.exists():
+        stored_exp, stored_run = load_run(run_dir)
+        if stored_run.study_name != name:
+            raise ConfigError(info_path, "study",
+                              f"study {stored_run.study_name!r} (this run directory's)", name)
+        if url is None:
+            url = stored_run.storage_url
+        elif _safe_url(url) != _safe_url(stored_run.storage_url):
+            raise ConfigError(None, "--storage",
+                              f"this run's storage {_safe_url(stored_run.storage_url)}",
+                              _safe_url(url))
+        changed = _changed(exp, run_dir, stored_exp.fingerprint(), allow_space_change)
+        if changed and [(o.metric, o.direction) for o in exp.objectives] != [
+                (o.metric, o.direction) for o in stored_exp.objectives]:
+            raise ConfigError(exp.path, "objectives",
+                              "the objectives the study was created with (a study's objectives "
+                              "never change; use a new --study)",
+                              [o.metric for o in exp.objectives])
+    elif run_dir.exists() and any(p.name not in _CREATION_LEFTOVERS for p in run_dir.iterdir()):
+        raise ConfigError(None, "--out", "an empty or new directory, or an existing run directory",
+                          str(run_dir))
+    stored = _stored_fingerprint(name, url, run_dir)
+    if stored is not None:
+        changed = _changed(exp, _safe_url(url) or run_dir, stored, allow_space_change) or changed
+    return RunSpec(run_dir, name, url, sampler, exp.seed if seed is None else seed, changed)
+
+
+def write_run_files(exp: Experiment, run: RunSpec) -> None:
+    """Write the config as run: the first time, or after an allowed change, when the trial log
+    is first rewritten under the new schema and the previous config moves to
+    ``history/<time>/``. Idempotent: does nothing once the run holds ``exp``."""
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    info_path = run.run_dir / RUN_FILE
+    if info_path.exists():
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        if info["fingerprint"] == exp.fingerprint():
+            return
+        if not run.changed:
+            raise RuntimeError("the run directory holds another experiment; prepare_run checks")
+        study = open_study(exp, run)
+        tag = f"rewrite-{_writer_tag(0)}"
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        parquet_log.rewrite_trials(run.run_dir, exp,
+                                   [row_from_trial(exp, t, tag) for t in complete], tag)
+        old = run.run_dir / "history" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        old.mkdir(parents=True)
+        for name in (RUN_FILE, "experiment.toml", "search_space.toml"):
+            os.replace(run.run_dir / name, old / name)
+    space_text = Path(exp.space.path).read_text(encoding="utf-8")
+    (run.run_dir / "search_space.toml").write_text(space_text, encoding="utf-8")
+    text, n = re.subn(r'(?m)^(\s*search_space\s*=\s*)(".*?"|\'.*?\')', r'\1"search_space.toml"',
+                      exp.text, count=1)
+    header = f"# config as run; fingerprint {exp.fingerprint()}\n"
+    (run.run_dir / "experiment.toml").write_text(header + text, encoding="utf-8")
+    copied = load_experiment(run.run_dir / "experiment.toml")
+    if n != 1 or copied.fingerprint() != exp.fingerprint():
+        raise RuntimeError("the copied experiment does not reproduce the original fingerprint")
+    info = {
+        "study": run.study_name,
+        "storage": _safe_url(run.storage_url),
+        "fingerprint": exp.fingerprint(),
+        "experiment": "experiment.toml",
+        "sampler": run.sampler,
+        "seed": run.seed,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    tmp = info_path.with_name(".run.json.tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, info_path)
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> tuple[Experiment, RunSpec]:
+    """The experiment and run spec stored in an existing run directory (ConfigError if none)."""
+    run_dir = Path(run_dir)
+    info_path = run_dir / RUN_FILE
+    if not info_path.is_file():
+        raise ConfigError(run_dir, "<run directory>", f"a run directory with {RUN_FILE}",
+                          "no such file")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    exp = load_experiment(run_dir / info["experiment"])
+    storage = info["storage"]
+    if storage is not None and "***" in storage:
+        storage = os.environ.get("CODESIGN_STORAGE_URL")
+        if storage is None:
+            raise ConfigError(info_path, "storage", "CODESIGN_STORAGE_URL set (password elided)",
+                              info["storage"])
+    return exp, RunSpec(run_dir, info["study"], storage, info["sampler"], int(info["seed"]))
+
+
+# --------------------------------------------------------------------------- storage, sampler
+
+
+def check_storage_url(url: str | None) -> None:
+    """ConfigError unless ``url`` is a journal file path or a database URL."""
+    if url is None:
+        return
+    if url.endswith((".log", ".journal")) and "://" not in url:
+        return
+    if url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg2://", "mysql://")):
+        return
+    raise ConfigError(None, "--storage",
+                      "a journal file path (*.log, *.journal) or a sqlite:///, postgresql:// URL",
+                      _safe_url(url))
+
+
+def open_storage(run: RunSpec) -> BaseStorage:
+    """The Optuna storage of a run (default: the journal file in the run directory)."""
+    url = run.storage_url
+    if url is None or "://" not in url:
+        # absolute: Optuna's lock is a symlink to this path, relative ones would dangle
+        path = run.run_dir / JOURNAL_FILE if url is None else Path(url)
+        return JournalStorage(JournalFileBackend(str(path.resolve())))
+    return _rdb_storage(url)
+
+
+SCHEMA_LOCK_KEY = 0x636F6465  # "code": the PostgreSQL advisory lock of table creation
+SCHEMA_RACE_TRIES = 5
+"""Attempts, on databases other than PostgreSQL, to open a storage whose tables other workers
+may be creating at the same moment (each attempt after the first finds more of them made)."""
+
+
+def _rdb_storage(url: str) -> RDBStorage:
+    """An Optuna database storage. Workers started together on a database without Optuna's
+    tables would all try to create them, and all but one fail on a duplicate type or table:
+    on PostgreSQL the creation is serialised by a session advisory lock (the later workers
+    find the tables made); elsewhere a duplicate is retried."""
+    import sqlalchemy
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    def storage() -> RDBStorage:
+        return RDBStorage(url, heartbeat_interval=heartbeat_s(), grace_period=2 * heartbeat_s())
+
+    if url.startswith(("postgresql", "postgres")):
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                lock = sqlalchemy.text("SELECT pg_advisory_lock(:k)")
+                conn.execute(lock, {"k": SCHEMA_LOCK_KEY})
+                try:
+                    return storage()
+                finally:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"),
+                                 {"k": SCHEMA_LOCK_KEY})
+        finally:
+            engine.dispose()
+    for attempt in range(SCHEMA_RACE_TRIES):
+        try:
+            return storage()
+        except (IntegrityError, ProgrammingError):
+            if attempt == SCHEMA_RACE_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def journal_file(run: RunSpec) -> Path | None:
+    """The journal file of a run (None when the storage is a database)."""
+    if run.storage_url is None:
+        return run.run_dir / JOURNAL_FILE
+    return None if "://" in run.storage_url else Path(run.storage_url)
+
+
+def heartbeat_s() -> int:
+    """Heartbeat interval of database storages, s (CODESIGN_HEARTBEAT_S, default 60): a
+    RUNNING trial whose heartbeat is older than twice this belongs to a dead worker."""
+    return max(1, int(os.environ.get("CODESIGN_HEARTBEAT_S", "60")))
+
+
+def make_sampler(name: str, seed: int, population: int) -> optuna.samplers.BaseSampler:
+    """An Optuna sampler by short name (see :data:`codesign.config.SAMPLERS`)."""
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+    if name == "nsga3":
+        return optuna.samplers.NSGAIIISampler(population_size=population, seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ConfigError(None, "sampler", f"one of: {', '.join(SAMPLERS)}", name)
+
+
+def derived_seed(seed: int, n_existing: int, worker: int) -> int:
+    """A sampler seed that differs per resume point and per worker, so no proposal repeats."""
+    return int(np.random.SeedSequence([seed, n_existing, worker]).generate_state(1)[0])
+
+
+def open_study(exp: Experiment, run: RunSpec, worker: int = 0) -> optuna.Study:
+    """Create or load the study; the sampler seed is derived from the trials already there
+    and the worker index. After an allowed change the stored fingerprint is updated."""
+    storage = open_storage(run)
+    directions = [o.direction for o in exp.objectives]
+    probe = optuna.create_study(storage=storage, study_name=run.study_name,
+                                directions=directions, load_if_exists=True)
+    stored = probe.user_attrs.get(FINGERPRINT_ATTR)
+    if stored is None or (stored != exp.fingerprint() and run.changed):
+        probe.set_user_attr(FINGERPRINT_ATTR, exp.fingerprint())
+    elif stored != exp.fingerprint():  # prepare_run checks this first; a race or a bug
+        raise RuntimeError(f"study {run.study_name!r} was changed by another process")
+    n_existing = len(probe.get_trials(deepcopy=False))
+    sampler = make_sampler(run.sampler, derived_seed(run.seed, n_existing, worker),
+                           exp.population)
+    return optuna.load_study(study_name=run.study_name, storage=storage, sampler=sampler)
+
+
+# --------------------------------------------------------------------------- trial rows
+
+
+def objective_values(exp: Experiment, metrics: dict[str, Any]) -> list[float]:
+    """Objective values of a trial, in the experiment's order."""
+    return [float(metrics[o.metric]) for o in exp.objectives]
+
+
+def constraint_values(exp: Experiment, metrics: dict[str, Any]) -> dict[str, float]:
+    """Optuna constraints (<= 0 feasible): the mapping search succeeded, then each bound."""
+    out = {INFEASIBLE_CONSTRAINT: 0.0 if metrics["feasible"] else 1.0}
+    for c in exp.constraints:
+        v = float(metrics[c.metric])
+        if c.max is not None:
+            out[f"{c.metric}_max"] = v - c.max if math.isfinite(v) else 1e300
+        if c.min is not None:
+            out[f"{c.metric}_min"] = c.min - v if math.isfinite(v) else 1e300
+    return out
+
+
+def row_from_trial(exp: Experiment, t: FrozenTrial, writer: str) -> dict[str, Any]:
+    """One Parquet row for a finished trial (everything from the storage)."""
+    m = dict(t.user_attrs.get(METRICS_ATTR, {}))
+    m.pop(WRITER_KEY, None)  # internal (the "writer" column says who wrote the row)
+    row: dict[str, Any] = {
+        "trial": t.number,
+        "is_baseline": "baseline" in t.user_attrs,
+        "baseline": t.user_attrs.get("baseline"),
+        "feasible": bool(m.get("feasible", False)),
+        "constraints_ok": all(v <= 0 for v in t.constraints.values()),
+        "reason": m.get("reason", ""),
+        "writer": writer,
+        "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,
+    }
+    row.update({f"param_{k}": v for k, v in t.params.items()})
+    row.update({f"value_{o.metric}": v for o, v in zip(exp.objectives, t.values or [],
+                                                        strict=False)})
+    row.update(m)
+    return row
+
+
+def _writer_tag(worker: int) -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-w{worker}"
