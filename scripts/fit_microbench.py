@@ -14,8 +14,9 @@ codesign/catalog/MICROBENCH.md for the sources), and print how the model's curve
 * GEMM by M (codesign/kernels/gemm.py): the model's throughput next to the published cuBLAS
   H100 bf16 sweep (N 2112, K 7168), relative to its largest-M point.
 
-With an accelerator, measure these curves instead and replace the rows (one script run,
-``--device`` left for that session).
+With an accelerator, measure these curves instead: ``python scripts/measure_microbench.py
+--out measured.csv`` (PyTorch, one run of a few minutes) writes rows in the same columns,
+to be added to microbench.csv with their source and fitted here.
 """
 
 from __future__ import annotations
