@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from codesign import cost, power, tech
+from codesign import chip_area, cost, power, tech
 from codesign.specs import HBM_GENERATIONS, TOPOLOGIES, ChipSpec, ClusterSpec
 
 
@@ -169,11 +169,11 @@ def project_chip(chip: ChipSpec) -> dict[str, Any]:
     (MACs per unit worked back from peak bf16, link bandwidth = scale-up / links, the HBM
     generation's nominal stack; ``power_limit`` = published TDP / the modelled sustained
     peak, at most 1). Unknown chip fields keep :data:`DEFAULT_DESIGN` values; an
-    unpublished clock is taken as :data:`codesign.power.TYPICAL_CLOCK_GHZ`.
+    unpublished clock is taken as :data:`codesign.chip_area.TYPICAL_CLOCK_GHZ`.
 
     Raises ValueError naming the chip when it lacks compute units or a bf16 peak.
     """
-    macs = power.macs_per_unit(chip)
+    macs = chip_area.macs_per_unit(chip)
     if macs is None:
         raise ValueError(f"chip {chip.id or chip.name!r} lacks compute units or a bf16 peak: "
                          "it cannot be projected into the design space")
@@ -181,7 +181,7 @@ def project_chip(chip: ChipSpec) -> dict[str, Any]:
     design.update({
         "compute_units": int(chip.compute_units),
         "macs_per_unit": round(macs),
-        "clock_ghz": float(chip.clock_ghz or power.TYPICAL_CLOCK_GHZ),
+        "clock_ghz": float(chip.clock_ghz or chip_area.TYPICAL_CLOCK_GHZ),
     })
     if chip.process_nm is not None and int(chip.process_nm) in (7, 5, 4, 3, 2):
         design["process_nm"] = float(chip.process_nm)

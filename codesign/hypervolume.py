@@ -8,13 +8,20 @@ WFG beyond). Presentation-free, like :mod:`codesign.inspect`, which re-exports t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from codesign.inspect import Run
+
+class TrialLog(Protocol):
+    """What :func:`hypervolume_history` reads of a run (:class:`codesign.inspect.Run`)."""
+
+    @property
+    def trials(self) -> pd.DataFrame: ...
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]: ...
 
 HV_REFERENCE = 1.1
 """Hypervolume reference point in every normalised objective (0 = best, 1 = worst feasible)."""
@@ -166,7 +173,7 @@ def _hv_history(df: pd.DataFrame, objectives: Sequence[tuple[str, str]],
     return out
 
 
-def hypervolume_history(run: Run, max_points: int = 200) -> pd.DataFrame:
+def hypervolume_history(run: TrialLog, max_points: int = 200) -> pd.DataFrame:
     """Hypervolume of the feasible Pareto front as the study went on, in trial-number order.
 
     Each objective is normalised to [0, 1] by its range over all feasible trials of the run

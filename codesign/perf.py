@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from codesign import facility, pack, power, tech
+from codesign import chip_area, facility, pack, power, tech
 from codesign.design import design_area, design_to_chip, design_to_cluster
 from codesign.efficiency import Efficiency, Stack
 from codesign.kernels import layout
@@ -106,7 +106,7 @@ def evaluate(
     res = unpack(int(status), best_mp, best_out, counts, cluster.n_chips)
     if res.feasible:
         first = _POWER_OUT[type(job)]
-        macs = power.macs_per_unit(chip) or power.DEFAULT_MACS_PER_UNIT
+        macs = chip_area.macs_per_unit(chip) or chip_area.DEFAULT_MACS_PER_UNIT
         res = replace(res, power_w=power.power_parts_w(best_out[first:first + 5], macs))
     elif status == layout.S_OOM and isinstance(job, TrainJob):
         res = _with_memory_needed(res, search, arrays, chip)

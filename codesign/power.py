@@ -21,6 +21,7 @@ import math
 from collections.abc import Sequence
 
 from codesign import tech
+from codesign.chip_area import DEFAULT_MACS_PER_UNIT, macs_per_unit, silicon_mm2
 from codesign.kernels.dvfs import CLOCK_FLOOR, voltage
 from codesign.specs import ChipSpec
 
@@ -60,17 +61,6 @@ refit of the software stack, codesign.efficiency, does not move the power model)
 TDP_MEMORY_DUTY = 0.5
 """Share of peak HBM and link bandwidth in use at the sustained peak that sets TDP (a GEMM
 burn keeps the matrix units saturated and streams memory at part rate; estimate)."""
-
-TYPICAL_CLOCK_GHZ = 1.8
-"""Clock assumed for chips whose datasheet gives peak FLOPS but no clock (to estimate MACs per
-unit): the typical matrix clock of 4-5 nm accelerators (H100 1.83, MI300X 2.1 GHz)."""
-
-DEFAULT_MACS_PER_UNIT = 2048.0
-"""MACs per cycle per unit assumed when a chip's units or clock are unknown (H100's SM)."""
-
-TYPICAL_SRAM_MB_PER_UNIT = 79.4 / 132
-"""On-chip SRAM per compute unit assumed for chips whose datasheet gives none (B200): H100's
-79.4 MB (50 MB L2 + 132 x 228 KB shared memory, chips.csv) over its 132 SMs, MB."""
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "fp4")
 
@@ -128,15 +118,6 @@ def leakage_w(process_nm: float, silicon_mm2: float) -> float:
     return tech.NODES[int(process_nm)].leakage_w_per_mm2 * silicon_mm2
 
 
-def macs_per_unit(chip: ChipSpec) -> float | None:
-    """MACs per cycle of one compute unit, from peak bf16, units and clock (typical clock if
-    the datasheet gives none); None without units or bf16 peak."""
-    if not (chip.compute_units and chip.tflops_bf16):
-        return None
-    clock = chip.clock_ghz or TYPICAL_CLOCK_GHZ
-    return chip.tflops_bf16 * 1e12 / (2.0 * chip.compute_units * clock * 1e9)
-
-
 def tdp_parts_w(process_nm: float, peak_bf16_tflops: float, macs: float, hbm_gen: str,
                 hbm_tbps: float, link_gbps_bidir: float, silicon_mm2: float
                 ) -> tuple[float, float, float]:
@@ -181,17 +162,6 @@ def clock_at_power(parts: tuple[float, float, float], limit_w: float) -> float |
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if power_at_clock_w(parts, mid) <= limit_w else (lo, mid)
     return lo
-
-
-def silicon_mm2(chip: ChipSpec) -> float | None:
-    """Compute-die silicon of a catalog chip, mm^2: published die area x dies, else the area
-    model's estimate from its resources (:func:`codesign.hardware.predict_area`: chiplet I/O
-    dies and shared ports handled there); None if neither is possible."""
-    if chip.die_area_mm2 is not None:
-        return chip.die_area_mm2 * (chip.n_compute_dies or 1)
-    from codesign.hardware import predict_area
-
-    return predict_area(chip)["total_mm2"]
 
 
 def tdp_parts_from_chip(chip: ChipSpec) -> tuple[float, float, float] | None:

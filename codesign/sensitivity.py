@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import optuna
 import pandas as pd
@@ -21,8 +21,22 @@ from optuna.trial import FrozenTrial, TrialState
 from codesign.config import Experiment, ParamSpec
 from codesign.rundir import constraint_values, objective_values
 
-if TYPE_CHECKING:
-    from codesign.inspect import Run
+
+class StudyRun(Protocol):
+    """What :func:`sensitivity` reads of a run (:class:`codesign.inspect.Run`)."""
+
+    @property
+    def experiment(self) -> Experiment: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def study(self) -> optuna.Study: ...
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]: ...
+
 
 REPORTED_METRICS = ("tokens_per_joule", "die_area_mm2", "silicon_mm2", "tdp_w", "chip_power_w")
 """Metrics :func:`sensitivity` reports for every variant besides the objectives (tokens/J,
@@ -122,7 +136,7 @@ def evaluate_params(exp: Experiment, params: list[dict[str, Any]]) -> list[dict[
     return metrics
 
 
-def sensitivity(run: Run, trial_number: int, params: Sequence[str] | None = None,
+def sensitivity(run: StudyRun, trial_number: int, params: Sequence[str] | None = None,
                 factor: float = CONTINUOUS_FACTOR) -> pd.DataFrame:
     """What-if around one design: each search parameter moved, one at a time, to its
     neighbouring values (:func:`neighbours`), and every variant re-evaluated by the model on

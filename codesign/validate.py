@@ -47,8 +47,8 @@ __all__ = [
     "ASSUMED_INPUT_LEN", "ASSUMED_OUTPUT_LEN", "CASE_KEYS", "COLUMNS", "GB_CANDIDATES",
     "GB_MAX_TOKENS",
     "INFER_METRICS", "MODEL_DEFAULTS", "TRAIN_METRICS", "UNFUSED_ATTENTION_FAMILIES", "Case",
-    "compact", "default_cases_path", "family_of", "load_cases", "predict", "run_cases",
-    "summarize",
+    "compact", "default_cases_path", "error_stats", "family_of", "load_cases", "predict",
+    "run_cases", "summarize",
 ]
 
 OOM_PREFIX = "out of memory"
@@ -159,7 +159,7 @@ def run_cases(cases: list[Case], eff: Efficiency | Stack | None = None
     return pd.DataFrame([predict(c, eff) for c in cases], columns=list(CASE_KEYS))
 
 
-def _stats(err: pd.Series) -> dict[str, Any]:
+def error_stats(err: pd.Series) -> dict[str, Any]:
     """rows, predicted (= n) and the median, mean and 90th percentile of |error| (%, linear
     interpolation between order statistics) of one group of rows; None where none."""
     a = err.dropna().abs().to_numpy(float)
@@ -172,7 +172,7 @@ def _stats(err: pd.Series) -> dict[str, Any]:
 
 def summarize(df: pd.DataFrame) -> dict[str, Any]:
     """Aggregate errors of :func:`run_cases` output: counts (``cases``, ``predicted``,
-    ``not_predicted``) and |error| statistics (:func:`_stats`: n, median, mean, p90, in %)
+    ``not_predicted``) and |error| statistics (:func:`error_stats`: n, median, mean, p90, in %)
     overall, ``by_family`` (case-id prefix, :func:`family_of`), ``by_workload`` ("train",
     "infer") and ``moe_train`` (training rows of MoE models); ``not_predicted_reasons``
     counts the reasons of the rows without a prediction.
@@ -183,7 +183,7 @@ def summarize(df: pd.DataFrame) -> dict[str, Any]:
     families = (df["family"] if "family" in df else df["case_id"].map(family_of)).astype(str)
     workload = df["workload"] if "workload" in df else pd.Series([""] * len(df), df.index)
     moe = df["moe"].astype(bool) if "moe" in df else pd.Series([False] * len(df), df.index)
-    overall = _stats(err)
+    overall = error_stats(err)
     missing = df[err.isna()]
     reasons = (missing["reason"].fillna("").astype(str).value_counts().to_dict()
                if "reason" in df else {})
@@ -192,9 +192,9 @@ def summarize(df: pd.DataFrame) -> dict[str, Any]:
         "predicted": overall["predicted"],
         "not_predicted": int(len(df) - overall["predicted"]),
         **{k: v for k, v in overall.items() if k not in ("rows", "predicted")},
-        "by_family": {f: _stats(err[families == f]) for f in sorted(families.unique())},
-        "by_workload": {w: _stats(err[workload == w]) for w in ("train", "infer")},
-        "moe_train": _stats(err[(workload == "train") & moe]),
+        "by_family": {f: error_stats(err[families == f]) for f in sorted(families.unique())},
+        "by_workload": {w: error_stats(err[workload == w]) for w in ("train", "infer")},
+        "moe_train": error_stats(err[(workload == "train") & moe]),
         "not_predicted_reasons": {str(k): int(v) for k, v in reasons.items()},
     }
 

@@ -11,7 +11,7 @@ from dataclasses import fields, replace
 
 import pytest
 
-from codesign import catalog, power
+from codesign import catalog, chip_area, power
 from codesign.catalog.assume import (
     SCALEOUT_GBPS,
     SIBLING_FIELDS,
@@ -73,7 +73,7 @@ def test_rule_a_then_b_gb200_takes_b200_units_then_sram_per_unit() -> None:
     """Order matters: GB200 has no SM count, B200 has one, neither has SRAM."""
     done, why = explain_unknowns(catalog.get_chip("gb200"))
     assert done.compute_units == catalog.get_chip("b200").compute_units == 148
-    assert done.sram_mb == pytest.approx(power.TYPICAL_SRAM_MB_PER_UNIT * 148, abs=0.05)
+    assert done.sram_mb == pytest.approx(chip_area.TYPICAL_SRAM_MB_PER_UNIT * 148, abs=0.05)
     assert "per compute unit" in why["sram_mb"].reason
     assert done.tdp_w == 1200.0 and "tdp_w" not in why  # its own rating
 

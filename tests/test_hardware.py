@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from codesign import catalog, cost, hardware, power
+from codesign import catalog, chip_area, cost, hardware, power
 from codesign.cli import main
 
 ROWS = {r["id"]: r for r in hardware.hardware_table()}
@@ -106,7 +106,7 @@ def test_clock_at_tdp_is_where_the_sustained_peak_meets_the_rating() -> None:
     for chip_id in ("b200", "mi300x"):
         row = ROWS[chip_id]
         assert 0.75 < row["clock_at_tdp"] < 0.9, row
-        parts = power.tdp_parts_from_chip(hardware.with_assumed_sram(
+        parts = power.tdp_parts_from_chip(chip_area.with_assumed_sram(
             catalog.get_chip(chip_id))[0])
         assert parts is not None and sum(parts) == pytest.approx(row["predicted_tdp_w"])
         assert power.power_at_clock_w(parts, row["clock_at_tdp"]) == pytest.approx(

@@ -199,6 +199,14 @@ def _stage_args(layers: int, rng):
     return float(layers), pp, float(rng.integers(0, layers + 1))
 
 
+def _stage_time_args(rng):
+    """(mix, pp, f_d, f_m, b_d, b_m, logits_f, logits_b, rs_mb)."""
+    layers, pp, dense = _stage_args(int(rng.integers(1, 128)), rng)
+    mix = pipeline.stage_layers(layers, pp, dense)
+    return (mix, pp, *(_pos(rng, 1e-3) for _ in range(6)),
+            float(rng.choice([0.0, _pos(rng, 1e-2)])))
+
+
 RANDOM_INPUTS = {
     # common
     "matmul_peak": lambda r: (_chip(r), int(r.integers(0, 5))),
@@ -227,6 +235,15 @@ RANDOM_INPUTS = {
                              float(r.choice([0, 0, 4096])), _pos(r, 989e12), float(r.uniform(
                                  0.3, 1.0)), _pos(r, 3.35e12), float(r.uniform(0.5, 1.0)),
                              float(r.choice([2.0, 4.0]))),
+    "layers_flash_cost": lambda r: (float(r.integers(1, 16)), float(r.integers(128, 32768)),
+                                    float(r.integers(32768, 65536)),
+                                    float(r.choice([1, 8, 64])), float(r.choice([64, 128])),
+                                    float(r.choice([64, 128])), float(r.choice([1, 8])),
+                                    float(r.choice([0, 128, 4096])),
+                                    float(r.choice([0.0, 0.5, 1.0])), _pos(r, 989e12),
+                                    float(r.uniform(0.3, 1.0)), _pos(r, 3.35e12),
+                                    float(r.uniform(0.5, 1.0)), float(r.choice([2.0, 4.0]))),
+    "window_share": lambda r: (_model(r),),
     "unfused_cost": lambda r: (float(r.integers(1, 16)), float(r.integers(128, 8192)),
                                float(r.integers(8192, 16384)), float(r.choice([1, 8, 96])),
                                float(r.choice([64, 128])), float(r.choice([64, 128])),
@@ -264,6 +281,7 @@ RANDOM_INPUTS = {
     "exposed_a2a": lambda r: (_pos(r, 1e-3), _pos(r, 1e-3), int(r.integers(0, 2))),
     # pipeline
     "stage_layers": lambda r: _stage_args(int(r.integers(1, 128)), r),
+    "stage_time": _stage_time_args,
     "pipe_time": lambda r: (int(r.integers(1, 64)), int(r.integers(1, 32)),
                             int(r.choice([1, 2, 4])), _pos(r, 1e-2), _pos(r, 1e-4)),
     # memory

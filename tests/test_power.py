@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from codesign import facility, hardware, power
+from codesign import chip_area, facility, power
 from codesign.catalog import get_chip, get_model
 from codesign.config import load_experiment
 from codesign.design import DEFAULT_DESIGN, design_to_chip
@@ -20,7 +20,7 @@ JOB = TrainJob(get_model("llama3-70b"), seq_len=8192, global_batch=1024)
 # B200's SRAM is unpublished in chips.csv: assume H100's per-SM SRAM (79.4 MB / 132 SMs)
 # over B200's 148 SMs, as validate --hardware does; it only sets GEMM tiling here, which
 # saturates long before.
-B200, _ = hardware.with_assumed_sram(get_chip("b200"))
+B200, _ = chip_area.with_assumed_sram(get_chip("b200"))
 
 
 def tokens_per_joule(chip) -> float:
@@ -196,7 +196,7 @@ def test_power_breakdown_sums_to_chip_power_and_follows_the_workload() -> None:
                      InferJob(get_model("llama3-8b"), 128, 400, 1, "bf16"))
     big = evaluate(h100, ClusterSpec(n_chips=1),
                    InferJob(get_model("llama3-8b"), 128, 400, 256, "bf16"))
-    share = power.operand_share(power.macs_per_unit(h100))
+    share = power.operand_share(chip_area.macs_per_unit(h100))
     assert 0.0 < share < 1.0
     for res in (train, small, big):
         assert res.feasible, res.reason

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from cli_helpers import no_nan, run, run_json
 
-from codesign import catalog, power
+from codesign import catalog, chip_area
 from codesign.cli import main
 from codesign.validate import (
     ASSUMED_INPUT_LEN,
@@ -226,7 +226,7 @@ def test_packaged_chip_unknowns_are_filled_and_listed(packaged) -> None:
                 and c["predicted"] is not None)
     assert b200["assumed"]["chip.scaleout_gbps"] == 400.0
     assert b200["assumed"]["chip.sram_mb"] == pytest.approx(
-        power.TYPICAL_SRAM_MB_PER_UNIT * 148, abs=0.05)
+        chip_area.TYPICAL_SRAM_MB_PER_UNIT * 148, abs=0.05)
     h800 = by_id["DSV3-ISCA25-T4-MPFT"]
     assert h800["assumed"]["chip.tdp_w"] == 700.0 and "chip.scaleup_gbps" not in h800["assumed"]
     mi300x = by_id["OCI-MI300X-L31-405B-FP8-LAT-b1"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import NamedTuple
 
-from codesign import efficiency, power, tech
+from codesign import chip_area, efficiency, power, tech
 from codesign.catalog import get_chip
 from codesign.specs import ChipSpec
 
@@ -60,7 +60,7 @@ SIBLING_FIELDS = (
 
 SRAM_REFERENCE: dict[str, str] = {"NVIDIA": "h100-sxm", "AMD": "mi300x", "Google": "tpu-v5p"}
 """Rule b: vendor -> the published chip whose SRAM per compute unit is assumed. NVIDIA:
-H100's 79.4 MB over 132 SMs (:data:`codesign.power.TYPICAL_SRAM_MB_PER_UNIT`); AMD: MI300X
+H100's 79.4 MB over 132 SMs (:data:`codesign.chip_area.TYPICAL_SRAM_MB_PER_UNIT`); AMD: MI300X
 (307 MB over 304 CUs); Google: TPU v5p (128 MB over 2 TensorCores). Other vendors: none."""
 
 SCALEOUT_GBPS: dict[str, tuple[float, str]] = {
@@ -149,7 +149,7 @@ def fill_unknowns(chip: ChipSpec) -> tuple[ChipSpec, dict[str, object]]:
 def _sram_per_unit(vendor: str) -> tuple[float, str] | None:
     """(MB of SRAM per compute unit, which chip it is from) for ``vendor``, or None."""
     if vendor == "NVIDIA":
-        return power.TYPICAL_SRAM_MB_PER_UNIT, "H100 SXM: 79.4 MB over 132 SMs"
+        return chip_area.TYPICAL_SRAM_MB_PER_UNIT, "H100 SXM: 79.4 MB over 132 SMs"
     ref_id = SRAM_REFERENCE.get(vendor)
     if ref_id is None:
         return None
@@ -172,14 +172,14 @@ def energy_fallbacks(chip: ChipSpec) -> dict[str, Assumption]:
     if chip.hbm_gen not in tech.HBM:
         out["hbm_gen"] = Assumption("HBM3", "energy per HBM byte of HBM3 (generation "
                                     "unpublished)")
-    if power.macs_per_unit(chip) is None:
-        out["macs_per_unit"] = Assumption(power.DEFAULT_MACS_PER_UNIT, "MACs per cycle per "
+    if chip_area.macs_per_unit(chip) is None:
+        out["macs_per_unit"] = Assumption(chip_area.DEFAULT_MACS_PER_UNIT, "MACs per cycle per "
                                           "unit of H100's SM (units or bf16 peak unpublished)")
     elif chip.clock_ghz is None:
-        out["clock_ghz"] = Assumption(power.TYPICAL_CLOCK_GHZ, "typical matrix clock, to work "
+        out["clock_ghz"] = Assumption(chip_area.TYPICAL_CLOCK_GHZ, "typical matrix clock, to work "
                                       "out MACs per unit (clock unpublished)")
     if chip.die_area_mm2 is None:
-        area = power.silicon_mm2(chip)
+        area = chip_area.silicon_mm2(chip)
         out["silicon_mm2"] = (
             Assumption(FALLBACK_AREA_MM2, "leakage of H100's 814 mm2 die (area unpublished and "
                        "not predictable)") if area is None else

@@ -115,6 +115,33 @@ def flash_cost(b, s_q, s_kv, heads, d_qk, d_v, kv_heads, causal, window, peak16,
 
 
 @njit(cache=True)
+def layers_flash_cost(b, s_q, s_kv, heads, d_qk, d_v, kv_heads, window, share, peak16,
+                      eff_attn, hbm_bps, mem_eff, act_b):
+    """:func:`flash_cost` of a causal layer averaged over a model whose ``share`` of
+    layers attend through a sliding window of ``window`` keys (the rest to the whole
+    context)."""
+    t_f, t_b, flops, byts = flash_cost(b, s_q, s_kv, heads, d_qk, d_v, kv_heads, True, 0.0,
+                                       peak16, eff_attn, hbm_bps, mem_eff, act_b)
+    if share > 0.0:
+        wf, wb, wfl, wby = flash_cost(b, s_q, s_kv, heads, d_qk, d_v, kv_heads, True, window,
+                                      peak16, eff_attn, hbm_bps, mem_eff, act_b)
+        keep = 1.0 - share
+        t_f = keep * t_f + share * wf
+        t_b = keep * t_b + share * wb
+        flops = keep * flops + share * wfl
+        byts = keep * byts + share * wby
+    return t_f, t_b, flops, byts
+
+
+@njit(cache=True)
+def window_share(model):
+    """Share of a model's layers that attend through a sliding window (0 without one)."""
+    if model[L.M_WINDOW] > 0:
+        return model[L.M_WINDOW_LAYERS] / model[L.M_LAYERS]
+    return 0.0
+
+
+@njit(cache=True)
 def unfused_cost(b, s_q, s_kv, heads, d_qk, d_v, peak16, eff_gemm, hbm_bps, mem_eff):
     """(forward s, backward s, forward FLOPs, forward HBM bytes) of unfused attention: both
     products over the full (masked) score matrix at the 16-bit GEMM rate, the scores

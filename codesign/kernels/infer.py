@@ -48,8 +48,14 @@ import numpy as np
 from numba import njit
 
 from codesign.kernels import layout as L
-from codesign.kernels.attention import decode_cost, flash_cost, head_dims, projection_params
-from codesign.kernels.collectives import allreduce_time, scaleout_link, scaleup_bw
+from codesign.kernels.attention import (
+    decode_cost,
+    head_dims,
+    layers_flash_cost,
+    projection_params,
+    window_share,
+)
+from codesign.kernels.collectives import allreduce_time, level, scaleout_link
 from codesign.kernels.common import energy_per_flop, matmul_peak, platform_ok
 from codesign.kernels.dvfs import next_clock
 from codesign.kernels.gemm import gemm_time, grouped_gemm_cost, tile_elems
@@ -124,12 +130,11 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
     # network
     topo = int(cluster[L.K_TOPOLOGY])
     domain = chip[L.C_DOMAIN]
+    up_raw = chip[L.C_UP_BPS]
+    eff_net = chip[L.C_NET_EFF]
+    up_lat = cluster[L.K_UP_LAT_S]
     out_bps, out_lat = scaleout_link(chip, cluster)
-    tp_bw = scaleup_bw(tp, chip[L.C_UP_BPS], topo, domain) * chip[L.C_NET_EFF]
-    tp_lat = cluster[L.K_UP_LAT_S]
-    if tp > domain:
-        tp_bw = out_bps
-        tp_lat = out_lat
+    tp_bw, tp_lat = level(tp, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
 
     flops = 0.0
     hbm_bytes = 0.0
@@ -156,24 +161,16 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
     # attention: causal over the prompt in prefill; over the whole cache in decode
     kv_chip = max(1.0, nkv / tp)
     if prefill:
-        t_attn, _, a_flops, a_bytes = flash_cost(n_seq, ctx, ctx, heads / tp, dqk, dv, kv_chip,
-                                                 True, 0.0, peak16, chip[L.C_ATTN_EFF], hbm,
-                                                 mem_eff, ACT_B)
-        fw = model[L.M_WINDOW_LAYERS] / layers if window > 0 else 0.0
-        if fw > 0.0:
-            tw, _, fwl, bwl = flash_cost(n_seq, ctx, ctx, heads / tp, dqk, dv, kv_chip, True,
-                                         window, peak16, chip[L.C_ATTN_EFF], hbm, mem_eff,
-                                         ACT_B)
-            t_attn = (1.0 - fw) * t_attn + fw * tw
-            a_flops = (1.0 - fw) * a_flops + fw * fwl
-            a_bytes = (1.0 - fw) * a_bytes + fw * bwl
+        t_attn, _, a_flops, a_bytes = layers_flash_cost(
+            n_seq, ctx, ctx, heads / tp, dqk, dv, kv_chip, window, window_share(model), peak16,
+            chip[L.C_ATTN_EFF], hbm, mem_eff, ACT_B)
     else:
         latent = 0.0
         if kv_lora > 0.0:
             latent = model[L.M_KV_LATENT] if model[L.M_KV_LATENT] > 0 else kv_lora + model[
                 L.M_ROPE_DIM]
         span = ctx
-        fw = model[L.M_WINDOW_LAYERS] / layers if window > 0 else 0.0
+        fw = window_share(model)
         if fw > 0.0:
             span = (1.0 - fw) * ctx + fw * min(window, ctx)
         t_attn, a_flops, a_bytes = decode_cost(tokens, n_seq, span, heads / tp, kv_chip, dqk,
@@ -212,11 +209,7 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
             t_moe += gemm_time(tokens, shared * f_moe / tp, h, peak, eff, hbm, mem_eff, sram,
                                w_b, units, tile, min_tm)
         if ep > 1:
-            ep_bw = scaleup_bw(ep, chip[L.C_UP_BPS], topo, domain) * chip[L.C_NET_EFF]
-            ep_lat = cluster[L.K_UP_LAT_S]
-            if ep > domain:
-                ep_bw = out_bps
-                ep_lat = out_lat
+            ep_bw, ep_lat = level(ep, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
             vol = ACT_B * tokens * topk * h * (ep - 1.0) / ep * job[L.I_MOE_IMB]
             t_a2a = 2.0 * (vol / ep_bw + (ep - 1.0) * ep_lat)
     frac_moe = n_moe / layers
@@ -247,12 +240,7 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
     flops = layers * flops + 2.0 * n_logits * h * model[L.M_VOCAB] / tp
     t_p2p = 0.0
     if pp > 1:
-        pp_in = tp * pp <= domain
-        bw = scaleup_bw(tp * pp, chip[L.C_UP_BPS], topo, domain) * chip[L.C_NET_EFF]
-        lat = cluster[L.K_UP_LAT_S]
-        if not pp_in:
-            bw = out_bps
-            lat = out_lat
+        bw, lat = level(tp * pp, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
         t_p2p = (pp - 1.0) * (ACT_B * tokens * h / bw + lat)
     # a batch goes through the stages one after the other; each chip is busy for its own
     # stage's layers (infer_eval pipelines several batches over the stages)

@@ -22,9 +22,15 @@ from __future__ import annotations
 from numba import njit
 
 from codesign.kernels import layout as L
-from codesign.kernels.attention import flash_cost, head_dims, projection_params, unfused_cost
+from codesign.kernels.attention import (
+    head_dims,
+    layers_flash_cost,
+    projection_params,
+    unfused_cost,
+    window_share,
+)
 from codesign.kernels.gemm import gemm_cost, tile_elems
-from codesign.kernels.moe import moe_mlp_cost
+from codesign.kernels.moe import PERMUTE_KERNELS, moe_mlp_cost
 
 KERNELS_PER_LAYER = 12.0
 """Kernels per layer forward (norms, QKV, attention, projection, residuals, MLP: Megatron)."""
@@ -67,7 +73,6 @@ def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_at
     backward, recompute and offload times, forward FLOPs and bytes; the MoE expert GEMM and
     other (router, permutation) forward times, the MoE activation bytes per token, the MLA
     latent width kept whole."""
-    layers = model[L.M_LAYERS]
     h = model[L.M_HIDDEN]
     heads = model[L.M_HEADS]
     f = model[L.M_FFN]
@@ -76,7 +81,6 @@ def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_at
     topk = model[L.M_TOPK]
     f_moe = model[L.M_MOE_FFN]
     shared = model[L.M_SHARED]
-    window = model[L.M_WINDOW]
     seq = job[L.J_SEQ]
     el_b = job[L.J_BYTES]
     imbalance = job[L.J_MOE_IMB]
@@ -132,17 +136,9 @@ def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_at
             b, s_loc, seq, heads_c, dqk, dv, peak_attn, chip[L.C_GEMM_EFF], hbm, eff_mem)
         attn_bwd_x = 2.0
     else:
-        t_attn, t_attn_bwd, attn_flops, attn_bytes = flash_cost(
-            b, seq, seq, heads_c, dqk, dv, kv_c, True, 0.0, peak_attn, eff_attn, hbm, eff_mem,
-            act_b)
-        fw = model[L.M_WINDOW_LAYERS] / layers if window > 0 else 0.0
-        if fw > 0.0:
-            tw, twb, fwl, bwl = flash_cost(b, seq, seq, heads_c, dqk, dv, kv_c, True, window,
-                                           peak_attn, eff_attn, hbm, eff_mem, act_b)
-            t_attn = (1.0 - fw) * t_attn + fw * tw
-            t_attn_bwd = (1.0 - fw) * t_attn_bwd + fw * twb
-            attn_flops = (1.0 - fw) * attn_flops + fw * fwl
-            attn_bytes = (1.0 - fw) * attn_bytes + fw * bwl
+        t_attn, t_attn_bwd, attn_flops, attn_bytes = layers_flash_cost(
+            b, seq, seq, heads_c, dqk, dv, kv_c, model[L.M_WINDOW], window_share(model),
+            peak_attn, eff_attn, hbm, eff_mem, act_b)
         t_attn /= cp  # a load-balanced causal ring gives each rank 1/cp of the pairs
         t_attn_bwd /= cp
         attn_flops /= cp
@@ -172,7 +168,6 @@ def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_at
     t_m_bwd = 0.0
     m_flops = 0.0
     m_bytes = 0.0
-    t_moe_part = 0.0
     moe_gemm = 0.0
     moe_other = 0.0
     t_sel_m = 0.0
@@ -185,12 +180,12 @@ def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_at
         t_m_elem = (elem_bytes + moe_elem) / (hbm * eff_mem)
         moe_gemm = res[0]
         moe_other = res[1]
-        t_moe_part = moe_gemm + moe_other
         t_sel_m = (act_b * tok * (4.0 * h / tsp + (mlp_mats + 1.0) * f_moe * (topk + shared)
                                   / tp) / (hbm * eff_mem) + t_up_proj)
-        t_m_fwd = attn_block_f + t_moe_part + t_m_elem + 4.0 * kernel_s
-        t_m_bwd = (2.0 * (attn_block_gemm + res[0] + t_m_elem) + res[1] + t_attn_bwd
-                   + 2.0 * (t_overhead + 4.0 * kernel_s))
+        t_moe_kernels = PERMUTE_KERNELS * kernel_s
+        t_m_fwd = attn_block_f + (moe_gemm + moe_other) + t_m_elem + t_moe_kernels
+        t_m_bwd = (2.0 * (attn_block_gemm + moe_gemm + t_m_elem) + moe_other + t_attn_bwd
+                   + 2.0 * (t_overhead + t_moe_kernels))
         m_flops = proj_flops + res[2]
         m_bytes = by_qkv + by_proj + res[3] + elem_bytes + moe_elem
         # router logits (fp32) and the permuted token copies, per token of this chip

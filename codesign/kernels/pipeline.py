@@ -45,3 +45,31 @@ def pipe_time(m, pp, vpp, t_stage, t_p2p):
     t = t_stage + t_p2p
     bubble = (pp - 1.0) / vpp * t
     return m * t + bubble, bubble
+
+
+@njit(cache=True)
+def stage_time(mix, pp, f_d, f_m, b_d, b_m, logits_f, logits_b, rs_mb):
+    """(time of the slowest stage per micro-batch, its backward part), s, for the layer mix of
+    :func:`stage_layers`: each stage runs its layers' forward streams (``f_d`` dense, ``f_m``
+    MoE) and backward streams (``b_d``, ``b_m``), the last (or only) stage also the output
+    layer (``logits_f`` forward, ``logits_b`` backward); a per-micro-batch gradient
+    reduce-scatter of ``rs_mb`` (ZeRO-2) runs beside each stage's backward."""
+    first_b = mix[1] * b_d + (mix[0] - mix[1]) * b_m
+    first_f = mix[1] * f_d + (mix[0] - mix[1]) * f_m
+    if pp == 1:  # one stage: its layers and the output layer
+        pace_b = first_b + logits_b
+        return first_f + logits_f + max(pace_b, rs_mb), pace_b
+    t_stage = first_f + max(first_b, rs_mb)
+    pace_b = first_b
+    last_b = mix[3] * b_d + (mix[2] - mix[3]) * b_m + logits_b
+    t_last = mix[3] * f_d + (mix[2] - mix[3]) * f_m + logits_f + max(last_b, rs_mb)
+    if t_last > t_stage:
+        t_stage = t_last
+        pace_b = last_b
+    mid_b = mix[4] * b_m
+    if mid_b > 0.0:
+        t_mid = mix[4] * f_m + max(mid_b, rs_mb)
+        if t_mid > t_stage:
+            t_stage = t_mid
+            pace_b = mid_b
+    return t_stage, pace_b

@@ -69,7 +69,7 @@ from codesign.kernels.memory import (
     train_activation_bytes,
 )
 from codesign.kernels.moe import a2a_volume, exposed_a2a
-from codesign.kernels.pipeline import pipe_time, stage_layers
+from codesign.kernels.pipeline import pipe_time, stage_layers, stage_time
 
 ADAM_BYTES_PER_PARAM = 30.0
 """Adam step traffic per local parameter: read fp32 master, m, v, grad (16 B), write master,
@@ -224,7 +224,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     p_exp = n_m * layer_expert_p
     w_b, g_b, o_b = model_state_bytes(p_nonexp, zero, sh, grad_b)
     if p_exp > 0:
-        we, ge, oe = model_state_bytes(p_exp, zero, max(1.0, sh_e * 1.0), grad_b)
+        we, ge, oe = model_state_bytes(p_exp, zero, sh_e, grad_b)
         w_b += we
         g_b += ge
         o_b += oe
@@ -297,12 +297,12 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     # forward), reduce-scatter the gradients; one flat ring over the sharding group each
     # (dp x cp, or dp x cp / ep for the experts; its in-domain part under hybrid sharding),
     # beside the compute stream: a layer takes the longer of the two ---
-    up_dp = scaleup_bw(tp * dpc, up_raw, topo, domain) * eff_net  # the in-domain level
-    sh_bw, sh_lat = level(tp * sh, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
     g_d = 0.0
     g_m = 0.0
     fsdp_link = 0.0
     if zero == 3 and dpc > 1:
+        sh_bw, sh_lat = level(tp * sh, domain, up_raw, topo, eff_net, out_bps, up_lat,
+                              out_lat)
         vd = WEIGHT_B * layer_dense_p
         vm_s = WEIGHT_B * layer_moe_shared_p
         vm_e = WEIGHT_B * layer_expert_p
@@ -333,6 +333,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
             if p_exp > 0 and edp // sh_e > 1:
                 t_rs += allreduce_time(grad_b * p_exp / sh_e, edp // sh_e, out_bps, out_lat)
     else:
+        up_dp = scaleup_bw(tp * dpc, up_raw, topo, domain) * eff_net  # the in-domain level
         t_ar = group_allreduce_time(grad_b * p_nonexp, dpc, tp, domain, up_dp, out_bps, up_lat,
                                     out_lat)
         if edp > 1 and p_exp > 0:
@@ -358,27 +359,8 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     by_logits += 3.0 * 4.0 * tok * vocab / tp  # fp32 softmax + loss
     t_logits_f += 3.0 * 4.0 * tok * vocab / tp / (hbm * eff_mem)
     t_logits = 3.0 * t_logits_f
-    first_b = mix[1] * bb_d + (mix[0] - mix[1]) * bb_m
-    last_b = mix[3] * bb_d + (mix[2] - mix[3]) * bb_m + t_logits * 2.0 / 3.0
-    mid_b = mix[4] * bb_m
-    t_first = mix[1] * ff_d + (mix[0] - mix[1]) * ff_m + max(first_b, rs_mb)
-    t_last = (mix[3] * ff_d + (mix[2] - mix[3]) * ff_m + t_logits_f + max(last_b, rs_mb))
-    if pp == 1:  # one stage: its layers and the output layer
-        pace_b = first_b + t_logits * 2.0 / 3.0
-        t_first = (mix[1] * ff_d + (mix[0] - mix[1]) * ff_m + t_logits_f
-                   + max(pace_b, rs_mb))
-        t_stage = t_first
-    else:
-        t_stage = t_first
-        pace_b = first_b
-        if t_last > t_stage:
-            t_stage = t_last
-            pace_b = last_b
-        if mid_b > 0.0:
-            t_mid = mix[4] * ff_m + max(mid_b, rs_mb)
-            if t_mid > t_stage:
-                t_stage = t_mid
-                pace_b = mid_b
+    t_stage, pace_b = stage_time(mix, pp, ff_d, ff_m, bb_d, bb_m, t_logits_f,
+                                 t_logits * 2.0 / 3.0, rs_mb)
     t_p2p = 0.0
     p2p_bytes = 0.0
     if pp > 1:
@@ -397,7 +379,6 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
                     + max(0.0, t_ag - (n_d * ff_d + n_m * ff_m)))
     x_layers = m * (n_d * ((ff_d - f_d) + (bb_d - b_d)) + n_m * ((ff_m - f_m) + (bb_m - b_m)))
     t_fsdp = t_first_g + x_layers
-    dp_link = 0.0
     if zero == 3:
         dp_link = fsdp_link + (2.0 * grad_b * (p_nonexp / sh + p_exp / sh_e) if hsdp == 1
                                else 0.0)
@@ -408,7 +389,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
             dp_link *= 0.5 * (m + 1.0)  # m reduce-scatters and one all-gather
     shard_ne = sh if zero >= 1 else 1.0
     shard_e = sh_e if zero >= 1 else 1.0
-    opt_bytes = ADAM_BYTES_PER_PARAM * (p_nonexp / shard_ne + p_exp / max(1.0, shard_e))
+    opt_bytes = ADAM_BYTES_PER_PARAM * (p_nonexp / shard_ne + p_exp / shard_e)
     t_opt = opt_bytes / (hbm * eff_mem)
 
     step = t_pipe + t_dp_exposed + t_opt
