@@ -28,6 +28,7 @@ from codesign.cli_study import (
     cmd_worker,
 )
 from codesign.errors import ConfigError
+from codesign.traffic import ASSUMED_INPUT_LEN
 
 # --------------------------------------------------------------------------- flag types
 
@@ -194,8 +195,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.add_argument("--assume-input-len", type=_int_at_least(1), metavar="TOKENS",
                    help="prompt length of inference rows whose input_len is empty (the "
-                   "ML.ENERGY power rows; default 70, the mean LMSYS-Chat-1M prompt); "
-                   "listed in each such row's assumed")
+                   f"ML.ENERGY power rows; default {ASSUMED_INPUT_LEN}, the mean "
+                   "LMSYS-Chat-1M request of a two-turn chat); listed in each such row's "
+                   "assumed")
     v.add_argument("--hardware", action="store_true",
                    help="predicted vs published die area and TDP of the catalog chips "
                    "(instead of the LLM measurements)")

@@ -572,3 +572,14 @@ def test_help_exits_0(capsys) -> None:
     assert "--cases" in out and "--workload" in out and "--json" in out
     assert "--assume-input-len" in out
     assert "--hardware" in out  # predicted vs published die area and TDP (issue 5)
+
+
+def test_help_states_the_assumed_prompt_length_in_use(capsys) -> None:
+    """The help once said "default 70" while validate assumed 212 tokens (issue 13: every
+    command tells the truth): the default it prints is the one it applies."""
+    from codesign.traffic import ASSUMED_INPUT_LEN
+    code, out, _ = run(capsys, "validate", "--help")
+    flat = " ".join(out.split())
+    assert code == 0
+    assert f"default {ASSUMED_INPUT_LEN}" in flat, flat
+    assert "default 70" not in flat
