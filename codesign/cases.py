@@ -3,10 +3,14 @@
 A malformed file is a :class:`codesign.errors.ConfigError` naming the file, row, column, what
 was expected and what was got: missing columns, a cell count that differs from the header,
 text in a number column, an invalid value in a categorical column (workload, metric,
-recompute, precision, attention), a duplicate case_id, no rows, bytes that are not UTF-8.
+recompute, precision, attention), a duplicate case_id, no rows, bytes that are not UTF-8,
+and what an experiment file would refuse: a number out of its column's range (a negative
+count, ``zero = 5``, ``layers = 0``, a measured value <= 0), heads that do not divide hidden,
+kv_heads that do not divide heads, moe_topk > moe_experts, an n_chips other than
+tp x pp x dp x cp when all four are given (the row's key names its case_id too).
 Otherwise one row never aborts the file: a row that cannot be predicted (unknown chip, a model
-cell that is needed, empty, and not in the catalog, a non-positive measured value ...) becomes
-a Case with a ``reason`` and the other rows are predicted.
+cell that is needed, empty, and not in the catalog ...) becomes a Case with a ``reason`` and
+the other rows are predicted.
 
 An empty cell is unknown (data README): mapping cells are searched by the evaluator, a
 training row's empty global batch is searched (:data:`GB_MAX_TOKENS`), an inference row's
@@ -161,6 +165,11 @@ class _Row:
     def fail(self, text: str) -> None:
         self.reason = self.reason or text
 
+    def error(self, col: str, expected: str, got: object) -> ConfigError:
+        """A ConfigError naming the file, the row (spreadsheet number and case_id), the column."""
+        case_id = (self.cells.get("case_id") or "").strip()
+        return ConfigError(self.file, f"row {self.line}.{col} (case_id {case_id})", expected, got)
+
     def assume(self, key: str, value: object, why: str) -> object:
         self.assumed[key] = value
         self.why[key] = why
@@ -178,16 +187,14 @@ class _Row:
         except ValueError:
             value = math.nan
         if not math.isfinite(value):
-            raise ConfigError(self.file, f"row {self.line}.{col}", f"{kind} or an empty cell",
-                              text)
+            raise self.error(col, f"{kind} or an empty cell", text)
         lo, hi = _RANGES.get(col, (0, math.inf))
         if col in _POSITIVE:
             lo = 1 if integer else math.ulp(0.0)
         if value < lo or value > hi or (integer and value != int(value)):
             span = f"in {lo}..{hi}" if col in _RANGES else (
                 "> 0" if col in _POSITIVE else ">= 0")
-            self.fail(f"{col} is {text}: expected {kind} {span}")
-            return None
+            raise self.error(col, f"{kind} {span} or an empty cell", text)
         return int(value) if integer else value
 
     def choice(self, col: str, options: tuple[str, ...], required: bool = False) -> str | None:
@@ -195,8 +202,7 @@ class _Row:
         if text == "" and not required:
             return None
         if text not in options:
-            raise ConfigError(self.file, f"row {self.line}.{col}",
-                              f"one of: {', '.join(options)}", text)
+            raise self.error(col, f"one of: {', '.join(options)}", text)
         return text
 
 
@@ -224,6 +230,9 @@ def load_cases(path: str | os.PathLike[str] | None = None,
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(file, "<file>", "an existing CSV file", "no such file") from None
+    except OSError as exc:
+        raise ConfigError(file, "<file>", "a readable CSV file", exc.strerror or str(exc)) \
+            from None
     except UnicodeDecodeError as exc:
         raise ConfigError(file, "<file>", "UTF-8 text", f"byte at offset {exc.start}") from None
     reader = csv.DictReader(text.lstrip("\ufeff").splitlines())
@@ -273,6 +282,7 @@ def _case(row: _Row, input_len: int,
                                    "fp8 or fp16"))
     if attention is None:
         attention = "unfused" if case_id.startswith(UNFUSED_ATTENTION_FAMILIES) else "flash"
+    _check_row(row, v)
     n_chips = v["n_chips"] or 0
     if v["n_chips"] is None:
         row.fail("n_chips is empty: the number of chips of the run is needed")
@@ -292,6 +302,29 @@ def _case(row: _Row, input_len: int,
                 extra["from_catalog"], batches, moe)
 
 
+def _check_row(row: _Row, v: dict[str, int | float | None]) -> None:
+    """The rules an experiment file enforces on a model and a mapping, applied to the cells
+    the row states (empty cells are searched or assumed later): a ConfigError naming the
+    row and column."""
+    hidden, heads, kv, experts, topk = (v[c] for c in ("hidden", "heads", "kv_heads",
+                                                        "moe_experts", "moe_topk"))
+    name = row.cells["model"].strip()
+    cat = catalog.get_model(cid) if name and (cid := catalog.match_model(name)) else None
+    own_head_dim = cat is not None and cat.head_dim != cat.hidden // max(cat.heads, 1)
+    if hidden is not None and heads is not None and hidden % heads and not own_head_dim:
+        raise row.error("heads", f"a divisor of hidden ({hidden})", heads)
+    if heads is not None and kv is not None and heads % kv:
+        raise row.error("kv_heads", f"a divisor of heads ({heads})", kv)
+    if experts is not None and topk is not None and topk > experts:
+        raise row.error("moe_topk", f"an integer <= moe_experts ({experts})", topk)
+    degrees = [v[c] for c in ("tp", "pp", "dp", "cp")]
+    if v["n_chips"] is not None and all(degrees):
+        product = math.prod(int(d) for d in degrees if d is not None)
+        if product != v["n_chips"]:
+            raise row.error("n_chips", f"tp x pp x dp x cp ({product}) when all four are given",
+                            v["n_chips"])
+
+
 def _measured(row: _Row) -> float:
     text = row.cells["value"].strip()
     if text == "":
@@ -301,10 +334,8 @@ def _measured(row: _Row) -> float:
         measured = float(text)
     except ValueError:
         measured = math.nan
-    if not math.isfinite(measured):
-        raise ConfigError(row.file, f"row {row.line}.value", "a number", text)
-    if measured <= 0:
-        row.fail(f"measured value {text} is not > 0: no relative error can be computed")
+    if not math.isfinite(measured) or measured <= 0:
+        raise row.error("value", "a number > 0 (the measured value) or an empty cell", text)
     return measured
 
 

@@ -33,15 +33,29 @@ from codesign.traffic import ASSUMED_INPUT_LEN
 # --------------------------------------------------------------------------- flag types
 
 
-def _int_at_least(low: int):
+def _int_at_least(low: int, high: int | None = None):
+    expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") \
-                from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_in(low: float, high: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a number in [{low}, {high}], got {text!r}")
         return value
 
     return parse
@@ -75,7 +89,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from codesign.config import SAMPLERS
+    from codesign.config import MAX_BATCH, MAX_TOKENS, SAMPLERS
+    from codesign.design import DESIGN_PARAMETERS
     from codesign.specs import ATTENTION_IMPLS, PRECISIONS, RECOMPUTE_MODES, TOPOLOGIES
 
     p = _Parser(prog=PROG, description="Co-design search for AI datacenter chips and clusters.")
@@ -131,23 +146,24 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--chip", required=True, help="catalog chip id or design TOML ([design])")
     e.add_argument("--workload", required=True,
                    help="catalog model id or workload TOML ([workload])")
-    e.add_argument("--n-chips", type=_int_at_least(1), default=None)
+    n_info, over = DESIGN_PARAMETERS["n_chips"], DESIGN_PARAMETERS["oversubscription"]
+    e.add_argument("--n-chips", type=_int_at_least(1, n_info.high), default=None)
     e.add_argument("--power-budget-mw", type=_positive_float, default=None,
                    help="size the cluster by a facility power budget (MW) instead")
     e.add_argument("--power-limit-w", type=_positive_float, default=None,
                    help="run the chip under this power limit (W, its TDP): over it, the chip "
                         "lowers its clock (DVFS)")
-    e.add_argument("--seq-len", type=_int_at_least(1), default=4096,
-                   help="with a model id: sequence length (tokens)")
-    e.add_argument("--global-batch", type=_int_at_least(1), default=1024,
-                   help="with a model id: sequences per step")
+    e.add_argument("--seq-len", type=_int_at_least(1, MAX_TOKENS),
+                   help="with a model id, training: sequence length (tokens; default 4096)")
+    e.add_argument("--global-batch", type=_int_at_least(1, MAX_BATCH),
+                   help="with a model id, training: sequences per step (default 1024)")
     e.add_argument("--precision", choices=PRECISIONS, default="bf16",
                    help="matmul (and, serving, weight) precision")
-    e.add_argument("--input-len", type=_int_at_least(1),
+    e.add_argument("--input-len", type=_int_at_least(1, MAX_TOKENS),
                    help="with a model id: serve requests of this many prompt tokens")
-    e.add_argument("--output-len", type=_positive_float, default=512.0,
-                   help="serving: generated tokens per request")
-    e.add_argument("--concurrency", type=_int_at_least(1),
+    e.add_argument("--output-len", type=_float_in(1.0, MAX_TOKENS),
+                   help="serving: generated tokens per request (default 512)")
+    e.add_argument("--concurrency", type=_int_at_least(1, MAX_BATCH),
                    help="serving: requests in flight (default: as many as fit)")
     e.add_argument("--kv-precision", choices=PRECISIONS, help="serving: KV-cache precision")
     e.add_argument("--ttft-slo-s", type=_positive_float, help="serving: TTFT limit, s")
@@ -156,7 +172,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="with a model id: fused (flash) or unfused attention kernels")
     e.add_argument("--scaleout-gbps", type=_positive_float, help="NIC Gbit/s per chip")
     e.add_argument("--topology", choices=TOPOLOGIES, default="fat-tree")
-    e.add_argument("--oversubscription", type=_positive_float, default=1.0)
+    e.add_argument("--oversubscription", type=_float_in(over.low, over.high), default=1.0,
+                   help="scale-out bandwidth oversubscription (1 = non-blocking)")
     for flag in ("tp", "pp", "dp", "cp", "ep", "vpp"):
         e.add_argument(f"--{flag}", type=_int_at_least(1))
     e.add_argument("--micro-batch", type=_int_at_least(1))

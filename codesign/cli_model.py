@@ -40,15 +40,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         chip = replace(chip, tdp_w=args.power_limit_w, throttles=True)
+    _check_workload_flags(args)
     if args.workload.endswith(".toml"):
         job = load_workload(args.workload)
     elif args.workload in catalog.model_ids() and args.input_len is not None:
         job = InferJob(catalog.get_model(args.workload), args.input_len,
-                       args.output_len, args.concurrency, args.precision, args.kv_precision,
+                       512.0 if args.output_len is None else args.output_len,
+                       args.concurrency, args.precision, args.kv_precision,
                        args.ttft_slo_s, args.itl_slo_s)
     elif args.workload in catalog.model_ids():
-        job = TrainJob(catalog.get_model(args.workload), args.seq_len, args.global_batch,
-                       args.precision, args.attention)
+        job = TrainJob(catalog.get_model(args.workload), args.seq_len or 4096,
+                       args.global_batch or 1024, args.precision, args.attention)
     else:
         raise ConfigError(None, "--workload",
                           f"a workload TOML or one of: {', '.join(catalog.model_ids())}",
@@ -56,9 +58,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.n_chips is not None and args.power_budget_mw is not None:
         raise ConfigError(None, "--power-budget-mw", "either --n-chips or --power-budget-mw",
                           f"both (--n-chips {args.n_chips})")
+    if args.n_chips is not None:
+        _check_degrees(args)
     n_chips = args.n_chips or (chip.scaleup_domain or 8)
     cluster = ClusterSpec(n_chips=n_chips, topology=args.topology,
-                          oversubscription=max(1.0, args.oversubscription),
+                          oversubscription=args.oversubscription,
                           power_budget_mw=args.power_budget_mw)
     mapping = Mapping(tp=args.tp or 0, pp=args.pp or 0, dp=args.dp or 0, cp=args.cp or 0,
                       ep=args.ep or 0, vpp=args.vpp or 0, micro_batch=args.micro_batch or 0,
@@ -124,6 +128,50 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for key, value in out.items():
         print(f"{key:>22}: {value}")
     return 0
+
+
+_TRAIN_FLAGS = ("seq_len", "global_batch")
+_SERVE_FLAGS = ("output_len", "concurrency", "kv_precision", "ttft_slo_s", "itl_slo_s")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_workload_flags(args: argparse.Namespace) -> None:
+    """Workload flags that the chosen workload would silently ignore are bad input."""
+    given = [k for k in ("input_len", *_TRAIN_FLAGS, *_SERVE_FLAGS)
+             if getattr(args, k) is not None]
+    for key in given:
+        got = f"{_flag(key)} {getattr(args, key)}"
+        if args.workload.endswith(".toml"):
+            raise ConfigError(None, _flag(key), "a flag for a model id as --workload (a "
+                              "workload TOML sets its own workload)",
+                              f"{got} with --workload {args.workload}")
+        if key in _TRAIN_FLAGS and args.input_len is not None:
+            raise ConfigError(None, _flag(key), "a flag for training only (--input-len makes "
+                              "the workload serving)", f"{got} with --input-len")
+        if key in _SERVE_FLAGS and args.input_len is None:
+            raise ConfigError(None, _flag(key), "a flag for serving only (give --input-len "
+                              "to serve requests)", f"{got} without --input-len")
+
+
+def _check_degrees(args: argparse.Namespace) -> None:
+    """The parallel degrees given must fit --n-chips: their product is at most --n-chips, and
+    equal to it when tp, pp, dp and cp are all given (a product that does not divide it is an
+    infeasible mapping, reported as such)."""
+    given = [(k, getattr(args, k)) for k in ("tp", "pp", "dp", "cp") if getattr(args, k)]
+    if not given:
+        return
+    product = 1
+    for _, v in given:
+        product *= v
+    key = " x ".join(_flag(k) for k, _ in given)
+    if len(given) == 4 and product != args.n_chips:
+        raise ConfigError(None, key, f"a product equal to --n-chips ({args.n_chips}) when "
+                          "--tp, --pp, --dp and --cp are all given", product)
+    if product > args.n_chips:
+        raise ConfigError(None, key, f"a product at most --n-chips ({args.n_chips})", product)
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from codesign.config_toml import (
     _Plain,
     _read,
     _sha256,
+    _suggest,
     _Table,
 )
 from codesign.design import (
@@ -45,9 +46,19 @@ from codesign.specs import ATTENTION_IMPLS, PRECISIONS, InferJob, ModelSpec, Tra
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random")
 """Values of ``[search] sampler``."""
 
-STORAGE_PREFIXES = ("sqlite:///", "postgresql://", "postgresql+psycopg2://", "mysql://")
+STORAGE_PREFIXES = ("sqlite:///", "postgresql://", "postgresql+psycopg2://", "mysql://",
+                    "mysql+pymysql://")
 JOURNAL_SUFFIXES = (".log", ".journal")
 """``[storage] url`` is a database URL with one of these prefixes or a journal file path."""
+
+MAX_TOKENS = 2**24
+"""Most tokens of one sequence (``seq_len``, ``input_len``, ``output_len``), 16.8M: over 10x
+the longest context of a catalog model; larger values overflow nothing useful."""
+MAX_BATCH = 2**24
+"""Most sequences per step (``global_batch``) or requests in flight (``concurrency``), 16.8M:
+1,000x the largest published pre-training batch (16M tokens of 8K-token sequences = 2K)."""
+MAX_GRID_POINTS = 1_000_000
+"""Most values a float parameter's ``step`` may put between ``low`` and ``high``."""
 
 CLUSTER_EXTRA = ("scaleup_latency_us", "scaleout_latency_us", "host_power_w_per_chip",
                  "power_budget_mw")
@@ -235,7 +246,25 @@ def _param(t: _Table, name: str) -> ParamSpec:
     if log and "step" in t.data:
         raise t.error("step", "no step when log = true", t.data["step"])
     step = t.get("step", kind, default=1 if kind == "int" else None, low=0, low_open=True)
+    if step is not None and high > low:
+        _check_step(t, kind, low, high, step)
     return ParamSpec(name, kind, low, high, step, log)
+
+
+def _check_step(t: _Table, kind: str, low: float, high: float, step: float) -> None:
+    """A ``step`` that puts at least two and at most :data:`MAX_GRID_POINTS` values on the
+    grid from ``low`` to ``high`` (1e-300 would make the sampler's grid unbounded)."""
+    span = high - low
+    if kind == "int":
+        if step > span:
+            raise t.error("step", f"an integer in [1, {span}] (the distance from low to high)",
+                          step)
+        return
+    smallest = span / MAX_GRID_POINTS
+    if not smallest <= step <= span:
+        raise t.error("step", f"a number in [{smallest:g}, {span:g}] (at most "
+                              f"{MAX_GRID_POINTS:,} grid points between low and high; leave "
+                              "step out for a continuous range)", step)
 
 
 # --------------------------------------------------------------------------- experiments
@@ -285,6 +314,12 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
     con_t = doc.table("constraints", required=False)
     con_t.only(kind_metrics)
     constraints = tuple(_constraint(con_t, m) for m in con_t.data)
+    if isinstance(job, TrainJob) and job.train_tokens is None:
+        for table in (obj_t, con_t):
+            if "cost_per_run_usd" in table.data:
+                raise table.error("cost_per_run_usd", "workload.train_tokens set (the cost of a "
+                                  "training run is its tokens / tokens_per_s x the cost per s)",
+                                  _Plain("no workload.train_tokens"))
 
     budget = doc.table("budget", required=False)
     budget.only(("trials",))
@@ -330,9 +365,9 @@ def _workload(t: _Table) -> TrainJob | InferJob:
     if kind == "infer":
         return InferJob(
             model=model,
-            input_len=t.get("input_len", "int", low=1),
-            output_len=t.get("output_len", "float", low=1.0),
-            concurrency=t.get("concurrency", "int", default=None, low=1),
+            input_len=t.get("input_len", "int", low=1, high=MAX_TOKENS),
+            output_len=t.get("output_len", "float", low=1.0, high=MAX_TOKENS),
+            concurrency=t.get("concurrency", "int", default=None, low=1, high=MAX_BATCH),
             precision=t.get("precision", "str", default="bf16", choices=PRECISIONS),
             kv_precision=t.get("kv_precision", "str", default=None, choices=PRECISIONS),
             ttft_slo_s=t.get("ttft_slo_s", "float", default=None, low=0.0, low_open=True),
@@ -341,8 +376,8 @@ def _workload(t: _Table) -> TrainJob | InferJob:
         )
     return TrainJob(
         model=model,
-        seq_len=t.get("seq_len", "int", low=1),
-        global_batch=t.get("global_batch", "int", low=1),
+        seq_len=t.get("seq_len", "int", low=1, high=MAX_TOKENS),
+        global_batch=t.get("global_batch", "int", low=1, high=MAX_BATCH),
         precision=t.get("precision", "str", default="bf16", choices=PRECISIONS),
         attention=t.get("attention", "str", default="flash", choices=ATTENTION_IMPLS),
         train_tokens=t.get("train_tokens", "float", default=None, low=0.0, low_open=True),
@@ -410,8 +445,9 @@ def _cluster(t: _Table, space: SearchSpace, fixed: frozenset[str]) -> dict[str, 
 def _constraint(t: _Table, metric: str) -> Constraint:
     c = t.table(metric, expected="a table like { min = 0, max = 1 }")
     c.only(("min", "max"))
-    low = c.get("min", "float", default=None)
-    high = c.get("max", "float", default=None)
+    # every metric is >= 0: a negative min bounds nothing, a max <= 0 rules out every design
+    low = c.get("min", "float", default=None, low=0.0)
+    high = c.get("max", "float", default=None, low=0.0, low_open=True)
     if low is None and high is None:
         raise t.error(metric, "at least one of min, max", c.data)
     if low is not None and high is not None and low > high:
@@ -449,8 +485,10 @@ def load_workload(path: str | os.PathLike[str]) -> TrainJob | InferJob:
 
 
 def load_design(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A chip design file: a ``[design]`` table of design parameters (units as in
-    :data:`~codesign.design.DESIGN_PARAMETERS`); unset ones take :data:`DEFAULT_DESIGN`.
+    """A chip design file: a ``[design]`` table of chip design parameters (units as in
+    :data:`~codesign.design.DESIGN_PARAMETERS`; the cluster ones, ``n_chips``, ``topology``,
+    ``oversubscription``, ``pue``, are not a chip's and are refused); unset ones take
+    :data:`DEFAULT_DESIGN`.
 
     Raises:
         ConfigError: on any problem, naming file, key path, expected and got.
@@ -458,7 +496,14 @@ def load_design(path: str | os.PathLike[str]) -> dict[str, Any]:
     _, root = _read(path)
     root.only(("design",))
     t = root.table("design")
-    t.only(DESIGN_PARAMETERS)
+    chip_keys = [k for k in DESIGN_PARAMETERS if k not in CLUSTER_PARAMETERS]
+    for key in t.data:
+        if key not in chip_keys:
+            note = (" (the cluster is not part of a chip file: use --n-chips, --topology, "
+                    "--oversubscription)" if key in CLUSTER_PARAMETERS
+                    else _suggest(key, chip_keys))
+            raise t.error(key, f"a chip parameter ({_one_of(chip_keys)}){note}",
+                          _Plain(f"unknown key {key!r}"))
     design = dict(DEFAULT_DESIGN)
     design.update({k: _check_design(t.file, t.at(k), k, v) for k, v in t.data.items()})
     return design

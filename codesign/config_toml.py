@@ -149,8 +149,12 @@ def _read(path: str | os.PathLike[str]) -> tuple[str, _Table]:
         line = raw.count(b"\n", 0, exc.start) + 1
         got = _Plain(f"byte 0x{raw[exc.start]:02x} at line {line}")
         raise ConfigError(file, "<file>", "UTF-8 text", got) from None
+    if text.startswith("\ufeff"):  # copied into the run as is, it could never be read back
+        raise ConfigError(file, "<file>", "UTF-8 text without a byte-order mark (save the file "
+                          "as UTF-8, not 'UTF-8 with BOM')",
+                          _Plain("a UTF-8 byte-order mark (EF BB BF) at the start"))
     try:
-        data = tomllib.loads(text.removeprefix("\ufeff"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         if msg.startswith(("Cannot overwrite", "Cannot declare")):

@@ -411,6 +411,11 @@ def write_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | 
         path = path / "report.html"
     if not path.parent.is_dir():
         raise ConfigError(None, "-o", "an HTML file in an existing directory", str(path))
+    from codesign.storage_check import writable_dir
+
+    why = writable_dir(path.parent)
+    if why is not None:
+        raise ConfigError(None, "-o", "an HTML file in a writable directory", f"{path} ({why})")
     text = build_report(run_dir, design, against)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

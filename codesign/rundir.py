@@ -36,6 +36,7 @@ from codesign import parquet_log
 from codesign.config import SAMPLERS, Experiment, load_experiment
 from codesign.errors import ConfigError
 from codesign.journal_check import JOURNAL_FILE, RUN_FILE
+from codesign.storage_check import check_out_dir, check_storage_url
 
 METRICS_ATTR = "codesign:metrics"
 FINGERPRINT_ATTR = "codesign:fingerprint"
@@ -140,14 +141,18 @@ def prepare_run(
     or in a shared storage) is a ConfigError (exit 2) unless ``allow_space_change``; the
     objectives of a study never change. A run made with ``--storage X`` continues in X.
     """
-    name = study or exp.name
+    name = study if study is not None else exp.name
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise ConfigError(None, "--study", "a name of letters, digits, '_', '.', '-'", name)
     run_dir = Path(out) if out is not None else Path("runs") / name
     sampler = sampler or exp.sampler
     if sampler not in SAMPLERS:
         raise ConfigError(None, "--sampler", f"one of: {', '.join(SAMPLERS)}", sampler)
-    check_storage_url(storage)
+    check_out_dir(run_dir, "--out" if out is not None else "<run directory>")
+    if storage is not None:
+        check_storage_url(storage, run_dir=run_dir)
+    else:
+        check_storage_url(exp.storage_url, exp.path, "storage.url", run_dir)
     url = normalize_storage(storage or exp.storage_url)
     changed = False
     info_path = run_dir / RUN_FILE
@@ -241,19 +246,6 @@ def load_run(run_dir: str | os.PathLike[str]) -> tuple[Experiment, RunSpec]:
 
 
 # --------------------------------------------------------------------------- storage, sampler
-
-
-def check_storage_url(url: str | None) -> None:
-    """ConfigError unless ``url`` is a journal file path or a database URL."""
-    if url is None:
-        return
-    if url.endswith((".log", ".journal")) and "://" not in url:
-        return
-    if url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg2://", "mysql://")):
-        return
-    raise ConfigError(None, "--storage",
-                      "a journal file path (*.log, *.journal) or a sqlite:///, postgresql:// URL",
-                      _safe_url(url))
 
 
 def open_storage(run: RunSpec) -> BaseStorage:

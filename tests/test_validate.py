@@ -264,19 +264,12 @@ def test_unknown_chip_row_is_null_with_reason(capsys, tmp_path: Path) -> None:
     assert doc["summary"]["median_abs_error_pct"] is None
 
 
-@pytest.mark.parametrize(("col", "text", "why"), [
-    ("value", "0", "not > 0"),
-    ("value", "-3.5", "not > 0"),
+@pytest.mark.parametrize(("col", "text", "why"), [  # values out of range: test_bad_input.py
     ("value", "", "value is empty"),
     ("layers", "", "layers is empty"),
     ("hidden", "", "hidden is empty"),
     ("n_chips", "", "n_chips"),
     ("seq_len", "", "seq_len is empty"),
-    ("tp", "-2", "tp is -2"),
-    ("zero", "5", "zero is 5"),
-    ("layers", "0", "layers is 0"),
-    ("global_batch", "0", "global_batch is 0"),
-    ("micro_batch", "1.5", "micro_batch is 1.5"),
     ("metric", "ttft_s", "not predicted for a train row"),
 ])
 def test_one_bad_row_never_aborts_the_file(capsys, tmp_path: Path, col: str, text: str,
