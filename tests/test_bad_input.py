@@ -141,7 +141,8 @@ class Bad:
     ``{tmp}`` in any string is the case's folder. ``exp``/``space``/``infer`` edit the
     templates ((old, new): old replaced once; old ``"*"`` replaces the whole text), ``files``
     adds files (text, or bytes), ``run`` copies a finished run to ``{tmp}/run``, ``csv``
-    edits the rows of ``{tmp}/cases.csv`` (row index, column, text).
+    edits the rows of ``{tmp}/cases.csv`` (row index, column, text), ``setup`` names a folder
+    to make (``ro/`` is made read-only), ``more`` lists other text the message must hold.
     """
 
     id: str
@@ -972,9 +973,7 @@ def _setup(case: Bad, tmp: Path, request: pytest.FixtureRequest) -> None:
             path.write_bytes(content.encode("utf-8", "surrogateescape"))
     if case.csv is not None:
         (tmp / "cases.csv").write_text(_csv_text(case.csv, case.csv_drop), encoding="utf-8")
-    if case.setup.endswith("/"):
-        (tmp / case.setup).mkdir()
-    elif case.setup:
+    if case.setup:  # a folder where the command expects a file, or a read-only folder
         (tmp / case.setup).mkdir()
     if case.id == "storage-mysql-pymysql" and importlib.util.find_spec("pymysql"):
         pytest.skip("PyMySQL is installed: the URL is valid (it would connect)")
