@@ -288,7 +288,20 @@ def open_storage(run: RunSpec) -> BaseStorage:
         # absolute: Optuna's lock is a symlink to this path, relative ones would dangle
         path = run.run_dir / JOURNAL_FILE if url is None else Path(url)
         return JournalStorage(JournalFileBackend(str(path.resolve())))
-    return _rdb_storage(url)
+    from sqlalchemy.exc import NoSuchModuleError
+
+    scheme = url.split("://", 1)[0]
+    try:
+        return _rdb_storage(url)
+    except ImportError as exc:  # the URL names a driver that is not installed
+        hint = ("pip install 'codesign[postgres]'" if scheme.startswith("postgres")
+                else "its Python driver installed")
+        raise ConfigError(None, "--storage", f"a database driver for {scheme}:// ({hint})",
+                          f"{_safe_url(url)} (no module {exc.name or exc})") from None
+    except NoSuchModuleError:
+        raise ConfigError(None, "--storage",
+                          "a database URL SQLAlchemy knows (sqlite:///, postgresql://, "
+                          "postgresql+psycopg2://)", _safe_url(url)) from None
 
 
 SCHEMA_LOCK_KEY = 0x636F6465  # "code": the PostgreSQL advisory lock of table creation
