@@ -185,3 +185,29 @@ def test_worker_joins_the_default_run_by_its_journal_path(tmp_path: Path,
     procs.run("resume", str(RUN), "--trials", str(POP), timeout=300)
     check_log(tmp_path / RUN, journal_study(tmp_path / RUN / "study.log"))
     assert os.path.exists(tmp_path / RUN / "study.log")
+
+
+@needs_pg
+def test_ownerless_running_trial_on_a_database_is_recovered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker killed between ask and recording itself leaves a RUNNING trial with neither
+    an owner nor a heartbeat: Optuna never finds it stale; once older than the orphan grace
+    period (0 here) the next worker fails it and re-runs it once."""
+    from codesign import rundir as rd
+    from codesign.config import load_experiment
+    from codesign.space import distributions
+    from codesign.study import run_search
+
+    exp = load_experiment(write_experiment(tmp_path))
+    name = f"orphan-{uuid.uuid4().hex[:8]}"
+    run = rd.prepare_run(exp, tmp_path / "runs" / "a", name, PG_URL)
+    run_search(exp, run, POP, progress=False)
+    s = optuna.load_study(study_name=name, storage=rd.open_storage(run))
+    s.enqueue_trial(s.trials[0].params)
+    orphan = s.ask(distributions(exp.space)).number  # no owner, no heartbeat: then killed
+    monkeypatch.setattr(wk, "ORPHAN_GRACE_S", 0.0)
+    run_search(exp, run, POP, progress=False)
+    s = load(tmp_path, "postgresql", name)
+    check_trials(s)
+    assert [t.user_attrs.get(wk.RETRY_ATTR) for t in s.trials].count(orphan) == 1
+    check_log(tmp_path / "runs" / "a", s)
