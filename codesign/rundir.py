@@ -288,11 +288,21 @@ def open_storage(run: RunSpec) -> BaseStorage:
         # absolute: Optuna's lock is a symlink to this path, relative ones would dangle
         path = run.run_dir / JOURNAL_FILE if url is None else Path(url)
         return JournalStorage(JournalFileBackend(str(path.resolve())))
-    from sqlalchemy.exc import NoSuchModuleError
+    from sqlalchemy.exc import NoSuchModuleError, OperationalError
 
     scheme = url.split("://", 1)[0]
     try:
         return _rdb_storage(url)
+    except OperationalError as exc:
+        if not scheme.startswith("postgres"):
+            raise
+        # server down, wrong host, port, user or password: one line, without the password
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        password = re.match(r"[^:]*://[^/@:]*:([^/@]*)@", url)
+        if password and password.group(1):
+            reason = reason.replace(password.group(1), "***")
+        raise ConfigError(None, "--storage", "a PostgreSQL server that accepts the connection",
+                          f"{_safe_url(url)}: {reason}") from None
     except ImportError as exc:  # the URL names a driver that is not installed
         hint = ("pip install 'codesign[postgres]'" if scheme.startswith("postgres")
                 else "its Python driver installed")

@@ -261,3 +261,31 @@ def test_missing_database_driver_is_exit_2_naming_the_extra(tmp_path: Path, sche
         assert SECRET not in res.stdout + res.stderr
         assert len(res.stderr.strip().splitlines()) == 1, res.stderr
         assert not (tmp_path / "runs").exists()
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgresql+psycopg2"])
+def test_unreachable_or_refusing_server_is_exit_2(tmp_path: Path, scheme: str) -> None:
+    """No server at the URL (or, with one, a wrong password): one line with the reason, exit
+    2, no password shown, nothing created; not an OperationalError traceback."""
+    exp = experiment(tmp_path)
+    urls = [f"{scheme}://alice:{SECRET}@127.0.0.1:{closed_port()}/codesign"]
+    if URL:
+        rest = URL.split("://", 1)[1].replace(SECRET, "not-the-password")
+        urls.append(f"{scheme}://{rest}")
+    for url in urls:
+        res = run("search", str(exp), "--storage", url, "--trials", "8", "--no-progress",
+                  cwd=tmp_path)
+        assert res.returncode == 2, res.stderr
+        assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+        assert "--storage" in res.stderr and ("refused" in res.stderr or "failed" in res.stderr)
+        assert SECRET not in res.stderr and "not-the-password" not in res.stderr
+        assert not (tmp_path / "runs").exists()
