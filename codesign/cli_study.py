@@ -56,7 +56,8 @@ def _run(exp: Any, run: Any, trials: int | None, workers: int, progress: bool,
     for i in range(1, workers):
         if shares[i]:
             proc = ctx.Process(target=_worker_process,
-                               args=(str(run.run_dir), shares[i], first_worker + i))
+                               args=(str(run.run_dir), shares[i], first_worker + i,
+                                     run.storage_url))
             proc.start()
             procs.append(proc)
     t0 = time.perf_counter()
@@ -74,11 +75,11 @@ def _run(exp: Any, run: Any, trials: int | None, workers: int, progress: bool,
     return 0
 
 
-def _worker_process(run_dir: str, n_trials: int, worker: int) -> None:
+def _worker_process(run_dir: str, n_trials: int, worker: int, storage: str | None) -> None:
     from codesign.rundir import load_run
     from codesign.study import run_search
 
-    exp, run = load_run(run_dir)
+    exp, run = load_run(run_dir, storage)  # the URL with its password: not in run.json
     run_search(exp, run, n_trials, progress=False, worker=worker)
 
 

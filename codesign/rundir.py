@@ -86,6 +86,19 @@ def normalize_storage(url: str | None) -> str | None:
     return url
 
 
+def same_storage(a: str | None, b: str | None, run_dir: str | os.PathLike[str]) -> bool:
+    """True if two storages of a run are one: equal URLs (passwords aside), or the same
+    journal file, where None is the run's own journal ``RUN_DIR/study.log``."""
+    def key(url: str | None) -> str | None:
+        if url is None:
+            url = str(Path(run_dir) / JOURNAL_FILE)
+        if "://" in url:
+            return _safe_url(normalize_storage(url))
+        return str(Path(url).resolve())
+
+    return key(a) == key(b)
+
+
 def _stored_fingerprint(name: str, url: str | None, run_dir: Path) -> str | None:
     """The fingerprint a study already in the storage was created with (None if no study).
 
@@ -157,15 +170,17 @@ def prepare_run(
     changed = False
     info_path = run_dir / RUN_FILE
     if info_path.exists():
-        stored_exp, stored_run = load_run(run_dir)
+        stored_exp, stored_run = load_run(run_dir, url)
         if stored_run.study_name != name:
             raise ConfigError(info_path, "study",
                               f"study {stored_run.study_name!r} (this run directory's)", name)
-        if url is None:
-            url = stored_run.storage_url
-        elif _safe_url(url) != _safe_url(stored_run.storage_url):
+        if url is None or same_storage(url, stored_run.storage_url, run_dir):
+            url = stored_run.storage_url  # as the run holds it (None: its own journal)
+        else:
+            stored_url = stored_run.storage_url
             raise ConfigError(None, "--storage",
-                              f"this run's storage {_safe_url(stored_run.storage_url)}",
+                              "this run's storage "
+                              f"{_safe_url(stored_url) or run_dir / JOURNAL_FILE}",
                               _safe_url(url))
         changed = _changed(exp, run_dir, stored_exp.fingerprint(), allow_space_change)
         if changed and [(o.metric, o.direction) for o in exp.objectives] != [
@@ -227,8 +242,14 @@ def write_run_files(exp: Experiment, run: RunSpec) -> None:
     os.replace(tmp, info_path)
 
 
-def load_run(run_dir: str | os.PathLike[str]) -> tuple[Experiment, RunSpec]:
-    """The experiment and run spec stored in an existing run directory (ConfigError if none)."""
+def load_run(run_dir: str | os.PathLike[str],
+             storage: str | None = None) -> tuple[Experiment, RunSpec]:
+    """The experiment and run spec stored in an existing run directory (ConfigError if none).
+
+    ``run.json`` holds a database URL without its password: the full URL is ``storage`` (a
+    worker's ``--storage``) when that is the stored URL with a password, else the
+    environment variable ``CODESIGN_STORAGE_URL`` (the way to pass a secret to ``resume``).
+    """
     run_dir = Path(run_dir)
     info_path = run_dir / RUN_FILE
     if not info_path.is_file():
@@ -236,13 +257,17 @@ def load_run(run_dir: str | os.PathLike[str]) -> tuple[Experiment, RunSpec]:
                           "no such file")
     info = json.loads(info_path.read_text(encoding="utf-8"))
     exp = load_experiment(run_dir / info["experiment"])
-    storage = info["storage"]
-    if storage is not None and "***" in storage:
-        storage = os.environ.get("CODESIGN_STORAGE_URL")
-        if storage is None:
-            raise ConfigError(info_path, "storage", "CODESIGN_STORAGE_URL set (password elided)",
-                              info["storage"])
-    return exp, RunSpec(run_dir, info["study"], storage, info["sampler"], int(info["seed"]))
+    stored = info["storage"]
+    url = stored
+    if stored is not None and "***" in stored:
+        given = [u for u in (storage, os.environ.get("CODESIGN_STORAGE_URL")) if u]
+        url = next((u for u in given if _safe_url(u) == stored), None)
+        if url is None:
+            raise ConfigError(info_path, "storage",
+                              f"--storage or CODESIGN_STORAGE_URL set to {stored} with its "
+                              "password (elided here)",
+                              _safe_url(given[0]) if given else "neither set")
+    return exp, RunSpec(run_dir, info["study"], url, info["sampler"], int(info["seed"]))
 
 
 # --------------------------------------------------------------------------- storage, sampler
@@ -255,7 +280,30 @@ def open_storage(run: RunSpec) -> BaseStorage:
         # absolute: Optuna's lock is a symlink to this path, relative ones would dangle
         path = run.run_dir / JOURNAL_FILE if url is None else Path(url)
         return JournalStorage(JournalFileBackend(str(path.resolve())))
-    return _rdb_storage(url)
+    from sqlalchemy.exc import NoSuchModuleError, OperationalError
+
+    scheme = url.split("://", 1)[0]
+    try:
+        return _rdb_storage(url)
+    except OperationalError as exc:
+        if not scheme.startswith("postgres"):
+            raise
+        # server down, wrong host, port, user or password: one line, without the password
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        password = re.match(r"[^:]*://[^/@:]*:([^/@]*)@", url)
+        if password and password.group(1):
+            reason = reason.replace(password.group(1), "***")
+        raise ConfigError(None, "--storage", "a PostgreSQL server that accepts the connection",
+                          f"{_safe_url(url)}: {reason}") from None
+    except ImportError as exc:  # the URL names a driver that is not installed
+        hint = ("pip install 'codesign[postgres]'" if scheme.startswith("postgres")
+                else "its Python driver installed")
+        raise ConfigError(None, "--storage", f"a database driver for {scheme}:// ({hint})",
+                          f"{_safe_url(url)} (no module {exc.name or exc})") from None
+    except NoSuchModuleError:
+        raise ConfigError(None, "--storage",
+                          "a database URL SQLAlchemy knows (sqlite:///, postgresql://, "
+                          "postgresql+psycopg2://)", _safe_url(url)) from None
 
 
 SCHEMA_LOCK_KEY = 0x636F6465  # "code": the PostgreSQL advisory lock of table creation

@@ -177,15 +177,32 @@ def _rdb(study: optuna.Study) -> RDBStorage | None:
     return storage if isinstance(storage, RDBStorage) else None
 
 
+def _stale_rdb_trial_ids(study: optuna.Study) -> list[int]:
+    """The RUNNING trials of a database study whose worker is gone: a heartbeat older than
+    the grace period (a worker on any machine), an owner on this host that is dead (a worker
+    restarted here recovers at once, without waiting out the grace period), or no owner at
+    all after :data:`ORPHAN_GRACE_S` (killed between ask and recording itself: such a trial
+    has no heartbeat either, and Optuna would never find it stale)."""
+    stale = set(_rdb(study)._get_stale_trial_ids(study._study_id))
+    now = datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        tag = t.user_attrs.get(OWNER_ATTR)
+        age = (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0
+        if (tag and owner_dead(tag)) or (not tag and age > ORPHAN_GRACE_S):
+            stale.add(t._trial_id)
+    return sorted(stale)
+
+
 def _recover_by_heartbeat(study: optuna.Study) -> list[int]:
-    """Database storages (many machines): a RUNNING trial whose heartbeat is older than the
-    grace period is failed, and only the process whose RUNNING -> FAIL update succeeds
-    re-enqueues its parameters, so a trial is re-run once however many workers recover."""
+    """Database storages (many machines): a RUNNING trial whose worker is gone (a stale
+    heartbeat or a dead owner, :func:`_stale_rdb_trial_ids`) is failed, and only the process
+    whose RUNNING -> FAIL update succeeds re-enqueues its parameters, so a trial is re-run
+    once however many workers recover."""
     from optuna.exceptions import UpdateFinishedTrialError
 
     recovered = []
     storage = study._storage
-    for trial_id in _rdb(study)._get_stale_trial_ids(study._study_id):
+    for trial_id in _stale_rdb_trial_ids(study):
         t = storage.get_trial(trial_id)
         try:
             if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
