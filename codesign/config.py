@@ -46,7 +46,8 @@ from codesign.specs import ATTENTION_IMPLS, PRECISIONS, InferJob, ModelSpec, Tra
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random")
 """Values of ``[search] sampler``."""
 
-STORAGE_PREFIXES = ("sqlite:///", "postgresql://", "postgresql+psycopg2://", "mysql://",
+STORAGE_PREFIXES = ("sqlite:///", "postgresql://", "postgresql+psycopg://",
+                    "postgresql+psycopg2://", "mysql://",
                     "mysql+pymysql://")
 JOURNAL_SUFFIXES = (".log", ".journal")
 """``[storage] url`` is a database URL with one of these prefixes or a journal file path."""
