@@ -231,7 +231,8 @@ def test_unexplained_bad_line_is_refused_untouched(journal: Path, junk: bytes) -
     journal.write_bytes(tear)
     health = check_journal(journal)
     assert health.bad_lines == (4,) and "line 4 is not a journal entry" in health.message
-    assert "refuses" in health.message and "--repair`" in health.message
+    assert "--repair`" in health.message and "--restore-backup" in health.message
+    assert "--truncate" in health.message
     with pytest.raises(RuntimeError, match="line 4 is not a journal entry"):
         repair_journal(journal)
     assert journal.read_bytes() == tear and not backups(journal)
