@@ -169,7 +169,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if (target / "run.json").is_file():
         from codesign.log_check import level_log
 
-        before, _ = level_log(target)
+        try:
+            before, _ = level_log(target)
+        except ConfigError as exc:  # the journal still does not load: say so, change nothing
+            print(f"{PROG}: the Parquet log was not levelled: {exc}", file=sys.stderr)
+            return 1
         if not before.level:
             print(f"levelled the Parquet log: {before.message(target)}")
     return 0 if _doctor_report(target) else 1

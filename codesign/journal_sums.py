@@ -110,14 +110,13 @@ class ChecksummedJournalBackend(JournalFileBackend):
                 for line in lines:
                     recs.append(record(offset, line))
                     offset += len(line) + 1
-                with open(sums_path(self._file_path), "ab") as s:
-                    size = os.fstat(s.fileno()).st_size
+                with open(sums_path(self._file_path), "a+b") as s:
+                    size = s.seek(0, os.SEEK_END)
                     lead = b""
                     if size:  # a record torn by a killed writer: start on a fresh line
-                        with open(sums_path(self._file_path), "rb") as r:
-                            r.seek(size - 1)
-                            lead = b"" if r.read(1) == b"\n" else b"\n"
-                    s.write(lead + b"".join(recs))
+                        s.seek(size - 1)
+                        lead = b"" if s.read(1) == b"\n" else b"\n"
+                    s.write(lead + b"".join(recs))  # "a" mode: always at the end
                     s.flush()
                 f.write(b"\n".join(lines) + b"\n")
                 f.flush()

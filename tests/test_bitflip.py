@@ -152,3 +152,14 @@ def test_copy_keeps_checksums_valid(original: tuple[Path, bytes, bytes], tmp_pat
     study.optimize(_objective, n_trials=2)  # appends after a RUNNING trial: records follow
     assert check_journal(path).ok and check_journal(path).unverified == 0
     assert path.read_bytes().startswith(data)
+
+
+def test_torn_checksum_record_does_not_hide_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "study.log"
+    study = optuna.create_study(study_name="s", storage=open_journal(path))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    with open(sums_path(path), "ab") as f:
+        f.write(b"@99999 12")  # a writer killed while writing its record
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    health = check_journal(path)
+    assert health.ok and health.unverified == 0, health
