@@ -167,7 +167,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     if (target / "run.json").is_file():
-        from codesign.log_check import level_log
+        from codesign.log_check import level_log, log_gaps
+
+        health = doctor.preflight(target)
+        if health.unverified and not health.damaged and log_gaps(target).differing:
+            print(f"{PROG}: Parquet rows differ from journal lines that carry no checksum: "
+                  "which one is right cannot be told, so the log was not levelled; compare "
+                  "the trials named above with a backup of the journal", file=sys.stderr)
+            return 1
 
         try:
             before, _ = level_log(target)

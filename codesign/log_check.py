@@ -98,7 +98,8 @@ def log_gaps(run_dir: str | os.PathLike[str]) -> LogGaps:
         if t is None:
             extra.add(n)
             continue
-        same = all(_same(row.get(f"param_{k}"), v) for k, v in t.params.items())
+        same = all(_same(row[f"param_{k}"], v) for k, v in t.params.items()
+                   if f"param_{k}" in row)  # a parameter dropped by a space change: no column
         same = same and all(_same(row.get(f"value_{o.metric}"), v)
                             for o, v in zip(exp.objectives, t.values or [], strict=False))
         if not same:

@@ -498,3 +498,28 @@ def load_run_study(run_dir: Path) -> optuna.Study:
 
     _, run = load_run(run_dir)
     return optuna.load_study(study_name=run.study_name, storage=open_storage(run))
+
+
+def test_without_checksums_a_changed_value_is_seen_against_parquet(tmp_path: Path,
+                                                                   capsys) -> None:
+    from test_search import cli
+
+    run_dir = _run_search(tmp_path, capsys, 8)
+    journal = run_dir / "study.log"
+    sums_path(journal).unlink()  # a journal written before codesign kept checksums
+    data = bytearray(journal.read_bytes())
+    at = data.index(b'"values":[') + len(b'"values":[') + 1
+    data[at] ^= 0x01
+    journal.write_bytes(bytes(data))
+    trials = sorted(set(pd_trials(run_dir)))
+    code, out, _ = cli(capsys, "doctor", str(run_dir))
+    assert code == 1 and "carry no checksum" in out and "differ from the storage" in out, out
+    code, _, err = cli(capsys, "doctor", str(run_dir), "--repair")
+    assert code == 1 and "not levelled" in err, err
+    assert sorted(set(pd_trials(run_dir))) == trials and journal.read_bytes() == data
+
+
+def pd_trials(run_dir: Path) -> list[int]:
+    import pandas as pd
+
+    return list(pd.read_parquet(run_dir / "trials")["trial"])
