@@ -16,9 +16,15 @@ The repair removes exactly the bytes of the torn writes and keeps every operatio
 written completely (with its newline): the torn tail is cut off, and a glued line keeps its
 intact operation without the fragment before it. The result is the journal Optuna would hold
 had the torn write never happened; the line numbers of all complete lines are unchanged. The
-whole file is first copied to ``<journal>.bak-<UTC time>``, so no byte is ever lost. A line that
-is not explained by a torn write (hand edits, disk corruption) is never touched: the repair
-raises :class:`RuntimeError` and leaves the file as it is.
+whole file is first copied to ``<journal>.bak-<UTC time>``, so no byte is ever lost.
+
+Beyond torn writes, a byte can change on disk or by hand. Every line codesign writes has a
+CRC-32 in ``<journal>.sums`` (:mod:`codesign.journal_sums`), so every line that differs from
+what was written is found, even where it is still valid JSON; a single flipped bit is located
+by its checksum and set back. Lines without a checksum (written by plain Optuna) are replayed
+one by one (:mod:`codesign.journal_replay`). Damage nothing explains is never touched unless
+asked: :func:`mend_journal` raises :class:`RuntimeError` and leaves the file as it is, or with
+``truncate`` keeps the lines before it; :func:`restore_backup` goes back to a backup.
 
 Example:
     >>> from codesign.doctor import preflight, repair_run
@@ -45,6 +51,7 @@ from codesign.journal_check import (
     JOURNAL_FILE,
     JournalHealth,
     _check,
+    _doctor_target,
     _glued_split,
     _is_op,
     _lock_age,
@@ -290,9 +297,9 @@ def mend_journal(path: str | os.PathLike[str], *, truncate: bool = False,
             if not truncate:
                 raise RuntimeError(
                     f"{path}: {why}; the journal was left untouched. Run `codesign doctor "
-                    f"--repair --restore-backup` to go back to the newest {path.name}"
-                    f"{BACKUP_MARK}*, or `--repair --truncate` to keep the {bad_at} entries "
-                    "before it")
+                    f"{_doctor_target(path, None)} --repair --restore-backup` to go back "
+                    f"to the newest {path.name}{BACKUP_MARK}*, or `--repair --truncate` to "
+                    f"keep the {bad_at} entries before it")
             actions.append(f"cut at the damage: {why}; kept the {bad_at} entries before it, "
                            f"dropped {len(kept) - bad_at} mended entries after it and the rest "
                            "of the file")
@@ -402,7 +409,8 @@ def replay_check(journal: str | os.PathLike[str]) -> tuple[tuple[int, ...], str]
     nums = tuple(i + 1 for i in sorted(bad))
     return nums, (f"{path}: line{'s' if len(nums) > 1 else ''} {_few(nums)} (no checksum) "
                   f"do{'' if len(nums) > 1 else 'es'} not replay: line {first + 1} "
-                  f"{bad[first]}; `codesign doctor --repair --truncate` keeps the lines before "
+                  f"{bad[first]}; `codesign doctor {_doctor_target(path, None)} --repair "
+                  "--truncate` keeps the lines before "
                   f"it, `--repair --restore-backup` goes back to a {path.name}{BACKUP_MARK}*")
 
 

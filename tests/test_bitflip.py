@@ -163,3 +163,42 @@ def test_torn_checksum_record_does_not_hide_the_next(tmp_path: Path) -> None:
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     health = check_journal(path)
     assert health.ok and health.unverified == 0, health
+
+
+def test_writer_killed_between_record_and_line(tmp_path: Path) -> None:
+    """A record with no line (killed before the journal write), then a torn line with its
+    record (killed mid-write) glued to the next append: doctor mends it and every line is
+    covered again."""
+    from codesign.journal_sums import record
+
+    path = tmp_path / "study.log"
+    study = optuna.create_study(study_name="s", storage=open_journal(path))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    data = path.read_bytes()
+    last = data.splitlines()[-1]
+    with open(sums_path(path), "ab") as f:
+        f.write(record(len(data), b'{"op_code":0,"phantom":1}'))  # never reached the journal
+        f.write(record(len(data), last))  # this one did, torn
+    path.write_bytes(data + last[:30])
+    study = optuna.load_study(study_name="s", storage=JournalStorage(
+        JournalFileBackend(str(path))))  # plain Optuna skips the torn tail ...
+    study.set_user_attr("after", 1)  # ... and this append is glued to it
+    assert not check_journal(path).ok
+    done = mend_journal(path)
+    assert done.backup is not None and any("torn write" in a for a in done.actions)
+    health = check_journal(path)
+    assert health.ok and health.unverified == 0, health
+    assert loaded(path)[0][2] == {"after": 1}
+
+
+def test_lines_written_by_plain_optuna_are_unverified_not_damage(tmp_path: Path) -> None:
+    path = tmp_path / "study.log"
+    study = optuna.create_study(study_name="s", storage=open_journal(path))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    plain = optuna.load_study(study_name="s", storage=JournalStorage(
+        JournalFileBackend(str(path))))
+    plain.set_user_attr("note", "from a notebook")
+    health = check_journal(path)
+    assert health.ok and health.unverified == 1 and "1 of them carry no checksum" in \
+        health.message
+    assert replay_check(path) == ((), "")

@@ -523,3 +523,45 @@ def pd_trials(run_dir: Path) -> list[int]:
     import pandas as pd
 
     return list(pd.read_parquet(run_dir / "trials")["trial"])
+
+
+def test_two_worker_processes_checksum_every_line(tmp_path: Path, capsys) -> None:
+    from test_search import cli, write_experiment
+
+    exp = write_experiment(tmp_path, trials=64)
+    run_dir = tmp_path / "run"
+    code, _, err = cli(capsys, "search", str(exp), "--trials", "24", "--workers", "2",
+                       "--out", str(run_dir))
+    assert code == 0, err
+    health = check_journal(run_dir / "study.log")
+    assert health.ok and health.unverified == 0 and health.lines > 24, health
+    code, out, _ = cli(capsys, "doctor", str(run_dir))
+    assert code == 0 and "level with the storage" in out, out
+
+
+def test_truncate_keeps_the_lines_before_damage_nothing_mends(tmp_path: Path,
+                                                              capsys) -> None:
+    from test_search import cli
+
+    from codesign.log_check import log_gaps
+
+    run_dir = _run_search(tmp_path, capsys, 16)
+    journal = run_dir / "study.log"
+    data = journal.read_bytes()
+    lines = data.splitlines(keepends=True)
+    k = len(lines) // 2
+    start = sum(len(x) for x in lines[:k])
+    damaged = bytearray(data)
+    at = data.index(b'"worker_id":"', start) + len(b'"worker_id":"')
+    damaged[at] ^= 0x01  # two flips in one line: no single bit explains it
+    damaged[at + 1] ^= 0x01
+    journal.write_bytes(bytes(damaged))
+    assert cli(capsys, "pareto", str(run_dir))[0] == 2
+    code, _, err = cli(capsys, "doctor", str(run_dir), "--repair")
+    assert code == 1 and "--truncate" in err and journal.read_bytes() == damaged
+    code, out, err = cli(capsys, "doctor", str(run_dir), "--repair", "--truncate")
+    assert code == 0, (out, err)
+    assert f"kept the {k} entries before it" in out, out
+    assert journal.read_bytes() == b"".join(lines[:k])
+    assert log_gaps(run_dir).level
+    assert cli(capsys, "resume", str(run_dir), "--trials", "8")[0] == 0
