@@ -63,7 +63,14 @@ from codesign.journal_check import (
     preflight,
 )
 from codesign.journal_replay import replay_problems
-from codesign.journal_sums import correct_bit, crc, read_sums, sums_path, write_sums
+from codesign.journal_sums import (
+    correct_bit,
+    crc,
+    read_sums,
+    record_flipped,
+    sums_path,
+    write_sums,
+)
 
 __all__ = [
     "JOURNAL_FILE",
@@ -145,7 +152,7 @@ def _journal_lock(path: Path, lock_grace_s: float, wait_s: float) -> Iterator[No
             pass
 
 
-def _mend(data: bytes, scan: _Scan, sums: dict[int, tuple[int, int]] | None
+def _mend(path: Path, data: bytes, scan: _Scan, sums: dict[int, tuple[int, int]] | None
           ) -> tuple[list[bytes], list[str], int | None, str]:
     """Walk the journal's bytes from line to line: keep each line that matches its checksum
     (or has none and parses), set back a single flipped bit that its checksum locates, drop
@@ -192,7 +199,9 @@ def _mend(data: bytes, scan: _Scan, sums: dict[int, tuple[int, int]] | None
             return out, actions, len(out), (f"line {n} is not a journal entry, not a torn "
                                             f"write and not one flipped bit (it starts "
                                             f"{line[:60]!r})")
-        if r is not None:
+        if r is not None and record_flipped(path, pos, line):
+            actions.append(f"line {n}: its checksum record had a flipped bit; rewritten")
+        elif r is not None:
             return out, actions, len(out), (f"line {n} does not match its checksum and is not "
                                             "one flipped bit away from it")
         out.append(line)
@@ -286,7 +295,7 @@ def mend_journal(path: str | os.PathLike[str], *, truncate: bool = False,
         if scan.size != len(data):  # pragma: no cover - appended outside Optuna's lock
             raise RuntimeError(f"{path} changed while it was read under the lock; run again")
         sums = read_sums(path)
-        kept, actions, bad_at, why = _mend(data, scan, sums)
+        kept, actions, bad_at, why = _mend(path, data, scan, sums)
         if bad_at is None and truncate:  # cut at a line without a checksum that does not replay
             verified = _verified(kept, sums)
             for i, reason in sorted(replay_problems(kept).items()):
@@ -305,9 +314,10 @@ def mend_journal(path: str | os.PathLike[str], *, truncate: bool = False,
                            "of the file")
             kept = kept[:bad_at]
         repaired = b"".join(line + b"\n" for line in kept)
-        if repaired == data:
-            if sums is None or scan.unverified:
-                write_sums(path, data)  # seal: every line now has its checksum
+        if repaired == data:  # the journal is right; its side file may not be
+            if sums is None or scan.unverified or scan.checksum_bad:
+                write_sums(path, data)  # every line now has its (right) checksum
+            done.actions += actions
             return done
         backup = _write_backup(path, data)
         _rewrite(path, repaired)

@@ -260,8 +260,8 @@ def _message(path: Path, scan: _Scan | None, stale: str | None, lock_grace_s: fl
         many = len(nums) > 1
         problems.append(f"line{'s' if many else ''} {_numbers(nums)} "
                         f"do{'' if many else 'es'} not match {'their' if many else 'its'} "
-                        f"checksum in {sums_path(path).name} (a changed byte: Optuna would load "
-                        "a wrong value or trial)")
+                        f"checksum in {sums_path(path).name} (a changed byte in the journal, "
+                        "where Optuna would load a wrong value or trial, or in the checksums)")
     if stale is not None:
         problems.append(f"stale lock file {stale} (older than {lock_grace_s:g} s: a writer died "
                         "holding it; other writers stall until they take it over)")

@@ -66,6 +66,21 @@ def read_sums(journal: str | os.PathLike[str]) -> dict[int, tuple[int, int]] | N
     return out
 
 
+def record_flipped(journal: str | os.PathLike[str], offset: int, line: bytes) -> bool:
+    """True if the side file holds the record of ``line`` at ``offset`` with one bit flipped:
+    the side file, not the journal, was damaged there."""
+    want = record(offset, line)[:-1]
+    try:
+        data = sums_path(journal).read_bytes()
+    except FileNotFoundError:
+        return False
+    target = int.from_bytes(want, "big")
+    for raw in data.split(b"\n"):
+        if len(raw) == len(want) and (int.from_bytes(raw, "big") ^ target).bit_count() == 1:
+            return True
+    return False
+
+
 def write_sums(journal: str | os.PathLike[str], data: bytes) -> None:
     """Replace the side file by records of every complete line of ``data`` (the journal's
     bytes, trusted: call it only on lines already verified or restored). Atomic rename."""

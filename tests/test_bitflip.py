@@ -202,3 +202,22 @@ def test_lines_written_by_plain_optuna_are_unverified_not_damage(tmp_path: Path)
     assert health.ok and health.unverified == 1 and "1 of them carry no checksum" in \
         health.message
     assert replay_check(path) == ((), "")
+
+
+def test_flips_in_the_checksum_file_never_cost_a_trial(original: tuple[Path, bytes, bytes],
+                                                       tmp_path: Path) -> None:
+    """A flip in ``study.log.sums`` may stop the commands (they cannot tell which file
+    changed), but ``doctor --repair`` then mends the side file and keeps the journal."""
+    _, data, sums = original
+    path = tmp_path / "study.log"
+    rng = random.Random(SEED + 1)
+    for _ in range(200):
+        pos, bit = rng.randrange(len(sums)), rng.randrange(8)
+        path.write_bytes(data)
+        sums_path(path).write_bytes(flip(sums, pos, bit))
+        mend_journal(path)
+        assert path.read_bytes() == data, (pos, bit)
+        assert check_journal(path).ok, (pos, bit)
+        for f in tmp_path.iterdir():
+            if f.name not in ("study.log", "study.log.sums"):
+                f.unlink()
