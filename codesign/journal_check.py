@@ -19,9 +19,12 @@ import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from codesign.journal_sums import crc, read_sums, sums_path
+
+if TYPE_CHECKING:
+    from optuna.storages import JournalStorage
 
 JOURNAL_FILE = "study.log"  # the embedded journal of a run directory (= codesign.study)
 RUN_FILE = "run.json"  # the run's study name and storage (= codesign.study)
@@ -346,7 +349,7 @@ def preflight(run_dir_or_journal: str | os.PathLike[str], *,
 
 
 def open_journal(path: str | os.PathLike[str],
-                 run_dir: str | os.PathLike[str] | None = None) -> Any:
+                 run_dir: str | os.PathLike[str] | None = None) -> JournalStorage:
     """Open a journal file as an Optuna storage that keeps checksums
     (:class:`codesign.journal_sums.ChecksummedJournalBackend`), refusing a damaged one.
 
