@@ -191,7 +191,12 @@ def _parser() -> argparse.ArgumentParser:
     dr = sub.add_parser("doctor", help="check a run's journal; --repair mends a torn one")
     dr.add_argument("target", help="run directory or journal file")
     dr.add_argument("--repair", action="store_true",
-                    help="back the journal up, then cut a torn line / clear a stale lock")
+                    help="back the journal up, then cut a torn line, set back a flipped bit, "
+                         "clear a stale lock, and level the Parquet log with the storage")
+    dr.add_argument("--restore-backup", action="store_true",
+                    help="with --repair: first go back to the newest study.log.bak-*")
+    dr.add_argument("--truncate", action="store_true",
+                    help="with --repair: keep the journal lines before damage nothing mends")
 
     ex = sub.add_parser("export", help="rebuild a run's Parquet log from its storage")
     ex.add_argument("run_dir")

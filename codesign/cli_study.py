@@ -148,20 +148,65 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if not target.exists():
         raise ConfigError(None, "target", "a run directory or a journal file", str(target))
+    if (args.restore_backup or args.truncate) and not args.repair:
+        raise ConfigError(None, "--restore-backup/--truncate", "--repair with it", "no --repair")
+    ok = _doctor_report(target)
+    if not args.repair or ok:
+        return 0 if ok else 1
+    journal = doctor.journal_path(target)
+    try:
+        if journal is not None and args.restore_backup:
+            restored, kept = doctor.restore_backup(journal)
+            print(f"restored {restored} as {journal}; the replaced journal is kept as {kept}")
+        if journal is not None:
+            done = doctor.mend_journal(journal, truncate=args.truncate)
+            for action in done.actions:
+                print(f"repaired {action}")
+            if done.backup:
+                print(f"backup: {done.backup}")
+    except RuntimeError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    if (target / "run.json").is_file():
+        from codesign.log_check import level_log, log_gaps
+
+        health = doctor.preflight(target)
+        if health.unverified and not health.damaged and log_gaps(target).differing:
+            print(f"{PROG}: Parquet rows differ from journal lines that carry no checksum: "
+                  "which one is right cannot be told, so the log was not levelled; compare "
+                  "the trials named above with a backup of the journal", file=sys.stderr)
+            return 1
+
+        try:
+            before, _ = level_log(target)
+        except ConfigError as exc:  # the journal still does not load: say so, change nothing
+            print(f"{PROG}: the Parquet log was not levelled: {exc}", file=sys.stderr)
+            return 1
+        if not before.level:
+            print(f"levelled the Parquet log: {before.message(target)}")
+    return 0 if _doctor_report(target) else 1
+
+
+def _doctor_report(target: Path) -> bool:
+    """Print what ``doctor`` finds in a run directory or journal; True if all is healthy."""
+    from codesign import doctor
+
     health = doctor.preflight(target)
     print(health.message)
-    if args.repair and not health.ok:
-        try:
-            backup = (doctor.repair_run(target) if target.is_dir()
-                      else doctor.repair_journal(target))
-        except RuntimeError as exc:
-            print(f"{PROG}: {exc}", file=sys.stderr)
-            return 1
-        if backup:
-            print(f"backup: {backup}")
-        health = doctor.preflight(target)
-        print(health.message)
-    return 0 if health.ok else 1
+    ok = health.ok
+    journal = doctor.journal_path(target)
+    if journal is not None and not health.damaged:
+        nums, msg = doctor.replay_check(journal)
+        if nums:
+            print(msg)
+            ok = False
+    if ok and (target / "run.json").is_file():
+        from codesign.log_check import log_gaps
+
+        gaps = log_gaps(target)
+        print(gaps.message(target))
+        ok = not gaps.contradicts
+    return ok
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -16,9 +16,15 @@ The repair removes exactly the bytes of the torn writes and keeps every operatio
 written completely (with its newline): the torn tail is cut off, and a glued line keeps its
 intact operation without the fragment before it. The result is the journal Optuna would hold
 had the torn write never happened; the line numbers of all complete lines are unchanged. The
-whole file is first copied to ``<journal>.bak-<UTC time>``, so no byte is ever lost. A line that
-is not explained by a torn write (hand edits, disk corruption) is never touched: the repair
-raises :class:`RuntimeError` and leaves the file as it is.
+whole file is first copied to ``<journal>.bak-<UTC time>``, so no byte is ever lost.
+
+Beyond torn writes, a byte can change on disk or by hand. Every line codesign writes has a
+CRC-32 in ``<journal>.sums`` (:mod:`codesign.journal_sums`), so every line that differs from
+what was written is found, even where it is still valid JSON; a single flipped bit is located
+by its checksum and set back. Lines without a checksum (written by plain Optuna) are replayed
+one by one (:mod:`codesign.journal_replay`). Damage nothing explains is never touched unless
+asked: :func:`mend_journal` raises :class:`RuntimeError` and leaves the file as it is, or with
+``truncate`` keeps the lines before it; :func:`restore_backup` goes back to a backup.
 
 Example:
     >>> from codesign.doctor import preflight, repair_run
@@ -35,6 +41,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,9 +51,10 @@ from codesign.journal_check import (
     JOURNAL_FILE,
     JournalHealth,
     _check,
+    _doctor_target,
     _glued_split,
+    _is_op,
     _lock_age,
-    _numbers,
     _Scan,
     _scan_file,
     check_journal,
@@ -54,16 +62,29 @@ from codesign.journal_check import (
     lock_path,
     preflight,
 )
+from codesign.journal_replay import replay_problems
+from codesign.journal_sums import (
+    correct_bit,
+    crc,
+    read_sums,
+    record_flipped,
+    sums_path,
+    write_sums,
+)
 
 __all__ = [
     "JOURNAL_FILE",
     "JournalHealth",
+    "Repair",
+    "backups_of",
     "check_journal",
     "journal_path",
     "lock_path",
+    "mend_journal",
     "preflight",
     "repair_journal",
     "repair_run",
+    "restore_backup",
 ]
 
 
@@ -131,34 +152,75 @@ def _journal_lock(path: Path, lock_grace_s: float, wait_s: float) -> Iterator[No
             pass
 
 
-def _refuse(path: Path, scan: _Scan) -> RuntimeError:
-    """The error for bad lines that are not torn writes."""
-    n, content = scan.unexplained[0]
-    more = (f" (and {len(scan.unexplained) - 1} more such lines: "
-            f"{_numbers(tuple(m for m, _ in scan.unexplained[1:]))})"
-            if len(scan.unexplained) > 1 else "")
-    return RuntimeError(
-        f"{path}: line {n} is not a journal entry and not a torn write glued to a following "
-        f"entry (it starts {content[:80]!r}){more}; the journal was left untouched. Restore a "
-        f"backup ({path.name}{BACKUP_MARK}*), or fix a copy by hand")
+def _mend(path: Path, data: bytes, scan: _Scan, sums: dict[int, tuple[int, int]] | None
+          ) -> tuple[list[bytes], list[str], int | None, str]:
+    """Walk the journal's bytes from line to line: keep each line that matches its checksum
+    (or has none and parses), set back a single flipped bit that its checksum locates, drop
+    the fragment of a torn write glued to the next entry, cut a torn tail.
 
-
-def _repaired_bytes(data: bytes, scan: _Scan) -> bytes:
-    """``data`` without the torn fragments: glued lines keep only their intact operation,
-    the torn tail is cut off."""
-    parts: list[bytes] = []
-    pos = 0
-    for _, start, end in scan.bad:
-        split = _glued_split(data[start:end])
-        assert split is not None, "unexplained bad lines are refused before"
-        parts.append(data[pos:start])
-        pos = start + split
-    parts.append(data[pos:scan.tail_start])
-    return b"".join(parts)
+    Returns (lines kept, actions, index in the kept lines where an unmendable line stands
+    or None, why it cannot be mended).
+    """
+    rec = sums or {}
+    out: list[bytes] = []
+    actions: list[str] = []
+    pos, n, end_all = 0, 0, scan.tail_start
+    while pos < end_all:
+        n += 1
+        r = rec.get(pos)
+        if r is not None and pos + r[0] < end_all:
+            length, want = r
+            seg, nl = data[pos:pos + length], data[pos + length]
+            if nl == 0x0A and crc(seg) == want and _is_op(seg):
+                out.append(seg)
+                pos += length + 1
+                continue
+            if crc(seg) == want and bin(nl ^ 0x0A).count("1") == 1 and _is_op(seg):
+                out.append(seg)
+                actions.append(f"line {n}: its newline had a flipped bit; set back")
+                pos += length + 1
+                continue
+            if nl == 0x0A:
+                fixed = correct_bit(seg, want)
+                if fixed is not None and _is_op(fixed):
+                    out.append(fixed)
+                    actions.append(f"line {n}: one flipped bit set back from its checksum")
+                    pos += length + 1
+                    continue
+        stop = data.find(b"\n", pos, end_all)
+        line = data[pos:stop]
+        if not _is_op(line):
+            split = _glued_split(line)
+            if split is not None:
+                actions.append(f"line {n}: the fragment of a torn write ({split} bytes) removed")
+                pos += split
+                n -= 1
+                continue
+            return out, actions, len(out), (f"line {n} is not a journal entry, not a torn "
+                                            f"write and not one flipped bit (it starts "
+                                            f"{line[:60]!r})")
+        if r is not None and record_flipped(path, pos, line):
+            actions.append(f"line {n}: its checksum record had a flipped bit; rewritten")
+        elif r is not None:
+            return out, actions, len(out), (f"line {n} does not match its checksum and is not "
+                                            "one flipped bit away from it")
+        out.append(line)
+        pos = stop + 1
+    if scan.size > scan.tail_start:
+        tail = data[scan.tail_start:]
+        r = rec.get(scan.tail_start)
+        if (r is not None and len(tail) == r[0] + 1 and crc(tail[:-1]) == r[1]
+                and bin(tail[-1] ^ 0x0A).count("1") == 1):
+            out.append(tail[:-1])
+            actions.append(f"line {n + 1}: its newline had a flipped bit; set back")
+        else:
+            actions.append(f"torn tail of {len(tail)} bytes cut")
+    return out, actions, None, ""
 
 
 def _write_backup(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a new ``<path>.bak-<UTC time>`` (never overwrites) and fsync it."""
+    """Write ``data`` to a new ``<path>.bak-<UTC time>`` (never overwrites) and fsync it; the
+    checksum file goes to ``<path>.sums.bak-<same>``."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     base = f"{path}{BACKUP_MARK}{stamp}"
     for i in range(1000):
@@ -170,6 +232,9 @@ def _write_backup(path: Path, data: bytes) -> Path:
                 os.fsync(f.fileno())
         except FileExistsError:
             continue
+        sums = sums_path(path)
+        if sums.exists():
+            Path(f"{sums}{backup.name[len(path.name):]}").write_bytes(sums.read_bytes())
         _fsync_dir(path.parent)
         return backup
     raise RuntimeError(f"could not find a free backup name next to {path}")  # pragma: no cover
@@ -188,57 +253,143 @@ def _rewrite(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def repair_journal(path: str | os.PathLike[str], *, lock_grace_s: float = 30.0,
-                   lock_wait_s: float = 5.0) -> str | None:
-    """Repair an Optuna journal file in place, after backing it up.
+@dataclass
+class Repair:
+    """What :func:`mend_journal` did: the backup written (None if nothing changed) and one
+    line per change."""
 
-    * torn tail: the bytes after the last newline are cut off (truncate + fsync);
-    * glued lines (a torn fragment followed by an intact operation on one line): the fragment
-      is removed and the operation kept (atomic rewrite). Only if *every* bad line is such a
-      glued torn write: otherwise :class:`RuntimeError` and the file stays untouched;
+    backup: str | None = None
+    actions: list[str] = field(default_factory=list)
+
+
+def mend_journal(path: str | os.PathLike[str], *, truncate: bool = False,
+                 lock_grace_s: float = 30.0, lock_wait_s: float = 5.0) -> Repair:
+    """Repair an Optuna journal file in place, after backing it up (see the module).
+
+    * torn tail: cut off; glued line: the torn fragment removed, the intact entry kept;
+    * a line that does not match its checksum (:mod:`codesign.journal_sums`) and is one
+      flipped bit away from it: the bit is set back;
+    * any line none of the above explains: :class:`RuntimeError`, file untouched, unless
+      ``truncate``: then the journal keeps the lines before it (a consistent prefix), and
+      also before the first line with no checksum that does not replay
+      (:mod:`codesign.journal_replay`);
     * a stale lock file (older than ``lock_grace_s``) is removed.
 
-    Before the journal changes, the whole file is copied to ``<path>.bak-<UTC time>``. The
-    repair holds Optuna's journal lock, so no writer appends meanwhile; a lock held by a live
-    writer for longer than ``lock_wait_s`` is a :class:`RuntimeError` (stop the workers first).
-    Idempotent: a healthy journal is not touched.
-
-    Returns:
-        The backup path, or None if the journal's bytes did not change (nothing to do, no
-        journal, or only a stale lock removed).
-
-    Example:
-        >>> backup = repair_journal("runs/quickstart/study.log")  # doctest: +SKIP
+    Before the journal changes, the file (and its checksum file) are copied to
+    ``<path>.bak-<UTC time>`` (``<path>.sums.bak-<same>``). Holds Optuna's journal lock; a lock
+    held by a live writer for longer than ``lock_wait_s`` is a :class:`RuntimeError`.
+    Idempotent: a healthy journal is not touched. Afterwards the checksum file covers every
+    line.
     """
     path = Path(path)
     health, scan = _check(path, lock_grace_s, None)
-    if health.ok:
-        return None
-    if scan is not None and scan.unexplained:
-        raise _refuse(path, scan)
-    if health.stale_lock is not None:
-        _remove_stale_lock(Path(health.stale_lock), lock_grace_s)
-    if not health.damaged:
-        return None
+    done = Repair()
+    if not health.exists or (health.ok and not truncate):
+        return done
+    if health.stale_lock is not None and _remove_stale_lock(Path(health.stale_lock),
+                                                             lock_grace_s):
+        done.actions.append(f"stale lock {health.stale_lock} removed")
     with _journal_lock(path, lock_grace_s, lock_wait_s):
         data = path.read_bytes()
         scan = _scan_file(path)
         if scan.size != len(data):  # pragma: no cover - appended outside Optuna's lock
             raise RuntimeError(f"{path} changed while it was read under the lock; run again")
-        if scan.unexplained:  # pragma: no cover - appeared between the check and the lock
-            raise _refuse(path, scan)
-        repaired = _repaired_bytes(data, scan)
-        if repaired == data:  # pragma: no cover - repaired by another process meanwhile
-            return None
+        sums = read_sums(path)
+        kept, actions, bad_at, why = _mend(path, data, scan, sums)
+        if bad_at is None and truncate:  # cut at a line without a checksum that does not replay
+            verified = _verified(kept, sums)
+            for i, reason in sorted(replay_problems(kept).items()):
+                if i not in verified:
+                    bad_at, why = i, f"entry {i + 1} (no checksum) {reason}"
+                    break
+        if bad_at is not None:
+            if not truncate:
+                raise RuntimeError(
+                    f"{path}: {why}; the journal was left untouched. Run `codesign doctor "
+                    f"{_doctor_target(path, None)} --repair --restore-backup` to go back "
+                    f"to the newest {path.name}{BACKUP_MARK}*, or `--repair --truncate` to "
+                    f"keep the {bad_at} entries before it")
+            actions.append(f"cut at the damage: {why}; kept the {bad_at} entries before it, "
+                           f"dropped {len(kept) - bad_at} mended entries after it and the rest "
+                           "of the file")
+            kept = kept[:bad_at]
+        repaired = b"".join(line + b"\n" for line in kept)
+        if repaired == data:  # the journal is right; its side file may not be
+            if sums is None or scan.unverified or scan.checksum_bad:
+                write_sums(path, data)  # every line now has its (right) checksum
+            done.actions += actions
+            return done
         backup = _write_backup(path, data)
-        if scan.bad:
-            _rewrite(path, repaired)
-        else:
-            with open(path, "r+b") as f:
-                f.truncate(scan.tail_start)
-                f.flush()
-                os.fsync(f.fileno())
-    return str(backup)
+        _rewrite(path, repaired)
+        write_sums(path, repaired)
+    done.backup = str(backup)
+    done.actions += actions
+    return done
+
+
+def _verified(lines: list[bytes], sums: dict[int, tuple[int, int]] | None) -> set[int]:
+    """Indices of ``lines`` (laid out from offset 0) that match a checksum record."""
+    if not sums:
+        return set()
+    out, offset = set(), 0
+    for i, line in enumerate(lines):
+        if sums.get(offset) == (len(line), crc(line)):
+            out.add(i)
+        offset += len(line) + 1
+    return out
+
+
+def repair_journal(path: str | os.PathLike[str], *, lock_grace_s: float = 30.0,
+                   lock_wait_s: float = 5.0) -> str | None:
+    """:func:`mend_journal` without truncation; returns the backup path, or None if the
+    journal's bytes did not change.
+
+    Example:
+        >>> backup = repair_journal("runs/quickstart/study.log")  # doctest: +SKIP
+    """
+    return mend_journal(path, lock_grace_s=lock_grace_s, lock_wait_s=lock_wait_s).backup
+
+
+def backups_of(journal: str | os.PathLike[str]) -> list[Path]:
+    """The backups ``<journal>.bak-*`` of a journal, oldest first."""
+    journal = Path(journal)
+    return sorted(journal.parent.glob(journal.name + BACKUP_MARK + "*"))
+
+
+def restore_backup(journal: str | os.PathLike[str], backup: str | os.PathLike[str] | None = None,
+                   *, lock_grace_s: float = 30.0, lock_wait_s: float = 5.0) -> tuple[str, str]:
+    """Replace ``journal`` by a backup (default: the newest ``<journal>.bak-*``), keeping the
+    current bytes as ``<journal>.damaged-<UTC time>``. The backup's checksum file comes
+    with it if it has one (else its lines are unverified). Returns (backup restored, where
+    the replaced journal went). Call :func:`mend_journal` afterwards: a backup holds the torn
+    write it was taken before."""
+    journal = Path(journal)
+    if backup is None:
+        found = backups_of(journal)
+        if not found:
+            raise RuntimeError(f"no backup {journal.name}{BACKUP_MARK}* next to {journal}")
+        backup = found[-1]
+    backup = Path(backup)
+    with _journal_lock(journal, lock_grace_s, lock_wait_s):
+        current = journal.read_bytes() if journal.exists() else b""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        kept = Path(f"{journal}.damaged-{stamp}")
+        kept.write_bytes(current)
+        old_sums = sums_path(journal)
+        if old_sums.exists():
+            os.replace(old_sums, f"{old_sums}.damaged-{stamp}")
+        _rewrite(journal, backup.read_bytes())
+        mark = backup.name[len(journal.name):]  # ".bak-<stamp>"
+        saved_sums = Path(f"{sums_path(journal)}{mark}")
+        if saved_sums.exists():
+            os.replace(_copy(saved_sums), old_sums)
+    return str(backup), str(kept)
+
+
+def _copy(src: Path) -> Path:
+    tmp = src.with_name(f".{src.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(src.read_bytes())
+    return tmp
 
 
 def repair_run(run_dir: str | os.PathLike[str], *, lock_grace_s: float = 30.0,
@@ -249,3 +400,30 @@ def repair_run(run_dir: str | os.PathLike[str], *, lock_grace_s: float = 30.0,
     if journal is None:
         return None
     return repair_journal(journal, lock_grace_s=lock_grace_s, lock_wait_s=lock_wait_s)
+
+
+def replay_check(journal: str | os.PathLike[str]) -> tuple[tuple[int, ...], str]:
+    """Lines of ``journal`` without a checksum that parse but do not replay
+    (:func:`codesign.journal_replay.replay_problems`): (1-based line numbers, one line for a
+    human, empty if none). Checksummed lines are trusted as their writer wrote them."""
+    path = Path(journal)
+    if not path.is_file():
+        return (), ""
+    lines = path.read_bytes().split(b"\n")[:-1]
+    verified = _verified(lines, read_sums(path))
+    bad = {i: why for i, why in replay_problems(lines).items()
+           if i not in verified and _is_op(lines[i])}
+    if not bad:
+        return (), ""
+    first = min(bad)
+    nums = tuple(i + 1 for i in sorted(bad))
+    return nums, (f"{path}: line{'s' if len(nums) > 1 else ''} {_few(nums)} (no checksum) "
+                  f"do{'' if len(nums) > 1 else 'es'} not replay: line {first + 1} "
+                  f"{bad[first]}; `codesign doctor {_doctor_target(path, None)} --repair "
+                  "--truncate` keeps the lines before "
+                  f"it, `--repair --restore-backup` goes back to a {path.name}{BACKUP_MARK}*")
+
+
+def _few(nums: tuple[int, ...], limit: int = 8) -> str:
+    shown = ", ".join(str(n) for n in nums[:limit])
+    return shown + (f" and {len(nums) - limit} more" if len(nums) > limit else "")

@@ -19,6 +19,12 @@ import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from codesign.journal_sums import crc, read_sums, sums_path
+
+if TYPE_CHECKING:
+    from optuna.storages import JournalStorage
 
 JOURNAL_FILE = "study.log"  # the embedded journal of a run directory (= codesign.study)
 RUN_FILE = "run.json"  # the run's study name and storage (= codesign.study)
@@ -41,8 +47,12 @@ class JournalHealth:
         torn_tail_bytes: Bytes after the last newline (a writer killed mid-write); 0 if none.
         bad_lines: 1-based numbers of complete lines that are not a journal operation.
         stale_lock: Path of an Optuna lock file older than the grace period, else None.
-        ok: No torn tail, no bad line, no stale lock.
+        ok: No torn tail, no bad line, no checksum mismatch, no stale lock.
         message: One line for a human: what is wrong and what to do.
+        checksum_bad: 1-based numbers of lines that parse but do not match their record in
+            the checksum side file (:mod:`codesign.journal_sums`): a changed byte.
+        unverified: Complete lines with no checksum record (written by plain Optuna or
+            before codesign kept checksums): checked by syntax only.
     """
 
     path: str
@@ -53,11 +63,13 @@ class JournalHealth:
     stale_lock: str | None
     ok: bool
     message: str
+    checksum_bad: tuple[int, ...] = ()
+    unverified: int = 0
 
     @property
     def damaged(self) -> bool:
         """True if the journal's bytes need a repair (a stale lock alone is not damage)."""
-        return self.torn_tail_bytes > 0 or bool(self.bad_lines)
+        return self.torn_tail_bytes > 0 or bool(self.bad_lines) or bool(self.checksum_bad)
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,9 @@ class _Scan:
     tail_start: int  # offset just after the last newline
     bad: tuple[tuple[int, int, int], ...]  # (line number, start offset, end offset w/o newline)
     unexplained: tuple[tuple[int, bytes], ...]  # bad lines that are not a glued torn write
+    spans: tuple[tuple[int, int, int], ...] = ()  # every complete line: (offset, length, crc)
+    checksum_bad: tuple[int, ...] = ()  # parsing lines that differ from their sums record
+    unverified: int = 0  # complete lines without a sums record
 
 
 # --------------------------------------------------------------------------- paths
@@ -157,12 +172,14 @@ def _scan_file(path: Path) -> _Scan:
     tail_start = 0
     bad: list[tuple[int, int, int]] = []
     unexplained: list[tuple[int, bytes]] = []
+    spans: list[tuple[int, int, int]] = []
     with open(path, "rb") as f:
         for line in f:
             if not line.endswith(b"\n"):
                 offset += len(line)
                 break
             lines += 1
+            spans.append((offset, len(line) - 1, crc(line[:-1])))
             if not _is_op(line):
                 content = line[:-1]
                 bad.append((lines, offset, offset + len(content)))
@@ -170,7 +187,19 @@ def _scan_file(path: Path) -> _Scan:
                     unexplained.append((lines, content))
             offset += len(line)
             tail_start = offset
-    return _Scan(offset, lines, tail_start, tuple(bad), tuple(unexplained))
+    # the side file is read after the journal: its records are written before their lines
+    sums = read_sums(path)
+    bad_nums = {n for n, _, _ in bad}
+    mismatch: list[int] = []
+    unverified = 0
+    for n, (start, length, line_crc) in enumerate(spans, start=1):
+        rec = sums.get(start) if sums is not None else None
+        if rec is None:
+            unverified += 1
+        elif rec != (length, line_crc) and n not in bad_nums:
+            mismatch.append(n)
+    return _Scan(offset, lines, tail_start, tuple(bad), tuple(unexplained), tuple(spans),
+                 tuple(mismatch), unverified)
 
 
 def _lock_age(lock: Path) -> float | None:
@@ -229,15 +258,26 @@ def _message(path: Path, scan: _Scan | None, stale: str | None, lock_grace_s: fl
             problems.append(f"line{'s' if len(odd) > 1 else ''} {_numbers(odd)} "
                             f"{'are' if len(odd) > 1 else 'is'} not a journal entry and not a "
                             "torn write either")
+    if scan.checksum_bad:
+        nums = scan.checksum_bad
+        many = len(nums) > 1
+        problems.append(f"line{'s' if many else ''} {_numbers(nums)} "
+                        f"do{'' if many else 'es'} not match {'their' if many else 'its'} "
+                        f"checksum in {sums_path(path).name} (a changed byte in the journal, "
+                        "where Optuna would load a wrong value or trial, or in the checksums)")
     if stale is not None:
         problems.append(f"stale lock file {stale} (older than {lock_grace_s:g} s: a writer died "
                         "holding it; other writers stall until they take it over)")
     if not problems:
-        return f"{path}: {scan.lines} journal lines, healthy"
-    if scan.unexplained:
-        return (f"{path}: " + "; ".join(problems) + f"; `codesign doctor {target} --repair` "
-                f"refuses to touch it: restore a backup ({path.name}{BACKUP_MARK}*) or fix a "
-                "copy by hand")
+        note = (f" ({scan.unverified} of them carry no checksum: written by plain Optuna or "
+                "before codesign kept checksums, checked by syntax only)"
+                if scan.unverified else "")
+        return f"{path}: {scan.lines} journal lines, healthy{note}"
+    if scan.unexplained or scan.checksum_bad:
+        return (f"{path}: " + "; ".join(problems) + f"; run `codesign doctor {target} --repair` "
+                "(sets a single flipped bit back from its checksum; otherwise add "
+                f"--restore-backup to go back to the newest {path.name}{BACKUP_MARK}* or "
+                "--truncate to keep the lines before the damage)")
     return (f"{path}: " + "; ".join(problems)
             + f"; run `codesign doctor {target} --repair` (backs the journal up first)")
 
@@ -260,8 +300,10 @@ def _check(path: Path, lock_grace_s: float,
         torn_tail_bytes=torn,
         bad_lines=bad,
         stale_lock=stale,
-        ok=torn == 0 and not bad and stale is None,
+        ok=torn == 0 and not bad and stale is None and not (scan and scan.checksum_bad),
         message=_message(path, scan, stale, lock_grace_s, _doctor_target(path, run_dir)),
+        checksum_bad=scan.checksum_bad if scan is not None else (),
+        unverified=scan.unverified if scan is not None else 0,
     )
     return health, scan
 
@@ -304,3 +346,34 @@ def preflight(run_dir_or_journal: str | os.PathLike[str], *,
         return JournalHealth(url, False, 0, 0, (), None, True,
                              f"{given}: the study is in a database ({url}), no journal to check")
     return check_journal(journal, lock_grace_s=lock_grace_s, run_dir=run_dir)
+
+
+def open_journal(path: str | os.PathLike[str],
+                 run_dir: str | os.PathLike[str] | None = None) -> JournalStorage:
+    """Open a journal file as an Optuna storage that keeps checksums
+    (:class:`codesign.journal_sums.ChecksummedJournalBackend`), refusing a damaged one.
+
+    A torn or glued line, a line that does not match its checksum, or a journal Optuna cannot
+    replay is a :class:`~codesign.errors.ConfigError` (exit 2) naming the file and the
+    ``codesign doctor`` command that mends it, instead of a traceback or a silently shortened
+    study. A missing file is created (as Optuna does).
+    """
+    from optuna.storages import JournalStorage
+
+    from codesign.errors import ConfigError
+    from codesign.journal_sums import ChecksummedJournalBackend
+
+    path = Path(path)
+    target = _doctor_target(path, run_dir)
+    if path.exists() and not path.is_file():
+        raise ConfigError(path, "<journal>", "an Optuna journal file", "not a regular file")
+    if path.exists():
+        health = check_journal(path, run_dir=run_dir)
+        if health.damaged:
+            raise ConfigError(path, "<journal>", "an undamaged journal", health.message)
+    try:
+        return JournalStorage(ChecksummedJournalBackend(os.fspath(path)))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, AssertionError) as exc:
+        raise ConfigError(path, "<journal>", "a journal Optuna can replay",
+                          f"{type(exc).__name__}: {exc}; run `codesign doctor {target}`"
+                          ) from None

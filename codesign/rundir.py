@@ -28,14 +28,13 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from codesign import parquet_log
 from codesign.config import SAMPLERS, Experiment, load_experiment
 from codesign.errors import ConfigError
-from codesign.journal_check import JOURNAL_FILE, RUN_FILE
+from codesign.journal_check import JOURNAL_FILE, RUN_FILE, open_journal
 from codesign.storage_check import check_out_dir, check_storage_url
 
 METRICS_ATTR = "codesign:metrics"
@@ -279,7 +278,8 @@ def open_storage(run: RunSpec) -> BaseStorage:
     if url is None or "://" not in url:
         # absolute: Optuna's lock is a symlink to this path, relative ones would dangle
         path = run.run_dir / JOURNAL_FILE if url is None else Path(url)
-        return JournalStorage(JournalFileBackend(str(path.resolve())))
+        return open_journal(path.resolve(),
+                            run.run_dir if (run.run_dir / RUN_FILE).is_file() else None)
     from sqlalchemy.exc import NoSuchModuleError, OperationalError
 
     scheme = url.split("://", 1)[0]

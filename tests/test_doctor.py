@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from codesign import doctor
 from codesign.doctor import check_journal, preflight, repair_journal, repair_run
+from codesign.journal_sums import sums_path
 
 STUDY = "s"
 N_TRIALS = 5
@@ -231,7 +232,8 @@ def test_unexplained_bad_line_is_refused_untouched(journal: Path, junk: bytes) -
     journal.write_bytes(tear)
     health = check_journal(journal)
     assert health.bad_lines == (4,) and "line 4 is not a journal entry" in health.message
-    assert "refuses" in health.message and "--repair`" in health.message
+    assert "--repair`" in health.message and "--restore-backup" in health.message
+    assert "--truncate" in health.message
     with pytest.raises(RuntimeError, match="line 4 is not a journal entry"):
         repair_journal(journal)
     assert journal.read_bytes() == tear and not backups(journal)
@@ -353,3 +355,213 @@ def test_preflight_follows_the_runs_storage(tmp_path: Path) -> None:
 def test_bad_grace_period(journal: Path) -> None:
     with pytest.raises(ValueError, match="lock_grace_s > 0"):
         check_journal(journal, lock_grace_s=0)
+
+
+# ----------------------------------------------------------------------------- commands on a run
+
+
+def _run_search(folder: Path, capsys: pytest.CaptureFixture[str], trials: int) -> Path:
+    from test_search import cli, write_experiment
+
+    exp = write_experiment(folder, trials=64)
+    run_dir = folder / "run"
+    code, _, err = cli(capsys, "search", str(exp), "--trials", str(trials), "--out", str(run_dir))
+    assert code == 0, err
+    return run_dir
+
+
+COMMANDS = (("pareto", "{run}"), ("pareto", "{run}", "--format", "json"),
+            ("compare", "{run}", "--against", "h100-sxm"), ("resume", "{run}", "--trials", "8"),
+            ("search", "{exp}", "--trials", "8", "--out", "{run}"), ("export", "{run}"),
+            ("report", "{run}", "-o", "{folder}/r.html"))
+
+
+def _refused(capsys: pytest.CaptureFixture[str], run_dir: Path, folder: Path) -> list[str]:
+    """Run every command on the damaged run: each must exit 2 with one line that names the
+    journal and ``codesign doctor``, and change nothing. Returns the messages."""
+    from test_search import cli
+
+    journal = run_dir / "study.log"
+    before = journal.read_bytes()
+    out = []
+    for argv in COMMANDS:
+        args = [a.format(run=run_dir, exp=folder / "exp.toml", folder=folder) for a in argv]
+        code, _, err = cli(capsys, *args)
+        assert code == 2, (args, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
+        assert str(journal) in err and f"codesign doctor {run_dir}" in err, (args, err)
+        assert journal.read_bytes() == before
+        out.append(err)
+    assert not (folder / "r.html").exists()
+    return out
+
+
+def test_torn_line_glued_mid_journal_every_command_exits_2(tmp_path: Path, capsys) -> None:
+    run_dir = _run_search(tmp_path, capsys, 16)
+    journal = run_dir / "study.log"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    k = len(lines) // 2
+    journal.write_bytes(b"".join([*lines[:k], lines[k][:25], *lines[k:]]))  # fragment + op
+    sums = sums_path(journal).read_bytes()
+    for err in _refused(capsys, run_dir, tmp_path):
+        assert f"line {k + 1}" in err and "torn write glued" in err
+    from test_search import cli
+
+    code, out, _ = cli(capsys, "doctor", str(run_dir), "--repair")
+    assert code == 0, out
+    assert "torn write" in out and "level with the storage" in out
+    assert journal.read_bytes() == b"".join(lines)
+    assert sums_path(journal).read_bytes() == sums  # the same lines at the same offsets
+    assert check_journal(journal).ok and check_journal(journal).unverified == 0
+    assert cli(capsys, "pareto", str(run_dir))[0] == 0
+
+
+def test_torn_line_at_the_end_pareto_says_so(tmp_path: Path, capsys) -> None:
+    from test_search import cli
+
+    run_dir = _run_search(tmp_path, capsys, 8)
+    journal = run_dir / "study.log"
+    tear_last_line(journal)
+    code, out, err = cli(capsys, "pareto", str(run_dir))
+    assert code == 2 and out == "", (out, err)
+    assert "torn" in err and f"codesign doctor {run_dir} --repair" in err
+
+
+def test_flipped_digit_is_refused_and_set_back(tmp_path: Path, capsys) -> None:
+    from test_search import cli
+
+    run_dir = _run_search(tmp_path, capsys, 8)
+    journal = run_dir / "study.log"
+    data = journal.read_bytes()
+    at = data.index(b'"values":[') + len(b'"values":[') + 1  # a digit of an objective value
+    flipped = bytearray(data)
+    flipped[at] ^= 0x01
+    journal.write_bytes(bytes(flipped))
+    code, _, err = cli(capsys, "pareto", str(run_dir))
+    assert code == 2 and "does not match its checksum" in err, err
+    code, out, _ = cli(capsys, "doctor", str(run_dir))
+    assert code == 1 and "checksum" in out
+    code, out, _ = cli(capsys, "doctor", str(run_dir), "--repair")
+    assert code == 0 and "flipped bit set back" in out, out
+    assert journal.read_bytes() == data
+
+
+def test_restore_backup_levels_the_parquet_log(tmp_path: Path, capsys) -> None:
+    from test_search import cli
+
+    from codesign.log_check import log_gaps
+
+    run_dir = _run_search(tmp_path, capsys, 8)
+    journal = run_dir / "study.log"
+    old = journal.read_bytes()
+    code, _, err = cli(capsys, "resume", str(run_dir), "--trials", "16")
+    assert code == 0, err
+    # an earlier doctor's backup, then damage no repair explains, in the middle
+    (run_dir / "study.log.bak-20260101T000000000000Z").write_bytes(old)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    k = len(old.splitlines()) + 5
+    lines[k] = b"garbage " + lines[k]
+    journal.write_bytes(b"".join(lines))
+
+    code, out, _ = cli(capsys, "doctor", str(run_dir))
+    assert code == 1 and "--restore-backup" in out
+    code, _, err = cli(capsys, "doctor", str(run_dir), "--repair")
+    assert code == 1 and "--restore-backup" in err and journal.read_bytes() == b"".join(lines)
+    code, out, err = cli(capsys, "doctor", str(run_dir), "--repair", "--restore-backup")
+    assert code == 0, (out, err)
+    assert "restored" in out and "levelled the Parquet log" in out and "rows for trials not" \
+        " COMPLETE in the storage" in out, out
+    assert journal.read_bytes() == old
+    damaged = list(run_dir.glob("study.log.damaged-*"))
+    assert len(damaged) == 1 and damaged[0].read_bytes() == b"".join(lines)
+    gaps = log_gaps(run_dir)
+    assert gaps.level and gaps.rows == sum(t.state == TrialState.COMPLETE
+                                           for t in load_run_study(run_dir).trials)
+
+
+def test_hand_restored_backup_is_not_healthy_until_levelled(tmp_path: Path, capsys) -> None:
+    from test_search import cli
+
+    run_dir = _run_search(tmp_path, capsys, 8)
+    journal = run_dir / "study.log"
+    old = journal.read_bytes()
+    assert cli(capsys, "resume", str(run_dir), "--trials", "16")[0] == 0
+    journal.write_bytes(old)  # what a user did by hand with a study.log.bak-*
+    code, out, _ = cli(capsys, "doctor", str(run_dir))
+    assert code == 1 and "rows for trials not COMPLETE in the storage" in out, out
+    code, out, _ = cli(capsys, "doctor", str(run_dir), "--repair")
+    assert code == 0 and "levelled" in out and "level with the storage" in out, out
+
+
+def load_run_study(run_dir: Path) -> optuna.Study:
+    from codesign.rundir import load_run, open_storage
+
+    _, run = load_run(run_dir)
+    return optuna.load_study(study_name=run.study_name, storage=open_storage(run))
+
+
+def test_without_checksums_a_changed_value_is_seen_against_parquet(tmp_path: Path,
+                                                                   capsys) -> None:
+    from test_search import cli
+
+    run_dir = _run_search(tmp_path, capsys, 8)
+    journal = run_dir / "study.log"
+    sums_path(journal).unlink()  # a journal written before codesign kept checksums
+    data = bytearray(journal.read_bytes())
+    at = data.index(b'"values":[') + len(b'"values":[') + 1
+    data[at] ^= 0x01
+    journal.write_bytes(bytes(data))
+    trials = sorted(set(pd_trials(run_dir)))
+    code, out, _ = cli(capsys, "doctor", str(run_dir))
+    assert code == 1 and "carry no checksum" in out and "differ from the storage" in out, out
+    code, _, err = cli(capsys, "doctor", str(run_dir), "--repair")
+    assert code == 1 and "not levelled" in err, err
+    assert sorted(set(pd_trials(run_dir))) == trials and journal.read_bytes() == data
+
+
+def pd_trials(run_dir: Path) -> list[int]:
+    import pandas as pd
+
+    return list(pd.read_parquet(run_dir / "trials")["trial"])
+
+
+def test_two_worker_processes_checksum_every_line(tmp_path: Path, capsys) -> None:
+    from test_search import cli, write_experiment
+
+    exp = write_experiment(tmp_path, trials=64)
+    run_dir = tmp_path / "run"
+    code, _, err = cli(capsys, "search", str(exp), "--trials", "24", "--workers", "2",
+                       "--out", str(run_dir))
+    assert code == 0, err
+    health = check_journal(run_dir / "study.log")
+    assert health.ok and health.unverified == 0 and health.lines > 24, health
+    code, out, _ = cli(capsys, "doctor", str(run_dir))
+    assert code == 0 and "level with the storage" in out, out
+
+
+def test_truncate_keeps_the_lines_before_damage_nothing_mends(tmp_path: Path,
+                                                              capsys) -> None:
+    from test_search import cli
+
+    from codesign.log_check import log_gaps
+
+    run_dir = _run_search(tmp_path, capsys, 16)
+    journal = run_dir / "study.log"
+    data = journal.read_bytes()
+    lines = data.splitlines(keepends=True)
+    k = len(lines) // 2
+    start = sum(len(x) for x in lines[:k])
+    damaged = bytearray(data)
+    at = data.index(b'"worker_id":"', start) + len(b'"worker_id":"')
+    damaged[at] ^= 0x01  # two flips in one line: no single bit explains it
+    damaged[at + 1] ^= 0x01
+    journal.write_bytes(bytes(damaged))
+    assert cli(capsys, "pareto", str(run_dir))[0] == 2
+    code, _, err = cli(capsys, "doctor", str(run_dir), "--repair")
+    assert code == 1 and "--truncate" in err and journal.read_bytes() == damaged
+    code, out, err = cli(capsys, "doctor", str(run_dir), "--repair", "--truncate")
+    assert code == 0, (out, err)
+    assert f"kept the {k} entries before it" in out, out
+    assert journal.read_bytes() == b"".join(lines[:k])
+    assert log_gaps(run_dir).level
+    assert cli(capsys, "resume", str(run_dir), "--trials", "8")[0] == 0
