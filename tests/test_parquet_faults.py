@@ -388,6 +388,8 @@ def test_a_bad_run_json_names_its_key_and_export_rebuilds_it(work: Path, capsys,
         assert code == 2, (command, err)
         one_line(err, str(path), f": {key}: ", f"codesign export {RUN}")
         assert files(RUN) == before
+    code, _out, err = cli(capsys, "doctor", str(RUN))  # checks the journal, no traceback
+    assert "Traceback" not in err and code in (0, 1), err
     code, _out, err = cli(capsys, "export", str(RUN))
     assert code == 0, err
     kept = list(RUN.glob("run.json.bad-*"))
