@@ -141,8 +141,8 @@ def prepare_run(
     Reads but never writes (except to complete a change of experiment that a killed command
     committed, :func:`codesign.runfile.finish_change`). A changed experiment on an existing
     study (in the run directory or in a shared storage) is a ConfigError (exit 2) unless
-    ``allow_space_change``; the
-    objectives of a study never change. A run made with ``--storage X`` continues in X.
+    ``allow_space_change``; the objectives of a study never change. A run made with
+    ``--storage X`` continues in X.
     """
     name = study or exp.name
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
