@@ -211,15 +211,13 @@ def read_trials(run_dir: str | os.PathLike[str], exp: Experiment) -> pd.DataFram
     """The Parquet trial log of a run as a DataFrame: one row per trial number (the last
     written wins if a crash logged one twice), sorted by trial number. Files are read under
     the experiment's current schema: a column added since older files were written (a new
-    metric) is null in their rows."""
-    import pyarrow.dataset as pads
-
-    folder = Path(run_dir) / "trials"
-    files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
-    if not files:
+    metric) is null in their rows. One version of the log is read, even while ``codesign
+    export`` replaces it (:func:`codesign.parquet_log.read_log`); a file that does not read is
+    a ConfigError naming it and ``codesign export``."""
+    table = parquet_log.read_log(run_dir, parquet_log.schema(exp))
+    if table is None:
         return _empty_trials(exp)
-    df = pads.dataset([str(f) for f in files], format="parquet",
-                      schema=parquet_log.schema(exp)).to_table().to_pandas()
+    df = table.to_pandas()
     df = df.drop_duplicates("trial", keep="last").sort_values("trial", kind="stable")
     return df.reset_index(drop=True)
 

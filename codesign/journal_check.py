@@ -114,7 +114,11 @@ def _run_storage(run_dir: Path) -> str | None:
     info_path = run_dir / RUN_FILE
     if not info_path.is_file():
         return None
-    storage = json.loads(info_path.read_text(encoding="utf-8")).get("storage")
+    try:  # a damaged run.json is named by the commands that load the run (runfile)
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    storage = info.get("storage") if isinstance(info, dict) else None
     return storage if isinstance(storage, str) else None
 
 

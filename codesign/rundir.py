@@ -15,12 +15,14 @@ there, :func:`write_run_files` writes the config as run and :func:`load_run` rea
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import re
 import socket
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,10 +33,10 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from codesign import parquet_log
+from codesign import parquet_log, runfile
 from codesign.config import SAMPLERS, Experiment, load_experiment
 from codesign.errors import ConfigError
-from codesign.journal_check import JOURNAL_FILE, RUN_FILE, open_journal
+from codesign.journal_check import JOURNAL_FILE, RUN_FILE, check_journal, open_journal
 from codesign.storage_check import check_out_dir, check_storage_url
 
 METRICS_ATTR = "codesign:metrics"
@@ -149,9 +151,11 @@ def prepare_run(
 ) -> RunSpec:
     """Decide the run directory and storage, and check them against any study already there.
 
-    Reads but never writes. A changed experiment on an existing study (in the run directory
-    or in a shared storage) is a ConfigError (exit 2) unless ``allow_space_change``; the
-    objectives of a study never change. A run made with ``--storage X`` continues in X.
+    Reads but never writes (except to complete a change of experiment that a killed command
+    committed, :func:`codesign.runfile.finish_change`). A changed experiment on an existing
+    study (in the run directory or in a shared storage) is a ConfigError (exit 2) unless
+    ``allow_space_change``; the objectives of a study never change. A run made with
+    ``--storage X`` continues in X.
     """
     name = study if study is not None else exp.name
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
@@ -168,6 +172,8 @@ def prepare_run(
     url = normalize_storage(storage or exp.storage_url)
     changed = False
     info_path = run_dir / RUN_FILE
+    if runfile.pending(run_dir):  # a change a killed command committed: complete it first
+        load_run(run_dir)
     if info_path.exists():
         stored_exp, stored_run = load_run(run_dir, url)
         if stored_run.study_name != name:
@@ -197,37 +203,8 @@ def prepare_run(
     return RunSpec(run_dir, name, url, sampler, exp.seed if seed is None else seed, changed)
 
 
-def write_run_files(exp: Experiment, run: RunSpec) -> None:
-    """Write the config as run: the first time, or after an allowed change, when the trial log
-    is first rewritten under the new schema and the previous config moves to
-    ``history/<time>/``. Idempotent: does nothing once the run holds ``exp``."""
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    info_path = run.run_dir / RUN_FILE
-    if info_path.exists():
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-        if info["fingerprint"] == exp.fingerprint():
-            return
-        if not run.changed:
-            raise RuntimeError("the run directory holds another experiment; prepare_run checks")
-        study = open_study(exp, run)
-        tag = f"rewrite-{_writer_tag(0)}"
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        parquet_log.rewrite_trials(run.run_dir, exp,
-                                   [row_from_trial(exp, t, tag) for t in complete], tag)
-        old = run.run_dir / "history" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        old.mkdir(parents=True)
-        for name in (RUN_FILE, "experiment.toml", "search_space.toml"):
-            os.replace(run.run_dir / name, old / name)
-    space_text = Path(exp.space.path).read_text(encoding="utf-8")
-    (run.run_dir / "search_space.toml").write_text(space_text, encoding="utf-8")
-    text, n = re.subn(r'(?m)^(\s*search_space\s*=\s*)(".*?"|\'.*?\')', r'\1"search_space.toml"',
-                      exp.text, count=1)
-    header = f"# config as run; fingerprint {exp.fingerprint()}\n"
-    (run.run_dir / "experiment.toml").write_text(header + text, encoding="utf-8")
-    copied = load_experiment(run.run_dir / "experiment.toml")
-    if n != 1 or copied.fingerprint() != exp.fingerprint():
-        raise RuntimeError("the copied experiment does not reproduce the original fingerprint")
-    info = {
+def _info(exp: Experiment, run: RunSpec) -> dict[str, Any]:
+    return {
         "study": run.study_name,
         "storage": _safe_url(run.storage_url),
         "fingerprint": exp.fingerprint(),
@@ -236,37 +213,144 @@ def write_run_files(exp: Experiment, run: RunSpec) -> None:
         "seed": run.seed,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    tmp = info_path.with_name(".run.json.tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, info_path)
 
 
-def load_run(run_dir: str | os.PathLike[str],
-             storage: str | None = None) -> tuple[Experiment, RunSpec]:
-    """The experiment and run spec stored in an existing run directory (ConfigError if none).
+def _writable(run_dir: Path) -> None:
+    """ConfigError unless the run directory takes writes (checked before anything is written;
+    as root every directory does)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        err = parquet_log.write_error(run_dir / RUN_FILE, exc, run_dir)
+        if err is None:
+            raise
+        raise err from exc
+    folders = [run_dir] + [run_dir / d for d in ("trials", "pareto") if (run_dir / d).is_dir()]
+    for folder in folders:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            err = parquet_log.write_error(folder, PermissionError(errno.EACCES, "read-only"),
+                                          run_dir)
+            assert err is not None
+            raise err
 
-    ``run.json`` holds a database URL without its password: the full URL is ``storage`` (a
-    worker's ``--storage``) when that is the stored URL with a password, else the
-    environment variable ``CODESIGN_STORAGE_URL`` (the way to pass a secret to ``resume``).
-    """
-    run_dir = Path(run_dir)
-    info_path = run_dir / RUN_FILE
-    if not info_path.is_file():
-        raise ConfigError(run_dir, "<run directory>", f"a run directory with {RUN_FILE}",
-                          "no such file")
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    exp = load_experiment(run_dir / info["experiment"])
+
+def write_run_files(exp: Experiment, run: RunSpec) -> None:
+    """Write the config as run: the first time, or after an allowed change, as one
+    transaction (:mod:`codesign.runfile`): the storage's fingerprint and the trial log under
+    the new schema, the previous config moved to ``history/<time>/``. Idempotent: does
+    nothing once the run holds ``exp``. A read-only run directory or a full disk is a
+    ConfigError naming the file."""
+    _writable(run.run_dir)
+    runfile.finish_change(run.run_dir, _relog_for(run.run_dir))
+    info_path = run.run_dir / RUN_FILE
+    if not info_path.exists():
+        runfile.write_config(exp, run.run_dir, _info(exp, run))
+        return
+    if runfile.read_run_file(run.run_dir)["fingerprint"] == exp.fingerprint():
+        return
+    if not run.changed:
+        raise RuntimeError("the run directory holds another experiment; prepare_run checks")
+    with runfile.change_lock(run.run_dir):
+        runfile.stage_change(exp, run.run_dir, _info(exp, run))
+    runfile.finish_change(run.run_dir, _relog_for(run.run_dir))
+
+
+def _spec(run_dir: Path, info: dict[str, Any], changed: bool = False,
+          storage: str | None = None) -> RunSpec:
+    """The run spec of ``run.json``'s ``info``. ``run.json`` holds a database URL without its
+    password: the full URL is ``storage`` (a worker's ``--storage``) when that is the stored
+    URL with a password, else the environment variable ``CODESIGN_STORAGE_URL`` (the way to
+    pass a secret to ``resume``)."""
     stored = info["storage"]
     url = stored
     if stored is not None and "***" in stored:
         given = [u for u in (storage, os.environ.get("CODESIGN_STORAGE_URL")) if u]
         url = next((u for u in given if _safe_url(u) == stored), None)
         if url is None:
-            raise ConfigError(info_path, "storage",
+            raise ConfigError(run_dir / RUN_FILE, "storage",
                               f"--storage or CODESIGN_STORAGE_URL set to {stored} with its "
                               "password (elided here)",
                               _safe_url(given[0]) if given else "neither set")
-    return exp, RunSpec(run_dir, info["study"], url, info["sampler"], int(info["seed"]))
+    return RunSpec(run_dir, info["study"], url, info["sampler"], int(info["seed"]), changed)
+
+
+def _relog_for(run_dir: Path) -> Callable[[Experiment, dict[str, Any]], None]:
+    def relog(exp: Experiment, info: dict[str, Any]) -> None:
+        """The storage side of a committed change: the new fingerprint, the log rewritten."""
+        run = _spec(run_dir, info, changed=True)
+        jpath = journal_file(run)
+        if jpath is not None:
+            health = check_journal(jpath, run_dir=run_dir)
+            if health.damaged:
+                raise ConfigError(jpath, "<journal>", "an undamaged journal", health.message)
+        study = open_study(exp, run)
+        tag = f"rewrite-{_writer_tag(0)}"
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        parquet_log.replace_trials(run_dir, exp, [row_from_trial(exp, t, tag) for t in complete],
+                                   tag)
+    return relog
+
+
+def load_run(run_dir: str | os.PathLike[str],
+             storage: str | None = None) -> tuple[Experiment, RunSpec]:
+    """The experiment and run spec stored in an existing run directory (ConfigError if none);
+    ``storage``: the full URL of a database run (see :func:`_spec`).
+
+    A change of experiment that a killed command committed but did not complete is completed
+    first (:func:`codesign.runfile.finish_change`); a bad ``run.json`` is a
+    :class:`codesign.runfile.RunFileError` naming its key and ``codesign export``."""
+    run_dir = Path(run_dir)
+    info_path = run_dir / RUN_FILE
+    if runfile.pending(run_dir):
+        runfile.finish_change(run_dir, _relog_for(run_dir))
+    if not info_path.is_file():
+        history = sorted((run_dir / "history").glob(f"*/{RUN_FILE}"))
+        hint = (f"no such file (a change of experiment was killed; restore it with `cp "
+                f"{history[-1]} {run_dir}/`, then run the changed experiment again: `codesign "
+                f"search EXPERIMENT --out {run_dir} --allow-space-change`)"
+                if history else "no such file")
+        raise ConfigError(run_dir, "<run directory>", f"a run directory with {RUN_FILE}", hint)
+    info = runfile.read_run_file(run_dir)
+    try:
+        exp = load_experiment(run_dir / info["experiment"])
+    except OSError as exc:
+        raise ConfigError(run_dir / info["experiment"], "<experiment>", "the config as run",
+                          exc.strerror or str(exc)) from None
+    return exp, _spec(run_dir, info, storage=storage)
+
+
+def rebuild_run_file(run_dir: str | os.PathLike[str]) -> Path | None:
+    """Rebuild an unreadable ``run.json`` from ``experiment.toml`` and the embedded journal
+    (the study there whose fingerprint matches); the bad file is kept as
+    ``run.json.bad-<time>``. Returns the kept copy, None if ``run.json`` reads."""
+    run_dir = Path(run_dir)
+    try:
+        runfile.read_run_file(run_dir)
+        return None
+    except runfile.RunFileError as exc:
+        problem = exc
+    info_path, journal = run_dir / RUN_FILE, run_dir / JOURNAL_FILE
+    if not journal.is_file():
+        raise ConfigError(info_path, problem.key, f"{problem.expected.split(' (')[0]} (its "
+                          "storage is not in the run directory, so it cannot be rebuilt: restore "
+                          "run.json from a backup or history/)", problem.got)
+    exp = load_experiment(run_dir / "experiment.toml")
+    health = check_journal(journal, run_dir=run_dir)
+    if health.damaged:
+        raise ConfigError(journal, "<journal>", "an undamaged journal", health.message)
+    storage = open_storage(RunSpec(run_dir, "", None, exp.sampler, exp.seed))
+    names = [s.study_name for s in storage.get_all_studies()
+             if s.user_attrs.get(FINGERPRINT_ATTR) == exp.fingerprint()]
+    if len(names) != 1:
+        raise ConfigError(journal, "<study>", f"one study with fingerprint "
+                          f"{exp.fingerprint()[:12]} (that of experiment.toml), to rebuild "
+                          f"{RUN_FILE} from", f"{len(names)} such studies")
+    kept = runfile.keep_bad_run_file(run_dir) if info_path.exists() else None
+    run = RunSpec(run_dir, names[0], None, exp.sampler, exp.seed)
+    tmp = run_dir / ".run.json.tmp"
+    tmp.write_text(json.dumps(_info(exp, run), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, info_path)
+    return kept
 
 
 # --------------------------------------------------------------------------- storage, sampler

@@ -337,14 +337,43 @@ def summary_dict(summary: SearchSummary) -> dict[str, Any]:
 
 def export_run(run_dir: str | os.PathLike[str]) -> tuple[int, str]:
     """Rebuild the whole Parquet log of a run from its storage (the truth): one trials file
-    with every COMPLETE trial, replacing the parts, and a fresh Pareto snapshot. Idempotent.
-    Returns (rows written, pareto snapshot path)."""
-    exp, run = load_run(run_dir)
+    with every COMPLETE trial, replacing the log in one atomic swap (a reader sees the old log
+    or the new one, never both; :func:`codesign.parquet_log.replace_trials`), and a fresh
+    Pareto snapshot. Idempotent. An unreadable ``run.json`` is rebuilt first
+    (:func:`codesign.rundir.rebuild_run_file`, the bad file kept). Refused (ConfigError) while
+    a search of the run is alive on this machine. Returns (rows written, pareto snapshot path).
+    """
+    import fcntl
+    from pathlib import Path
+
+    from codesign.errors import ConfigError
+    from codesign.rundir import _writable, rebuild_run_file
+    from codesign.runfile import RunFileError
+    from codesign.workers import _workers_dir, other_live_workers
+
+    try:
+        exp, run = load_run(run_dir)
+    except RunFileError:
+        _writable(Path(run_dir))
+        kept = rebuild_run_file(run_dir)
+        print(f"{run_dir}: run.json rebuilt from experiment.toml and the journal"
+              + (f" (the bad one kept as {kept})" if kept else ""), file=sys.stderr)
+        exp, run = load_run(run_dir)
+    _writable(run.run_dir)
     preflight_journal(run)
-    study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
-    tag = f"export-{_writer_tag(0)}"
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    parquet_log.rewrite_trials(run.run_dir, exp, [row_from_trial(exp, t, tag) for t in complete],
-                               tag)
-    summary = finalize(exp, run, 0, 0.0, tag, study)
+    folder = _workers_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".recover.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # no worker of this storage starts meanwhile
+        live = other_live_workers(run)
+        if live:
+            raise ConfigError(run.run_dir, "<run directory>", "no search running on this run's "
+                              "storage (export replaces the whole log; run it once they end)",
+                              f"{live} live worker(s)")
+        study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
+        tag = f"export-{_writer_tag(0)}"
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        parquet_log.replace_trials(run.run_dir, exp,
+                                   [row_from_trial(exp, t, tag) for t in complete], tag)
+        summary = finalize(exp, run, 0, 0.0, tag, study)
     return len(complete), summary.pareto_path

@@ -267,6 +267,7 @@ def _writer_gone(tag: str | None) -> bool:
 def sync_parquet(exp: Experiment, run: RunSpec, study: optuna.Study) -> int:
     """Bring the Parquet log level with the storage after a crash: logs the COMPLETE trials
     it lacks whose writer died (returns how many) and removes temp files of dead writers."""
+    parquet_log.recover_log(run.run_dir)  # a log replacement killed midway: one log again
     parquet_log.remove_stale_temp_files(run.run_dir, pid_alive)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     tag = f"rebuild-{_writer_tag(0)}"

@@ -28,6 +28,7 @@ from codesign import study as st
 from codesign import workers as wk
 from codesign.cli import main
 from codesign.config import load_experiment
+from codesign.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 POP = 8
@@ -527,9 +528,9 @@ def test_atomic_write_on_a_full_disk_leaves_nothing(tmp_path: Path,
 
     monkeypatch.setattr(parquet_log.pq, "write_table", full_disk)
     target = tmp_path / "trials" / "part-x-00000000-00000001.parquet"
-    with pytest.raises(OSError) as info:
+    with pytest.raises(ConfigError, match="no space left") as info:  # one line, exit 2
         parquet_log.atomic_write(pa.table({"trial": [0, 1]}), target)
-    assert info.value.errno == 28
+    assert info.value.__cause__.errno == 28
     assert sorted(p.name for p in target.parent.iterdir()) == []
 
 
@@ -542,7 +543,7 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path: Path,
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(parquet_log.pq, "write_table", full_disk)
-    with pytest.raises(OSError):
+    with pytest.raises(ConfigError, match="no space left"):
         parquet_log.atomic_write(pa.table({"trial": [9]}), target)
     assert [p.name for p in tmp_path.iterdir()] == ["front.parquet"]
     assert pq.read_table(target).column("trial").to_pylist() == [1, 2, 3]
