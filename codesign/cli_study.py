@@ -49,6 +49,7 @@ def _run(exp: Any, run: Any, trials: int | None, workers: int, progress: bool,
         print(f"study {run.study_name}: the budget of {exp.trials} trials is reached; "
               f"pass --trials N to run more. Front: codesign pareto {run.run_dir}")
         return 0
+    st.check_sampler(exp, run)  # a missing optional dependency: exit 2 before any file
     write_run_files(exp, run)
     procs = []
     shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
