@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from codesign.config import Experiment
 from codesign.perf import evaluate_designs
 from codesign.repeats import MAX_REDRAWS, REPEAT_ATTR, DesignIndex, unique_designs
 from codesign.rundir import (
+    INFEASIBLE_CONSTRAINT,
     METRICS_ATTR,
     WRITER_KEY,
     RunSpec,
@@ -100,9 +102,37 @@ def _tell(exp: Experiment, study: optuna.Study, trial: optuna.Trial,
     if not all(_finite(v) for v in values):
         trial.set_user_attr("fail_reason", f"non-finite objective values {values}")
         return study.tell(trial, state=TrialState.FAIL)
-    for key, value in constraint_values(exp, metrics).items():
-        trial.set_constraint(key, value)
+    study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY,
+                                         list(constraint_values(exp, metrics).values()))
     return study.tell(trial, values)
+
+
+CONSTRAINTS_KEY = "constraints"
+"""System attribute of a trial's constraint values (<= 0 feasible), as a list in the order of
+:func:`constraint_names`: Optuna's samplers read it, and optuna-dashboard reads only this form
+(``constraints:<name>`` keys, Optuna's newer form, are invisible to it)."""
+CONSTRAINT_NAMES_ATTR = "codesign:constraint_names"
+
+
+def constraint_names(exp: Experiment) -> list[str]:
+    """Names of the constraint values of a trial, in their stored order."""
+    names = [INFEASIBLE_CONSTRAINT]
+    for c in exp.constraints:
+        names += [f"{c.metric}_max"] * (c.max is not None) + [f"{c.metric}_min"] * (
+            c.min is not None)
+    return names
+
+
+def name_study(exp: Experiment, study: optuna.Study) -> None:
+    """Name the objectives (``study.set_metric_names``: optuna-dashboard and Optuna's plots
+    show them) and record the constraint names, once per study."""
+    metrics = [o.metric for o in exp.objectives]
+    if study.metric_names != metrics:
+        with warnings.catch_warnings():  # experimental in Optuna 5, stable in use since 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metrics)
+    if study.user_attrs.get(CONSTRAINT_NAMES_ATTR) != constraint_names(exp):
+        study.set_user_attr(CONSTRAINT_NAMES_ATTR, constraint_names(exp))
 
 
 def _generation(study: optuna.Study, sampler: optuna.samplers.BaseGASampler) -> int:
@@ -190,8 +220,7 @@ def commit_trial(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
         system[study.sampler._get_generation_key()] = gen
     user = {METRICS_ATTR: {**_json_safe(metrics), WRITER_KEY: writer}}
     if all(_finite(v) for v in values):
-        system.update({f"constraints:{k}": v
-                       for k, v in constraint_values(exp, metrics).items()})
+        system[CONSTRAINTS_KEY] = list(constraint_values(exp, metrics).values())
         template = optuna.trial.create_trial(params=params, distributions=dists, values=values,
                                              user_attrs=user, system_attrs=system)
     else:
@@ -208,7 +237,7 @@ def commit_repeat(study: optuna.Study, dists: dict[str, Any], params: dict[str, 
     """Record a proposal of a design already stored in ``prior`` as a finished trial with
     ``prior``'s values, constraints and metrics, marked ``codesign:repeat_of`` (one write)."""
     system: dict[str, Any] = {k: v for k, v in prior.system_attrs.items()
-                              if k.startswith("constraints")}
+                              if k.startswith(CONSTRAINTS_KEY)}
     if gen is not None:
         system[study.sampler._get_generation_key()] = gen
     user = {METRICS_ATTR: {**prior.user_attrs.get(METRICS_ATTR, {}), WRITER_KEY: writer},
@@ -225,8 +254,9 @@ def _tell_repeat(study: optuna.Study, trial: optuna.Trial, prior: FrozenTrial,
     trial.set_user_attr(METRICS_ATTR, {**prior.user_attrs.get(METRICS_ATTR, {}),
                                        WRITER_KEY: writer})
     trial.set_user_attr(REPEAT_ATTR, prior.number)
-    for key, value in prior.constraints.items():
-        trial.set_constraint(key, value)
+    for key, value in prior.system_attrs.items():
+        if key.startswith(CONSTRAINTS_KEY):
+            study._storage.set_trial_system_attr(trial._trial_id, key, value)
     return study.tell(trial, prior.values)
 
 
@@ -264,6 +294,7 @@ def run_search(
     hold_worker_lock(run, worker)
     preflight_journal(run)
     study = open_study(exp, run, worker)
+    name_study(exp, study)
     recover_stale_trials(run, study)
     enqueue_baselines(exp, run, study)
     sync_parquet(exp, run, study)
