@@ -95,12 +95,14 @@ def _quickstart_with_baselines(folder: Path, baselines: tuple[str, ...]) -> Path
     return path
 
 
+@pytest.mark.parametrize("how", ["resume", "two workers"])
 def test_baselines_killed_while_running_keep_their_identity(tmp_path: Path, capsys,
-                                                           monkeypatch: pytest.MonkeyPatch
-                                                           ) -> None:
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           how: str) -> None:
     """kill -9 while the 8 baseline trials are RUNNING (the child blocks inside the
-    evaluation, so the kill always lands there), then resume: every baseline is re-run once,
-    flagged, and `pareto` keeps its <objective>_vs_<chip> columns."""
+    evaluation, so the kill always lands there), then resume (or search on with two worker
+    processes): every baseline is re-run once, flagged, and `pareto` keeps its
+    <objective>_vs_<chip> columns."""
     import os
     import signal
     import subprocess
@@ -126,8 +128,14 @@ def test_baselines_killed_while_running_keep_their_identity(tmp_path: Path, caps
     running = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     assert sorted(t.user_attrs[BASELINE_ATTR] for t in running) == sorted(EIGHT)
 
-    assert main(["resume", "runs/quickstart", "--trials", "16", "--no-progress"]) == 0
+    if how == "resume":
+        assert main(["resume", "runs/quickstart", "--trials", "16", "--no-progress"]) == 0
+    else:
+        assert main(["search", str(exp), "--trials", "16", "--workers", "2",
+                     "--no-progress"]) == 0
     study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
+    assert not [t for t in study.trials if t.state in (optuna.trial.TrialState.RUNNING,
+                                                         optuna.trial.TrialState.WAITING)]
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
             or "fail_reason" in t.user_attrs]
     assert sorted(t.user_attrs.get(BASELINE_ATTR) for t in done
