@@ -15,11 +15,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import optuna
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.trial import FrozenTrial, TrialState
+
+from codesign.rundir import METRICS_ATTR, WRITER_KEY, RunSpec, open_storage
 
 REPEAT_ATTR = "codesign:repeat_of"
 """User attribute of a trial completed with the stored result of an earlier trial (its
 number) instead of being evaluated again."""
+
+REDRAWS_ATTR = "codesign:redraws"
+"""User attribute of a trial whose proposal was drawn again this many times because the
+earlier draws repeated a design (absent when none did)."""
 
 MAX_REDRAWS = 32
 """How many times a proposal that repeats a stored design is drawn again before the stored
@@ -36,6 +44,7 @@ class DesignIndex:
         self.names = tuple(names)
         self.by_key: dict[Key, FrozenTrial] = {}
         self.repeats = 0
+        self.redraws: list[int] = []  # per proposal of the last population drawn
         self._scanned = 0
         self._open: set[int] = set()
 
@@ -70,3 +79,61 @@ def unique_designs(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     for t in sorted(trials, key=lambda t: t.number):
         first.setdefault(tuple(sorted(t.params.items())), t)
     return sorted(first.values(), key=lambda t: t.number)
+
+
+def repeats_of(trials: Iterable[FrozenTrial]) -> int:
+    """Proposals of ``trials`` that repeated a stored design: draws replaced
+    (``codesign:redraws``) and trials given a stored result (``codesign:repeat_of``)."""
+    return sum(int(t.user_attrs.get(REDRAWS_ATTR, 0)) + (REPEAT_ATTR in t.user_attrs)
+               for t in trials)
+
+
+def commit_repeat(study: optuna.Study, dists: dict[str, Any], params: dict[str, Any],
+                  prior: FrozenTrial, writer: str, gen: int | None,
+                  redraws: int = 0) -> FrozenTrial:
+    """Record a proposal of a design already stored in ``prior`` as a finished trial with
+    ``prior``'s values, constraints and metrics, marked ``codesign:repeat_of`` (one write)."""
+    system: dict[str, Any] = {k: v for k, v in prior.system_attrs.items()
+                              if k.startswith(_CONSTRAINTS_KEY)}
+    if gen is not None:
+        system[study.sampler._get_generation_key()] = gen
+    user = {METRICS_ATTR: {**prior.user_attrs.get(METRICS_ATTR, {}), WRITER_KEY: writer},
+            REPEAT_ATTR: prior.number}
+    if redraws:
+        user[REDRAWS_ATTR] = redraws
+    template = optuna.trial.create_trial(params=params, distributions=dists, values=prior.values,
+                                         user_attrs=user, system_attrs=system)
+    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+    return study._storage.get_trial(trial_id)
+
+
+def tell_repeat(study: optuna.Study, trial: optuna.Trial, prior: FrozenTrial,
+                writer: str) -> FrozenTrial:
+    """Finish an asked trial whose design is stored in ``prior`` with ``prior``'s result."""
+    trial.set_user_attr(METRICS_ATTR, {**prior.user_attrs.get(METRICS_ATTR, {}),
+                                       WRITER_KEY: writer})
+    trial.set_user_attr(REPEAT_ATTR, prior.number)
+    for key, value in prior.system_attrs.items():
+        if key.startswith(_CONSTRAINTS_KEY):
+            study._storage.set_trial_system_attr(trial._trial_id, key, value)
+    return study.tell(trial, prior.values)
+
+
+def trials_so_far(run: RunSpec) -> int:
+    """How many trials the run's study holds (0 before it exists); creates nothing."""
+    from codesign.journal_check import JOURNAL_FILE
+
+    if run.storage_url is None and not (run.run_dir / JOURNAL_FILE).exists():
+        return 0
+    try:
+        study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
+    except KeyError:
+        return 0
+    return len(study.get_trials(deepcopy=False))
+
+
+def repeats_since(run: RunSpec, first: int) -> int:
+    """Proposals that repeated a stored design among the trials numbered ``first`` and on
+    (every worker's, from what each trial records)."""
+    study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
+    return repeats_of(t for t in study.get_trials(deepcopy=False) if t.number >= first)

@@ -25,13 +25,23 @@ from datetime import datetime
 from typing import Any
 
 import optuna
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from codesign import parquet_log
 from codesign.config import Experiment
 from codesign.perf import evaluate_designs
-from codesign.repeats import MAX_REDRAWS, REPEAT_ATTR, DesignIndex, unique_designs
+from codesign.repeats import (
+    MAX_REDRAWS,
+    REDRAWS_ATTR,
+    DesignIndex,
+    commit_repeat,
+    tell_repeat,
+    unique_designs,
+)
+from codesign.repeats import repeats_since as repeats_since
+from codesign.repeats import trials_so_far as trials_so_far
 from codesign.rundir import (
     INFEASIBLE_CONSTRAINT,
     METRICS_ATTR,
@@ -107,7 +117,7 @@ def _tell(exp: Experiment, study: optuna.Study, trial: optuna.Trial,
     return study.tell(trial, values)
 
 
-CONSTRAINTS_KEY = "constraints"
+CONSTRAINTS_KEY = _CONSTRAINTS_KEY
 """System attribute of a trial's constraint values (<= 0 feasible), as a list in the order of
 :func:`constraint_names`: Optuna's samplers read it, and optuna-dashboard reads only this form
 (``constraints:<name>`` keys, Optuna's newer form, are invisible to it)."""
@@ -195,15 +205,18 @@ def propose_population(study: optuna.Study, dists: dict[str, Any], k: int,
         return {n: params[n] for n in dists}
 
     proposals = []
+    if index is not None:
+        index.redraws = []
     for _ in range(k):
         params = draw()
         if index is not None:
-            for _ in range(MAX_REDRAWS):
-                key = index.key(params)
-                if key not in taken and key not in index.by_key:
-                    break
-                index.repeats += 1
+            n = 0
+            while n < MAX_REDRAWS and (index.key(params) in taken
+                                       or index.key(params) in index.by_key):
+                n += 1
                 params = draw()
+            index.repeats += n
+            index.redraws.append(n)
             taken.add(index.key(params))
         proposals.append(params)
     return proposals, gen
@@ -211,14 +224,17 @@ def propose_population(study: optuna.Study, dists: dict[str, Any], k: int,
 
 def commit_trial(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
                  params: dict[str, Any], metrics: dict[str, Any], writer: str,
-                 gen: int | None) -> FrozenTrial:
+                 gen: int | None, redraws: int = 0) -> FrozenTrial:
     """Record one evaluated proposal as a finished trial in a single storage write:
-    COMPLETE with its constraints (and GA generation), or FAIL if non-finite."""
+    COMPLETE with its constraints (and GA generation), or FAIL if non-finite (``redraws``:
+    how many earlier draws of it repeated a stored design)."""
     values = objective_values(exp, metrics)
     system: dict[str, Any] = {}
     if gen is not None:
         system[study.sampler._get_generation_key()] = gen
-    user = {METRICS_ATTR: {**_json_safe(metrics), WRITER_KEY: writer}}
+    user: dict[str, Any] = {METRICS_ATTR: {**_json_safe(metrics), WRITER_KEY: writer}}
+    if redraws:
+        user[REDRAWS_ATTR] = redraws
     if all(_finite(v) for v in values):
         system[CONSTRAINTS_KEY] = list(constraint_values(exp, metrics).values())
         template = optuna.trial.create_trial(params=params, distributions=dists, values=values,
@@ -230,34 +246,6 @@ def commit_trial(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
                                              state=TrialState.FAIL)
     trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
     return study._storage.get_trial(trial_id)
-
-
-def commit_repeat(study: optuna.Study, dists: dict[str, Any], params: dict[str, Any],
-                  prior: FrozenTrial, writer: str, gen: int | None) -> FrozenTrial:
-    """Record a proposal of a design already stored in ``prior`` as a finished trial with
-    ``prior``'s values, constraints and metrics, marked ``codesign:repeat_of`` (one write)."""
-    system: dict[str, Any] = {k: v for k, v in prior.system_attrs.items()
-                              if k.startswith(CONSTRAINTS_KEY)}
-    if gen is not None:
-        system[study.sampler._get_generation_key()] = gen
-    user = {METRICS_ATTR: {**prior.user_attrs.get(METRICS_ATTR, {}), WRITER_KEY: writer},
-            REPEAT_ATTR: prior.number}
-    template = optuna.trial.create_trial(params=params, distributions=dists, values=prior.values,
-                                         user_attrs=user, system_attrs=system)
-    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
-    return study._storage.get_trial(trial_id)
-
-
-def _tell_repeat(study: optuna.Study, trial: optuna.Trial, prior: FrozenTrial,
-                 writer: str) -> FrozenTrial:
-    """Finish an asked trial whose design is stored in ``prior`` with ``prior``'s result."""
-    trial.set_user_attr(METRICS_ATTR, {**prior.user_attrs.get(METRICS_ATTR, {}),
-                                       WRITER_KEY: writer})
-    trial.set_user_attr(REPEAT_ATTR, prior.number)
-    for key, value in prior.system_attrs.items():
-        if key.startswith(CONSTRAINTS_KEY):
-            study._storage.set_trial_system_attr(trial._trial_id, key, value)
-    return study.tell(trial, prior.values)
 
 
 def _asks_trials(study: optuna.Study) -> bool:
@@ -352,17 +340,17 @@ def run_search(
                         frozen = _tell(exp, study, t, next(fresh), writer)
                     else:
                         prior = p if isinstance(p, FrozenTrial) else finished[p]
-                        frozen = (_tell_repeat(study, t, prior, writer)
+                        frozen = (tell_repeat(study, t, prior, writer)
                                   if prior.state == TrialState.COMPLETE
                                   else study.tell(t, state=TrialState.FAIL))
                     finished.append(frozen)
                     told += 1
                     if frozen.state == TrialState.COMPLETE:
                         rows.append(row_from_trial(exp, frozen, writer))
-                for p, m in zip(proposals, fresh, strict=True):
+                for p, m, n in zip(proposals, fresh, index.redraws, strict=True):
                     prior = index.stored(p)  # a space too small to draw a new design
-                    frozen = (commit_repeat(study, dists, p, prior, writer, gen) if prior
-                              else commit_trial(exp, study, dists, p, m, writer, gen))
+                    frozen = (commit_repeat(study, dists, p, prior, writer, gen, n) if prior
+                              else commit_trial(exp, study, dists, p, m, writer, gen, n))
                     if frozen.state == TrialState.COMPLETE:
                         rows.append(row_from_trial(exp, frozen, writer))
             finally:

@@ -12,7 +12,8 @@ import pytest
 from optuna.trial import TrialState
 
 from codesign import study as st
-from codesign.repeats import REPEAT_ATTR, DesignIndex
+from codesign.repeats import REDRAWS_ATTR, REPEAT_ATTR, DesignIndex
+from codesign.rundir import METRICS_ATTR, WRITER_KEY
 from tests.test_search import RUN, cli, load, write_experiment
 
 
@@ -102,3 +103,25 @@ def test_design_index_reads_each_trial_about_once() -> None:
     index.update(study.get_trials(deepcopy=False))
     assert index.stored({"x": running.params["x"]}) is not None
     assert index._scanned == 2 and not index._open
+
+
+def test_every_worker_s_repeats_are_counted_and_recorded(work: Path, capsys) -> None:
+    """The summary of a run with two worker processes counts both workers' repeats, as the
+    trials record them (``codesign:redraws`` / ``codesign:repeat_of``)."""
+    exp = write_experiment(work, trials=160)
+    code, out, err = cli(capsys, "search", str(exp), "--workers", "2", "--json")
+    assert code == 0, err
+    study = load(RUN)
+    recorded = sum(t.user_attrs.get(REDRAWS_ATTR, 0) + (REPEAT_ATTR in t.user_attrs)
+                   for t in study.trials)
+    assert json.loads(out)["repeats"] == recorded > 0
+    # each worker draws against every design stored when its population starts, its own
+    # included (two workers may still evaluate one design in the same moment, rarely)
+    by_writer: dict[str, list[tuple]] = {}
+    for t in study.trials:
+        if t.state == TrialState.COMPLETE and REPEAT_ATTR not in t.user_attrs:
+            writer = t.user_attrs[METRICS_ATTR][WRITER_KEY]
+            by_writer.setdefault(writer, []).append(tuple(sorted(t.params.items())))
+    assert len(by_writer) == 2
+    for designs in by_writer.values():
+        assert len(set(designs)) == len(designs)
