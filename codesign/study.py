@@ -330,7 +330,10 @@ def run_search(
             rows = []
             try:
                 evaluate = [t.params for t, p in zip(trials, plan, strict=True) if p is None]
-                params = evaluate + proposals
+                # a proposal still repeating a stored design after its redraws (a space too
+                # small to draw a new one) takes the stored result too
+                stored = [index.stored(p) for p in proposals]
+                params = evaluate + [p for p, s in zip(proposals, stored, strict=True) if not s]
                 designs = [design_from_params(base, p) for p in params]
                 metrics = evaluate_designs(designs, exp.job, extra, exp.prices)
                 fresh = iter(metrics)
@@ -347,10 +350,10 @@ def run_search(
                     told += 1
                     if frozen.state == TrialState.COMPLETE:
                         rows.append(row_from_trial(exp, frozen, writer))
-                for p, m, n in zip(proposals, fresh, index.redraws, strict=True):
-                    prior = index.stored(p)  # a space too small to draw a new design
+                for p, prior, n in zip(proposals, stored, index.redraws, strict=True):
                     frozen = (commit_repeat(study, dists, p, prior, writer, gen, n) if prior
-                              else commit_trial(exp, study, dists, p, m, writer, gen, n))
+                              else commit_trial(exp, study, dists, p, next(fresh), writer,
+                                                gen, n))
                     if frozen.state == TrialState.COMPLETE:
                         rows.append(row_from_trial(exp, frozen, writer))
             finally:

@@ -125,3 +125,34 @@ def test_every_worker_s_repeats_are_counted_and_recorded(work: Path, capsys) -> 
     assert len(by_writer) == 2
     for designs in by_writer.values():
         assert len(set(designs)) == len(designs)
+
+
+def test_an_exhausted_space_reuses_stored_results(work: Path, capsys, monkeypatch) -> None:
+    """A space of 4 designs and 16 trials: after the 4, every proposal repeats; none is
+    evaluated again, each takes its design's stored result."""
+    space = (("type = \"int\"\nlow = 64\nhigh = 256\nstep = 4", "type = \"int\"\nlow = 64\n"
+              "high = 68\nstep = 4"),)
+    exp = write_experiment(work, trials=16, population=4, sampler="random", space_edits=space)
+    space_text = (work / "space.toml").read_text(encoding="utf-8")
+    # keep only compute_units (2 values) and hbm_gen (2 values) searched
+    kept = ("compute_units", "hbm_gen")
+    blocks = space_text.split("[params.")
+    space_text = blocks[0] + "".join("[params." + b for b in blocks[1:]
+                                     if b.split("]")[0] in kept)
+    (work / "space.toml").write_text(space_text, encoding="utf-8")
+    counted = []
+    real = st.evaluate_designs
+
+    def spy(designs, *args, **kwargs):
+        counted.extend(designs)
+        return real(designs, *args, **kwargs)
+
+    monkeypatch.setattr(st, "evaluate_designs", spy)
+    code, out, err = cli(capsys, "search", str(exp), "--json")
+    assert code == 0, err
+    study = load(RUN)
+    assert len(study.trials) == 16
+    keys = {tuple(sorted(t.params.items())) for t in study.trials}
+    assert len(keys) == 4 and len(counted) == 4
+    assert sum(REPEAT_ATTR in t.user_attrs for t in study.trials) == 12
+    assert json.loads(out)["repeats"] >= 12
