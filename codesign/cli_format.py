@@ -25,6 +25,8 @@ def _print_summary(summary: Any, as_json: bool) -> None:
     print(f"study {summary.study_name}: {summary.trials_run} trials run in "
           f"{summary.seconds:.1f} s ({rate:.1f}/s); {summary.trials_total_complete} complete, "
           f"{summary.feasible} feasible")
+    print(f"repeats: {summary.repeats} proposals repeated a design already in the study "
+          "(drawn again or given its stored result, never evaluated twice)")
     print(f"Pareto front: {summary.pareto_size} designs -> {summary.pareto_path}")
     print(f"all trials (Parquet): {summary.trials_path}")
     print(f"show the front: codesign pareto {summary.run_dir}")

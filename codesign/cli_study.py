@@ -49,6 +49,8 @@ def _run(exp: Any, run: Any, trials: int | None, workers: int, progress: bool,
         print(f"study {run.study_name}: the budget of {exp.trials} trials is reached; "
               f"pass --trials N to run more. Front: codesign pareto {run.run_dir}")
         return 0
+    st.check_sampler(exp, run)  # a missing optional dependency: exit 2 before any file
+    before = st.trials_so_far(run) if workers > 1 else 0
     write_run_files(exp, run)
     procs = []
     shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
@@ -67,7 +69,8 @@ def _run(exp: Any, run: Any, trials: int | None, workers: int, progress: bool,
         proc.join()
         failed += proc.exitcode != 0
     if procs:  # a snapshot and summary that count every worker's trials
-        summary = st.finalize(exp, run, n, time.perf_counter() - t0, "all")
+        summary = st.finalize(exp, run, n, time.perf_counter() - t0, "all",
+                              repeats=st.repeats_since(run, before))
     _print_summary(summary, as_json)
     if failed:
         print(f"{PROG}: {failed} worker process(es) failed", file=sys.stderr)

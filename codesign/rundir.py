@@ -443,7 +443,8 @@ def heartbeat_s() -> int:
 
 
 def make_sampler(name: str, seed: int, population: int) -> optuna.samplers.BaseSampler:
-    """An Optuna sampler by short name (see :data:`codesign.config.SAMPLERS`)."""
+    """An Optuna sampler by short name (see :data:`codesign.config.SAMPLERS`); ``gp`` needs
+    the extra ``codesign[gp]`` (torch, scipy): without it a ConfigError names the extra."""
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
     if name == "nsga3":
@@ -451,6 +452,13 @@ def make_sampler(name: str, seed: int, population: int) -> optuna.samplers.BaseS
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
     if name == "gp":
+        import importlib.util
+
+        missing = [m for m in ("torch", "scipy") if importlib.util.find_spec(m) is None]
+        if missing:  # Optuna's GPSampler imports them lazily, at the first proposal
+            raise ConfigError(None, "--sampler", "gp with its optional dependencies installed: "
+                              "pip install 'codesign[gp]'",
+                              f"gp without {' and '.join(missing)}")
         return optuna.samplers.GPSampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)

@@ -19,24 +19,38 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 import optuna
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from codesign import parquet_log
 from codesign.config import Experiment
 from codesign.perf import evaluate_designs
+from codesign.repeats import (
+    MAX_REDRAWS,
+    REDRAWS_ATTR,
+    DesignIndex,
+    commit_repeat,
+    tell_repeat,
+    unique_designs,
+)
+from codesign.repeats import repeats_since as repeats_since
+from codesign.repeats import trials_so_far as trials_so_far
 from codesign.rundir import (
+    INFEASIBLE_CONSTRAINT,
     METRICS_ATTR,
     WRITER_KEY,
     RunSpec,
     _writer_tag,
     constraint_values,
     load_run,
+    make_sampler,
     objective_values,
     open_storage,
     open_study,
@@ -76,6 +90,9 @@ class SearchSummary:
     seconds: float
     trials_path: str
     pareto_path: str
+    repeats: int = 0
+    """Proposals of this call that repeated a design already in the study (drawn again, or
+    completed with the stored result instead of being evaluated)."""
 
 
 def _finite(x: Any) -> bool:
@@ -95,9 +112,37 @@ def _tell(exp: Experiment, study: optuna.Study, trial: optuna.Trial,
     if not all(_finite(v) for v in values):
         trial.set_user_attr("fail_reason", f"non-finite objective values {values}")
         return study.tell(trial, state=TrialState.FAIL)
-    for key, value in constraint_values(exp, metrics).items():
-        trial.set_constraint(key, value)
+    study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY,
+                                         list(constraint_values(exp, metrics).values()))
     return study.tell(trial, values)
+
+
+CONSTRAINTS_KEY = _CONSTRAINTS_KEY
+"""System attribute of a trial's constraint values (<= 0 feasible), as a list in the order of
+:func:`constraint_names`: Optuna's samplers read it, and optuna-dashboard reads only this form
+(``constraints:<name>`` keys, Optuna's newer form, are invisible to it)."""
+CONSTRAINT_NAMES_ATTR = "codesign:constraint_names"
+
+
+def constraint_names(exp: Experiment) -> list[str]:
+    """Names of the constraint values of a trial, in their stored order."""
+    names = [INFEASIBLE_CONSTRAINT]
+    for c in exp.constraints:
+        names += [f"{c.metric}_max"] * (c.max is not None) + [f"{c.metric}_min"] * (
+            c.min is not None)
+    return names
+
+
+def name_study(exp: Experiment, study: optuna.Study) -> None:
+    """Name the objectives (``study.set_metric_names``: optuna-dashboard and Optuna's plots
+    show them) and record the constraint names, once per study."""
+    metrics = [o.metric for o in exp.objectives]
+    if study.metric_names != metrics:
+        with warnings.catch_warnings():  # experimental in Optuna 5, stable in use since 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metrics)
+    if study.user_attrs.get(CONSTRAINT_NAMES_ATTR) != constraint_names(exp):
+        study.set_user_attr(CONSTRAINT_NAMES_ATTR, constraint_names(exp))
 
 
 def _generation(study: optuna.Study, sampler: optuna.samplers.BaseGASampler) -> int:
@@ -112,14 +157,19 @@ def _generation(study: optuna.Study, sampler: optuna.samplers.BaseGASampler) -> 
     return newest if gens.count(newest) < sampler.population_size else newest + 1
 
 
-def propose_population(study: optuna.Study, dists: dict[str, Any],
-                       k: int) -> tuple[list[dict[str, Any]], int | None]:
+def propose_population(study: optuna.Study, dists: dict[str, Any], k: int,
+                       index: DesignIndex | None = None,
+                       taken: set[Any] | None = None) -> tuple[list[dict[str, Any]], int | None]:
     """``k`` parameter sets from the study's sampler without touching the storage.
 
     GA samplers (NSGA-II/III): the parent population of the new generation is read once and
     each child comes from the sampler's crossover and mutation; other samplers draw through
-    ``sample_relative`` / ``sample_independent`` on a stand-in trial. Returns the proposals
-    and the GA generation (None for other samplers), which :func:`commit_trial` records."""
+    ``sample_relative`` / ``sample_independent`` on a stand-in trial (samplers that write to
+    the trial they sample, TPE and GP, go through ``study.ask`` in :func:`run_search`).
+    With ``index``, a proposal that repeats a stored design or one already in this population
+    (``taken``: keys of the population so far, updated) is drawn again, up to
+    :data:`MAX_REDRAWS` times, and counted in ``index.repeats``. Returns the proposals and the
+    GA generation (None for other samplers), which :func:`commit_trial` records."""
     sampler = study.sampler
     if k <= 0:
         return [], None
@@ -138,8 +188,11 @@ def propose_population(study: optuna.Study, dists: dict[str, Any],
     strategy = getattr(sampler, "_child_generation_strategy", None)
     if ga and gen:
         parents = sampler.get_parent_population(study, gen)
-    proposals = []
-    for _ in range(k):
+    if index is not None:
+        index.update(study._get_trials(deepcopy=False, use_cache=True))
+    taken = set() if taken is None else taken
+
+    def draw() -> dict[str, Any]:
         if ga:
             params = strategy(study, relative, parents) if parents and strategy else {}
         else:
@@ -149,23 +202,41 @@ def propose_population(study: optuna.Study, dists: dict[str, Any],
         for name, dist in dists.items():
             if name not in params:
                 params[name] = sampler.sample_independent(study, stand_in, name, dist)
-        proposals.append({n: params[n] for n in dists})
+        return {n: params[n] for n in dists}
+
+    proposals = []
+    if index is not None:
+        index.redraws = []
+    for _ in range(k):
+        params = draw()
+        if index is not None:
+            n = 0
+            while n < MAX_REDRAWS and (index.key(params) in taken
+                                       or index.key(params) in index.by_key):
+                n += 1
+                params = draw()
+            index.repeats += n
+            index.redraws.append(n)
+            taken.add(index.key(params))
+        proposals.append(params)
     return proposals, gen
 
 
 def commit_trial(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
                  params: dict[str, Any], metrics: dict[str, Any], writer: str,
-                 gen: int | None) -> FrozenTrial:
+                 gen: int | None, redraws: int = 0) -> FrozenTrial:
     """Record one evaluated proposal as a finished trial in a single storage write:
-    COMPLETE with its constraints (and GA generation), or FAIL if non-finite."""
+    COMPLETE with its constraints (and GA generation), or FAIL if non-finite (``redraws``:
+    how many earlier draws of it repeated a stored design)."""
     values = objective_values(exp, metrics)
     system: dict[str, Any] = {}
     if gen is not None:
         system[study.sampler._get_generation_key()] = gen
-    user = {METRICS_ATTR: {**_json_safe(metrics), WRITER_KEY: writer}}
+    user: dict[str, Any] = {METRICS_ATTR: {**_json_safe(metrics), WRITER_KEY: writer}}
+    if redraws:
+        user[REDRAWS_ATTR] = redraws
     if all(_finite(v) for v in values):
-        system.update({f"constraints:{k}": v
-                       for k, v in constraint_values(exp, metrics).items()})
+        system[CONSTRAINTS_KEY] = list(constraint_values(exp, metrics).values())
         template = optuna.trial.create_trial(params=params, distributions=dists, values=values,
                                              user_attrs=user, system_attrs=system)
     else:
@@ -175,6 +246,19 @@ def commit_trial(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
                                              state=TrialState.FAIL)
     trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
     return study._storage.get_trial(trial_id)
+
+
+def _asks_trials(study: optuna.Study) -> bool:
+    """Samplers that write to the trial they sample (TPE's constant liar, GP) need a real
+    trial: they go through ``study.ask``; GA and random samplers draw in memory."""
+    return not isinstance(study.sampler, optuna.samplers.BaseGASampler
+                          | optuna.samplers.RandomSampler)
+
+
+def check_sampler(exp: Experiment, run: RunSpec) -> None:
+    """Raise ConfigError (exit 2) if the run's sampler cannot be made here (e.g. ``gp``
+    without its optional dependencies), before anything is written."""
+    make_sampler(run.sampler, run.seed, exp.population)
 
 
 def run_search(
@@ -198,6 +282,7 @@ def run_search(
     hold_worker_lock(run, worker)
     preflight_journal(run)
     study = open_study(exp, run, worker)
+    name_study(exp, study)
     recover_stale_trials(run, study)
     enqueue_baselines(exp, run, study)
     sync_parquet(exp, run, study)
@@ -212,33 +297,63 @@ def run_search(
 
         bar = tqdm(total=n_trials, desc=f"{run.study_name}", unit="trial", file=sys.stderr)
     done = 0
+    index = DesignIndex(dists)
+    asks = _asks_trials(study)
     try:
         while done < n_trials:
             k = min(exp.population, n_trials - done)
-            # enqueued trials (baselines, re-runs of a dead worker's trials) go through
-            # ask/tell; fresh proposals are drawn in memory and committed finished (one write)
+            # enqueued trials (baselines, re-runs of a dead worker's trials) and the proposals
+            # of samplers that write to their trial go through ask/tell; fresh proposals of
+            # the others are drawn in memory and committed finished (one write)
             waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
             trials = []
-            for _ in range(min(k, waiting)):
+            for _ in range(k if asks else min(k, waiting)):
                 trials.append(study.ask(dists))
                 trials[-1].set_user_attr(OWNER_ATTR, owner)
                 rdb = _rdb(study)
                 if rdb is not None:  # alive, for workers on other machines
                     rdb.record_heartbeat(trials[-1]._trial_id)
-            proposals, gen = propose_population(study, dists, k - len(trials))
+            index.update(study._get_trials(deepcopy=False, use_cache=False))
+            # an asked trial whose design is stored (or earlier in this population) is not
+            # evaluated: it takes the stored result (or its twin's, once evaluated)
+            taken: dict[Any, int] = {}
+            plan: list[FrozenTrial | int | None] = []
+            for t in trials:
+                key = index.key(t.params)
+                prior = index.by_key.get(key)
+                plan.append(prior if prior is not None else taken.get(key))
+                index.repeats += plan[-1] is not None
+                taken.setdefault(key, len(plan) - 1)
+            proposals, gen = propose_population(study, dists, k - len(trials), index,
+                                                set(taken))
             told = 0
             rows = []
             try:
-                params = [t.params for t in trials] + proposals
+                evaluate = [t.params for t, p in zip(trials, plan, strict=True) if p is None]
+                # a proposal still repeating a stored design after its redraws (a space too
+                # small to draw a new one) takes the stored result too
+                stored = [index.stored(p) for p in proposals]
+                params = evaluate + [p for p, s in zip(proposals, stored, strict=True) if not s]
                 designs = [design_from_params(base, p) for p in params]
                 metrics = evaluate_designs(designs, exp.job, extra, exp.prices)
-                for t, m in zip(trials, metrics, strict=False):
-                    frozen = _tell(exp, study, t, m, writer)
+                fresh = iter(metrics)
+                finished: list[FrozenTrial] = []
+                for t, p in zip(trials, plan, strict=True):
+                    if p is None:
+                        frozen = _tell(exp, study, t, next(fresh), writer)
+                    else:
+                        prior = p if isinstance(p, FrozenTrial) else finished[p]
+                        frozen = (tell_repeat(study, t, prior, writer)
+                                  if prior.state == TrialState.COMPLETE
+                                  else study.tell(t, state=TrialState.FAIL))
+                    finished.append(frozen)
                     told += 1
                     if frozen.state == TrialState.COMPLETE:
                         rows.append(row_from_trial(exp, frozen, writer))
-                for p, m in zip(proposals, metrics[len(trials):], strict=True):
-                    frozen = commit_trial(exp, study, dists, p, m, writer, gen)
+                for p, prior, n in zip(proposals, stored, index.redraws, strict=True):
+                    frozen = (commit_repeat(study, dists, p, prior, writer, gen, n) if prior
+                              else commit_trial(exp, study, dists, p, next(fresh), writer,
+                                                gen, n))
                     if frozen.state == TrialState.COMPLETE:
                         rows.append(row_from_trial(exp, frozen, writer))
             finally:
@@ -256,19 +371,19 @@ def run_search(
     finally:
         if bar is not None:
             bar.close()
-    return finalize(exp, run, done, time.perf_counter() - t0, writer, study)
+    return finalize(exp, run, done, time.perf_counter() - t0, writer, study, index.repeats)
 
 
 def front_trials(study: optuna.Study,
                  complete: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
     """The trials of ``study.best_trials`` (constraint-aware Pareto front) by trial number,
-    without deep-copying every trial of the study (``complete``: its COMPLETE trials, if
-    already read). Do not modify the returned trials."""
+    each design once (its first trial: repeats of a design share its values), without
+    deep-copying every trial of the study (``complete``: its COMPLETE trials, if already
+    read). Do not modify the returned trials."""
     if complete is None:
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return sorted(_get_pareto_front_trials_by_trials(
-        complete, study.directions, consider_constraint=any(t.constraints for t in complete)),
-        key=lambda t: t.number)
+    return unique_designs(_get_pareto_front_trials_by_trials(
+        complete, study.directions, consider_constraint=any(t.constraints for t in complete)))
 
 
 def pareto_rows(exp: Experiment, study: optuna.Study) -> list[dict[str, Any]]:
@@ -307,8 +422,9 @@ def snapshot_pareto(exp: Experiment, run: RunSpec, study: optuna.Study,
 
 
 def finalize(exp: Experiment, run: RunSpec, done: int, seconds: float, writer: str,
-             study: optuna.Study | None = None) -> SearchSummary:
-    """Write a Pareto snapshot of the study as it stands and summarise the run."""
+             study: optuna.Study | None = None, repeats: int = 0) -> SearchSummary:
+    """Write a Pareto snapshot of the study as it stands and summarise the run (``repeats``:
+    proposals of the run that repeated a stored design)."""
     if study is None:
         study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -327,6 +443,7 @@ def finalize(exp: Experiment, run: RunSpec, done: int, seconds: float, writer: s
         seconds=seconds,
         trials_path=str(run.run_dir / "trials"),
         pareto_path=str(pareto_path),
+        repeats=repeats,
     )
 
 

@@ -137,26 +137,51 @@ def preflight_journal(run: RunSpec) -> None:
 
 
 BASELINE_ATTR = "baseline"
+FAIL_REASON_ATTR = "fail_reason"  # a trial evaluated and failed for good (not killed)
+
+
+def baselines_settled(study: optuna.Study) -> set[str]:
+    """The reference chips that need no new trial: one of their trials is COMPLETE, waiting,
+    running, or evaluated and failed for good (``fail_reason``). A baseline trial killed or
+    interrupted (FAIL without a reason) does not count, so it is queued again."""
+    settled = set()
+    for t in study.get_trials(deepcopy=False):
+        chip = t.user_attrs.get(BASELINE_ATTR)
+        if chip is None:
+            continue
+        if t.state != TrialState.FAIL or FAIL_REASON_ATTR in t.user_attrs:
+            settled.add(chip)
+    return settled
+
+
+def _identity(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """User attributes a re-run of ``t`` keeps: the retry link and its baseline identity."""
+    attrs: dict[str, Any] = {RETRY_ATTR: t.number}
+    if BASELINE_ATTR in t.user_attrs:
+        attrs[BASELINE_ATTR] = t.user_attrs[BASELINE_ATTR]
+    return attrs
 
 
 def enqueue_baselines(exp: Experiment, run: RunSpec, study: optuna.Study) -> list[str]:
     """Warm start: put each of the experiment's reference chips, projected into the search
     space (:func:`codesign.design.project_chip`, :func:`codesign.space.project_params`), at
-    the head of the queue, once per study (under the run's lock). Their trials carry the user
-    attribute ``baseline`` = chip id (the Parquet column ``is_baseline``). Returns the ids
-    enqueued now; chips the catalog cannot project are skipped with a warning."""
+    the head of the queue, once per study (under the run's lock): a baseline is queued again
+    while none of its trials is settled (:func:`baselines_settled`), e.g. after a kill. Their
+    trials carry the user attribute ``baseline`` = chip id (the Parquet column
+    ``is_baseline``). Returns the ids enqueued now; chips the catalog cannot project are
+    skipped with a warning."""
     import fcntl
 
     if not exp.baselines:
         return []
-    done = {t.user_attrs.get(BASELINE_ATTR) for t in study.get_trials(deepcopy=False)}
-    todo = [b for b in exp.baselines if b not in done]
+    todo = [b for b in exp.baselines if b not in baselines_settled(study)]
     if not todo:
         return []
     enqueued = []
     with open(_workers_dir(run) / ".recover.lock", "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        done = {t.user_attrs.get(BASELINE_ATTR) for t in study.get_trials(deepcopy=False)}
+        study._thread_local.cached_all_trials = None
+        done = baselines_settled(study)
         for chip_id in todo:
             if chip_id in done:
                 continue
@@ -209,7 +234,7 @@ def _recover_by_heartbeat(study: optuna.Study) -> list[int]:
                 continue
         except UpdateFinishedTrialError:
             continue  # another worker recovered it
-        study.enqueue_trial(t.params, user_attrs={RETRY_ATTR: t.number})
+        study.enqueue_trial(t.params, user_attrs=_identity(t))
         recovered.append(t.number)
     return recovered
 
@@ -238,7 +263,7 @@ def recover_stale_trials(run: RunSpec, study: optuna.Study) -> list[int]:
             age = (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0
             if (tag and owner_dead(tag)) or (not tag and (alone or age > ORPHAN_GRACE_S)):
                 study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-                study.enqueue_trial(t.params, user_attrs={RETRY_ATTR: t.number})
+                study.enqueue_trial(t.params, user_attrs=_identity(t))
                 recovered.append(t.number)
     return recovered
 
