@@ -239,8 +239,9 @@ def infeasible_reasons(run: Run, by: str = "reason") -> pd.DataFrame:
 
     Args:
         run: The run.
-        by: ``"reason"`` (exact text) or ``"category"`` (numbers in the text replaced by
-            ``#``, so "7 > 6" and "8 > 4" stacks fall together).
+        by: ``"reason"`` (exact text) or ``"category"`` (numbers in the model's text
+            replaced by ``#``, so "7 > 6" and "8 > 4" stacks fall together; a constraint
+            keeps its bound, e.g. ``"tdp_w > 1200"``).
 
     Returns:
         Columns ``reason``, ``category``, ``kind``, ``count`` (trials) and ``share`` (of the
@@ -263,7 +264,10 @@ def infeasible_reasons(run: Run, by: str = "reason") -> pd.DataFrame:
     ]
     table = pd.DataFrame({
         "reason": reasons,
-        "category": [_NUMBER.sub("#", r) for r in reasons],
+        # a model reason's numbers vary per trial ("9 > 8"); a constraint's bound is the
+        # experiment's own number, so it stays ("tdp_w > 1200", never "tdp_w > #")
+        "category": [_NUMBER.sub("#", r) if m else r
+                     for m, r in zip(model, reasons, strict=True)],
         "kind": np.where(model, "model", "constraint"),
     })
     other = "category" if by == "reason" else "reason"  # one example of the other column
