@@ -130,7 +130,9 @@ class Run:
     def pareto(self) -> pd.DataFrame:
         """The current constraint-aware Pareto front (the rows of ``codesign pareto``:
         :func:`codesign.study.pareto_rows`), by trial number, with the columns of
-        :attr:`trials` plus ``<objective>_vs_<baseline>`` improvement factors."""
+        :attr:`trials` plus ``<objective>_vs_<baseline>`` improvement factors over each
+        baseline chip as projected into the search space (its baseline trial; see
+        :mod:`codesign.compare`, which lists what the projection changes)."""
         rows = _study.pareto_rows(self.experiment, self.study)
         names = parquet_log.schema(self.experiment).names
         if not rows:

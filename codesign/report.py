@@ -57,7 +57,8 @@ WEBGL_ABOVE = 2000
 _GREY = "rgba(150,150,150,0.35)"
 SENSITIVITY_AXIS = "← worse · change vs the chosen design (%) · better →"
 """The sensitivity chart's x axis: bars are signed so that right is better."""
-HYPERVOLUME_AXIS = "hypervolume (fraction of the reference box, 0 to 1)"
+HYPERVOLUME_AXIS = "hypervolume (0-1, share of box)"
+"""The hypervolume chart's y axis: the fraction of the reference box dominated (0 to 1)."""
 REFERENCE_NAME = "reference chips (as projected into the search space)"
 
 

@@ -193,12 +193,13 @@ def test_report_labels_the_reference_and_keeps_bounds(report_html: Path) -> None
     "vs CHIP" meant; it now names the projection and its changes, the bounds, and which way
     each sensitivity bar is better."""
     from codesign.compare import BASELINE_MEANING
+    from codesign.report import HYPERVOLUME_AXIS
 
     text = report_html.read_text(encoding="utf-8")
     assert f"vs h100-sxm {BASELINE_MEANING}: " in text
     assert "n_compute_dies > #" not in text and "tdp_w > #" not in text
     assert "n_compute_dies \\u003e 1" in text  # the bound, as Plotly's JSON writes ">"
-    assert "is better)" in text and "fraction of the reference box" in text
+    assert "is better)" in text and HYPERVOLUME_AXIS in text and "0-1" in HYPERVOLUME_AXIS
 
 
 def test_a_plot_never_lists_a_baseline_it_does_not_draw() -> None:
