@@ -200,8 +200,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from codesign.compare import compare_run
+    from codesign.pack import UnknownSpecError
 
-    doc = compare_run(args.run_dir, args.against)
+    try:
+        doc = compare_run(args.run_dir, args.against)
+    except UnknownSpecError as exc:  # neither projectable nor evaluable as published
+        raise ConfigError(None, "--against", "a chip with every number the model needs",
+                          str(exc)) from None
     if args.format == "json":
         print(json.dumps(_strict_json(doc), allow_nan=False))
         return 0

@@ -30,6 +30,7 @@ from codesign.config import Experiment
 from codesign.design import CLUSTER_PARAMETERS, design_to_chip, design_to_cluster, project_chip
 from codesign.errors import ConfigError
 from codesign.metrics import INFER_ONLY, METRICS, TRAIN_ONLY
+from codesign.pack import UnknownSpecError
 from codesign.perf import chip_price_usd, evaluate, result_metrics, sized_cluster
 from codesign.rundir import METRICS_ATTR, load_run, open_storage
 from codesign.space import base_design, cluster_extra, design_from_params, project_params
@@ -161,8 +162,13 @@ def compare_run(run_dir: str | os.PathLike[str], against: str,
     if study is None:
         study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
     ref_chip = catalog.get_chip(against)
-    cat = baseline_metrics(exp, against)
     proj = projection(exp, against, study)
+    try:
+        cat = baseline_metrics(exp, against)
+    except UnknownSpecError as exc:  # the catalog lacks a number; the projection has them
+        if proj is None:
+            raise
+        cat = {"feasible": False, "reason": f"not evaluated: {exc}"}
     if proj is not None:
         ref, ref_spec, ref_design = proj["metrics"], proj["chip"], proj["design"]
     else:

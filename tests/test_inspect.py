@@ -634,3 +634,13 @@ def test_sensitivity_says_which_direction_is_better(run: Run) -> None:
     ok = df[df["feasible"]]
     np.testing.assert_allclose(area.x, -100.0 * ok["rel_silicon_mm2"].astype(float))
     assert "tokens_per_joule (higher is better)" in names
+
+
+def test_compare_with_a_chip_the_model_cannot_evaluate_exits_2(
+        qs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``compare --against wse3`` (no bf16 peak, no TDP: neither projectable nor evaluable)
+    ended in a traceback; it is bad input: exit 2 naming the flag and what is missing."""
+    code, out, err = cli(capsys, "compare", str(qs), "--against", "wse3")
+    assert code == 2 and out == ""
+    assert "--against" in err and "wse3" in err and "tflops_bf16" in err
+    assert "Traceback" not in err
