@@ -32,15 +32,33 @@ def _print_summary(summary: Any, as_json: bool) -> None:
     print(f"show the front: codesign pareto {summary.run_dir}")
 
 
-def _print_front(study_name: str, exp: Any, rows: list[dict[str, Any]]) -> None:
+def _mapping_cell(r: dict[str, Any]) -> str:
+    """Every mapping degree of a front row, abbreviated (``tp2 pp1 dp512 cp1 vpp1 mb1 none
+    z2 sp`` for training; serving adds ``cp`` and ``vpp`` when above 1)."""
+    from codesign.specs import mapping_short
+
+    m = {k.removeprefix("map_"): r.get(k) for k in r if k.startswith("map_")}
+    if not m.get("tp"):
+        return ""
+    text = mapping_short(m)
+    if m.get("recompute") is None:  # serving: show any degree mapping_short leaves out
+        text += "".join(f" {k}{m[k]}" for k in ("cp", "vpp") if (m.get(k) or 1) > 1)
+    elif m.get("sequence_parallel"):
+        text += " sp"
+    return text
+
+
+def _print_front(study_name: str, exp: Any, rows: list[dict[str, Any]],
+                 baselines: list[str] | None = None) -> None:
     """The front as a rich terminal table: objectives (with units), searched parameters, the
-    best mapping, chip power, and each design's improvement over every baseline chip."""
+    best mapping (every degree), chip power, TTFT/ITL for serving, and each design's
+    improvement over every baseline chip; ``baselines``: one label per baseline chip saying
+    what "vs CHIP" means (:func:`codesign.compare.baseline_label`)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
     from codesign.metrics import METRICS
-    from codesign.specs import mapping_short
 
     objs = [o.metric for o in exp.objectives]
     arrows = {"maximize": "↑", "minimize": "↓"}
@@ -56,7 +74,9 @@ def _print_front(study_name: str, exp: Any, rows: list[dict[str, Any]]) -> None:
     params = [p.name for p in exp.space.params]
     for name in params:
         table.add_column(name, justify="right")
-    extra = [k for k in ("tdp_w", "chip_power_w", "n_chips") if k not in objs]
+    serving = any(r.get("ttft_s") is not None for r in rows)
+    extra = [k for k in ("tdp_w", "chip_power_w", "n_chips",
+                         *(("ttft_s", "itl_s") if serving else ("mfu",))) if k not in objs]
     for k in extra:
         table.add_column(k, justify="right")
     table.add_column("best mapping")
@@ -65,18 +85,19 @@ def _print_front(study_name: str, exp: Any, rows: list[dict[str, Any]]) -> None:
         metric, chip = k.split("_vs_")
         table.add_column(f"vs {chip}\n{metric}", justify="right")
     for r in rows:
-        mapping = {k.removeprefix("map_"): r.get(k) for k in r if k.startswith("map_")}
         table.add_row(
             str(r["trial"]), *(_fmt(r.get(f"value_{o}")) for o in objs),
             *(_fmt(r.get(f"param_{p}")) for p in params), *(_fmt(r.get(k)) for k in extra),
-            mapping_short(mapping) if mapping.get("tp") else "",
+            _mapping_cell(r),
             *("" if r.get(k) is None else f"{r[k]:.2f}x" for k in vs))
     note = "improvement: > 1 = better than the baseline chip on that objective" if vs else ""
+    if vs and baselines:
+        note += "".join(f"\n  vs {label}" for label in baselines)
     if sys.stdout.isatty():
         console = Console(highlight=False)
         console.print(table)
         if note:
-            console.print(note)
+            console.print(note, markup=False)
         return
     buf = io.StringIO()  # piped: no colour, no wrapping, no trailing blanks
     Console(file=buf, width=100_000, highlight=False, color_system=None).print(table)

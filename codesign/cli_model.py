@@ -122,8 +122,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out["power_breakdown_w"] = res.power_w
     out["clock_fraction"] = res.clock_fraction
     out["assumed"] = assumed
+    if not res.feasible:  # no mapping: no numbers to report, only the reason (exit 0)
+        out = _without_numbers(out)
     if args.json:
         print(json.dumps(_strict_json(out), allow_nan=False))
+        return 0
+    if not res.feasible:
+        for key in ("chip", "die_area_mm2", "n_compute_dies", "tdp_w", "chip_cost_usd",
+                    "n_chips", "model", "workload", "candidates"):
+            print(f"{key:>22}: {out[key]}")
+        print(f"infeasible: {res.reason}")
         return 0
     for key, value in out.items():
         print(f"{key:>22}: {value}")
@@ -172,6 +180,22 @@ def _check_degrees(args: argparse.Namespace) -> None:
                           "--tp, --pp, --dp and --cp are all given", product)
     if product > args.n_chips:
         raise ConfigError(None, key, f"a product at most --n-chips ({args.n_chips})", product)
+
+
+_DESIGN_KEYS = ("chip", "die_area_mm2", "n_compute_dies", "tdp_w", "chip_cost_usd", "n_chips",
+                "model", "workload", "feasible", "reason", "candidates",
+                "feasible_candidates", "assumed")
+"""Keys of ``evaluate``'s output that describe what was asked (the chip, its price, the
+cluster, the workload, why it failed), so they stay when no mapping is feasible."""
+
+
+def _without_numbers(out: dict[str, Any]) -> dict[str, Any]:
+    """An infeasible evaluation: every predicted metric None (JSON null) instead of the
+    model's placeholder 0.0, the mapping's degrees None; the chip, cluster and reason kept."""
+    return {k: v if k in _DESIGN_KEYS
+            else {m: None for m in v} if k == "mapping"
+            else None
+            for k, v in out.items()}
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:

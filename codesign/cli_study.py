@@ -117,23 +117,41 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_pareto(args: argparse.Namespace) -> int:
     import optuna
 
+    from codesign.compare import BASELINE_MEANING, baseline_label, projection
+    from codesign.parquet_log import schema
     from codesign.rundir import load_run, open_storage
     from codesign.study import pareto_rows
 
     exp, run = load_run(args.run_dir)
     study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
     rows = pareto_rows(exp, study)
-    cols = ["trial", *[f"value_{o.metric}" for o in exp.objectives],
-            *[f"param_{p.name}" for p in exp.space.params],
-            "n_chips", "tdp_w", "chip_power_w", "mfu", "map_tp", "map_pp", "map_dp",
-            "map_micro_batch", "map_recompute", "map_zero"]
-    cols = [c for c in dict.fromkeys(cols) if f"value_{c}" not in cols]  # no column twice
-    first = exp.objectives[0].metric  # improvement over each baseline, first objective
-    cols += sorted({k for r in rows for k in r if k.startswith(f"{first}_vs_")})
+    # every column of the run, in every format: the familiar ones first, then the rest of
+    # the Parquet schema (cp, ep, vpp, sequence_parallel, TTFT/ITL, ...), then what the
+    # front adds (improvement over each baseline for every objective, mapping extras)
+    first = ["trial", *[f"value_{o.metric}" for o in exp.objectives],
+             *[f"param_{p.name}" for p in exp.space.params],
+             "n_chips", "tdp_w", "chip_power_w", "mfu", "map_tp", "map_pp", "map_dp", "map_cp",
+             "map_ep", "map_vpp", "map_micro_batch", "map_recompute", "map_zero",
+             "map_sequence_parallel"]
+    cols = list(dict.fromkeys([*first, *schema(exp).names,
+                               *(k for r in rows for k in r if not k.startswith("_"))]))
+    chips = sorted({k.split("_vs_", 1)[1] for k in cols if "_vs_" in k})
+    refs = []
+    for chip in chips:
+        proj = projection(exp, chip, study)
+        changes = None if proj is None else proj["changes"]
+        refs.append({"id": chip, "meaning": BASELINE_MEANING,
+                     "trial": None if proj is None else proj["trial"],
+                     "projection_changes": changes or {},
+                     "label": baseline_label(chip, changes)})
     if args.format == "json":
-        print(json.dumps({"study": run.study_name,
-                          "objectives": [[o.metric, o.direction] for o in exp.objectives],
-                          "front": rows}, default=str))
+        print(json.dumps(_strict_json({
+            "study": run.study_name,
+            "objectives": [[o.metric, o.direction] for o in exp.objectives],
+            "columns": cols,
+            "baselines": refs,
+            "front": [{c: r.get(c) for c in cols} for r in rows]}),
+            default=str, allow_nan=False))
         return 0
     import pandas as pd
 
@@ -141,7 +159,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     if args.format == "csv":
         sys.stdout.write(df.to_csv(index=False))
         return 0
-    _print_front(run.study_name, exp, rows)
+    _print_front(run.study_name, exp, rows, [r["label"] for r in refs])
     return 0
 
 
@@ -231,16 +249,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from codesign.compare import compare_run
+    from codesign.pack import UnknownSpecError
 
-    doc = compare_run(args.run_dir, args.against)
+    try:
+        doc = compare_run(args.run_dir, args.against)
+    except UnknownSpecError as exc:  # neither projectable nor evaluable as published
+        raise ConfigError(None, "--against", "a chip with every number the model needs",
+                          str(exc)) from None
     if args.format == "json":
         print(json.dumps(_strict_json(doc), allow_nan=False))
         return 0
     base = doc["baseline"]
     print(f"{doc['study']}: best design per objective vs {base['id']} "
           f"(same workload and cluster; improvement > 1 = better)")
+    print(f"  vs {base['label']}")
     if not base["feasible"]:
         print(f"  {base['id']} is infeasible here: {base['reason']}")
+    cat = base["catalog"]
+    if base["meaning"] == "projected":
+        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in cat["metrics"].items()
+                          if k in {b["objective"] for b in doc["best"]})
+        print(f"  (the catalog {base['id']} itself, not projected: "
+              + (shown if cat["feasible"] else f"infeasible: {cat['reason']}") + ")")
     for b in doc["best"]:
         print(f"\nbest {b['objective']} ({b['direction']}): trial {b['trial']}")
         rows = [(k, base["metrics"].get(k), b["metrics"].get(k), b["improvement"].get(k, ""))

@@ -24,7 +24,8 @@ class TrialLog(Protocol):
     def objectives(self) -> list[tuple[str, str]]: ...
 
 HV_REFERENCE = 1.1
-"""Hypervolume reference point in every normalised objective (0 = best, 1 = worst feasible)."""
+"""Hypervolume reference point in every normalised objective (0 = best, 1 = worst feasible);
+reported hypervolumes are divided by the reference box's volume ``HV_REFERENCE ** k``."""
 
 
 def _loss_matrix(df: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> np.ndarray:
@@ -142,7 +143,9 @@ def _hv_history(df: pd.DataFrame, objectives: Sequence[tuple[str, str]],
         lo = loss[feasible].min(axis=0)
         hi = loss[feasible].max(axis=0)
         span = np.where(hi > lo, hi - lo, 1.0)
-        norm = (loss - lo) / span
+        # inside the reference box by construction; clipped so no point (a baseline, a
+        # trial logged after the bounds) can ever add volume outside it
+        norm = np.clip((loss - lo) / span, 0.0, HV_REFERENCE)
         for (m, d), a, b in zip(objectives, lo, hi, strict=True):
             bounds[m] = (-b, -a) if d == "maximize" else (a, b)
     else:
@@ -155,6 +158,7 @@ def _hv_history(df: pd.DataFrame, objectives: Sequence[tuple[str, str]],
     trial = df["trial"].to_numpy()
     n_feasible = np.cumsum(feasible)
     front = np.zeros((0, k))
+    box = HV_REFERENCE ** k  # the volume of the reference box: hypervolumes are fractions of it
     hv = 0.0
     start = 0
     rows = []
@@ -164,7 +168,7 @@ def _hv_history(df: pd.DataFrame, objectives: Sequence[tuple[str, str]],
             merged = _merge_front(front, new)
             if merged is not front:
                 front = merged
-                hv = _hypervolume(front, ref)
+                hv = min(1.0, _hypervolume(front, ref) / box)
         start = c + 1
         rows.append((int(trial[c]), int(c + 1), int(n_feasible[c]), hv))
     out = pd.DataFrame(rows, columns=list(cols)).astype(cols)
@@ -177,8 +181,9 @@ def hypervolume_history(run: TrialLog, max_points: int = 200) -> pd.DataFrame:
     """Hypervolume of the feasible Pareto front as the study went on, in trial-number order.
 
     Each objective is normalised to [0, 1] by its range over all feasible trials of the run
-    (0 = best, maximised objectives flipped), the reference point is
-    :data:`HV_REFERENCE` (1.1) in each, so the values are comparable within one run and the
+    (0 = best, maximised objectives flipped; baselines included), the reference point is
+    :data:`HV_REFERENCE` (1.1) in each, and the volume is reported as a fraction of the
+    reference box (``1.1**k``), so it lies in [0, 1], is comparable within one run and the
     curve never falls. At most ``max_points`` checkpoints, evenly spaced over the complete
     trials (the last one always included). Exact for any number of objectives: with two or
     three (every shipped experiment) 20k trials take about a second even when the front
@@ -187,7 +192,8 @@ def hypervolume_history(run: TrialLog, max_points: int = 200) -> pd.DataFrame:
 
     Returns:
         Columns ``trial`` (the last trial number included), ``n_complete``, ``n_feasible``
-        (counts of trials so far) and ``hypervolume`` (dimensionless, 0 to 1.1^k); ``attrs``
+        (counts of trials so far) and ``hypervolume`` (fraction of the reference box, 0 to
+        1); ``attrs``
         hold ``bounds`` {metric: (min, max) over feasible trials, in the metric's unit},
         ``reference`` and ``objectives``.
     """

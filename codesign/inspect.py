@@ -130,7 +130,9 @@ class Run:
     def pareto(self) -> pd.DataFrame:
         """The current constraint-aware Pareto front (the rows of ``codesign pareto``:
         :func:`codesign.study.pareto_rows`), by trial number, with the columns of
-        :attr:`trials` plus ``<objective>_vs_<baseline>`` improvement factors."""
+        :attr:`trials` plus ``<objective>_vs_<baseline>`` improvement factors over each
+        baseline chip as projected into the search space (its baseline trial; see
+        :mod:`codesign.compare`, which lists what the projection changes)."""
         rows = _study.pareto_rows(self.experiment, self.study)
         names = parquet_log.schema(self.experiment).names
         if not rows:
@@ -237,8 +239,9 @@ def infeasible_reasons(run: Run, by: str = "reason") -> pd.DataFrame:
 
     Args:
         run: The run.
-        by: ``"reason"`` (exact text) or ``"category"`` (numbers in the text replaced by
-            ``#``, so "7 > 6" and "8 > 4" stacks fall together).
+        by: ``"reason"`` (exact text) or ``"category"`` (numbers in the model's text
+            replaced by ``#``, so "7 > 6" and "8 > 4" stacks fall together; a constraint
+            keeps its bound, e.g. ``"tdp_w > 1200"``).
 
     Returns:
         Columns ``reason``, ``category``, ``kind``, ``count`` (trials) and ``share`` (of the
@@ -261,7 +264,10 @@ def infeasible_reasons(run: Run, by: str = "reason") -> pd.DataFrame:
     ]
     table = pd.DataFrame({
         "reason": reasons,
-        "category": [_NUMBER.sub("#", r) for r in reasons],
+        # a model reason's numbers vary per trial ("9 > 8"); a constraint's bound is the
+        # experiment's own number, so it stays ("tdp_w > 1200", never "tdp_w > #")
+        "category": [_NUMBER.sub("#", r) if m else r
+                     for m, r in zip(model, reasons, strict=True)],
         "kind": np.where(model, "model", "constraint"),
     })
     other = "category" if by == "reason" else "reason"  # one example of the other column

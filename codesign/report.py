@@ -55,6 +55,11 @@ _CONFIG = {"displaylogo": False, "responsive": True}
 WEBGL_ABOVE = 2000
 """Feasible trials above which the 2-D clouds are drawn with WebGL (``Scattergl``)."""
 _GREY = "rgba(150,150,150,0.35)"
+SENSITIVITY_AXIS = "← worse · change vs the chosen design (%) · better →"
+"""The sensitivity chart's x axis: bars are signed so that right is better."""
+HYPERVOLUME_AXIS = "hypervolume (0-1, share of box)"
+"""The hypervolume chart's y axis: the fraction of the reference box dominated (0 to 1)."""
+REFERENCE_NAME = "reference chips (as projected into the search space)"
 
 
 def _label(metric: str) -> str:
@@ -89,10 +94,40 @@ def _compare(run: Any, chips: list[str]) -> tuple[list[dict[str, Any]], list[str
 
 
 def _reference_points(run: Any, docs: list[dict[str, Any]]) -> pd.DataFrame:
-    """The objective values of each feasible reference chip, one row per chip."""
+    """The objective values of each feasible reference chip (as projected into the search
+    space, :data:`codesign.compare.BASELINE_MEANING`), one row per chip."""
+    objs = [o for o, _ in run.objectives]
     return pd.DataFrame([{"chip": d["baseline"]["id"]}
-                         | {o: d["baseline"]["metrics"].get(o) for o, _ in run.objectives}
-                         for d in docs if d["baseline"]["feasible"]])
+                         | {o: _number(d["baseline"]["metrics"].get(o)) for o in objs}
+                         for d in docs if d["baseline"]["feasible"]], columns=["chip", *objs])
+
+
+def _number(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _drawable(refs: pd.DataFrame, axes: tuple[str, ...]) -> pd.DataFrame:
+    """The reference chips with a finite value on every one of ``axes``: a plot draws (and
+    its legend lists) only these."""
+    if refs.empty:
+        return refs
+    ok = np.all([np.isfinite(refs[a].to_numpy(dtype=float)) for a in axes], axis=0)
+    return refs[ok]
+
+
+def _undrawn_notes(run: Any, refs: pd.DataFrame) -> list[str]:
+    """A note for each feasible reference chip some objective of which is unknown (no
+    price, say), naming what it lacks: the plots over that objective leave it out."""
+    notes = []
+    for _, r in refs.iterrows():
+        missing = [o for o, _ in run.objectives if not math.isfinite(r[o])]
+        if missing:
+            notes.append(f"{r['chip']}: not drawn on plots over {', '.join(missing)} "
+                         "(no value for it)")
+    return notes
 
 
 def _front_2d(run: Any, feasible: pd.DataFrame, front: pd.DataFrame,
@@ -106,6 +141,7 @@ def _front_2d(run: Any, feasible: pd.DataFrame, front: pd.DataFrame,
     # thousands of trials: WebGL (SVG markers would slow the page down); every trace of the
     # plot in the same layer, so the front and the reference chips stay on top of the cloud
     cloud = go.Scattergl if len(feasible) > WEBGL_ABOVE else go.Scatter
+    refs_listed = False
     for i, (x, y) in enumerate(pairs, start=1):
         first = i == 1
         fig.add_trace(cloud(
@@ -118,12 +154,14 @@ def _front_2d(run: Any, feasible: pd.DataFrame, front: pd.DataFrame,
             marker={"color": "#1f77b4", "size": 9, "line": {"width": 1, "color": "white"}},
             legendgroup="front", showlegend=first,
             text=[f"trial {t}" for t in f["trial"]]), row=1, col=i)
-        if len(refs):
+        shown = _drawable(refs, (x, y))
+        if len(shown):  # only chips it can draw; the legend lists the group once
             fig.add_trace(cloud(
-                x=refs[x], y=refs[y], mode="markers+text", name="reference chips",
-                text=refs["chip"], textposition="top center",
+                x=shown[x], y=shown[y], mode="markers+text", name=REFERENCE_NAME,
+                text=shown["chip"], textposition="top center",
                 marker={"symbol": "star", "size": 15, "color": "#d62728"},
-                legendgroup="refs", showlegend=first), row=1, col=i)
+                legendgroup="refs", showlegend=not refs_listed), row=1, col=i)
+            refs_listed = True
         fig.update_xaxes(title_text=_label(x), row=1, col=i)
         fig.update_yaxes(title_text=_label(y), row=1, col=i)
     fig.update_layout(height=430, margin={"t": 30, "l": 60, "r": 20, "b": 60},
@@ -143,9 +181,10 @@ def _front_3d(run: Any, feasible: pd.DataFrame, front: pd.DataFrame,
     fig.add_trace(go.Scatter3d(x=front[x], y=front[y], z=front[z], mode="markers",
                                name="Pareto front", marker={"size": 5, "color": "#1f77b4"},
                                text=[f"trial {t}" for t in front["trial"]]))
-    if len(refs):
-        fig.add_trace(go.Scatter3d(x=refs[x], y=refs[y], z=refs[z], mode="markers+text",
-                                   text=refs["chip"], name="reference chips",
+    shown = _drawable(refs, (x, y, z))
+    if len(shown):
+        fig.add_trace(go.Scatter3d(x=shown[x], y=shown[y], z=shown[z], mode="markers+text",
+                                   text=shown["chip"], name=REFERENCE_NAME,
                                    marker={"size": 7, "color": "#d62728", "symbol": "diamond"}))
     fig.update_layout(height=560, margin={"t": 10, "l": 0, "r": 0, "b": 0},
                       scene={"xaxis_title": x, "yaxis_title": y, "zaxis_title": z})
@@ -182,7 +221,7 @@ def _hypervolume(hv: pd.DataFrame) -> Any:
                                name="hypervolume", marker={"size": 4}))
     fig.update_layout(height=320, margin={"t": 20, "l": 60, "r": 20, "b": 50},
                       xaxis_title="trials completed",
-                      yaxis_title="hypervolume (objectives normalised)")
+                      yaxis_title=HYPERVOLUME_AXIS)
     return fig
 
 
@@ -203,8 +242,10 @@ def _infeasible(reasons: pd.DataFrame, n_trials: int) -> Any:
 
 
 def _sensitivity(sens: pd.DataFrame, metrics: list[str]) -> Any:
-    """Bars of the relative change (%) of each of ``metrics`` for every variant the model
-    can build and map; a variant that breaks a ``[constraints]`` bound says which."""
+    """Bars of the change (%) of each of ``metrics`` for every variant the model can build
+    and map, signed so that right (> 0) is better and left (< 0) worse whatever the metric's
+    direction (``better_<metric>``; each legend entry says which way the metric itself is
+    better); a variant that breaks a ``[constraints]`` bound says which."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -212,14 +253,17 @@ def _sensitivity(sens: pd.DataFrame, metrics: list[str]) -> Any:
     labels = [f"{p}: {_fmt(a)} → {_fmt(b)}" + (f" [breaks {v}]" if v else "")
               for p, a, b, v in zip(ok["param"], ok["from"], ok["to"], ok["violated"],
                                     strict=True)]
+    directions = sens.attrs.get("directions", {})
     for metric in metrics:
-        col = f"rel_{metric}"
+        col = f"better_{metric}"
         if col in ok.columns:
-            fig.add_trace(go.Bar(y=labels, x=100.0 * ok[col].astype(float), name=metric,
-                                 orientation="h"))
+            way = "higher" if directions.get(metric) == "maximize" else "lower"
+            fig.add_trace(go.Bar(y=labels, x=100.0 * ok[col].astype(float),
+                                 name=f"{metric} ({way} is better)", orientation="h"))
+    fig.add_vline(x=0, line_width=1, line_color="#444")
     fig.update_layout(barmode="group", height=max(320, 22 * len(labels) * 2 + 120),
                       margin={"t": 20, "l": 20, "r": 20, "b": 50},
-                      xaxis_title="change vs the chosen design (%)",
+                      xaxis_title=SENSITIVITY_AXIS,
                       yaxis={"automargin": True, "autorange": "reversed"},
                       legend={"orientation": "h", "y": 1.05})
     return fig
@@ -272,6 +316,7 @@ def _compare_tables(docs: list[dict[str, Any]]) -> str:
                     f"{_fmt(v)} ({imp:.2f}x)" if imp else _fmt(v))
             rows.append(row)
         parts.append(f"<h3>vs {html.escape(chip_id)}</h3>"
+                     f'<p class="meta">vs {html.escape(ref["label"])}</p>'
                      + _table(pd.DataFrame(rows), f"table-compare-{chip_id}"))
     return "".join(parts)
 
@@ -303,7 +348,7 @@ def _sensitivity_block(run: Any, designs: list[int], shown: list[str]) -> str:
     for i, trial in enumerate(designs):
         sens = sensitivity(run, trial)
         div_id = "plot-sensitivity" if i == 0 else f"plot-sensitivity-{trial}"
-        cols = [c for c in sens.columns if not c.startswith("rel_")]
+        cols = [c for c in sens.columns if not c.startswith(("rel_", "better_"))]
         label = f"trial {trial}" + (f" (best {best_of[trial]})" if trial in best_of else "")
         options.append(f'<option value="{i}">{html.escape(label)}</option>')
         hidden = "" if i == 0 else ' style="display:none"'
@@ -361,6 +406,8 @@ def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
     if len(feasible):
         docs, notes = _compare(run, chips)
         refs = _reference_points(run, docs)
+        notes += _undrawn_notes(run, refs)
+        notes += [f"vs {d['baseline']['label']}" for d in docs]
         sections.append(("Pareto front", _div(_front_2d(run, feasible, front, refs),
                                               "plot-front2d")))
         if len(run.objectives) >= 3:

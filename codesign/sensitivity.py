@@ -60,6 +60,17 @@ def violations(exp: Experiment, metrics: Any) -> str:
     return ", ".join(out)
 
 
+def better_direction(exp: Experiment, metric: str) -> str:
+    """Which way ``metric`` is better: the experiment's objective direction when it is an
+    objective, else the metric's natural direction (:data:`codesign.metrics.METRICS`)."""
+    from codesign.metrics import METRICS
+
+    for o in exp.objectives:
+        if o.metric == metric:
+            return o.direction
+    return METRICS[metric][1]
+
+
 def _on_grid(p: ParamSpec, value: float) -> float:
     """``value`` snapped to the parameter's step grid (kills float noise such as 1.9000001)."""
     low, step = float(p.low), float(p.step)
@@ -155,8 +166,11 @@ def sensitivity(run: StudyRun, trial_number: int, params: Sequence[str] | None =
         :data:`codesign.metrics.METRICS`); ``feasible`` (the model found a mapping and the
         chip can be built), ``constraints_ok`` (also within every ``[constraints]`` bound),
         ``reason`` (the model's text when not feasible), ``violated`` (the bounds missed,
-        :func:`violations`); and ``rel_<metric>`` = (variant - design) / |design|
-        for each of those metrics (NaN where the design's value is 0 or not finite).
+        :func:`violations`); ``rel_<metric>`` = (variant - design) / |design|
+        for each of those metrics (NaN where the design's value is 0 or not finite); and
+        ``better_<metric>``: the same change signed so that > 0 is better and < 0 worse (the
+        objective's direction, else the metric's natural one, :func:`better_direction`).
+        ``attrs["directions"]`` maps each metric to "maximize" or "minimize".
         ``attrs["design"]`` holds the design's trial, params, re-evaluated metrics and
         ``matches_stored`` (the re-evaluation reproduces the trial's stored objective
         values; a warning is issued when it does not, e.g. after a model change).
@@ -188,6 +202,7 @@ def sensitivity(run: StudyRun, trial_number: int, params: Sequence[str] | None =
     metrics = evaluate_params(exp, [design] + [{**design, n: to} for n, _, to, _ in variants])
     base, results = metrics[0], metrics[1:]
     shown = list(dict.fromkeys([m for m, _ in run.objectives] + list(REPORTED_METRICS)))
+    directions = {k: better_direction(exp, k) for k in shown}
     stored = list(t.values or [])
     fresh = objective_values(exp, base)
     matches = len(stored) == len(fresh) and all(
@@ -203,12 +218,15 @@ def sensitivity(run: StudyRun, trial_number: int, params: Sequence[str] | None =
         row.update({"feasible": bool(m["feasible"]), "constraints_ok": bool(m["constraints_ok"]),
                     "reason": m["reason"], "violated": violations(exp, m)})
         row.update({f"rel_{k}": _rel(m[k], base[k]) for k in shown})
+        row.update({f"better_{k}": row[f"rel_{k}"] * (1.0 if directions[k] == "maximize"
+                                                       else -1.0) for k in shown})
         rows.append(row)
     columns = (["param", "from", "to", "change", *shown, "feasible", "constraints_ok", "reason",
-                "violated"] + [f"rel_{k}" for k in shown])
+                "violated"] + [f"rel_{k}" for k in shown] + [f"better_{k}" for k in shown])
     out = pd.DataFrame(rows, columns=columns)
     for col in ("from", "to"):
         out[col] = out[col].astype(object)
+    out.attrs["directions"] = directions
     out.attrs["design"] = {"trial": t.number, "params": design,
                            "metrics": {k: base[k] for k in [*shown, "feasible", "reason"]},
                            "matches_stored": matches}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
@@ -79,7 +80,7 @@ def test_catalog_spot_values():
     h100 = get_chip("h100-sxm")
     assert (h100.tflops_bf16, h100.hbm_gb, h100.tdp_w, h100.scaleup_domain) == (989.4, 80, 700, 8)
     assert h100.tflops_fp4 == 0  # "not supported", known
-    assert h100.price_usd is None  # unknown
+    assert h100.price_usd == 28000  # an analyst estimate, cited in its source text
     assert h100.tflops("fp16") == h100.tflops_bf16
     a100 = get_chip("a100-sxm-80gb")
     assert a100.tflops_fp8 == 0 and isinstance(a100.compute_units, int)
@@ -90,6 +91,23 @@ def test_catalog_spot_values():
     with pytest.raises(ValueError, match="precision"):
         h100.tflops("int8")
     assert set(PRECISIONS) >= {"bf16", "fp8"}
+
+
+@pytest.mark.parametrize("row", packaged_rows(), ids=lambda r: r["id"])
+def test_every_chip_has_a_cited_purchase_price(row):
+    """Issue 13: a baseline without a price vanishes from every cost plot. Each chip has a
+    positive purchase price, and its source text states that price, says where it comes
+    from, and says "estimate" unless it is a list price."""
+    chip = get_chip(row["id"])
+    assert chip.price_usd is not None and chip.price_usd > 0, row["id"]
+    price = row["price_usd"].strip()
+    source = row["source"]
+    assert f"price_usd {price} = " in source, f"{row['id']}: state price_usd {price}"
+    said = source.split(f"price_usd {price} = ", 1)[1]  # the price note closes the text
+    assert "estimate" in said or "list price" in said, f"{row['id']}: estimate or list price?"
+    assert re.search(r"[a-z0-9-]+\.(com|net|de|io|ai)\b", said), (
+        f"{row['id']}: the price needs a citable source, got {said!r}")
+    assert "price unknown" not in source.lower()
 
 
 def test_unknown_chip_id_names_known_ids():

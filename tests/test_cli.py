@@ -89,6 +89,33 @@ def test_evaluate_impossible_mapping_is_infeasible_not_an_error(capsys) -> None:
     assert CONTRACT_KEYS <= doc.keys()
 
 
+INFEASIBLE_NULL = ("step_time_s", "mfu", "tokens_per_s", "tokens_per_s_per_chip",
+                   "memory_gb_per_chip", "chip_power_w", "cluster_power_w", "tokens_per_joule",
+                   "cost_per_mtoken_usd", "tokens_per_s_per_mw", "energy_per_token_j",
+                   "clock_fraction")
+
+
+def test_evaluate_infeasible_json_has_null_metrics_and_the_reason(capsys) -> None:
+    """Issue 13: an infeasible design printed 0.0 for every metric (cost included); now
+    every predicted number is null, the reason is given, and the exit code stays 0."""
+    doc = run_json(capsys, *EVALUATE, "--tp", "3")
+    assert doc["feasible"] is False and "mapping" in doc["reason"]
+    for key in INFEASIBLE_NULL:
+        assert doc[key] is None, (key, doc[key])
+    assert all(v is None for v in doc["mapping"].values()), doc["mapping"]
+    assert doc["chip"] == "h100-sxm" and doc["n_chips"] == 64  # what was asked stays
+    assert doc["chip_cost_usd"] == catalog.get_chip("h100-sxm").price_usd
+
+
+def test_evaluate_infeasible_text_says_why_and_prints_no_metric(capsys) -> None:
+    code, out, err = run(capsys, *[a for a in EVALUATE if a != "--json"], "--tp", "3")
+    assert code == 0, err
+    assert "infeasible: no valid parallel mapping" in out
+    for key in INFEASIBLE_NULL:
+        assert key not in out, key
+    assert ": 0.0" not in out
+
+
 def test_evaluate_design_toml_as_chip(tmp_path: Path, capsys) -> None:
     design = tmp_path / "my_chip.toml"
     design.write_text("[design]\ncompute_units = 200\n", encoding="utf-8")

@@ -8,6 +8,7 @@ from the Optuna study (the truth) or from the model, never typed in.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -22,7 +23,7 @@ from cli_helpers import run_json
 from optuna.trial import TrialState
 
 import codesign
-from codesign import parquet_log
+from codesign import catalog, parquet_log
 from codesign import rundir as rd
 from codesign import workers as wk
 from codesign.cli import main
@@ -301,7 +302,8 @@ def test_hypervolume_history_rises_to_the_front_s_hypervolume(run: Run) -> None:
     lo, hi = loss.min(axis=0), loss.max(axis=0)
     front = (np.array([t.values for t in run.study.best_trials]) * sign - lo) / (hi - lo)
     ref = np.full(len(sign), HV_REFERENCE)
-    assert hv["hypervolume"].iloc[-1] == pytest.approx(union_volume(front, ref), rel=1e-9)
+    box = HV_REFERENCE ** len(sign)
+    assert hv["hypervolume"].iloc[-1] == pytest.approx(union_volume(front, ref) / box, rel=1e-9)
     assert hv["n_feasible"].iloc[-1] == len(ok)
     assert hv["n_complete"].iloc[-1] == len(complete(run.study))
     coarse = hypervolume_history(run, max_points=10)
@@ -460,3 +462,188 @@ def test_trials_written_before_a_metric_existed_still_load(qs: Path, tmp_path: P
     n_old = old.num_rows
     assert trials["clock_fraction"].iloc[:n_old].isna().all()
     assert trials["clock_fraction"].iloc[n_old:].notna().all()
+
+
+# ----------------------------------------------------------------------------- issue 13
+
+
+SERVE_EXPERIMENT = REPO / "experiments" / "inference_llama70b.toml"
+
+
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16-trial serving run (Llama-3 70B at a chat SLO) with an H100 baseline."""
+    folder = tmp_path_factory.mktemp("serving")
+    text = SERVE_EXPERIMENT.read_text(encoding="utf-8")
+    for old, new in (
+        ('"../search_spaces/inference_2027.toml"',
+         f'"{(REPO / "search_spaces" / "inference_2027.toml").as_posix()}"'),
+        ("trials = 640", "trials = 16"), ("population = 32", "population = 8"),
+    ):
+        assert old in text, f"test bug: {old!r} not in {SERVE_EXPERIMENT.name}"
+        text = text.replace(old, new, 1)
+    (folder / "exp.toml").write_text(text, encoding="utf-8")
+    assert main(["search", str(folder / "exp.toml"), "--out", str(folder / "run"),
+                 "--no-progress"]) == 0
+    return folder / "run"
+
+
+def _pareto_formats(capsys: pytest.CaptureFixture[str], run_dir: Path
+                    ) -> tuple[dict, pd.DataFrame, str]:
+    doc = run_json(capsys, "pareto", str(run_dir), "--format", "json")
+    code, out, err = cli(capsys, "pareto", str(run_dir), "--format", "csv")
+    assert code == 0, err
+    table = cli(capsys, "pareto", str(run_dir))
+    assert table[0] == 0, table[2]
+    return doc, pd.read_csv(io.StringIO(out)), table[1]
+
+
+@pytest.mark.parametrize("kind", ["train", "serve"])
+def test_pareto_every_format_carries_every_column(kind: str, qs: Path, serving: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13: csv dropped cp, ep, vpp, sequence_parallel (rows then showed
+    tp x pp x dp != n_chips) and TTFT/ITL. Every Parquet column reaches csv and json, the
+    degrees multiply to the chip count in every row, and the table shows every degree."""
+    run_dir = qs if kind == "train" else serving
+    run = codesign.load_run(run_dir)
+    doc, df, table = _pareto_formats(capsys, run_dir)
+    names = parquet_log.schema(run.experiment).names
+    assert len(df) == len(doc["front"]) == len(run.pareto) > 0
+    for col in names:
+        assert col in df.columns, col
+        assert all(col in r for r in doc["front"]), col
+    assert list(df.columns) == doc["columns"]
+    for rows in (df.to_dict("records"), doc["front"]):
+        for r in rows:
+            assert r["map_tp"] * r["map_pp"] * r["map_dp"] * r["map_cp"] == r["n_chips"], r
+    if kind == "serve":
+        for col in ("ttft_s", "itl_s"):
+            assert df[col].notna().all() and all(r[col] > 0 for r in doc["front"]), col
+        assert "ttft_s" in table and "itl_s" in table
+    else:
+        assert {"map_ep", "map_vpp", "map_sequence_parallel"} <= set(df.columns)
+    # the table abbreviates the mapping but shows each degree of each row
+    lines = {int(line.split()[0]): line for line in table.splitlines()
+             if line.strip() and line.split()[0].isdigit()}
+    for r in doc["front"]:
+        line = lines[r["trial"]]
+        assert f"tp{r['map_tp']} pp{r['map_pp']}" in line
+        if kind == "train":
+            assert f"dp{r['map_dp']} cp{r['map_cp']}" in line and f"vpp{r['map_vpp']}" in line
+            assert line.rstrip().endswith(" sp") or not r["map_sequence_parallel"]
+        else:
+            assert f"replicas{r['map_dp']}" in line
+
+
+def test_vs_a_baseline_means_the_same_in_pareto_compare_and_report(
+        run: Run, qs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13: pareto compared with the baseline as projected into the search space,
+    compare with the catalog chip (3.8x against 23x for one run). Now both, and the
+    report's reference points, use the projection, say so, and list what it changed."""
+    from codesign.compare import BASELINE_MEANING
+
+    doc = run_json(capsys, "pareto", str(qs), "--format", "json")
+    front = {r["trial"]: r for r in doc["front"]}
+    labels = {b["id"]: b for b in doc["baselines"]}
+    assert set(labels) == set(BASELINES)
+    base_trials = {t.user_attrs[wk.BASELINE_ATTR]: t for t in complete(run.study)
+                   if wk.BASELINE_ATTR in t.user_attrs}
+    for chip_id in BASELINES:
+        assert labels[chip_id]["meaning"] == BASELINE_MEANING
+        assert labels[chip_id]["trial"] == base_trials[chip_id].number
+        assert labels[chip_id]["label"].startswith(f"{chip_id} {BASELINE_MEANING}")
+        cmp = run_json(capsys, "compare", str(qs), "--against", chip_id, "--format", "json")
+        ref = cmp["baseline"]
+        assert ref["meaning"] == "projected" and ref["label"] == labels[chip_id]["label"]
+        for i, (metric, _) in enumerate(run.objectives):
+            # the reference is the baseline trial of the study, value for value
+            assert ref["metrics"][metric] == base_trials[chip_id].values[i]
+        for best in cmp["best"]:
+            for metric, factor in best["improvement"].items():
+                want = front[best["trial"]][f"{metric}_vs_{chip_id}"]
+                assert (factor is None and want is None) or factor == pytest.approx(
+                    want, rel=1e-12), (chip_id, metric, factor, want, ref["reason"])
+        # the changes listed are the real differences: catalog chip vs the baseline trial
+        cat = catalog.get_chip(chip_id)
+        trial_chip = design_to_chip(design_from_params(base_design(run.experiment),
+                                                       base_trials[chip_id].params))
+        changes = ref["projection_changes"]
+        assert changes == labels[chip_id]["projection_changes"] and changes
+        for field, (was, now) in changes.items():
+            if field != "chip_cost_usd":
+                assert was == getattr(cat, field) and now == getattr(trial_chip, field)
+        text = cli(capsys, "compare", str(qs), "--against", chip_id)[1]
+        assert f"vs {chip_id} {BASELINE_MEANING}: " in text
+        assert f"the catalog {chip_id} itself, not projected" in text
+    assert "as projected into the search space" in cli(capsys, "pareto", str(qs))[1]
+
+
+def test_infeasible_categories_keep_the_constraint_bound(run: Run) -> None:
+    """Issue 13: the report showed ``tdp_w > #`` instead of the bound."""
+    cats = infeasible_reasons(run, by="category")
+    cons = cats[cats["kind"] == "constraint"]
+    assert len(cons)
+    bounds = {c.metric: c for c in run.experiment.constraints}
+    for category in cons["category"]:
+        assert "#" not in category
+        for part in category.split(", "):
+            metric = part.split(" ")[0]
+            c = bounds[metric]
+            assert part in (f"{metric} > {c.max:g}" if c.max is not None else None,
+                            f"{metric} < {c.min:g}" if c.min is not None else None), part
+    model = cats[cats["kind"] == "model"]
+    assert not any(ch.isdigit() for c in model["category"] for ch in c)
+
+
+def test_hypervolume_is_a_fraction_of_the_reference_box(run: Run) -> None:
+    """Issue 13: the normalised hypervolume exceeded 1.0. It is now the fraction of the
+    reference box, in [0, 1], also when a baseline lies far outside the rest."""
+    hv = hypervolume_history(run)
+    assert 0 <= hv["hypervolume"].min() and hv["hypervolume"].max() <= 1.0
+    # a lone design is the whole box it dominates: exactly 1 (was 1.1^k)
+    objectives = [("a", "maximize"), ("b", "minimize")]
+    one = pd.DataFrame({"trial": [0], "constraints_ok": [True], "value_a": [3.0],
+                        "value_b": [2.0]})
+    assert _hv_history(one, objectives, 10)["hypervolume"].iloc[-1] == pytest.approx(1.0)
+    # a front plus a baseline far outside it (much worse in a, better in b)
+    rng = np.random.default_rng(1)
+    x = rng.random(40)
+    df = pd.DataFrame({"trial": np.arange(41), "constraints_ok": True,
+                       "value_a": np.append(x, -1e6), "value_b": np.append(1.0 - x, -5.0)})
+    out = _hv_history(df, objectives, 50)["hypervolume"]
+    assert (np.diff(out) >= 0).all() and 0 < out.iloc[-1] <= 1.0
+
+
+def test_sensitivity_says_which_direction_is_better(run: Run) -> None:
+    """Issue 13: sensitivity bars had no better/worse direction. ``better_<metric>`` is the
+    change signed so that > 0 is better; the report plots it on an axis that says so."""
+    from codesign.metrics import METRICS
+    from codesign.report import SENSITIVITY_AXIS, _sensitivity
+
+    df = sensitivity(run, int(run.best("tokens_per_joule")["trial"]))
+    objectives = dict(run.objectives)
+    shown = list(dict.fromkeys([*objectives, *REPORTED_METRICS]))
+    for metric in shown:
+        direction = objectives.get(metric, METRICS[metric][1])
+        assert df.attrs["directions"][metric] == direction
+        sign = 1.0 if direction == "maximize" else -1.0
+        np.testing.assert_allclose(df[f"better_{metric}"], sign * df[f"rel_{metric}"])
+    assert (df["better_silicon_mm2"] < 0).any() and (df["rel_silicon_mm2"] > 0).any()
+    fig = _sensitivity(df, shown)
+    assert "better" in SENSITIVITY_AXIS and "worse" in SENSITIVITY_AXIS
+    assert fig.layout.xaxis.title.text == SENSITIVITY_AXIS
+    names = {t.name: t for t in fig.data}
+    area = names["silicon_mm2 (lower is better)"]
+    ok = df[df["feasible"]]
+    np.testing.assert_allclose(area.x, -100.0 * ok["rel_silicon_mm2"].astype(float))
+    assert "tokens_per_joule (higher is better)" in names
+
+
+def test_compare_with_a_chip_the_model_cannot_evaluate_exits_2(
+        qs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``compare --against wse3`` (no bf16 peak, no TDP: neither projectable nor evaluable)
+    ended in a traceback; it is bad input: exit 2 naming the flag and what is missing."""
+    code, out, err = cli(capsys, "compare", str(qs), "--against", "wse3")
+    assert code == 2 and out == ""
+    assert "--against" in err and "wse3" in err and "tflops_bf16" in err
+    assert "Traceback" not in err

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import re
 import subprocess
 import sys
@@ -182,3 +183,64 @@ def test_a_run_with_no_feasible_trial_still_gets_a_report(tmp_path: Path) -> Non
     code, _out, err = run("report", str(tmp_path / "run"), "-o", str(out), "--design", "3")
     assert code == 0, err
     assert 'id="plot-sensitivity"' in out.read_text(encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- issue 13
+
+
+def test_report_labels_the_reference_and_keeps_bounds(report_html: Path) -> None:
+    """Issue 13: the report showed ``tdp_w > #`` instead of the bound, and did not say what
+    "vs CHIP" meant; it now names the projection and its changes, the bounds, and which way
+    each sensitivity bar is better."""
+    from codesign.compare import BASELINE_MEANING
+    from codesign.report import HYPERVOLUME_AXIS
+
+    text = report_html.read_text(encoding="utf-8")
+    assert f"vs h100-sxm {BASELINE_MEANING}: " in text
+    assert "n_compute_dies > #" not in text and "tdp_w > #" not in text
+    assert "n_compute_dies \\u003e 1" in text  # the bound, as Plotly's JSON writes ">"
+    assert "is better)" in text and HYPERVOLUME_AXIS in text and "0-1" in HYPERVOLUME_AXIS
+
+
+def test_a_plot_never_lists_a_baseline_it_does_not_draw() -> None:
+    """Issue 13: a reference chip without a price vanished from the cost plots while the
+    legend listed it. A chip is drawn (and listed) only where it has both coordinates, and
+    a note names what it lacks."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from codesign import report
+
+    objs = [("tokens_per_s", "maximize"), ("cost_per_mtoken_usd", "minimize"),
+            ("silicon_mm2", "minimize")]
+    run = SimpleNamespace(objectives=objs)
+    pts = pd.DataFrame({"trial": [1, 2, 3], "tokens_per_s": [1.0, 2.0, 3.0],
+                        "cost_per_mtoken_usd": [3.0, 2.0, 1.5], "silicon_mm2": [5.0, 6.0, 7.0]})
+    docs = [{"baseline": {"id": chip, "feasible": True,
+                          "metrics": {"tokens_per_s": 2.5, "cost_per_mtoken_usd": cost,
+                                      "silicon_mm2": 6.5}}}
+            for chip, cost in (("priced", 2.2), ("unpriced", None))]
+    refs = report._reference_points(run, docs)
+    assert list(refs["chip"]) == ["priced", "unpriced"]
+    notes = report._undrawn_notes(run, refs)
+    assert notes == ["unpriced: not drawn on plots over cost_per_mtoken_usd (no value for it)"]
+    for fig in (report._front_2d(run, pts, pts, refs), report._front_3d(run, pts, pts, refs)):
+        drawn = [t for t in fig.data if t.name == report.REFERENCE_NAME]
+        assert drawn
+        for t in drawn:  # every chip a trace names is a point it draws
+            coords = [t.x, t.y] + ([t.z] if getattr(t, "z", None) is not None else [])
+            assert all(len(c) == len(t.text) for c in coords)
+            assert all(math.isfinite(v) for c in coords for v in c)
+        assert sum(t.showlegend is not False for t in drawn) == 1  # listed once
+    shown_3d = [t for t in report._front_3d(run, pts, pts, refs).data
+                if t.name == report.REFERENCE_NAME]
+    assert [list(t.text) for t in shown_3d] == [["priced"]]  # 3-D needs the cost axis
+    # the pair (tokens/s, area) can draw both: the unpriced chip appears there, and only there
+    fig = report._front_2d(run, pts, pts, refs.assign(
+        cost_per_mtoken_usd=[math.nan, math.nan]))
+    drawn = [t for t in fig.data if t.name == report.REFERENCE_NAME]
+    assert [list(t.text) for t in drawn] == [["priced", "unpriced"]]
+    assert drawn[0].showlegend is not False
+    nothing = report._front_2d(run, pts, pts, refs.iloc[:0])
+    assert not [t for t in nothing.data if t.name == report.REFERENCE_NAME]
