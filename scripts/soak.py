@@ -96,6 +96,7 @@ class Result:
     waiting_left: int = 0
     repeated_designs: int = 0
     repaired: int = 0
+    lock_takeovers: int = 0  # a killed writer's journal lock taken over by Optuna after 30 s
     baselines_missing: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
@@ -368,8 +369,11 @@ def scenario_single(s: Soak, res: Result, kills: int, workers: int = 1) -> None:
     storage = Storage(run_dir / "study.log", study=name)
     extra = ["--workers", str(workers)] if workers > 1 else []
     s.run("search", str(exp), "--trials", str(s.pop), *extra, res=res)
-    one_process(s, res, kills, ["search", str(exp), "--trials", LONG, *extra], storage)
-    s.run("search", str(exp), "--trials", str(2 * s.pop), *extra, res=res)
+    # each kill followed by a resume (``search`` again continues the study; ``resume`` has
+    # no --workers)
+    again = ["search", str(exp)] if workers > 1 else ["resume", str(run_dir)]
+    one_process(s, res, kills, [*again, "--trials", LONG, *extra], storage)
+    s.run(*again, "--trials", str(2 * s.pop), *extra, res=res)
     measure(res, storage, run_dir)
 
 
@@ -384,7 +388,7 @@ def scenario_baselines(s: Soak, res: Result, kills: int) -> None:
         res.errors.append(f"search exit {proc.returncode} before its kill: {s.tail(proc)}")
         return
     res.kills += 1
-    one_process(s, res, kills, ["search", str(exp), "--trials", LONG], storage)
+    one_process(s, res, kills, ["resume", str(run_dir), "--trials", LONG], storage)
     s.run("resume", str(run_dir), "--trials", str(2 * s.pop), res=res)
     measure(res, storage, run_dir)
 
@@ -531,6 +535,8 @@ def run_scenario(name: str, args: argparse.Namespace, root: Path, seed: int) -> 
         res.errors.append(str(exc))
     finally:
         s.cleanup()
+    res.lock_takeovers = sum(f.read_text(errors="replace").count("Forcibly releasing the lock")
+                             for f in (s.root / "logs").glob("*.log"))
     judge(res)
     res.seconds = round(time.monotonic() - t0, 1)
     return res
@@ -553,7 +559,7 @@ def print_table(results: list[Result]) -> None:
         for e in r.errors[:5]:
             print(f"{'':<10} error: {e}")
         extra = (f"repeated designs {r.repeated_designs}, torn journals repaired {r.repaired}, "
-                 f"{r.seconds:.0f} s")
+                 f"dead writers' journal locks taken over {r.lock_takeovers}, {r.seconds:.0f} s")
         print(f"{'':<10} {extra}{'; ' + r.note if r.note else ''}")
 
 
