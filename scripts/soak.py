@@ -97,6 +97,7 @@ class Result:
     repeated_designs: int = 0
     repaired: int = 0
     lock_takeovers: int = 0  # a killed writer's journal lock taken over by Optuna after 30 s
+    duplicates_by: dict[str, int] = field(default_factory=dict)  # extra rows by writer kind
     baselines_missing: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
@@ -285,25 +286,37 @@ def measure(res: Result, storage: Storage, run_dir: Path) -> None:
     trials = storage.study().get_trials(deepcopy=False)
     complete = {t.number for t in trials if t.state == TrialState.COMPLETE}
     numbers: list[int] = []
+    writers: list[str] = []
     baseline_rows: set[str] = set()
     folder = run_dir / "trials"
     for f in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
         if f.name.startswith((".", "_")):
             continue
         try:
-            table = pq.read_table(f, columns=["trial", "is_baseline", "baseline"])
+            table = pq.read_table(f, columns=["trial", "is_baseline", "baseline", "writer"])
         except Exception as exc:
             res.unreadable += 1
             res.errors.append(f"{f.name}: {exc}")
             continue
         numbers += table.column("trial").to_pylist()
+        writers += table.column("writer").to_pylist()
         baseline_rows |= {b for ok, b in zip(table.column("is_baseline").to_pylist(),
                                              table.column("baseline").to_pylist(), strict=True)
                           if ok and b}
     counts = Counter(numbers)
     res.complete = len(complete)
     res.parquet_rows = len(numbers)
-    res.duplicates = max(res.duplicates, sum(c - 1 for c in counts.values()))
+    extra = sum(c - 1 for c in counts.values())
+    if extra >= res.duplicates:  # the worst state seen, and who wrote its extra rows
+        res.duplicates = extra
+        seen_rows: set[int] = set()
+        by: Counter[str] = Counter()
+        for n, w in zip(numbers, writers, strict=True):
+            if n in seen_rows:
+                by[(w or "?").split("-", 1)[0] if (w or "").startswith(("rebuild", "export"))
+                   else "search"] += 1
+            seen_rows.add(n)
+        res.duplicates_by = dict(by)
     res.lost = len(complete - set(counts))
     res.phantom = len(set(counts) - complete)
     res.running_left = sum(t.state == TrialState.RUNNING for t in trials)
@@ -315,6 +328,7 @@ def measure(res: Result, storage: Storage, run_dir: Path) -> None:
               if t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs}
     res.unrecovered = len(killed - set(retry_of))
     seen: set[tuple[Any, ...]] = set()
+    res.repeated_designs = 0
     for t in sorted(trials, key=lambda t: t.number):
         if t.state == TrialState.COMPLETE and "codesign:retry_of" not in t.user_attrs:
             key = tuple(sorted(t.params.items()))
@@ -328,7 +342,10 @@ def measure(res: Result, storage: Storage, run_dir: Path) -> None:
 
 
 def judge(res: Result) -> None:
-    for key in ("duplicates", "lost", "running_left", "phantom", "unrecovered", "unreadable"):
+    if res.duplicates:
+        res.faults.append(f"duplicates={res.duplicates} (extra rows written by "
+                          + ", ".join(f"{k}: {v}" for k, v in res.duplicates_by.items()) + ")")
+    for key in ("lost", "running_left", "phantom", "unrecovered", "unreadable"):
         if getattr(res, key):
             res.faults.append(f"{key}={getattr(res, key)}")
     if res.baselines_missing:

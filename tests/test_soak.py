@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "soak.py"
 SAFETY_S = 1200.0  # a hang fails; never an expectation
 KEYS = {"name", "status", "kills", "complete", "parquet_rows", "duplicates", "lost", "reruns",
-        "running_left", "phantom", "unrecovered", "unreadable", "faults", "errors", "seconds"}
+        "running_left", "phantom", "unrecovered", "unreadable", "faults", "errors", "seconds",
+        "duplicates_by", "repeated_designs"}
 
 
 def soak(*args: str) -> subprocess.CompletedProcess[str]:
@@ -92,4 +93,6 @@ def test_soak_reports_an_injected_loss(tmp_path: Path) -> None:
     (run_dir / "trials" / ("part-copy-" + last.name[5:])).write_bytes(last.read_bytes())
     soak_mod.measure(res, storage, run_dir)
     soak_mod.judge(res)
-    assert res.duplicates == len(pd.read_parquet(last)) and res.status == "fault"
+    copied = len(pd.read_parquet(last))
+    assert res.duplicates == copied and res.status == "fault"
+    assert res.duplicates_by == {"search": copied}
