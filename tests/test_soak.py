@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -27,12 +29,17 @@ def soak(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def single_and_workers2() -> tuple[subprocess.CompletedProcess[str], dict]:
+def single_and_workers2() -> Iterator[tuple[subprocess.CompletedProcess[str], dict]]:
     res = soak("--kills", "2", "--scenario", "single", "--scenario", "workers2", "--json",
                "--keep", "--quiet")
-    lines = res.stdout.strip().splitlines()
-    assert len(lines) == 1, res.stdout + res.stderr
-    return res, json.loads(lines[0])
+    kept = re.search(r"run directories kept in (\S+)", res.stderr)
+    try:
+        lines = res.stdout.strip().splitlines()
+        assert len(lines) == 1, res.stdout + res.stderr
+        yield res, json.loads(lines[0])
+    finally:
+        if kept:
+            shutil.rmtree(kept.group(1), ignore_errors=True)
 
 
 def test_soak_json_shape_and_exit_code(single_and_workers2) -> None:
