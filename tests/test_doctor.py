@@ -284,22 +284,36 @@ def test_torn_tail_with_fresh_lock_is_not_repaired(journal: Path) -> None:
     assert journal.read_bytes() == torn and not backups(journal) and lock.is_symlink()
 
 
-def test_append_in_progress_is_not_torn(journal: Path) -> None:
+def test_append_in_progress_is_not_torn(journal: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer finishes once the check is waiting for it (not after a sleep that a loaded
+    machine may stretch past the check's patience, which the test lifts instead)."""
+    from codesign import journal_check
+
     data = journal.read_bytes()
     last = data.splitlines(keepends=True)[-1]
     lock = doctor.lock_path(journal)
     os.symlink(journal, lock)  # a live writer holds the lock ...
     journal.write_bytes(data + last[:25])  # ... and is half-way through its append
+    waiting = threading.Event()
+    real_sleep = time.sleep
+
+    def check_waits(seconds: float) -> None:
+        waiting.set()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(journal_check, "_SETTLE_S", 3600.0)
+    monkeypatch.setattr(journal_check.time, "sleep", check_waits)
 
     def finish() -> None:
-        time.sleep(0.2)
+        assert waiting.wait(3600.0)
         with open(journal, "ab") as f:
             f.write(last[25:])
         os.unlink(lock)
 
     writer = threading.Thread(target=finish)
     writer.start()
-    health = check_journal(journal)
+    health = check_journal(journal, lock_grace_s=3600.0)
+    waiting.set()  # a check that never waited: let the writer go, and fail below
     writer.join()
     assert health.ok and health.lines == data.count(b"\n") + 1
 

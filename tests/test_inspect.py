@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -322,7 +321,26 @@ def test_hypervolume_matches_the_union_of_boxes(k: int) -> None:
     assert _hypervolume(pts[keep], ref) == pytest.approx(union_volume(pts[keep], ref), rel=1e-12)
 
 
-def test_hypervolume_history_of_20k_trials_is_fast_and_monotone() -> None:
+def test_hypervolume_history_of_20k_trials_is_fast_and_monotone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fast by construction, not by a stopwatch (CI is a loaded box): one exact hypervolume
+    per checkpoint at most, each by the three-objective sweep, never Optuna's WFG."""
+    import optuna._hypervolume as optuna_hv
+
+    from codesign import hypervolume as hv_mod
+
+    calls: list[int] = []
+    real = hv_mod._hypervolume
+
+    def counted(front: np.ndarray, ref: np.ndarray) -> float:
+        calls.append(len(front))
+        return real(front, ref)
+
+    def no_wfg(*args: object, **kwargs: object) -> float:
+        raise AssertionError("three objectives must not take Optuna's WFG")
+
+    monkeypatch.setattr(hv_mod, "_hypervolume", counted)
+    monkeypatch.setattr(optuna_hv, "compute_hypervolume", no_wfg)
     rng = np.random.default_rng(0)
     n = 20_000
     # a curved trade-off with noise: a front of a few hundred points, as a long NSGA run has
@@ -331,10 +349,8 @@ def test_hypervolume_history_of_20k_trials_is_fast_and_monotone() -> None:
     df = pd.DataFrame({"trial": np.arange(n), "constraints_ok": rng.random(n) < 0.7,
                        "value_a": x[:, 0], "value_b": x[:, 1], "value_c": -x[:, 2]})
     objectives = [("a", "maximize"), ("b", "maximize"), ("c", "minimize")]
-    t0 = time.perf_counter()
     hv = _hv_history(df, objectives, 200)
-    seconds = time.perf_counter() - t0
-    assert seconds < 10.0, seconds
+    assert 0 < len(calls) <= 200, len(calls)
     assert len(hv) <= 200 and hv["trial"].iloc[-1] == n - 1 and hv["trial"].iloc[0] == 0
     assert (np.diff(hv["hypervolume"]) >= 0).all() and hv["hypervolume"].iloc[-1] > 0
 

@@ -1,0 +1,105 @@
+"""scripts/soak.py, run as a user runs it, with two kills on two scenarios: its JSON shape,
+its counts against the run it leaves (``--keep``), and its exit code. Kill moments are chosen
+by progress inside the script, so nothing here depends on timing."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "soak.py"
+SAFETY_S = 1200.0  # a hang fails; never an expectation
+KEYS = {"name", "status", "kills", "complete", "parquet_rows", "duplicates", "lost", "reruns",
+        "running_left", "phantom", "unrecovered", "unreadable", "faults", "errors", "seconds",
+        "duplicates_by", "repeated_designs"}
+
+
+def soak(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=SAFETY_S, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def single_and_workers2() -> Iterator[tuple[subprocess.CompletedProcess[str], dict]]:
+    res = soak("--kills", "2", "--scenario", "single", "--scenario", "workers2", "--json",
+               "--keep", "--quiet")
+    kept = re.search(r"run directories kept in (\S+)", res.stderr)
+    try:
+        lines = res.stdout.strip().splitlines()
+        assert len(lines) == 1, res.stdout + res.stderr
+        yield res, json.loads(lines[0])
+    finally:
+        if kept:
+            shutil.rmtree(kept.group(1), ignore_errors=True)
+
+
+def test_soak_json_shape_and_exit_code(single_and_workers2) -> None:
+    res, doc = single_and_workers2
+    assert set(doc) == {"ok", "kills", "population", "scenarios"}
+    assert doc["kills"] == 2
+    assert [s["name"] for s in doc["scenarios"]] == ["single", "workers2"]
+    for s in doc["scenarios"]:
+        assert KEYS <= set(s), KEYS - set(s)
+        assert s["status"] in ("ok", "fault")
+        assert s["kills"] == 2, s
+        assert s["complete"] > 0 and s["parquet_rows"] > 0
+        clean = not (s["duplicates"] or s["lost"] or s["running_left"] or s["errors"])
+        assert (s["status"] == "ok") == clean, s
+    assert doc["ok"] == all(s["status"] == "ok" for s in doc["scenarios"])
+    assert res.returncode == (0 if doc["ok"] else 1), res.stderr
+    # the search engine keeps the contract under these kills
+    assert doc["ok"], json.dumps(doc["scenarios"], indent=1)
+
+
+def test_soak_counts_match_the_run_it_leaves(single_and_workers2) -> None:
+    res, doc = single_and_workers2
+    kept = re.search(r"run directories kept in (\S+)", res.stderr)
+    assert kept, res.stderr
+    s = doc["scenarios"][0]
+    rows = pd.read_parquet(Path(kept.group(1)) / "single" / "runs" / "single" / "trials")
+    assert len(rows) == s["parquet_rows"]
+    assert rows["trial"].nunique() == s["parquet_rows"] - s["duplicates"]
+
+
+def test_soak_reports_an_injected_loss(tmp_path: Path) -> None:
+    """The checks can fail: a Parquet file deleted behind the storage's back is reported as
+    lost rows and exit 1 (measure() on a run the test damages)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import soak as soak_mod
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    s = soak_mod.Soak(tmp_path, __import__("random").Random(0), 8, SAFETY_S, verbose=False)
+    exp = soak_mod.write_experiment(tmp_path, "lossy", 8)
+    res = soak_mod.Result("lossy")
+    assert s.run("search", str(exp), "--trials", "16", res=res) == 0, res.errors
+    run_dir = tmp_path / "runs" / "lossy"
+    storage = soak_mod.Storage(run_dir / "study.log", study="lossy")
+    soak_mod.measure(res, storage, run_dir)
+    soak_mod.judge(res)
+    assert (res.status, res.complete, res.parquet_rows, res.lost) == ("ok", 16, 16, 0)
+    first = sorted((run_dir / "trials").glob("*.parquet"))[0]
+    gone = len(pd.read_parquet(first))
+    first.unlink()
+    res = soak_mod.Result("lossy")
+    soak_mod.measure(res, storage, run_dir)
+    soak_mod.judge(res)
+    assert res.status == "fault" and res.lost == gone and res.faults == [f"lost={gone}"]
+    # and a file written twice is a duplicate
+    res = soak_mod.Result("lossy")
+    last = sorted((run_dir / "trials").glob("*.parquet"))[-1]
+    (run_dir / "trials" / ("part-copy-" + last.name[5:])).write_bytes(last.read_bytes())
+    soak_mod.measure(res, storage, run_dir)
+    soak_mod.judge(res)
+    copied = len(pd.read_parquet(last))
+    assert res.duplicates == copied and res.status == "fault"
+    assert res.duplicates_by == {"search": copied}
