@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import os
 import re
-import socket
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,19 +29,25 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from codesign import parquet_log, runfile
 from codesign.config import SAMPLERS, Experiment, load_experiment
 from codesign.errors import ConfigError
 from codesign.journal_check import JOURNAL_FILE, RUN_FILE, check_journal, open_journal
 from codesign.storage_check import check_out_dir, check_storage_url
+from codesign.trial_rows import (  # noqa: F401 - re-exported: the rows of a run's trials
+    INFEASIBLE_CONSTRAINT,
+    METRICS_ATTR,
+    WRITER_KEY,
+    _writer_tag,
+    constraint_values,
+    objective_values,
+    row_from_trial,
+)
 
-METRICS_ATTR = "codesign:metrics"
 FINGERPRINT_ATTR = "codesign:fingerprint"
-INFEASIBLE_CONSTRAINT = "mapping_feasible"
 
-WRITER_KEY = "_writer"  # inside the metrics attribute: which process evaluated the trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # heartbeats are recorded by this engine's own loop, not by Study.optimize (on purpose)
@@ -486,48 +490,3 @@ def open_study(exp: Experiment, run: RunSpec, worker: int = 0) -> optuna.Study:
     sampler = make_sampler(run.sampler, derived_seed(run.seed, n_existing, worker),
                            exp.population)
     return optuna.load_study(study_name=run.study_name, storage=storage, sampler=sampler)
-
-
-# --------------------------------------------------------------------------- trial rows
-
-
-def objective_values(exp: Experiment, metrics: dict[str, Any]) -> list[float]:
-    """Objective values of a trial, in the experiment's order."""
-    return [float(metrics[o.metric]) for o in exp.objectives]
-
-
-def constraint_values(exp: Experiment, metrics: dict[str, Any]) -> dict[str, float]:
-    """Optuna constraints (<= 0 feasible): the mapping search succeeded, then each bound."""
-    out = {INFEASIBLE_CONSTRAINT: 0.0 if metrics["feasible"] else 1.0}
-    for c in exp.constraints:
-        v = float(metrics[c.metric])
-        if c.max is not None:
-            out[f"{c.metric}_max"] = v - c.max if math.isfinite(v) else 1e300
-        if c.min is not None:
-            out[f"{c.metric}_min"] = c.min - v if math.isfinite(v) else 1e300
-    return out
-
-
-def row_from_trial(exp: Experiment, t: FrozenTrial, writer: str) -> dict[str, Any]:
-    """One Parquet row for a finished trial (everything from the storage)."""
-    m = dict(t.user_attrs.get(METRICS_ATTR, {}))
-    m.pop(WRITER_KEY, None)  # internal (the "writer" column says who wrote the row)
-    row: dict[str, Any] = {
-        "trial": t.number,
-        "is_baseline": "baseline" in t.user_attrs,
-        "baseline": t.user_attrs.get("baseline"),
-        "feasible": bool(m.get("feasible", False)),
-        "constraints_ok": all(v <= 0 for v in t.constraints.values()),
-        "reason": m.get("reason", ""),
-        "writer": writer,
-        "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,
-    }
-    row.update({f"param_{k}": v for k, v in t.params.items()})
-    row.update({f"value_{o.metric}": v for o, v in zip(exp.objectives, t.values or [],
-                                                        strict=False)})
-    row.update(m)
-    return row
-
-
-def _writer_tag(worker: int) -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-w{worker}"
