@@ -49,6 +49,7 @@ from codesign.journal_check import (
     _POLL_S,
     BACKUP_MARK,
     JOURNAL_FILE,
+    LOCK_SUFFIX,
     JournalHealth,
     _check,
     _doctor_target,
@@ -59,8 +60,10 @@ from codesign.journal_check import (
     _scan_file,
     check_journal,
     journal_path,
+    live_workers,
     lock_path,
     preflight,
+    workers_dir,
 )
 from codesign.journal_replay import replay_problems
 from codesign.journal_sums import (
@@ -71,6 +74,7 @@ from codesign.journal_sums import (
     sums_path,
     write_sums,
 )
+from codesign.parquet_log import fsync_dir
 
 __all__ = [
     "JOURNAL_FILE",
@@ -91,23 +95,15 @@ __all__ = [
 # --------------------------------------------------------------------------- repair
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _remove_stale_lock(lock: Path, lock_grace_s: float) -> bool:
-    """Remove ``lock`` if it is (still) older than the grace period; True if removed."""
+    """Remove ``lock`` if it is (still) older than the grace period, or if codesign's workers
+    run on this journal and none of them is alive (the lock is a killed writer's, however
+    young: :func:`~codesign.journal_check.live_workers`); True if removed."""
     age = _lock_age(lock)
-    if age is None or age <= lock_grace_s:
+    if age is None:
+        return False
+    journal = Path(os.fspath(lock).removesuffix(LOCK_SUFFIX))
+    if age <= lock_grace_s and live_workers(workers_dir(journal)) != 0:
         return False
     try:
         os.unlink(lock)
@@ -235,7 +231,7 @@ def _write_backup(path: Path, data: bytes) -> Path:
         sums = sums_path(path)
         if sums.exists():
             Path(f"{sums}{backup.name[len(path.name):]}").write_bytes(sums.read_bytes())
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return backup
     raise RuntimeError(f"could not find a free backup name next to {path}")  # pragma: no cover
 
@@ -250,7 +246,7 @@ def _rewrite(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
     os.chmod(tmp, mode)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 @dataclass

@@ -17,6 +17,7 @@ import json
 import os
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,6 +91,39 @@ class _Scan:
 def lock_path(journal: str | os.PathLike[str]) -> Path:
     """The lock file Optuna's journal file backend uses for ``journal`` (either lock class)."""
     return Path(os.fspath(journal) + LOCK_SUFFIX)
+
+
+def workers_dir(journal: str | os.PathLike[str]) -> Path:
+    """Where codesign's workers on a journal mark themselves alive (an flock on one file each,
+    which the kernel releases on any exit, kill -9 included)."""
+    path = Path(journal)
+    return path.with_name(path.name + ".workers")
+
+
+def live_workers(folder: Path, skip: Callable[[Path], bool] | None = None) -> int | None:
+    """How many worker lock files in ``folder`` a live process holds; the files of dead ones
+    are removed. None when ``folder`` does not exist (no codesign worker ever ran there).
+    ``skip``: lock files not to count (this process's own)."""
+    import fcntl
+
+    if not folder.is_dir():
+        return None
+    live = 0
+    for path in folder.glob("*.lock"):
+        if path.name.startswith(".") or (skip is not None and skip(path)):
+            continue
+        try:
+            fh = open(path, "a+b")
+        except OSError:
+            continue
+        with fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                live += 1
+                continue
+            path.unlink(missing_ok=True)
+    return live
 
 
 def journal_path(run_dir_or_journal: str | os.PathLike[str]) -> Path | None:

@@ -172,7 +172,8 @@ def remove_stale_temp_files(run_dir: Path, is_alive: Callable[[int], bool]) -> i
     return removed
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Flush a directory's entries (renames, new files) to disk; best effort."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -231,7 +232,7 @@ def recover_log(run_dir: str | os.PathLike[str]) -> None:
             os.replace(live_dir(run_dir), live)
         except FileNotFoundError:  # another process recovered it first
             pass
-        _fsync_dir(run_dir)
+        fsync_dir(run_dir)
     for leftover in (STAGING_DIR, RETIRED_DIR):
         if (run_dir / leftover).exists():
             shutil.rmtree(run_dir / leftover, ignore_errors=True)
@@ -253,7 +254,7 @@ def replace_trials(run_dir: Path, exp: Experiment, rows: list[dict[str, Any]],
             atomic_write(_table(rows, schema(exp)),
                          new / f"part-{writer}-{first:08d}-{last:08d}.parquet")
         (new / COMPLETE_MARK).touch()
-        _fsync_dir(new)
+        fsync_dir(new)
         crash_point("export-staged")
         live = run_dir / LOG_DIR
         if not live.is_dir():
@@ -263,7 +264,7 @@ def replace_trials(run_dir: Path, exp: Experiment, rows: list[dict[str, Any]],
             crash_point("export-retired")
             os.replace(new, live)
         swapped = True
-        _fsync_dir(run_dir)
+        fsync_dir(run_dir)
         crash_point("export-swapped")
         (live / COMPLETE_MARK).unlink(missing_ok=True)
         recover_log(run_dir)  # the old log, now hidden

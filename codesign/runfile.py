@@ -143,10 +143,10 @@ def stage_change(exp: Experiment, run_dir: Path, info: dict[str, Any]) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         (staging / CHANGE_FILE).write_text(json.dumps({"history": stamp}) + "\n",
                                            encoding="utf-8")
-        parquet_log._fsync_dir(staging)
+        parquet_log.fsync_dir(staging)
         parquet_log.crash_point("change-staged")
         os.replace(staging, run_dir / PENDING)
-        parquet_log._fsync_dir(run_dir)
+        parquet_log.fsync_dir(run_dir)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, OSError) and (
@@ -193,7 +193,7 @@ def finish_change(run_dir: Path,
             for name in CONFIG_FILES:
                 if (change / name).exists():
                     os.replace(change / name, run_dir / name)
-            parquet_log._fsync_dir(run_dir)
+            parquet_log.fsync_dir(run_dir)
             shutil.rmtree(change)
     except OSError as exc:
         err = parquet_log.write_error(change, exc, run_dir)

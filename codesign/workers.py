@@ -26,7 +26,7 @@ from codesign import catalog, parquet_log
 from codesign.config import Experiment
 from codesign.design import project_chip
 from codesign.errors import ConfigError
-from codesign.journal_check import check_journal, lock_path
+from codesign.journal_check import check_journal, live_workers, lock_path, workers_dir
 from codesign.rundir import (
     METRICS_ATTR,
     WRITER_KEY,
@@ -79,7 +79,7 @@ def _workers_dir(run: RunSpec) -> Path:
     jpath = journal_file(run)
     if jpath is None:
         return run.run_dir / "workers"
-    return jpath.resolve().with_name(jpath.name + ".workers")
+    return workers_dir(jpath.resolve())
 
 
 def hold_worker_lock(run: RunSpec, worker: int) -> Path:
@@ -101,20 +101,7 @@ def hold_worker_lock(run: RunSpec, worker: int) -> Path:
 def other_live_workers(run: RunSpec) -> int:
     """How many other workers on this machine hold their lock on the run's storage (stale
     lock files of dead workers are removed)."""
-    import fcntl
-
-    live = 0
-    for path in _workers_dir(run).glob("*.lock"):
-        if str(path) in _WORKER_LOCKS or path.name.startswith("."):  # ours, .recover.lock
-            continue
-        with open(path, "a+b") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                live += 1
-                continue
-            path.unlink(missing_ok=True)
-    return live
+    return live_workers(_workers_dir(run), lambda p: str(p) in _WORKER_LOCKS) or 0
 
 
 def preflight_journal(run: RunSpec) -> None:

@@ -19,40 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from test_config import SPACE  # the same tiny space as the config tests
 
 from codesign.cli import main
 from codesign.validate import COLUMNS, default_cases_path
-
-SPACE = """\
-[space]
-name = "tiny"
-description = "test space"
-
-[base]
-process_nm = 4
-hbm_gen = "HBM3e"
-
-[params.compute_units]
-type = "int"
-low = 64
-high = 256
-step = 8
-
-[params.clock_ghz]
-type = "float"
-low = 1.0
-high = 2.0
-
-[params.hbm_stacks]
-type = "categorical"
-choices = [4, 6, 8]
-
-[params.sram_mb]
-type = "int"
-low = 16
-high = 512
-log = true
-"""
 
 EXPERIMENT = """\
 [experiment]

@@ -284,6 +284,38 @@ def test_torn_tail_with_fresh_lock_is_not_repaired(journal: Path) -> None:
     assert journal.read_bytes() == torn and not backups(journal) and lock.is_symlink()
 
 
+def test_fresh_lock_of_a_killed_codesign_writer_is_cleared(journal: Path) -> None:
+    """A codesign writer killed mid-append leaves a torn line and a fresh journal lock; its
+    worker lock (``<journal>.workers/*.lock``, an flock the kernel drops on kill -9) says that
+    no writer of the run is alive, so the repair clears the lock at once instead of waiting
+    out the 30 s grace period (the full suite once failed here on a busy machine: the doctor
+    ran 9 s after the kill)."""
+    torn = tear_last_line(journal)
+    lock = doctor.lock_path(journal)
+    os.symlink(journal.name, lock)  # fresh: the killed writer held it
+    workers = journal.with_name(journal.name + ".workers")
+    workers.mkdir()
+    (workers / "host-12345-w0.lock").touch()  # its worker lock file, no longer flocked
+    repair_journal(journal, lock_wait_s=0.1)
+    assert journal.read_bytes() != torn and backups(journal) and not lock.is_symlink()
+    assert len(load(journal).trials) >= N_TRIALS - 1
+
+
+def test_fresh_lock_of_a_live_codesign_writer_is_kept(journal: Path) -> None:
+    import fcntl
+
+    torn = tear_last_line(journal)
+    lock = doctor.lock_path(journal)
+    os.symlink(journal.name, lock)
+    workers = journal.with_name(journal.name + ".workers")
+    workers.mkdir()
+    with open(workers / "host-12345-w0.lock", "a+b") as held:  # a live worker holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RuntimeError, match=r"lock .* is held"):
+            repair_journal(journal, lock_wait_s=0.1)
+    assert journal.read_bytes() == torn and not backups(journal) and lock.is_symlink()
+
+
 def test_append_in_progress_is_not_torn(journal: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The writer finishes once the check is waiting for it (not after a sleep that a loaded
     machine may stretch past the check's patience, which the test lifts instead)."""
