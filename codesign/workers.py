@@ -279,14 +279,22 @@ def _writer_gone(tag: str | None) -> bool:
 def sync_parquet(exp: Experiment, run: RunSpec, study: optuna.Study) -> int:
     """Bring the Parquet log level with the storage after a crash: logs the COMPLETE trials
     it lacks whose writer died (returns how many) and removes temp files of dead writers."""
-    parquet_log.recover_log(run.run_dir)  # a log replacement killed midway: one log again
-    parquet_log.remove_stale_temp_files(run.run_dir, pid_alive)
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    tag = f"rebuild-{_writer_tag(0)}"
-    logged = parquet_log.logged_trials(run.run_dir)
-    missing = [t for t in complete if t.number not in logged
-               and _writer_gone(t.user_attrs.get(METRICS_ATTR, {}).get(WRITER_KEY))]
-    if missing:
-        parquet_log.write_trials(run.run_dir, exp,
-                                 [row_from_trial(exp, t, tag) for t in missing], tag)
+    import fcntl
+
+    folder = _workers_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    # under the run's recovery lock: workers starting together read what is logged one after
+    # the other, each after the previous one's file is in place, so each trial is logged once
+    with open(folder / ".recover.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        parquet_log.recover_log(run.run_dir)  # a log replacement killed midway: one log again
+        parquet_log.remove_stale_temp_files(run.run_dir, pid_alive)
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        tag = f"rebuild-{_writer_tag(0)}"
+        logged = parquet_log.logged_trials(run.run_dir)
+        missing = [t for t in complete if t.number not in logged
+                   and _writer_gone(t.user_attrs.get(METRICS_ATTR, {}).get(WRITER_KEY))]
+        if missing:
+            parquet_log.write_trials(run.run_dir, exp,
+                                     [row_from_trial(exp, t, tag) for t in missing], tag)
     return len(missing)

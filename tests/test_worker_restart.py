@@ -211,3 +211,45 @@ def test_ownerless_running_trial_on_a_database_is_recovered(
     check_trials(s)
     assert [t.user_attrs.get(wk.RETRY_ATTR) for t in s.trials].count(orphan) == 1
     check_log(tmp_path / "runs" / "a", s)
+
+
+def test_workers_starting_together_log_a_dead_writers_trials_once(
+        tmp_path: Path, procs: Procs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers that start together both find the COMPLETE trials a dead writer never
+    logged; only one of them may log each (the soak's three-worker scenario found 31 rows
+    logged twice, "rebuild" rows from workers with consecutive pids). Both are made to read
+    the log before either writes: without the run's recovery lock both append."""
+    import threading
+
+    from codesign import parquet_log
+    from codesign import rundir as rd
+
+    exp_path = write_experiment(tmp_path)
+    procs.run("search", str(exp_path), "--trials", str(2 * POP), timeout=300)
+    run_dir = tmp_path / RUN
+    for part in (run_dir / "trials").glob("*.parquet"):
+        part.unlink()  # the writer died before logging: every COMPLETE trial is unlogged
+    exp, run = rd.load_run(run_dir)
+    study = journal_study(run_dir / "study.log")
+    real = parquet_log.logged_trials
+    both_read = threading.Barrier(2)
+
+    def logged_trials(folder: Path) -> set[int]:
+        seen = real(folder)
+        try:
+            both_read.wait(timeout=5.0)  # the race, made certain where the code allows it
+        except threading.BrokenBarrierError:
+            pass  # the other worker waits on the recovery lock: it cannot read yet
+        return seen
+
+    monkeypatch.setattr(parquet_log, "logged_trials", logged_trials)
+    monkeypatch.setattr(wk, "_writer_gone", lambda tag: True)  # the evaluating writer is dead
+    counts: list[int] = []
+    threads = [threading.Thread(target=lambda: counts.append(wk.sync_parquet(exp, run, study)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(counts) == [0, 2 * POP], counts
+    check_log(run_dir, study)  # every COMPLETE trial in Parquet exactly once
