@@ -11,6 +11,7 @@ touched), 1 internal error, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import re
 import sys
@@ -232,6 +233,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+_USER_OS_ERRORS = {
+    errno.ENOSPC: "a disk with free space",
+    errno.EDQUOT: "a disk quota with room left",
+    errno.EACCES: "a path this user may write",
+    errno.EPERM: "a path this user may write",
+    errno.EROFS: "a writable file system",
+}
+"""Operating-system errors a user causes and mends (exit 2), with what was expected."""
+
+
 COMMANDS = {
     "search": cmd_search,
     "resume": cmd_resume,
@@ -255,6 +266,16 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in _USER_OS_ERRORS:
+            raise
+        # a full disk or a path the user may not write, met where no earlier check could
+        # see it (Optuna's own journal append, a read-only run directory): one line, exit 2
+        err = ConfigError(exc.filename, "<write>", _USER_OS_ERRORS[exc.errno], exc.strerror)
+        print(f"{PROG}: error: {err}; nothing stored is lost: mend it, then `codesign doctor "
+              "RUN_DIR` checks the run and `codesign resume RUN_DIR` continues it",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shlex
@@ -411,7 +412,13 @@ def open_journal(path: str | os.PathLike[str],
             raise ConfigError(path, "<journal>", "an undamaged journal", health.message)
     try:
         return JournalStorage(ChecksummedJournalBackend(os.fspath(path)))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, AssertionError) as exc:
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+            raise  # not damage: a full disk or a read-only path (the CLI says so in one line)
+        raise ConfigError(path, "<journal>", "a journal Optuna can replay",
+                          f"{type(exc).__name__}: {exc}; run `codesign doctor {target}`"
+                          ) from None
+    except (ValueError, KeyError, TypeError, AttributeError, AssertionError) as exc:
         raise ConfigError(path, "<journal>", "a journal Optuna can replay",
                           f"{type(exc).__name__}: {exc}; run `codesign doctor {target}`"
                           ) from None

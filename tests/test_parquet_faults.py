@@ -494,3 +494,33 @@ def test_a_read_only_run_directory_is_one_line(work: Path, capsys) -> None:
     finally:
         for p, mode in modes.items():
             p.chmod(mode)
+
+
+@pytest.mark.parametrize(("code", "where", "command", "expected"), [
+    (errno.ENOSPC, "append_logs", ("resume", str(RUN), "--trials", "8"), "free space"),
+    (errno.EDQUOT, "append_logs", ("resume", str(RUN), "--trials", "8"), "quota"),
+    (errno.EACCES, "__init__", ("export", str(RUN)), "may write"),
+    (errno.EROFS, "__init__", ("resume", str(RUN), "--trials", "8"), "writable file system"),
+])
+def test_a_refused_journal_write_is_one_line_and_nothing_is_lost(
+        work: Path, capsys, code: int, where: str,
+        command: tuple[str, ...], expected: str) -> None:
+    """Optuna's own journal append (no earlier check can see a disk fill up under it) or its
+    opening of the journal for appending (a read-only run directory, as a user who is not
+    root meets it) refused by the system: one line naming the journal, exit 2, no traceback;
+    once mended, resume goes on and no stored trial is lost."""
+    from codesign.journal_sums import ChecksummedJournalBackend
+
+    journal = RUN / "study.log"
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code), str(journal))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ChecksummedJournalBackend, where, refuse)
+        rc, _out, err = cli(capsys, *command)
+    assert rc == 2, err
+    one_line(err, str(journal), expected, "codesign resume")
+    assert len(check_log(RUN)) == 16
+    assert cli(capsys, "resume", str(RUN), "--trials", "8")[0] == 0
+    assert len(check_log(RUN)) == 24
