@@ -35,7 +35,7 @@ from codesign import parquet_log, runfile
 from codesign.config import SAMPLERS, Experiment, load_experiment
 from codesign.errors import ConfigError
 from codesign.journal_check import JOURNAL_FILE, RUN_FILE, check_journal, open_journal
-from codesign.storage_check import check_out_dir, check_storage_url
+from codesign.storage_check import check_out_dir, check_storage_url, safe_url, url_password
 from codesign.trial_rows import (  # noqa: F401 - re-exported: the rows of a run's trials
     INFEASIBLE_CONSTRAINT,
     METRICS_ATTR,
@@ -73,13 +73,6 @@ class RunSpec:
 # --------------------------------------------------------------------------- run directory
 
 
-def _safe_url(url: str | None) -> str | None:
-    """The URL without any password (never written anywhere)."""
-    if url is None:
-        return None
-    return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", url)
-
-
 def normalize_storage(url: str | None) -> str | None:
     """Make a journal path or sqlite URL absolute, so the run finds it from any directory."""
     if url is None:
@@ -98,7 +91,7 @@ def same_storage(a: str | None, b: str | None, run_dir: str | os.PathLike[str]) 
         if url is None:
             url = str(Path(run_dir) / JOURNAL_FILE)
         if "://" in url:
-            return _safe_url(normalize_storage(url))
+            return safe_url(normalize_storage(url))
         return str(Path(url).resolve())
 
     return key(a) == key(b)
@@ -189,8 +182,8 @@ def prepare_run(
             stored_url = stored_run.storage_url
             raise ConfigError(None, "--storage",
                               "this run's storage "
-                              f"{_safe_url(stored_url) or run_dir / JOURNAL_FILE}",
-                              _safe_url(url))
+                              f"{safe_url(stored_url) or run_dir / JOURNAL_FILE}",
+                              safe_url(url))
         changed = _changed(exp, run_dir, stored_exp.fingerprint(), allow_space_change)
         if changed and [(o.metric, o.direction) for o in exp.objectives] != [
                 (o.metric, o.direction) for o in stored_exp.objectives]:
@@ -203,14 +196,14 @@ def prepare_run(
                           str(run_dir))
     stored = _stored_fingerprint(name, url, run_dir)
     if stored is not None:
-        changed = _changed(exp, _safe_url(url) or run_dir, stored, allow_space_change) or changed
+        changed = _changed(exp, safe_url(url) or run_dir, stored, allow_space_change) or changed
     return RunSpec(run_dir, name, url, sampler, exp.seed if seed is None else seed, changed)
 
 
 def _info(exp: Experiment, run: RunSpec) -> dict[str, Any]:
     return {
         "study": run.study_name,
-        "storage": _safe_url(run.storage_url),
+        "storage": safe_url(run.storage_url),
         "fingerprint": exp.fingerprint(),
         "experiment": "experiment.toml",
         "sampler": run.sampler,
@@ -269,12 +262,12 @@ def _spec(run_dir: Path, info: dict[str, Any], changed: bool = False,
     url = stored
     if stored is not None and "***" in stored:
         given = [u for u in (storage, os.environ.get("CODESIGN_STORAGE_URL")) if u]
-        url = next((u for u in given if _safe_url(u) == stored), None)
+        url = next((u for u in given if safe_url(u) == stored), None)
         if url is None:
             raise ConfigError(run_dir / RUN_FILE, "storage",
                               f"--storage or CODESIGN_STORAGE_URL set to {stored} with its "
                               "password (elided here)",
-                              _safe_url(given[0]) if given else "neither set")
+                              safe_url(given[0]) if given else "neither set")
     return RunSpec(run_dir, info["study"], url, info["sampler"], int(info["seed"]), changed)
 
 
@@ -378,20 +371,20 @@ def open_storage(run: RunSpec) -> BaseStorage:
             raise
         # server down, wrong host, port, user or password: one line, without the password
         reason = str(exc.orig or exc).strip().splitlines()[0]
-        password = re.match(r"[^:]*://[^/@:]*:([^/@]*)@", url)
-        if password and password.group(1):
-            reason = reason.replace(password.group(1), "***")
+        password = url_password(url)
+        if password:
+            reason = reason.replace(password, "***")
         raise ConfigError(None, "--storage", "a PostgreSQL server that accepts the connection",
-                          f"{_safe_url(url)}: {reason}") from None
+                          f"{safe_url(url)}: {reason}") from None
     except ImportError as exc:  # the URL names a driver that is not installed
         hint = ("pip install 'codesign[postgres]'" if scheme.startswith("postgres")
                 else "its Python driver installed")
         raise ConfigError(None, "--storage", f"a database driver for {scheme}:// ({hint})",
-                          f"{_safe_url(url)} (no module {exc.name or exc})") from None
+                          f"{safe_url(url)} (no module {exc.name or exc})") from None
     except NoSuchModuleError:
         raise ConfigError(None, "--storage",
                           "a database URL SQLAlchemy knows (sqlite:///, postgresql://, "
-                          "postgresql+psycopg2://)", _safe_url(url)) from None
+                          "postgresql+psycopg2://)", safe_url(url)) from None
 
 
 SCHEMA_LOCK_KEY = 0x636F6465  # "code": the PostgreSQL advisory lock of table creation

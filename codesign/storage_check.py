@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -52,6 +53,23 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 _JOURNAL = "a journal file (Optuna operations, one JSON object a line)"
 
 
+_PASSWORD = re.compile(r"(://[^/@:]*):([^/@]*)@")
+"""The password of a ``scheme://user:password@host`` URL (group 2)."""
+
+
+def safe_url(url: str | None) -> str | None:
+    """The URL without any password (never written anywhere, never printed)."""
+    if url is None:
+        return None
+    return _PASSWORD.sub(r"\1:***@", url)
+
+
+def url_password(url: str) -> str | None:
+    """The password a URL carries, None if none (to elide it from a driver's message)."""
+    m = _PASSWORD.search(url)
+    return m.group(2) if m and m.group(2) else None
+
+
 def check_storage_url(url: str | None, file: str | None = None, key: str = "--storage",
                       run_dir: Path | None = None) -> None:
     """ConfigError unless ``url`` is a storage this machine can open: a journal file path
@@ -62,9 +80,7 @@ def check_storage_url(url: str | None, file: str | None = None, key: str = "--st
     may be in ``run_dir``, the run directory about to be created."""
     if url is None:
         return
-    from codesign.rundir import _safe_url  # the one redaction of a password (no import cycle)
-
-    safe = _safe_url(url)
+    safe = safe_url(url)
     if "://" not in url and url.endswith((".log", ".journal")):
         _check_file(Path(url), _JOURNAL, file, key, run_dir)
         return
