@@ -133,15 +133,6 @@ class Procs:
                 self.kill(proc)
 
 
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(tmp_path)
-    try:
-        yield p
-    finally:
-        p.cleanup()
-
-
 def journal_study(path: Path, name: str = STUDY) -> optuna.Study:
     """A study read straight from a journal file (reading takes no lock)."""
     return optuna.load_study(study_name=name,

@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -57,15 +56,6 @@ else:
 from codesign.cli import entry
 entry()
 """
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(tmp_path)
-    try:
-        yield p
-    finally:
-        p.cleanup()
-
 
 needs_pg = pytest.mark.skipif(
     not PG_URL, reason="CODESIGN_TEST_PG_URL is not set (scripts/postgres.sh starts PostgreSQL)")
