@@ -51,11 +51,11 @@ from codesign.journal_check import (
     JOURNAL_FILE,
     LOCK_SUFFIX,
     JournalHealth,
-    _check,
     _doctor_target,
     _glued_split,
     _is_op,
     _lock_age,
+    _numbers,
     _Scan,
     _scan_file,
     check_journal,
@@ -167,11 +167,12 @@ def _mend(path: Path, data: bytes, scan: _Scan, sums: dict[int, tuple[int, int]]
         if r is not None and pos + r[0] < end_all:
             length, want = r
             seg, nl = data[pos:pos + length], data[pos + length]
-            if nl == 0x0A and crc(seg) == want and _is_op(seg):
+            line_crc = crc(seg)
+            if nl == 0x0A and line_crc == want and _is_op(seg):
                 out.append(seg)
                 pos += length + 1
                 continue
-            if crc(seg) == want and bin(nl ^ 0x0A).count("1") == 1 and _is_op(seg):
+            if line_crc == want and bin(nl ^ 0x0A).count("1") == 1 and _is_op(seg):
                 out.append(seg)
                 actions.append(f"line {n}: its newline had a flipped bit; set back")
                 pos += length + 1
@@ -214,11 +215,15 @@ def _mend(path: Path, data: bytes, scan: _Scan, sums: dict[int, tuple[int, int]]
     return out, actions, None, ""
 
 
+def _stamp() -> str:
+    """The UTC time in the name of a backup or a replaced journal."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
 def _write_backup(path: Path, data: bytes) -> Path:
     """Write ``data`` to a new ``<path>.bak-<UTC time>`` (never overwrites) and fsync it; the
     checksum file goes to ``<path>.sums.bak-<same>``."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    base = f"{path}{BACKUP_MARK}{stamp}"
+    base = f"{path}{BACKUP_MARK}{_stamp()}"
     for i in range(1000):
         backup = Path(base if i == 0 else f"{base}-{i}")
         try:
@@ -278,7 +283,7 @@ def mend_journal(path: str | os.PathLike[str], *, truncate: bool = False,
     line.
     """
     path = Path(path)
-    health, scan = _check(path, lock_grace_s, None)
+    health = check_journal(path, lock_grace_s=lock_grace_s)
     done = Repair()
     if not health.exists or (health.ok and not truncate):
         return done
@@ -368,7 +373,7 @@ def restore_backup(journal: str | os.PathLike[str], backup: str | os.PathLike[st
     backup = Path(backup)
     with _journal_lock(journal, lock_grace_s, lock_wait_s):
         current = journal.read_bytes() if journal.exists() else b""
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = _stamp()
         kept = Path(f"{journal}.damaged-{stamp}")
         kept.write_bytes(current)
         old_sums = sums_path(journal)
@@ -413,13 +418,9 @@ def replay_check(journal: str | os.PathLike[str]) -> tuple[tuple[int, ...], str]
         return (), ""
     first = min(bad)
     nums = tuple(i + 1 for i in sorted(bad))
-    return nums, (f"{path}: line{'s' if len(nums) > 1 else ''} {_few(nums)} (no checksum) "
+    return nums, (f"{path}: line{'s' if len(nums) > 1 else ''} {_numbers(nums)} (no checksum) "
                   f"do{'' if len(nums) > 1 else 'es'} not replay: line {first + 1} "
                   f"{bad[first]}; `codesign doctor {_doctor_target(path, None)} --repair "
                   "--truncate` keeps the lines before "
                   f"it, `--repair --restore-backup` goes back to a {path.name}{BACKUP_MARK}*")
 
-
-def _few(nums: tuple[int, ...], limit: int = 8) -> str:
-    shown = ", ".join(str(n) for n in nums[:limit])
-    return shown + (f" and {len(nums) - limit} more" if len(nums) > limit else "")

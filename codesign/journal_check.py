@@ -79,9 +79,8 @@ class _Scan:
     size: int  # bytes scanned
     lines: int  # complete lines
     tail_start: int  # offset just after the last newline
-    bad: tuple[tuple[int, int, int], ...]  # (line number, start offset, end offset w/o newline)
-    unexplained: tuple[tuple[int, bytes], ...]  # bad lines that are not a glued torn write
-    spans: tuple[tuple[int, int, int], ...] = ()  # every complete line: (offset, length, crc)
+    bad: tuple[int, ...]  # numbers of complete lines that are not a journal operation
+    unexplained: tuple[int, ...]  # numbers of bad lines that are not a glued torn write
     checksum_bad: tuple[int, ...] = ()  # parsing lines that differ from their sums record
     unverified: int = 0  # complete lines without a sums record
 
@@ -209,8 +208,8 @@ def _scan_file(path: Path) -> _Scan:
     offset = 0
     lines = 0
     tail_start = 0
-    bad: list[tuple[int, int, int]] = []
-    unexplained: list[tuple[int, bytes]] = []
+    bad: list[int] = []
+    unexplained: list[int] = []
     spans: list[tuple[int, int, int]] = []
     with open(path, "rb") as f:
         for line in f:
@@ -220,15 +219,14 @@ def _scan_file(path: Path) -> _Scan:
             lines += 1
             spans.append((offset, len(line) - 1, crc(line[:-1])))
             if not _is_op(line):
-                content = line[:-1]
-                bad.append((lines, offset, offset + len(content)))
-                if _glued_split(content) is None:
-                    unexplained.append((lines, content))
+                bad.append(lines)
+                if _glued_split(line[:-1]) is None:
+                    unexplained.append(lines)
             offset += len(line)
             tail_start = offset
     # the side file is read after the journal: its records are written before their lines
     sums = read_sums(path)
-    bad_nums = {n for n, _, _ in bad}
+    bad_nums = set(bad)
     mismatch: list[int] = []
     unverified = 0
     for n, (start, length, line_crc) in enumerate(spans, start=1):
@@ -237,8 +235,8 @@ def _scan_file(path: Path) -> _Scan:
             unverified += 1
         elif rec != (length, line_crc) and n not in bad_nums:
             mismatch.append(n)
-    return _Scan(offset, lines, tail_start, tuple(bad), tuple(unexplained), tuple(spans),
-                 tuple(mismatch), unverified)
+    return _Scan(offset, lines, tail_start, tuple(bad), tuple(unexplained), tuple(mismatch),
+                 unverified)
 
 
 def _lock_age(lock: Path) -> float | None:
@@ -285,10 +283,9 @@ def _message(path: Path, scan: _Scan | None, stale: str | None, lock_grace_s: fl
         problems.append(f"its last line is torn ({scan.size - scan.tail_start} bytes after the "
                         "last newline: a writer was killed mid-write)")
     if scan.bad:
-        nums = tuple(n for n, _, _ in scan.bad)
-        odd = tuple(n for n, _ in scan.unexplained)
+        odd = scan.unexplained
         odd_set = set(odd)
-        glued = tuple(n for n in nums if n not in odd_set)
+        glued = tuple(n for n in scan.bad if n not in odd_set)
         if glued:
             problems.append(f"line{'s' if len(glued) > 1 else ''} {_numbers(glued)} "
                             f"hold{'' if len(glued) > 1 else 's'} a torn write glued to the next "
@@ -322,7 +319,7 @@ def _message(path: Path, scan: _Scan | None, stale: str | None, lock_grace_s: fl
 
 
 def _check(path: Path, lock_grace_s: float,
-           run_dir: str | os.PathLike[str] | None) -> tuple[JournalHealth, _Scan | None]:
+           run_dir: str | os.PathLike[str] | None) -> JournalHealth:
     if lock_grace_s <= 0:
         raise ValueError(f"`lock_grace_s > 0` must hold, but got (lock_grace_s={lock_grace_s})")
     lock = lock_path(path)
@@ -331,8 +328,8 @@ def _check(path: Path, lock_grace_s: float,
     age = _lock_age(lock)
     stale = str(lock) if age is not None and age > lock_grace_s else None
     torn = scan.size - scan.tail_start if scan is not None else 0
-    bad = tuple(n for n, _, _ in scan.bad) if scan is not None else ()
-    health = JournalHealth(
+    bad = scan.bad if scan is not None else ()
+    return JournalHealth(
         path=str(path),
         exists=exists,
         lines=scan.lines if scan is not None else 0,
@@ -344,7 +341,6 @@ def _check(path: Path, lock_grace_s: float,
         checksum_bad=scan.checksum_bad if scan is not None else (),
         unverified=scan.unverified if scan is not None else 0,
     )
-    return health, scan
 
 
 def check_journal(path: str | os.PathLike[str], *, lock_grace_s: float = 30.0,
@@ -369,7 +365,7 @@ def check_journal(path: str | os.PathLike[str], *, lock_grace_s: float = 30.0,
         >>> health.ok, health.message  # doctest: +SKIP
         (True, 'runs/quickstart/study.log: 412 journal lines, healthy')
     """
-    return _check(Path(path), lock_grace_s, run_dir)[0]
+    return _check(Path(path), lock_grace_s, run_dir)
 
 
 def preflight(run_dir_or_journal: str | os.PathLike[str], *,

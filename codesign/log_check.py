@@ -19,6 +19,8 @@ import optuna
 import pyarrow.parquet as pq
 from optuna.trial import TrialState
 
+from codesign.journal_check import _numbers
+
 
 @dataclass(frozen=True)
 class LogGaps:
@@ -57,17 +59,12 @@ class LogGaps:
                            ("whose params or values differ from the storage", self.differing),
                            ("duplicated", self.duplicates)):
             if nums:
-                parts.append(f"{len(nums)} rows {what} (trials {_few(nums)})")
+                parts.append(f"{len(nums)} rows {what} (trials {_numbers(nums, 6)})")
         if self.missing:
             parts.append(f"{len(self.missing)} COMPLETE trials without a row (trials "
-                         f"{_few(self.missing)})")
+                         f"{_numbers(self.missing, 6)})")
         return (f"{Path(run_dir) / 'trials'}: " + "; ".join(parts)
                 + f"; `codesign doctor {run_dir} --repair` rebuilds the log from the storage")
-
-
-def _few(nums: tuple[int, ...], limit: int = 6) -> str:
-    shown = ", ".join(str(n) for n in nums[:limit])
-    return shown + (f" and {len(nums) - limit} more" if len(nums) > limit else "")
 
 
 def _same(a: Any, b: Any) -> bool:
