@@ -220,6 +220,11 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
+def _sums_backup(journal: Path, backup: Path) -> Path:
+    """The checksum file saved with ``backup`` of ``journal``: ``<journal>.sums.bak-<stamp>``."""
+    return Path(f"{sums_path(journal)}{backup.name[len(journal.name):]}")
+
+
 def _write_backup(path: Path, data: bytes) -> Path:
     """Write ``data`` to a new ``<path>.bak-<UTC time>`` (never overwrites) and fsync it; the
     checksum file goes to ``<path>.sums.bak-<same>``."""
@@ -235,7 +240,7 @@ def _write_backup(path: Path, data: bytes) -> Path:
             continue
         sums = sums_path(path)
         if sums.exists():
-            Path(f"{sums}{backup.name[len(path.name):]}").write_bytes(sums.read_bytes())
+            _sums_backup(path, backup).write_bytes(sums.read_bytes())
         fsync_dir(path.parent)
         return backup
     raise RuntimeError(f"could not find a free backup name next to {path}")  # pragma: no cover
@@ -380,8 +385,7 @@ def restore_backup(journal: str | os.PathLike[str], backup: str | os.PathLike[st
         if old_sums.exists():
             os.replace(old_sums, f"{old_sums}.damaged-{stamp}")
         _rewrite(journal, backup.read_bytes())
-        mark = backup.name[len(journal.name):]  # ".bak-<stamp>"
-        saved_sums = Path(f"{sums_path(journal)}{mark}")
+        saved_sums = _sums_backup(journal, backup)
         if saved_sums.exists():
             os.replace(_copy(saved_sums), old_sums)
     return str(backup), str(kept)

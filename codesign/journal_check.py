@@ -318,31 +318,6 @@ def _message(path: Path, scan: _Scan | None, stale: str | None, lock_grace_s: fl
             + f"; run `codesign doctor {target} --repair` (backs the journal up first)")
 
 
-def _check(path: Path, lock_grace_s: float,
-           run_dir: str | os.PathLike[str] | None) -> JournalHealth:
-    if lock_grace_s <= 0:
-        raise ValueError(f"`lock_grace_s > 0` must hold, but got (lock_grace_s={lock_grace_s})")
-    lock = lock_path(path)
-    exists = path.is_file()
-    scan = _stable_scan(path, lock, lock_grace_s) if exists else None
-    age = _lock_age(lock)
-    stale = str(lock) if age is not None and age > lock_grace_s else None
-    torn = scan.size - scan.tail_start if scan is not None else 0
-    bad = scan.bad if scan is not None else ()
-    return JournalHealth(
-        path=str(path),
-        exists=exists,
-        lines=scan.lines if scan is not None else 0,
-        torn_tail_bytes=torn,
-        bad_lines=bad,
-        stale_lock=stale,
-        ok=torn == 0 and not bad and stale is None and not (scan and scan.checksum_bad),
-        message=_message(path, scan, stale, lock_grace_s, _doctor_target(path, run_dir)),
-        checksum_bad=scan.checksum_bad if scan is not None else (),
-        unverified=scan.unverified if scan is not None else 0,
-    )
-
-
 def check_journal(path: str | os.PathLike[str], *, lock_grace_s: float = 30.0,
                   run_dir: str | os.PathLike[str] | None = None) -> JournalHealth:
     """Check an Optuna journal file without changing anything.
@@ -365,7 +340,28 @@ def check_journal(path: str | os.PathLike[str], *, lock_grace_s: float = 30.0,
         >>> health.ok, health.message  # doctest: +SKIP
         (True, 'runs/quickstart/study.log: 412 journal lines, healthy')
     """
-    return _check(Path(path), lock_grace_s, run_dir)
+    path = Path(path)
+    if lock_grace_s <= 0:
+        raise ValueError(f"`lock_grace_s > 0` must hold, but got (lock_grace_s={lock_grace_s})")
+    lock = lock_path(path)
+    exists = path.is_file()
+    scan = _stable_scan(path, lock, lock_grace_s) if exists else None
+    age = _lock_age(lock)
+    stale = str(lock) if age is not None and age > lock_grace_s else None
+    torn = scan.size - scan.tail_start if scan is not None else 0
+    bad = scan.bad if scan is not None else ()
+    return JournalHealth(
+        path=str(path),
+        exists=exists,
+        lines=scan.lines if scan is not None else 0,
+        torn_tail_bytes=torn,
+        bad_lines=bad,
+        stale_lock=stale,
+        ok=torn == 0 and not bad and stale is None and not (scan and scan.checksum_bad),
+        message=_message(path, scan, stale, lock_grace_s, _doctor_target(path, run_dir)),
+        checksum_bad=scan.checksum_bad if scan is not None else (),
+        unverified=scan.unverified if scan is not None else 0,
+    )
 
 
 def preflight(run_dir_or_journal: str | os.PathLike[str], *,
