@@ -108,13 +108,14 @@ def fit_area_constants(chip_ids: Iterable[str] = FIT_CHIPS) -> dict[str, Any]:
     (MAC, unit) = (1, 0) and (0, 1) and (0, 0) to get the design matrix.
     """
     ids = list(chip_ids)
-    rows, target = [], []
+    rows, target, fitted = [], [], []
     for chip_id in ids:
         chip = catalog.get_chip(chip_id)
         res, _, reason = chip_resources(chip)
         if res is None or not chip.die_area_mm2 or chip.n_compute_dies != 1:
             raise ValueError(f"chip {chip_id!r} cannot be fitted: {reason or 'no single die'}")
         args = area_args(res)
+        fitted.append((chip_id, args, chip.die_area_mm2))
         base = cost.compute_area_mm2(**args, mac_mm2_n7=0.0, unit_mm2_n7=0.0)
         per_mac = cost.compute_area_mm2(**args, mac_mm2_n7=1.0, unit_mm2_n7=0.0) - base
         per_unit = cost.compute_area_mm2(**args, mac_mm2_n7=0.0, unit_mm2_n7=1.0) - base
@@ -122,13 +123,9 @@ def fit_area_constants(chip_ids: Iterable[str] = FIT_CHIPS) -> dict[str, Any]:
         target.append((chip.die_area_mm2 - base) / chip.die_area_mm2)
     (mac, unit), *_ = np.linalg.lstsq(np.array(rows), np.array(target), rcond=None)
     residuals = {}
-    for chip_id in ids:
-        chip = catalog.get_chip(chip_id)
-        res, _, _ = chip_resources(chip)
-        assert res is not None and chip.die_area_mm2
-        pred = cost.compute_area_mm2(**area_args(res), mac_mm2_n7=float(mac),
-                                     unit_mm2_n7=float(unit))
-        residuals[chip_id] = 100.0 * (pred - chip.die_area_mm2) / chip.die_area_mm2
+    for chip_id, args, die_mm2 in fitted:
+        pred = cost.compute_area_mm2(**args, mac_mm2_n7=float(mac), unit_mm2_n7=float(unit))
+        residuals[chip_id] = 100.0 * (pred - die_mm2) / die_mm2
     if not (math.isfinite(mac) and math.isfinite(unit)):
         raise RuntimeError("area fit produced a non-finite constant")
     return {"mac_mm2_n7": float(mac), "unit_mm2_n7": float(unit), "chips": ids,

@@ -20,6 +20,7 @@ from codesign.specs import (
     ATTENTION_IMPLS,
     PRECISIONS,
     RECOMPUTE_MODES,
+    SERVE_MEMORY_TERMS,
     TOPOLOGIES,
     TRAIN_MEMORY_TERMS,
     ChipSpec,
@@ -344,8 +345,8 @@ def infer_result_from_arrays(
         n_candidates=n_cand,
         n_feasible=n_feas,
         clock_fraction=float(out[layout.IO_CLOCK]),
-        memory_gb={"weights": float(out[layout.IO_MEM_WEIGHTS]) / 1e9,
-                   "kv_cache": float(out[layout.IO_MEM_KV]) / 1e9,
-                   "buffers": float(out[layout.IO_MEM_BUFFER]) / 1e9},
+        memory_gb={k: float(out[c]) / 1e9 for k, c in zip(
+            SERVE_MEMORY_TERMS, (layout.IO_MEM_WEIGHTS, layout.IO_MEM_KV, layout.IO_MEM_BUFFER),
+            strict=True)},
     )
 

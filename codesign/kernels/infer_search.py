@@ -10,27 +10,8 @@ import numpy as np
 from numba import njit, prange
 
 from codesign.kernels import layout as L
-from codesign.kernels.common import worst_status
+from codesign.kernels.common import choices, worst_status
 from codesign.kernels.infer import MAX_BATCH, MAX_PP, infer_eval, kv_room, memory_per_chip
-
-
-@njit(cache=True)
-def _pow2_upto(fixed_value, hi):
-    if fixed_value >= 0:
-        res = np.empty(1, np.int64)
-        res[0] = fixed_value
-        return res
-    cnt = 0
-    v = 1
-    while v <= hi:
-        cnt += 1
-        v *= 2
-    res = np.empty(max(cnt, 1), np.int64)
-    v = 1
-    for i in range(res.shape[0]):
-        res[i] = v
-        v *= 2
-    return res
 
 
 @njit(cache=True)
@@ -55,9 +36,9 @@ def infer_search(chip, cluster, model, job, fixed, best_mp, best_out, counts):
         if fixed[i] == 0 and i <= L.P_MB:
             counts[L.S_INVALID] += 1
             return L.S_INVALID
-    tps_ = _pow2_upto(fixed[L.P_TP], max(1, min(domain, int(model[L.M_HEADS]))))
-    pps = _pow2_upto(fixed[L.P_PP], min(MAX_PP, int(model[L.M_LAYERS])))
-    eps = _pow2_upto(fixed[L.P_EP], max(1, experts))
+    tps_ = choices(fixed[L.P_TP], 1, max(1, min(domain, int(model[L.M_HEADS]))), True)
+    pps = choices(fixed[L.P_PP], 1, max(1, min(MAX_PP, int(model[L.M_LAYERS]))), True)
+    eps = choices(fixed[L.P_EP], 1, max(1, experts), True)
     for tp in tps_:
         for pp in pps:
             if tp * pp > n_chips:
@@ -73,9 +54,7 @@ def infer_search(chip, cluster, model, job, fixed, best_mp, best_out, counts):
                 # pp batches of b in flight (see infer_eval)
                 b_max = int(room // (pp * kv_seq)) if kv_seq > 0 and room > 0 else 0
                 b_max = min(b_max, MAX_BATCH)
-                if fixed[L.P_MB] > 0:
-                    nb = 1
-                elif conc > 0:
+                if fixed[L.P_MB] > 0 or conc > 0:
                     nb = 1
                 else:
                     nb = 0
