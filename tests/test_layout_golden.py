@@ -1,0 +1,169 @@
+"""The outputs a user's scripts read, pinned byte for byte across a reorganisation of the code.
+
+Issue 14 moved every module into folders by concept with "no change in behaviour". These
+outputs were written by the code *before* the move (``tests/data/golden/``) and must come out
+identical after it and after any later refactoring that claims to change nothing:
+
+* ``codesign evaluate --json`` for a dense and a MoE training job, a fixed-mapping job, a
+  serving job and a gigawatt-budget cluster;
+* ``codesign validate --json`` over the whole packaged calibration.csv, and ``--hardware``;
+* a seeded search (quickstart, 64 trials; a serving experiment, 32 trials): every Parquet row
+  and the file's schema metadata, and ``codesign pareto --format json``.
+
+Only what is not deterministic is left out: which process wrote a row (``writer``, host and
+pid), when (``datetime_complete``) and the run directory's own path, in the log and in the
+front alike.
+
+A change that is meant to move a number regenerates the files
+(``python tests/test_layout_golden.py --write``) and says why in its commit.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "data" / "golden"
+
+EVALUATE = {
+    "evaluate_train_dense": ["--chip", "h100-sxm", "--workload", "llama3-70b", "--n-chips",
+                             "1024", "--seq-len", "8192", "--global-batch", "1024"],
+    "evaluate_train_fixed": ["--chip", "a100-sxm-80gb", "--workload", "gpt3-175b", "--n-chips",
+                             "1024", "--seq-len", "2048", "--global-batch", "1536", "--tp", "8",
+                             "--pp", "8"],
+    "evaluate_train_moe": ["--chip", "h800", "--workload", "deepseek-v3", "--n-chips", "2048",
+                           "--seq-len", "4096", "--global-batch", "4096", "--precision", "fp8"],
+    "evaluate_serve": ["--chip", "h100-sxm", "--workload", "llama3-70b", "--n-chips", "8",
+                       "--input-len", "2000", "--output-len", "500", "--precision", "fp8",
+                       "--itl-slo-s", "0.05"],
+    "evaluate_budget": ["--chip", "mi300x", "--workload", "llama3-405b", "--power-budget-mw",
+                        "100", "--seq-len", "8192", "--global-batch", "2048"],
+}
+VALIDATE = {"validate_all": [], "validate_hardware": ["--hardware"]}
+SEARCHES = {"search_quickstart": ("quickstart.toml", 64),
+            "search_serving": ("inference_llama70b.toml", 32)}
+UNSTABLE_COLUMNS = ("writer", "datetime_complete")
+"""Which process wrote a trial's row, and when: the only columns that differ between runs."""
+
+
+def _cli(argv: list[str]) -> str:
+    """Run ``codesign ARGV`` in-process; its stdout (exit code 0 asserted)."""
+    import contextlib
+    import io
+
+    from codesign.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()) as err:
+        code = main(argv)
+    assert code == 0, f"codesign {' '.join(argv)} exited {code}: {err.getvalue()}"
+    return out.getvalue()
+
+
+def _log(run_dir: Path) -> dict[str, Any]:
+    """Every Parquet row of a run in trial order (unstable columns dropped), and the metadata."""
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = []
+    metadata: dict[str, str] = {}
+    for part in sorted((run_dir / "trials").glob("*.parquet")):
+        table = pq.read_table(part)
+        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        assert not metadata or meta == metadata, part
+        metadata = meta
+        rows += [{k: v for k, v in row.items() if k not in UNSTABLE_COLUMNS}
+                 for row in table.to_pylist()]
+    rows.sort(key=lambda r: r["trial"])
+    return {"metadata": metadata, "rows": rows}
+
+
+def _search(name: str, work: Path) -> dict[str, Any]:
+    experiment, trials = SEARCHES[name]
+    run_dir = work / name
+    _cli(["search", str(REPO / "experiments" / experiment), "--trials", str(trials),
+          "--out", str(run_dir), "--json"])
+    front = json.loads(_cli(["pareto", str(run_dir), "--format", "json"]))
+    return {"log": _log(run_dir), "pareto": _stable(front)}
+
+
+def _stable(doc: Any) -> Any:
+    """``doc`` without the unstable columns, wherever they sit."""
+    if isinstance(doc, dict):
+        return {k: _stable(v) for k, v in doc.items() if k not in UNSTABLE_COLUMNS}
+    if isinstance(doc, list):
+        return [_stable(v) for v in doc]
+    return doc
+
+
+def outputs(name: str, work: Path) -> str:
+    """The golden text of output ``name`` (run directories go under ``work``)."""
+    if name in EVALUATE:
+        text = _cli(["evaluate", *EVALUATE[name], "--json"])
+    elif name in VALIDATE:
+        text = _cli(["validate", *VALIDATE[name], "--json"])
+    else:
+        doc = _search(name, work)
+        text = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n"
+        text = text.replace(str(work), "<work>")
+    return text
+
+
+NAMES = [*EVALUATE, *VALIDATE, *SEARCHES]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_output_is_unchanged(name: str, tmp_path: Path) -> None:
+    golden = GOLDEN / f"{name}.json"
+    assert golden.is_file(), f"{golden} missing: python tests/test_layout_golden.py --write"
+    got = outputs(name, tmp_path)
+    want = golden.read_text()
+    if got != want:  # the first differing line, readable
+        for i, (a, b) in enumerate(zip(got.splitlines(), want.splitlines(), strict=False)):
+            assert a == b, f"{name}: line {i + 1} differs"
+    assert got == want, f"{name}: lengths {len(got)} vs {len(want)}"
+
+
+def test_golden_runs_are_seeded() -> None:
+    """The pinned searches are deterministic only because their experiments fix a seed."""
+    import tomllib
+
+    for experiment, _ in SEARCHES.values():
+        doc = tomllib.loads((REPO / "experiments" / experiment).read_text())
+        assert isinstance(doc["search"]["seed"], int), experiment
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+    import tempfile
+
+    GOLDEN.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in NAMES:
+            (GOLDEN / f"{n}.json").write_text(outputs(n, Path(tmp)))
+            print(n, (GOLDEN / f"{n}.json").stat().st_size, "bytes")
+    shutil.rmtree(Path(tmp), ignore_errors=True)
+
+
+def test_a_run_written_before_the_move_resumes(tmp_path: Path) -> None:
+    """``tests/data/run_before_move.tar.gz``: a quickstart run of 32 trials written by the code
+    before issue 14's move (flat modules). Its fingerprint is the one the code computes now, and
+    it resumes to 64 trials with every trial in the Parquet log."""
+    import tarfile
+
+    from codesign.config import load_experiment
+
+    with tarfile.open(REPO / "tests" / "data" / "run_before_move.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    run_dir = tmp_path / "oldrun"
+    stored = json.loads((run_dir / "run.json").read_text())["fingerprint"]
+    assert stored == load_experiment(REPO / "experiments" / "quickstart.toml").fingerprint()
+    assert stored == load_experiment(run_dir / "experiment.toml").fingerprint()
+    doc = json.loads(_cli(["resume", str(run_dir), "--trials", "32", "--json"]))
+    assert doc["trials_total_complete"] == 64
+    assert len(_log(run_dir)["rows"]) == 64
+    assert json.loads((run_dir / "run.json").read_text())["fingerprint"] == stored
