@@ -2,34 +2,35 @@
 
 An Optuna study proposes chip and cluster designs; a numba-compiled analytical model scores
 each one on an LLM workload with its best parallel mapping; Pareto fronts go to Parquet.
-Start with ``codesign search experiments/quickstart.toml`` or :func:`codesign.perf.evaluate`;
-look at a run with ``codesign.load_run("runs/quickstart")`` (:mod:`codesign.inspect`).
+Start with ``codesign search experiments/quickstart.toml`` or :func:`codesign.evaluate`;
+look at a run with ``codesign.load_run("runs/quickstart")`` (:mod:`codesign.results`).
+
+The package is layered (see ARCHITECTURE.md): :mod:`codesign.model` (specs, kernels, chip and
+cluster physics), :mod:`codesign.search` (experiments, the study, its storage),
+:mod:`codesign.results` (inspection, report, comparison), :mod:`codesign.validate` (the model
+against published runs) and :mod:`codesign.cli`. A lower layer never imports a higher one.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from codesign import _legacy
+from codesign._lazy import exports
 
-__all__ = ["Run", "__version__", "load_run"]
+__version__ = "0.2.0"
 
 if TYPE_CHECKING:
-    from codesign.inspect import Run, load_run
+    from codesign.model.perf import evaluate
+    from codesign.results.inspect import Run, load_run
 
-_LAZY = {"load_run": "codesign.inspect", "Run": "codesign.inspect"}
+_PUBLIC = {
+    "load_run": "codesign.results.inspect",
+    "Run": "codesign.results.inspect",
+    "evaluate": "codesign.model.perf",
+}
 """Public names imported on first use, so ``import codesign`` stays cheap (no Optuna, pandas)."""
+__all__ = ["Run", "__version__", "evaluate", "load_run"]
+__getattr__, __dir__ = exports(__name__, _PUBLIC)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'codesign' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+_legacy.install()  # codesign.perf, codesign.study, ... (the 0.1 paths) for one release

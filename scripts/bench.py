@@ -6,7 +6,7 @@
 import argparse
 import json
 
-from codesign.bench import run_bench
+from codesign.search.bench import run_bench
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--quick", action="store_true", help="300 search trials instead of 2000")

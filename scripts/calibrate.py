@@ -1,4 +1,4 @@
-"""Fit the software stack (codesign.efficiency.Stack) to the measured runs of calibration.csv,
+"""Fit the software stack (codesign.model.efficiency.Stack) to the measured runs of calibration.csv,
 and measure how the fit generalises by leaving each family out.
 
     python scripts/calibrate.py [--cases CSV] [--iters N] [--json]
@@ -6,7 +6,7 @@ and measure how the fit generalises by leaving each family out.
 
 The fitted rows are every throughput and latency row (training step times and tokens/s,
 serving tokens/s, TTFT, ITL); the power rows are fitted separately
-(scripts/calibrate_power.py). The chip generations' own rates (codesign.efficiency.SILICON)
+(scripts/calibrate_power.py). The chip generations' own rates (codesign.model.efficiency.SILICON)
 come from published microbenchmarks and are not fitted here.
 
 Loss: mean over rows of min(|log(predicted / measured)|, CLIP), a robust log error, so a few
@@ -18,7 +18,7 @@ Nelder-Mead runs over logits of the position inside the range.
 Every fit starts from the same points (the middle of each range and seeded random positions
 inside the ranges, :func:`starts`), never from a stack fitted on the rows being judged.
 
-``--leave-one-family-out``: for each family (case-id prefix, codesign.cases.family_of) the
+``--leave-one-family-out``: for each family (case-id prefix, codesign.validate.cases.family_of) the
 stack is refitted on the other families' rows and the family's rows are predicted with it;
 prints each family's median and p90 of |error| and the overall figures over every left-out
 prediction. JSON: {"families": [{"family", "rows", "median_abs_err_pct",
@@ -38,9 +38,9 @@ from dataclasses import asdict, fields
 import numpy as np
 import pandas as pd
 
-from codesign.cases import family_of
-from codesign.efficiency import STACK, Stack
-from codesign.validate import error_stats, load_cases, run_cases
+from codesign.model.efficiency import STACK, Stack
+from codesign.validate.cases import family_of
+from codesign.validate.predictions import error_stats, load_cases, run_cases
 
 CLIP = math.log(1.5)
 KOR22_TARGET_PCT = 3.0
@@ -152,7 +152,8 @@ def fit(cases: list, iters: int, n_starts: int = N_STARTS) -> Stack:
 
 
 def stats(err: pd.Series) -> dict[str, float | int | None]:
-    """rows, predicted, median and p90 of |error| (%) (:func:`codesign.validate.error_stats`
+    """rows, predicted, median and p90 of |error| (%)
+    (:func:`codesign.validate.predictions.error_stats`
     under this script's JSON keys)."""
     s = error_stats(err)
     return {"rows": s["rows"], "predicted": s["predicted"],

@@ -22,8 +22,9 @@ import math
 
 import numpy as np
 
-from codesign import catalog, power
-from codesign.validate import load_cases, run_cases
+from codesign.model import catalog
+from codesign.model.chip import power
+from codesign.validate.predictions import load_cases, run_cases
 
 
 def main() -> None:

@@ -27,14 +27,14 @@ from importlib import resources
 
 import numpy as np
 
-from codesign import catalog, pack
-from codesign.kernels import attention, layout
-from codesign.kernels.gemm import gemm_time, tile_elems
+from codesign.model import catalog, pack
+from codesign.model.kernels import attention, layout
+from codesign.model.kernels.gemm import gemm_time, tile_elems
 
 
 def rows() -> list[dict[str, str]]:
     """The rows of the packaged microbench.csv."""
-    path = resources.files("codesign.catalog").joinpath("microbench.csv")
+    path = resources.files("codesign.model.catalog").joinpath("microbench.csv")
     with path.open(encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
 

@@ -9,7 +9,7 @@ import argparse
 import pandas as pd
 
 import codesign
-from codesign.inspect import hypervolume_history, infeasible_reasons, sensitivity
+from codesign.results.inspect import hypervolume_history, infeasible_reasons, sensitivity
 
 ap = argparse.ArgumentParser()
 ap.add_argument("run_dir", nargs="?", default="runs/quickstart")

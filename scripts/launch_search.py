@@ -5,8 +5,8 @@
 
 import argparse
 
-from codesign.config import load_experiment
-from codesign.study import prepare_run, run_search
+from codesign.search.experiment import load_experiment
+from codesign.search.study import prepare_run, run_search
 
 ap = argparse.ArgumentParser()
 ap.add_argument("experiment", nargs="?", default="experiments/quickstart.toml")

@@ -111,7 +111,7 @@ def peak_tflops(chip: str | None, precision: str) -> float | None:
     """The chip's dense peak at ``precision`` from the catalog (TFLOP/s), or None."""
     if chip is None:
         return None
-    from codesign.catalog import get_chip
+    from codesign.model.catalog import get_chip
 
     spec = get_chip(chip)
     return {"bf16": spec.tflops_bf16, "fp8": spec.tflops_fp8}.get(precision)

@@ -5,7 +5,7 @@
 
 import argparse
 
-from codesign.study import load_run, run_search
+from codesign.search.study import load_run, run_search
 
 ap = argparse.ArgumentParser()
 ap.add_argument("run_dir")

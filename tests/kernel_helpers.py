@@ -8,10 +8,10 @@ mapping arrays, random realistic cases).
 
 import numpy as np
 
-from codesign import pack
-from codesign.catalog import get_chip, get_model
-from codesign.kernels import layout as L
-from codesign.specs import PRECISIONS, TOPOLOGIES, ClusterSpec, ModelSpec, TrainJob
+from codesign.model import pack
+from codesign.model.catalog import get_chip, get_model
+from codesign.model.kernels import layout as L
+from codesign.model.specs import PRECISIONS, TOPOLOGIES, ClusterSpec, ModelSpec, TrainJob
 
 RTOL = 1e-12  # jitted and pure-Python kernels run the same float operations
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from codesign.validate import default_cases_path, load_cases, run_cases, summarize
+from codesign.validate.predictions import default_cases_path, load_cases, run_cases, summarize
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "calibration.csv"
 

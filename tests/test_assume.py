@@ -1,4 +1,4 @@
-"""codesign.catalog.assume: stated values for the cells chips.csv leaves empty (issue 12).
+"""codesign.model.catalog.assume: stated values for the cells chips.csv leaves empty (issue 12).
 
 Rules, in order, only for fields that are None: (a) same silicon, (b) SRAM per compute unit
 of the vendor's reference chip, (c) the usual platform NIC per chip, (d) TDP = the model's
@@ -11,8 +11,8 @@ from dataclasses import fields, replace
 
 import pytest
 
-from codesign import catalog, chip_area, power
-from codesign.catalog.assume import (
+from codesign.model import catalog
+from codesign.model.catalog.assume import (
     SCALEOUT_GBPS,
     SIBLING_FIELDS,
     SIBLINGS,
@@ -22,8 +22,10 @@ from codesign.catalog.assume import (
     fill_unknowns,
     max_draw_w,
 )
-from codesign.perf import evaluate
-from codesign.specs import ClusterSpec, TrainJob
+from codesign.model.chip import datasheet as chip_area
+from codesign.model.chip import power
+from codesign.model.perf import evaluate
+from codesign.model.specs import ClusterSpec, TrainJob
 
 
 def test_a_chip_without_unknowns_comes_back_unchanged() -> None:

@@ -22,7 +22,7 @@ import pytest
 from test_config import SPACE  # the same tiny space as the config tests
 
 from codesign.cli import main
-from codesign.validate import COLUMNS, default_cases_path
+from codesign.validate.predictions import COLUMNS, default_cases_path
 
 EXPERIMENT = """\
 [experiment]

@@ -9,13 +9,13 @@ import optuna
 import pandas as pd
 import pytest
 
-from codesign.catalog import get_chip
 from codesign.cli import main
-from codesign.config import load_experiment
-from codesign.design import DEFAULT_DESIGN, project_chip
-from codesign.rundir import load_run, open_storage
-from codesign.space import distributions, project_params
-from codesign.workers import BASELINE_ATTR
+from codesign.model.catalog import get_chip
+from codesign.search.design import DEFAULT_DESIGN, project_chip
+from codesign.search.experiment import load_experiment
+from codesign.search.space import distributions, project_params
+from codesign.search.storage.rundir import load_run, open_storage
+from codesign.search.workers import BASELINE_ATTR
 
 REPO = Path(__file__).resolve().parents[1]
 SERVING = REPO / "experiments" / "inference_llama70b.toml"
@@ -72,7 +72,7 @@ EIGHT = ("h100-sxm", "a100-sxm-80gb", "h200", "b200", "mi300x", "gaudi3", "tpu-v
 _HANG = """
 import sys, threading
 from pathlib import Path
-import codesign.study as st
+import codesign.search.study as st
 def hang(*args, **kwargs):
     Path(sys.argv[2]).write_text("evaluating")
     threading.Event().wait()
@@ -157,7 +157,7 @@ def test_baselines_interrupted_before_running_are_queued_again(tmp_path: Path,
                                                                ) -> None:
     """A baseline trial that ended FAIL without being evaluated (interrupted) is queued again
     on the next start, once, and a second start queues nothing."""
-    from codesign.workers import enqueue_baselines
+    from codesign.search.workers import enqueue_baselines
 
     monkeypatch.chdir(tmp_path)
     exp_path = _quickstart_with_baselines(tmp_path, EIGHT[:3])

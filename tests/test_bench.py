@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from cli_helpers import no_nan
 
-from codesign.bench import PROBLEMS
 from codesign.cli import main
+from codesign.search.bench import PROBLEMS
 
 NAMES = ["mtnlg530b-a100-5128", "llama3-405b-h100-16384", "100k-chips",
          "llama3-70b-mi300x-1024-throttled"]

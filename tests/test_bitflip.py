@@ -1,6 +1,7 @@
 """Bit-flip sweep over a run's journal (issue 13, "Data integrity").
 
-A small study is written through the storage codesign runs with (:func:`codesign.journal_check.
+A small study is written through the storage codesign runs with
+(:func:`codesign.search.journal.check.
 open_journal`: Optuna's journal plus the checksum side file), then single bits are flipped at
 random, seeded positions (and in every newline). For each flip: if Optuna loads something
 different from the original, or fails to load, the check every command runs (and
@@ -22,9 +23,9 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from codesign.doctor import mend_journal, replay_check
-from codesign.journal_check import check_journal, open_journal
-from codesign.journal_sums import sums_path
+from codesign.search.journal.check import check_journal, open_journal
+from codesign.search.journal.doctor import mend_journal, replay_check
+from codesign.search.journal.sums import sums_path
 
 N_FLIPS = 600
 SEED = 13
@@ -169,7 +170,7 @@ def test_writer_killed_between_record_and_line(tmp_path: Path) -> None:
     """A record with no line (killed before the journal write), then a torn line with its
     record (killed mid-write) glued to the next append: doctor mends it and every line is
     covered again."""
-    from codesign.journal_sums import record
+    from codesign.search.journal.sums import record
 
     path = tmp_path / "study.log"
     study = optuna.create_study(study_name="s", storage=open_journal(path))

@@ -1,4 +1,4 @@
-"""codesign.catalog: the shared reference chips and models load as data, faithfully."""
+"""codesign.model.catalog: the shared reference chips and models load as data, faithfully."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from codesign import pack
-from codesign.catalog import chip_ids, chips, get_chip, get_model, model_ids, models
-from codesign.kernels import layout
-from codesign.specs import PRECISIONS, ChipSpec
+from codesign.model import pack
+from codesign.model.catalog import chip_ids, chips, get_chip, get_model, model_ids, models
+from codesign.model.kernels import layout
+from codesign.model.specs import PRECISIONS, ChipSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -22,7 +22,7 @@ SKIPPED_COLUMNS = {"source", "transistors_b", "tflops_tf32"}  # documentation on
 
 
 def packaged_csv_bytes() -> bytes:
-    return resources.files("codesign.catalog").joinpath("chips.csv").read_bytes()
+    return resources.files("codesign.model.catalog").joinpath("chips.csv").read_bytes()
 
 
 def packaged_rows() -> list[dict[str, str]]:

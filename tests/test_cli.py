@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import run, run_json
 
-from codesign import catalog
 from codesign.cli import COMMANDS
+from codesign.model import catalog
 
 EVALUATE = ["evaluate", "--chip", "h100-sxm", "--workload", "llama3-8b", "--n-chips", "64",
             "--seq-len", "8192", "--global-batch", "512", "--json"]
@@ -166,7 +166,8 @@ def test_evaluate_bad_flag_exits_2_naming_flag_and_value(capsys, flag: str, valu
 def test_evaluate_chip_with_unknown_numbers_exits_2_naming_the_field(capsys) -> None:
     """A catalog chip whose unknown numbers no stated assumption fills (WSE-3: no TDP, no
     bf16 peak, no NIC) is bad input. Issue 12: evaluate completes a catalog chip by
-    codesign.catalog.assume first, so the 500 W H100 this test used is now predicted (below)."""
+    codesign.model.catalog.assume first, so the 500 W H100 this test used is now predicted
+    (below)."""
     code, out, err = run(capsys, *[a if a != "h100-sxm" else "wse3" for a in EVALUATE])
     assert code == 2, (out, err)
     assert "wse3" in err

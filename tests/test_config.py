@@ -1,4 +1,5 @@
-"""codesign.config: every bad input is a ConfigError naming file, key, expected and got."""
+"""codesign.search.experiment: every bad input is a ConfigError naming file, key, expected and
+got."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from codesign.catalog import get_model
-from codesign.config import (
+from codesign.errors import ConfigError
+from codesign.model.catalog import get_model
+from codesign.search.design import DEFAULT_DESIGN
+from codesign.search.experiment import (
     Constraint,
     Objective,
     ParamSpec,
     load_experiment,
     load_search_space,
 )
-from codesign.design import DEFAULT_DESIGN
-from codesign.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -452,7 +453,7 @@ def test_a_later_parameter_at_its_neutral_value_keeps_the_fingerprint() -> None:
     value is a different problem."""
     from dataclasses import replace as dc_replace
 
-    from codesign.config import load_search_space
+    from codesign.search.experiment import load_search_space
 
     repo = Path(__file__).resolve().parents[1]
     space = load_search_space(repo / "search_spaces" / "quickstart.toml")

@@ -1,4 +1,4 @@
-"""Area, die split, shoreline, yield and cost (codesign.cost)."""
+"""Area, die split, shoreline, yield and cost (codesign.model.chip.cost)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import math
 
 import pytest
 
-from codesign import cost, tech
-from codesign.design import DEFAULT_DESIGN, DESIGN_PARAMETERS
+from codesign.model import tech
+from codesign.model.chip import cost
+from codesign.search.design import DEFAULT_DESIGN, DESIGN_PARAMETERS
 
 H100_ARGS = (4, 132, 2048, 80.0, "HBM3", 5, 4000.0)  # DEFAULT_DESIGN's chip resources
 

@@ -19,7 +19,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import pytest
 from optuna.trial import TrialState
 
-from codesign import rundir as rd
+from codesign.search.storage import rundir as rd
 from tests.test_search import RUN, STUDY, cli, load, write_experiment
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard")

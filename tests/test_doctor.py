@@ -1,4 +1,5 @@
-"""codesign.doctor: torn journal lines and stale lock files (DESIGN.md, "Reliability the users
+"""codesign.search.journal.doctor: torn journal lines and stale lock files (DESIGN.md, "Reliability
+the users
 rely on": a torn journal line is detected and repaired with a backup, never silently glued).
 
 Every test builds a real Optuna journal in ``tmp_path`` with the same backend the runs use
@@ -23,9 +24,9 @@ from optuna.storages.journal import (
 )
 from optuna.trial import TrialState
 
-from codesign import doctor
-from codesign.doctor import check_journal, preflight, repair_journal, repair_run
-from codesign.journal_sums import sums_path
+from codesign.search.journal import doctor
+from codesign.search.journal.doctor import check_journal, preflight, repair_journal, repair_run
+from codesign.search.journal.sums import sums_path
 
 STUDY = "s"
 N_TRIALS = 5
@@ -319,7 +320,7 @@ def test_fresh_lock_of_a_live_codesign_writer_is_kept(journal: Path) -> None:
 def test_append_in_progress_is_not_torn(journal: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The writer finishes once the check is waiting for it (not after a sleep that a loaded
     machine may stretch past the check's patience, which the test lifts instead)."""
-    from codesign import journal_check
+    from codesign.search.journal import check as journal_check
 
     data = journal.read_bytes()
     last = data.splitlines(keepends=True)[-1]
@@ -495,7 +496,7 @@ def test_flipped_digit_is_refused_and_set_back(tmp_path: Path, capsys) -> None:
 def test_restore_backup_levels_the_parquet_log(tmp_path: Path, capsys) -> None:
     from test_search import cli
 
-    from codesign.log_check import log_gaps
+    from codesign.search.journal.log_check import log_gaps
 
     run_dir = _run_search(tmp_path, capsys, 8)
     journal = run_dir / "study.log"
@@ -540,7 +541,7 @@ def test_hand_restored_backup_is_not_healthy_until_levelled(tmp_path: Path, caps
 
 
 def load_run_study(run_dir: Path) -> optuna.Study:
-    from codesign.rundir import load_run, open_storage
+    from codesign.search.storage.rundir import load_run, open_storage
 
     _, run = load_run(run_dir)
     return optuna.load_study(study_name=run.study_name, storage=open_storage(run))
@@ -589,7 +590,7 @@ def test_truncate_keeps_the_lines_before_damage_nothing_mends(tmp_path: Path,
                                                               capsys) -> None:
     from test_search import cli
 
-    from codesign.log_check import log_gaps
+    from codesign.search.journal.log_check import log_gaps
 
     run_dir = _run_search(tmp_path, capsys, 16)
     journal = run_dir / "study.log"

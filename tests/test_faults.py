@@ -34,8 +34,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
-from codesign import rundir as rd
-from codesign import workers as wk
+from codesign.search import workers as wk
+from codesign.search.storage import rundir as rd
 
 REPO = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).with_name("codesign")
@@ -325,9 +325,9 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path, procs: Procs) -> N
 # (SIGKILL) or lives on: python -c ASKING RUN_DIR N die|live
 ASKING = """
 import os, signal, sys, time
-from codesign import rundir as rd
-from codesign import workers as wk
-from codesign.space import distributions
+from codesign.search.storage import rundir as rd
+from codesign.search import workers as wk
+from codesign.search.space import distributions
 run_dir, n, then = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 exp, run = rd.load_run(run_dir)
 study = rd.open_study(exp, run)

@@ -3,7 +3,8 @@
 Two kinds of tolerance, on purpose:
 
 * ``GOLDEN_RTOL`` (1e-6): the predictions below were computed from the model as calibrated
-  (``codesign.efficiency.DEFAULT``, kernels/train.py of the branch-and-bound search) and pasted
+  (``codesign.model.efficiency.DEFAULT``, kernels/train.py of the branch-and-bound search) and
+  pasted
   in as literals. They are REGRESSION GUARDS: any change to the kernel, the efficiencies, the
   packing or the catalog that moves a prediction fails here. If the change is intended, recompute
   the literals (the failing assertion prints the new value) and say why in the commit.
@@ -11,8 +12,9 @@ Two kinds of tolerance, on purpose:
   model claims for that kind of run. This is the physics check that survives recalibration.
 
 The three reference cases go through exactly the ``codesign validate`` path
-(:func:`codesign.validate.load_cases` + :func:`codesign.validate.predict`); the llama3-405b
-golden uses :func:`codesign.perf.evaluate` directly and needs no CSV.
+(:func:`codesign.validate.load_cases` + :func:`codesign.validate.predict`); the
+llama3-405b
+golden uses :func:`codesign.model.perf.evaluate` directly and needs no CSV.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from __future__ import annotations
 import pytest
 
 from codesign import validate
-from codesign.catalog import get_chip, get_model
-from codesign.perf import evaluate
-from codesign.specs import ClusterSpec, TrainJob
+from codesign.model.catalog import get_chip, get_model
+from codesign.model.perf import evaluate
+from codesign.model.specs import ClusterSpec, TrainJob
 
 GOLDEN_RTOL = 1e-6
 """Regression guard of the calibrated model: catches accidental changes, not model error."""

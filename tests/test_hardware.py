@@ -7,8 +7,11 @@ import math
 
 import pytest
 
-from codesign import catalog, chip_area, cost, hardware, power
 from codesign.cli import main
+from codesign.model import catalog
+from codesign.model.chip import cost, power
+from codesign.model.chip import datasheet as chip_area
+from codesign.validate import hardware
 
 ROWS = {r["id"]: r for r in hardware.hardware_table()}
 CONTRACT_KEYS = {"id", "die_area_mm2", "predicted_die_area_mm2", "tdp_w", "predicted_tdp_w"}

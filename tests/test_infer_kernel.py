@@ -1,4 +1,4 @@
-"""codesign.kernels.infer: the serving kernel against its ``.py_func`` twins, edge inputs,
+"""codesign.model.kernels.infer: the serving kernel against its ``.py_func`` twins, edge inputs,
 the physics the serving model must show, and its mapping search against a brute force.
 
 * Twins: memory_per_chip, kv_room, forward_time, infer_eval, infer_search and
@@ -23,10 +23,10 @@ import kernel_helpers as kh
 import numpy as np
 import pytest
 
-from codesign import pack, perf
-from codesign.catalog import get_chip, get_model
-from codesign.kernels import layout as L
-from codesign.kernels.infer import (
+from codesign.model import pack, perf
+from codesign.model.catalog import get_chip, get_model
+from codesign.model.kernels import layout as L
+from codesign.model.kernels.infer import (
     HBM_UTIL,
     MAX_BATCH,
     MAX_PP,
@@ -36,9 +36,9 @@ from codesign.kernels.infer import (
     kv_room,
     memory_per_chip,
 )
-from codesign.kernels.infer_search import infer_search, infer_search_population
-from codesign.kernels.memory import BUFFER_B
-from codesign.specs import PRECISIONS, TOPOLOGIES, ClusterSpec, InferJob, Mapping, ModelSpec
+from codesign.model.kernels.infer_search import infer_search, infer_search_population
+from codesign.model.kernels.memory import BUFFER_B
+from codesign.model.specs import PRECISIONS, TOPOLOGIES, ClusterSpec, InferJob, Mapping, ModelSpec
 
 RTOL = kh.RTOL
 CHIPS = ("h100-sxm", "a100-sxm-80gb", "h200", "mi300x", "b200")

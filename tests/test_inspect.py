@@ -1,4 +1,4 @@
-"""codesign.inspect: the notebook API (``codesign.load_run``) and the analysis tables.
+"""codesign.results.inspect: the notebook API (``codesign.load_run``) and the analysis tables.
 
 Two small real runs are made once per module with the CLI: the quickstart experiment with two
 reference-chip baselines (most tests), and a tiny space full of ties and duplicates into which
@@ -22,15 +22,12 @@ from cli_helpers import run_json
 from optuna.trial import TrialState
 
 import codesign
-from codesign import catalog, parquet_log
-from codesign import rundir as rd
-from codesign import workers as wk
 from codesign.cli import main
-from codesign.config import ParamSpec
-from codesign.design import design_area, design_to_chip, design_to_cluster
 from codesign.errors import ConfigError
-from codesign.hypervolume import _hv_history, _hypervolume
-from codesign.inspect import (
+from codesign.model import catalog
+from codesign.model.perf import evaluate, result_metrics, sized_cluster
+from codesign.results.hypervolume import _hv_history, _hypervolume
+from codesign.results.inspect import (
     HV_REFERENCE,
     REPORTED_METRICS,
     Run,
@@ -39,9 +36,13 @@ from codesign.inspect import (
     neighbours,
     sensitivity,
 )
-from codesign.perf import evaluate, result_metrics, sized_cluster
-from codesign.repeats import unique_designs
-from codesign.space import base_design, cluster_extra, design_from_params, distributions
+from codesign.search import parquet_log
+from codesign.search import workers as wk
+from codesign.search.design import design_area, design_to_chip, design_to_cluster
+from codesign.search.experiment import ParamSpec
+from codesign.search.repeats import unique_designs
+from codesign.search.space import base_design, cluster_extra, design_from_params, distributions
+from codesign.search.storage import rundir as rd
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = ("h100-sxm", "a100-sxm-80gb")
@@ -93,7 +94,7 @@ def run(qs: Path) -> Run:
 
 
 def test_load_run_attributes(run: Run, qs: Path) -> None:
-    assert codesign.load_run is codesign.inspect.load_run and isinstance(run, Run)
+    assert codesign.load_run is codesign.results.inspect.load_run and isinstance(run, Run)
     assert run.path == qs and run.name == "qsi"
     assert run.experiment.name == "qsi"
     assert run.study.study_name == "qsi"
@@ -327,7 +328,7 @@ def test_hypervolume_history_of_20k_trials_is_fast_and_monotone(
     per checkpoint at most, each by the three-objective sweep, never Optuna's WFG."""
     import optuna._hypervolume as optuna_hv
 
-    from codesign import hypervolume as hv_mod
+    from codesign.results import hypervolume as hv_mod
 
     calls: list[int] = []
     real = hv_mod._hypervolume
@@ -409,7 +410,7 @@ def test_sensitivity_re_evaluates_each_variant(run: Run) -> None:
     shown = list(dict.fromkeys([m for m, _ in run.objectives] + list(REPORTED_METRICS)))
     for metric in shown:
         assert info["metrics"][metric] == pytest.approx(design_row[metric], rel=1e-12)
-    # one variant, evaluated directly through codesign.perf.evaluate (the single-design path)
+    # one variant, evaluated directly through codesign.model.perf.evaluate (the single-design path)
     base = base_design(exp)
     variants = [(row, design_from_params(base, {**info["params"], row["param"]: row["to"]}))
                 for _, row in df.iterrows()]
@@ -556,7 +557,7 @@ def test_vs_a_baseline_means_the_same_in_pareto_compare_and_report(
     """Issue 13: pareto compared with the baseline as projected into the search space,
     compare with the catalog chip (3.8x against 23x for one run). Now both, and the
     report's reference points, use the projection, say so, and list what it changed."""
-    from codesign.compare import BASELINE_MEANING
+    from codesign.results.compare import BASELINE_MEANING
 
     doc = run_json(capsys, "pareto", str(qs), "--format", "json")
     front = {r["trial"]: r for r in doc["front"]}
@@ -633,8 +634,8 @@ def test_hypervolume_is_a_fraction_of_the_reference_box(run: Run) -> None:
 def test_sensitivity_says_which_direction_is_better(run: Run) -> None:
     """Issue 13: sensitivity bars had no better/worse direction. ``better_<metric>`` is the
     change signed so that > 0 is better; the report plots it on an axis that says so."""
-    from codesign.metrics import METRICS
-    from codesign.report import SENSITIVITY_AXIS, _sensitivity
+    from codesign.model.metrics import METRICS
+    from codesign.results.report import SENSITIVITY_AXIS, _sensitivity
 
     df = sensitivity(run, int(run.best("tokens_per_joule")["trial"]))
     objectives = dict(run.objectives)

@@ -23,9 +23,9 @@ import pyarrow.dataset as pads
 import pytest
 from optuna.trial import TrialState
 
-from codesign import parquet_log
-from codesign import rundir as rd
 from codesign.cli import main
+from codesign.search import parquet_log
+from codesign.search.storage import rundir as rd
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = "interop"

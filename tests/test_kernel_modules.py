@@ -1,4 +1,5 @@
-"""The mechanism kernels (codesign.kernels.{common, gemm, attention, collectives, moe, pipeline,
+"""The mechanism kernels (codesign.model.kernels.{common, gemm, attention, collectives, moe,
+pipeline,
 memory, dvfs, layer}): every numba function against its pure-Python ``.py_func`` and the model each
 module's docstring states.
 
@@ -23,9 +24,9 @@ import kernel_helpers as kh
 import numpy as np
 import pytest
 
-from codesign import pack
-from codesign.catalog import get_chip, get_model, model_ids
-from codesign.kernels import (
+from codesign.model import pack
+from codesign.model.catalog import get_chip, get_model, model_ids
+from codesign.model.kernels import (
     attention,
     collectives,
     common,
@@ -36,8 +37,8 @@ from codesign.kernels import (
     moe,
     pipeline,
 )
-from codesign.kernels import layout as L
-from codesign.specs import PRECISIONS, ClusterSpec, TrainJob
+from codesign.model.kernels import layout as L
+from codesign.model.specs import PRECISIONS, ClusterSpec, TrainJob
 
 RTOL = kh.RTOL
 call_both = kh.call_both
@@ -352,7 +353,7 @@ def test_every_kernel_has_an_input_generator():
 
 @pytest.mark.parametrize(("module", "name"), CASES, ids=[f"{m}.{n}" for m, n in CASES])
 def test_kernel_matches_py_func(module, name):
-    fn = getattr(importlib.import_module(f"codesign.kernels.{module}"), name)
+    fn = getattr(importlib.import_module(f"codesign.model.kernels.{module}"), name)
     rng = np.random.default_rng(sum(map(ord, name)))  # deterministic per kernel
     for _ in range(N_RANDOM):
         call_both(fn, *RANDOM_INPUTS[name](rng))
@@ -508,7 +509,7 @@ def test_grouped_gemm_shares_rounds_and_reads_each_groups_weights():
 
 
 def _microbench() -> list[dict[str, str]]:
-    text = resources.files("codesign.catalog").joinpath("microbench.csv").read_text()
+    text = resources.files("codesign.model.catalog").joinpath("microbench.csv").read_text()
     return list(csv.DictReader(text.splitlines()))
 
 

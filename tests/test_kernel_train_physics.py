@@ -1,10 +1,10 @@
-"""The training kernel's mechanisms as its docstrings state them (codesign.kernels.train,
+"""The training kernel's mechanisms as its docstrings state them (codesign.model.kernels.train,
 memory, moe): ZeRO-3 / FSDP gathers, hybrid sharding, the context-parallel ring, the overlapped
 expert all-to-all, recompute modes (selective, full, offload), the activation memory of
 Korthikanti et al. 2022 end to end, and the output accounting (memory terms, time parts).
 
 Each property is checked on the kernel as the search sees it (``eval_mapping`` on packed
-arrays, or ``codesign.perf.evaluate`` for the published-scale case) and holds by the model's
+arrays, or ``codesign.model.perf.evaluate`` for the published-scale case) and holds by the model's
 construction; the ones the kernel does not meet yet are strict xfails naming the defect.
 """
 
@@ -17,15 +17,15 @@ import kernel_helpers as kh
 import numpy as np
 import pytest
 
-from codesign.catalog import get_chip, get_model
-from codesign.kernels import layout as L
-from codesign.kernels.attention import head_dims, key_pairs
-from codesign.kernels.layer import HOST_LINK_BPS, gemm_flops_per_token
-from codesign.kernels.memory import BUFFER_B, OFFLOAD_RESIDENT_LAYERS
-from codesign.kernels.moe import COMM_SM_SHARE
-from codesign.kernels.train import eval_mapping
-from codesign.perf import evaluate
-from codesign.specs import ClusterSpec, Mapping, ModelSpec, TrainJob
+from codesign.model.catalog import get_chip, get_model
+from codesign.model.kernels import layout as L
+from codesign.model.kernels.attention import head_dims, key_pairs
+from codesign.model.kernels.layer import HOST_LINK_BPS, gemm_flops_per_token
+from codesign.model.kernels.memory import BUFFER_B, OFFLOAD_RESIDENT_LAYERS
+from codesign.model.kernels.moe import COMM_SM_SHARE
+from codesign.model.kernels.train import eval_mapping
+from codesign.model.perf import evaluate
+from codesign.model.specs import ClusterSpec, Mapping, ModelSpec, TrainJob
 
 RTOL = kh.RTOL
 TINY, TINY_MOE = kh.TINY, kh.TINY_MOE

@@ -1,4 +1,4 @@
-"""codesign.kernels.train: every numba kernel against its pure-Python ``.py_func`` twin.
+"""codesign.model.kernels.train: every numba kernel against its pure-Python ``.py_func`` twin.
 
 QuantEcon style: the kernels take flat arrays, write into preallocated outputs and return status
 codes, so each one is run jitted and as plain Python on the same inputs (seeded random draws
@@ -25,24 +25,24 @@ import kernel_helpers as kh
 import numpy as np
 import pytest
 
-from codesign import pack
-from codesign.catalog import get_chip, get_model
-from codesign.kernels import layout as L
-from codesign.kernels.collectives import allreduce_time, group_allreduce_time, scaleup_bw
-from codesign.kernels.common import choices as _choices
-from codesign.kernels.dvfs import CLOCK_FLOOR, at_clock, next_clock, voltage
-from codesign.kernels.gemm import gemm_time
-from codesign.kernels.layer import gemm_flops_per_token as _gemm_flops_per_token
-from codesign.kernels.memory import BUFFER_B
-from codesign.kernels.train import eval_at_clock, eval_mapping
-from codesign.kernels.train_search import (
+from codesign.model import pack
+from codesign.model.catalog import get_chip, get_model
+from codesign.model.kernels import layout as L
+from codesign.model.kernels.collectives import allreduce_time, group_allreduce_time, scaleup_bw
+from codesign.model.kernels.common import choices as _choices
+from codesign.model.kernels.dvfs import CLOCK_FLOOR, at_clock, next_clock, voltage
+from codesign.model.kernels.gemm import gemm_time
+from codesign.model.kernels.layer import gemm_flops_per_token as _gemm_flops_per_token
+from codesign.model.kernels.memory import BUFFER_B
+from codesign.model.kernels.train import eval_at_clock, eval_mapping
+from codesign.model.kernels.train_search import (
     MAX_CP,
     MAX_MICRO_BATCH,
     MIN_TOKENS_PER_CP_RANK,
     search_mappings,
     search_population,
 )
-from codesign.specs import TOPOLOGIES, ClusterSpec, TrainJob
+from codesign.model.specs import TOPOLOGIES, ClusterSpec, TrainJob
 
 REPO = Path(__file__).resolve().parents[1]
 RTOL = kh.RTOL
@@ -160,7 +160,7 @@ def test_gemm_time_edge_inputs():
 )
 def test_gemm_time_wave_quantisation(m, k, n, min_tm, util):
     """util = (m n) / (padded tiles) x work units / (rounds x units), the work units being
-    (tile, k-block) pairs (split-K / stream-K): see codesign.kernels.gemm."""
+    (tile, k-block) pairs (split-K / stream-K): see codesign.model.kernels.gemm."""
     peak, eff = 1e15, 0.8
     args = (float(m), float(k), float(n), peak, eff, 1e18, 1.0, 1e12, 2.0, 132.0,
             128.0 * 256.0, float(min_tm))
@@ -1209,10 +1209,10 @@ _NOJIT_SCRIPT = textwrap.dedent(
     import json
     import sys
 
-    from codesign.catalog import get_chip, get_model
-    from codesign.kernels import train
-    from codesign.perf import evaluate
-    from codesign.specs import ClusterSpec, TrainJob
+    from codesign.model.catalog import get_chip, get_model
+    from codesign.model.kernels import train
+    from codesign.model.perf import evaluate
+    from codesign.model.specs import ClusterSpec, TrainJob
 
     rows = []
     for chip, n, model, seq, gb, prec, attn, topo in json.loads(sys.argv[1]):
@@ -1231,7 +1231,7 @@ _NOJIT_SCRIPT = textwrap.dedent(
 
 
 def test_numba_disable_jit_end_to_end_matches_jitted():
-    from codesign.perf import evaluate
+    from codesign.model.perf import evaluate
 
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     proc = subprocess.run(

@@ -155,7 +155,7 @@ def test_a_run_written_before_the_move_resumes(tmp_path: Path) -> None:
     it resumes to 64 trials with every trial in the Parquet log."""
     import tarfile
 
-    from codesign.config import load_experiment
+    from codesign.search.experiment import load_experiment
 
     with tarfile.open(REPO / "tests" / "data" / "run_before_move.tar.gz") as tar:
         tar.extractall(tmp_path, filter="data")

@@ -20,7 +20,7 @@ import measure_microbench as mm  # noqa: E402
 
 
 def test_columns_are_those_of_the_packaged_table() -> None:
-    path = resources.files("codesign.catalog").joinpath("microbench.csv")
+    path = resources.files("codesign.model.catalog").joinpath("microbench.csv")
     with path.open(encoding="utf-8") as fh:
         assert tuple(next(csv.reader(fh))) == mm.COLUMNS
 

@@ -19,18 +19,18 @@ from importlib import resources
 
 import pytest
 
-from codesign.catalog import get_model, match_model, model_ids, normalize_model_name
+from codesign.model.catalog import get_model, match_model, model_ids, normalize_model_name
 
 B = 1e9
 
 
 def calibration_rows() -> list[dict[str, str]]:
-    text = resources.files("codesign.catalog").joinpath("calibration.csv").read_text("utf-8")
+    text = resources.files("codesign.model.catalog").joinpath("calibration.csv").read_text("utf-8")
     return list(csv.DictReader(io.StringIO(text)))
 
 
 def model_tables() -> dict[str, dict]:
-    text = resources.files("codesign.catalog").joinpath("models.toml").read_text("utf-8")
+    text = resources.files("codesign.model.catalog").joinpath("models.toml").read_text("utf-8")
     return tomllib.loads(text)
 
 

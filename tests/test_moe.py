@@ -19,14 +19,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from codesign import pack, perf
-from codesign.catalog import get_chip, get_model
-from codesign.kernels import layout as L
-from codesign.kernels.attention import projection_params
-from codesign.kernels.infer import MAX_PP, forward_time, infer_eval, memory_per_chip
-from codesign.kernels.layer import gemm_flops_per_token as _gemm_flops_per_token
-from codesign.kernels.moe import COMM_SM_SHARE
-from codesign.specs import ClusterSpec, InferJob, Mapping, ModelSpec, TrainJob
+from codesign.model import pack, perf
+from codesign.model.catalog import get_chip, get_model
+from codesign.model.kernels import layout as L
+from codesign.model.kernels.attention import projection_params
+from codesign.model.kernels.infer import MAX_PP, forward_time, infer_eval, memory_per_chip
+from codesign.model.kernels.layer import gemm_flops_per_token as _gemm_flops_per_token
+from codesign.model.kernels.moe import COMM_SM_SHARE
+from codesign.model.specs import ClusterSpec, InferJob, Mapping, ModelSpec, TrainJob
 
 H100 = get_chip("h100-sxm")
 MOE_MODELS = ("mixtral-8x7b", "deepseek-v3")

@@ -27,17 +27,17 @@ import pytest
 from optuna.trial import TrialState
 
 import codesign
-from codesign import parquet_log
-from codesign import rundir as rd
 from codesign.cli import main
-from codesign.config import load_experiment
 from codesign.errors import ConfigError
-from codesign.inspect import read_trials
+from codesign.results.inspect import read_trials
+from codesign.search import parquet_log
+from codesign.search.experiment import load_experiment
+from codesign.search.storage import rundir as rd
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = "qs"
 RUN = Path("runs") / STUDY
-CRASHED = 77  # the exit code of codesign.parquet_log.crash_point
+CRASHED = 77  # the exit code of codesign.search.parquet_log.crash_point
 CLI = "from codesign.cli import entry; entry()"
 
 
@@ -509,7 +509,7 @@ def test_a_refused_journal_write_is_one_line_and_nothing_is_lost(
     opening of the journal for appending (a read-only run directory, as a user who is not
     root meets it) refused by the system: one line naming the journal, exit 2, no traceback;
     once mended, resume goes on and no stored trial is lost."""
-    from codesign.journal_sums import ChecksummedJournalBackend
+    from codesign.search.journal.sums import ChecksummedJournalBackend
 
     journal = RUN / "study.log"
 

@@ -1,4 +1,4 @@
-"""codesign.perf: the Python API over the kernels (evaluate, evaluate_designs) and the design
+"""codesign.model.perf: the Python API over the kernels (evaluate, evaluate_designs) and the design
 -> chip estimates it relies on."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from dataclasses import replace
 
 import pytest
 
-from codesign import pack
-from codesign.catalog import get_chip, get_model
-from codesign.design import DEFAULT_DESIGN, design_to_chip, design_to_cluster
-from codesign.kernels import layout
-from codesign.perf import evaluate, evaluate_designs
-from codesign.specs import ClusterSpec, Mapping, TrainJob
+from codesign.model import pack
+from codesign.model.catalog import get_chip, get_model
+from codesign.model.kernels import layout
+from codesign.model.perf import evaluate, evaluate_designs
+from codesign.model.specs import ClusterSpec, Mapping, TrainJob
+from codesign.search.design import DEFAULT_DESIGN, design_to_chip, design_to_cluster
 
 LLAMA8B = TrainJob(get_model("llama3-8b"), seq_len=8192, global_batch=512)
 H100 = get_chip("h100-sxm")
@@ -152,7 +152,8 @@ def test_default_design_is_h100_like():
     assert chip.tflops_fp8 == pytest.approx(2 * chip.tflops_bf16)
     assert chip.hbm_gb == 80 and chip.hbm_tbps == pytest.approx(4.095)
     assert chip.scaleup_gbps == 900 and chip.scaleup_domain == 8
-    # Area and TDP constants in codesign.cost / codesign.power were FITTED to H100 (and A100),
+    # Area and TDP constants in codesign.model.chip.cost / codesign.model.chip.power were FITTED to
+    # H100 (and A100),
     # so this is a consistency check of the fit, not an independent validation.
     assert H100.die_area_mm2 == 814 and H100.tdp_w == 700
     assert chip.die_area_mm2 == pytest.approx(814, rel=0.10)

@@ -99,10 +99,10 @@ def test_dead_worker_on_postgresql_is_recovered_by_heartbeat(tmp_path: Path) -> 
 
     import optuna
 
-    from codesign.config import load_experiment
-    from codesign.rundir import prepare_run
-    from codesign.study import run_search
-    from codesign.workers import RETRY_ATTR
+    from codesign.search.experiment import load_experiment
+    from codesign.search.storage.rundir import prepare_run
+    from codesign.search.study import run_search
+    from codesign.search.workers import RETRY_ATTR
 
     exp = load_experiment(experiment(tmp_path))
     study_name = f"pg-{uuid.uuid4().hex[:8]}"
@@ -222,7 +222,7 @@ def test_psycopg_url_form_opens_a_study(tmp_path: Path) -> None:
     """``postgresql+psycopg://`` (psycopg 3 named explicitly) opens through open_storage."""
     import optuna
 
-    from codesign.rundir import RunSpec, open_storage
+    from codesign.search.storage.rundir import RunSpec, open_storage
 
     url = url_of("postgresql+psycopg", tmp_path)
     name = f"form-{uuid.uuid4().hex[:8]}"

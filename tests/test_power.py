@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from codesign import chip_area, facility, power
-from codesign.catalog import get_chip, get_model
-from codesign.config import load_experiment
-from codesign.design import DEFAULT_DESIGN, design_to_chip
-from codesign.perf import evaluate, evaluate_designs, result_metrics, sized_cluster
-from codesign.specs import ClusterSpec, TrainJob
+from codesign.model.catalog import get_chip, get_model
+from codesign.model.chip import datasheet as chip_area
+from codesign.model.chip import power
+from codesign.model.cluster import facility
+from codesign.model.perf import evaluate, evaluate_designs, result_metrics, sized_cluster
+from codesign.model.specs import ClusterSpec, TrainJob
+from codesign.search.design import DEFAULT_DESIGN, design_to_chip
+from codesign.search.experiment import load_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = TrainJob(get_model("llama3-70b"), seq_len=8192, global_batch=1024)
@@ -188,7 +190,7 @@ def test_power_breakdown_sums_to_chip_power_and_follows_the_workload() -> None:
     """Result.power_w splits chip_power_w into POWER_PARTS exactly; the split of the compute
     energy into arithmetic and SRAM-operand traffic follows operand_share; batch-1 decode is
     more HBM-heavy than training, and a larger batch spends more on arithmetic."""
-    from codesign.specs import POWER_PARTS, InferJob
+    from codesign.model.specs import POWER_PARTS, InferJob
 
     h100 = get_chip("h100-sxm")
     train = evaluate(h100, ClusterSpec(n_chips=1024), JOB)
@@ -235,7 +237,7 @@ def test_projection_keeps_a_rating_below_the_sustained_peak_as_a_power_limit() -
     space carries that rating as a power limit (H100, rated at its modelled peak -- 700 W
     against 700.9 W predicted with the constants of scripts/calibrate_power.py -- a limit
     within 2 % of none)."""
-    from codesign.design import project_chip
+    from codesign.search.design import project_chip
 
     mi300x = project_chip(get_chip("mi300x"))
     assert 0.5 < mi300x["power_limit"] < 0.8

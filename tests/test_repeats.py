@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from codesign import study as st
-from codesign.repeats import REDRAWS_ATTR, REPEAT_ATTR, DesignIndex
-from codesign.rundir import METRICS_ATTR, WRITER_KEY
+from codesign.search import study as st
+from codesign.search.repeats import REDRAWS_ATTR, REPEAT_ATTR, DesignIndex
+from codesign.search.storage.rundir import METRICS_ATTR, WRITER_KEY
 from tests.test_search import RUN, cli, load, write_experiment
 
 

@@ -21,7 +21,7 @@ import browser_helpers as bh
 import pytest
 
 from codesign.cli import main
-from codesign.report import PLOT_IDS
+from codesign.results.report import PLOT_IDS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -192,8 +192,8 @@ def test_report_labels_the_reference_and_keeps_bounds(report_html: Path) -> None
     """Issue 13: the report showed ``tdp_w > #`` instead of the bound, and did not say what
     "vs CHIP" meant; it now names the projection and its changes, the bounds, and which way
     each sensitivity bar is better."""
-    from codesign.compare import BASELINE_MEANING
-    from codesign.report import HYPERVOLUME_AXIS
+    from codesign.results.compare import BASELINE_MEANING
+    from codesign.results.report import HYPERVOLUME_AXIS
 
     text = report_html.read_text(encoding="utf-8")
     assert f"vs h100-sxm {BASELINE_MEANING}: " in text
@@ -210,7 +210,7 @@ def test_a_plot_never_lists_a_baseline_it_does_not_draw() -> None:
 
     import pandas as pd
 
-    from codesign import report
+    from codesign.results import report
 
     objs = [("tokens_per_s", "maximize"), ("cost_per_mtoken_usd", "minimize"),
             ("silicon_mm2", "minimize")]

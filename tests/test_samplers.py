@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from codesign.config import SAMPLERS
+from codesign.search.experiment import SAMPLERS
 from tests.test_search import RUN, cli, load, write_experiment
 
 

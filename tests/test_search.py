@@ -1,4 +1,5 @@
-"""codesign.study + the search-side CLI: run directory, continuation, Parquet log, reliability.
+"""codesign.search.study + the search-side CLI: run directory, continuation, Parquet log,
+reliability.
 
 Every test writes a small experiment (population 8, a few dozen trials) into ``tmp_path`` and
 runs from there, so nothing lands in the repository. The contract is DESIGN.md ("The command
@@ -22,13 +23,13 @@ import pyarrow.parquet as pq
 import pytest
 from optuna.trial import TrialState
 
-from codesign import parquet_log
-from codesign import rundir as rd
-from codesign import study as st
-from codesign import workers as wk
 from codesign.cli import main
-from codesign.config import load_experiment
 from codesign.errors import ConfigError
+from codesign.search import parquet_log
+from codesign.search import study as st
+from codesign.search import workers as wk
+from codesign.search.experiment import load_experiment
+from codesign.search.storage import rundir as rd
 
 REPO = Path(__file__).resolve().parents[1]
 POP = 8

@@ -5,7 +5,7 @@ mapping slower (the search picks the best of a candidate set that only gets fast
 them does change the result in a regime where it should: a memory-bound small model, GEMMs that
 re-read operands through a tiny SRAM, a tensor-parallel step that waits on its all-reduces, a
 compute-bound large model. The same for the scale-out NIC, the network topology and the
-attention kernel. Everything goes through :func:`codesign.perf.evaluate` (mapping searched
+attention kernel. Everything goes through :func:`codesign.model.perf.evaluate` (mapping searched
 unless a field is fixed) on catalog chips changed with :func:`dataclasses.replace`.
 """
 
@@ -16,9 +16,9 @@ import itertools
 
 import pytest
 
-from codesign.catalog import get_chip, get_model
-from codesign.perf import evaluate
-from codesign.specs import ChipSpec, ClusterSpec, Mapping, ModelSpec, Result, TrainJob
+from codesign.model.catalog import get_chip, get_model
+from codesign.model.perf import evaluate
+from codesign.model.specs import ChipSpec, ClusterSpec, Mapping, ModelSpec, Result, TrainJob
 
 H100 = get_chip("h100-sxm")
 A100 = get_chip("a100-sxm-80gb")

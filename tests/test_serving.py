@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from cli_helpers import run
 
-from codesign.config import load_experiment
 from codesign.errors import ConfigError
-from codesign.specs import InferJob
-from codesign.validate import load_cases, run_cases
+from codesign.model.specs import InferJob
+from codesign.search.experiment import load_experiment
+from codesign.validate.predictions import load_cases, run_cases
 
 REPO = Path(__file__).resolve().parents[1]
 SERVING = REPO / "experiments" / "inference_llama70b.toml"

@@ -21,9 +21,10 @@ import pandas as pd
 import pytest
 from cli_helpers import no_nan, run, run_json
 
-from codesign import catalog, chip_area
 from codesign.cli import main
-from codesign.validate import (
+from codesign.model import catalog
+from codesign.model.chip import datasheet as chip_area
+from codesign.validate.predictions import (
     ASSUMED_INPUT_LEN,
     ASSUMED_OUTPUT_LEN,
     COLUMNS,
@@ -123,7 +124,7 @@ def test_inference_row_without_prompt_length_assumes_lmsys_mean(capsys, small_cs
     70 (LMSYS-Chat-1M's mean user prompt) to 212: ML.ENERGY sends every turn of a
     conversation as one request whose prompt is the conversation so far, and LMSYS-Chat-1M
     averages 2.0 turns of 69.5-token prompts and 214.5-token responses, so the two requests
-    have 69.5 and 69.5 + 214.5 + 69.5 prompt tokens (codesign.cases.ASSUMED_INPUT_LEN)."""
+    have 69.5 and 69.5 + 214.5 + 69.5 prompt tokens (codesign.validate.cases.ASSUMED_INPUT_LEN)."""
     prompt, response = 69.5, 214.5  # LMSYS-Chat-1M, Zheng et al. 2024, Table 1
     assert ASSUMED_INPUT_LEN == math.ceil((prompt + (prompt + response + prompt)) / 2) == 212
     assert ASSUMED_OUTPUT_LEN == math.ceil(response) == 215
@@ -570,7 +571,7 @@ def test_help_exits_0(capsys) -> None:
 def test_help_states_the_assumed_prompt_length_in_use(capsys) -> None:
     """The help once said "default 70" while validate assumed 212 tokens (issue 13: every
     command tells the truth): the default it prints is the one it applies."""
-    from codesign.traffic import ASSUMED_INPUT_LEN
+    from codesign.model.traffic import ASSUMED_INPUT_LEN
     code, out, _ = run(capsys, "validate", "--help")
     flat = " ".join(out.split())
     assert code == 0

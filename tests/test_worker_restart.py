@@ -35,15 +35,15 @@ from test_faults import (
 )
 from test_postgres import URL as PG_URL
 
-from codesign import workers as wk
+from codesign.search import workers as wk
 
 # python -c PARK WHERE MARKER codesign-args...: run ``codesign`` and park (marker, then sleep)
 # in the first model evaluation (WHERE=evaluate) or the first Parquet write (WHERE=parquet)
 PARK = """
 import os, sys, time
 from pathlib import Path
-import codesign.parquet_log as pl
-import codesign.study as st
+import codesign.search.parquet_log as pl
+import codesign.search.study as st
 where, marker = sys.argv[1], sys.argv[2]
 sys.argv = ["codesign", *sys.argv[3:]]
 def park(*args, **kwargs):
@@ -183,10 +183,10 @@ def test_ownerless_running_trial_on_a_database_is_recovered(
     """A worker killed between ask and recording itself leaves a RUNNING trial with neither
     an owner nor a heartbeat: Optuna never finds it stale; once older than the orphan grace
     period (0 here) the next worker fails it and re-runs it once."""
-    from codesign import rundir as rd
-    from codesign.config import load_experiment
-    from codesign.space import distributions
-    from codesign.study import run_search
+    from codesign.search.experiment import load_experiment
+    from codesign.search.space import distributions
+    from codesign.search.storage import rundir as rd
+    from codesign.search.study import run_search
 
     exp = load_experiment(write_experiment(tmp_path))
     name = f"orphan-{uuid.uuid4().hex[:8]}"
@@ -211,8 +211,8 @@ def test_workers_starting_together_log_a_dead_writers_trials_once(
     the log before either writes: without the run's recovery lock both append."""
     import threading
 
-    from codesign import parquet_log
-    from codesign import rundir as rd
+    from codesign.search import parquet_log
+    from codesign.search.storage import rundir as rd
 
     exp_path = write_experiment(tmp_path)
     procs.run("search", str(exp_path), "--trials", str(2 * POP), timeout=300)

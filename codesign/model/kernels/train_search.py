@@ -1,0 +1,158 @@
+"""The best training mapping: branch-and-bound search over the parallel mappings of one design
+(:func:`search_mappings`) and of a population of designs in parallel
+(:func:`search_population`); each candidate is scored by :func:`.train.eval_mapping`."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from codesign.model.kernels import layout as L
+from codesign.model.kernels.common import choices, matmul_peak, worst_status
+from codesign.model.kernels.layer import gemm_flops_per_token
+from codesign.model.kernels.train import eval_mapping
+
+MAX_MICRO_BATCH = 64
+MAX_CP = 16
+MIN_TOKENS_PER_CP_RANK = 2048
+"""Context parallelism is searched only while each rank keeps >= 2k tokens of the sequence."""
+
+
+@njit(cache=True)
+def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts):
+    """Find the fastest feasible mapping (ties: least memory); fills ``best_mp``/``best_out``.
+
+    ``fixed`` (int64[MAP_LEN]) holds -1 for searched fields. Searched: tp (powers of 2 up to
+    the scale-up domain), cp (powers of 2 while each rank keeps >= 2k tokens), pp (divisors
+    of the layer count and powers of 2), dp (divisors of the global batch that fit the cluster,
+    largest first), ep (powers of 2 dividing the experts and cp x dp), vpp (powers of 2), the
+    micro-batch, recompute and ZeRO stage, and for MoE models with ep > 1 and at least two
+    micro-batches the overlap of the all-to-all, and for ZeRO-3 groups that span scale-up
+    domains hybrid sharding; sequence parallel is on whenever tp > 1.
+    Branch and bound: a (tp, cp, pp, dp) block whose compute lower bound (GEMM FLOPs at peak
+    x efficiency on the chips it uses), and a micro-batch whose bound with the smallest
+    pipeline bubble it can have ((pp - 1) / vpp of m stage times), cannot beat the best step
+    so far is skipped, so the result equals that of the full enumeration. ``counts[s]``
+    counts evaluated candidates by status (``counts[S_OK]`` feasible ones). Returns S_OK if
+    a feasible mapping was found, else the most frequent failure.
+    """
+    for i in range(counts.shape[0]):
+        counts[i] = 0
+    for i in range(L.MAP_LEN):
+        if fixed[i] == 0 and i <= L.P_MB:  # a degree or micro-batch fixed at 0 is invalid
+            counts[L.S_INVALID] += 1
+            return L.S_INVALID
+    n_chips = int(cluster[L.K_N_CHIPS])
+    layers = int(model[L.M_LAYERS])
+    gbatch = int(job[L.J_GBATCH])
+    seq = int(job[L.J_SEQ])
+    experts = int(model[L.M_EXPERTS])
+    domain = int(chip[L.C_DOMAIN]) if chip[L.C_DOMAIN] >= 1 else 1
+    prec = int(job[L.J_PREC])
+    peak, eff = matmul_peak(chip, prec)
+    rate = peak * eff
+    work = 3.0 * gemm_flops_per_token(model) * seq * gbatch  # fwd + bwd GEMM FLOPs per step
+    prune = rate > 0 and work > 0
+    mp = np.zeros(L.MAP_LEN, np.int64)
+    out = np.zeros(L.OUT_LEN)
+    best_step = np.inf
+    best_mem = np.inf
+    tps = choices(fixed[L.P_TP], 1, max(1, min(domain, int(model[L.M_HEADS]))), True)
+    cp_max = 1
+    while cp_max * 2 <= MAX_CP and seq // (cp_max * 2) >= MIN_TOKENS_PER_CP_RANK:
+        cp_max *= 2
+    cps = choices(fixed[L.P_CP], 1, cp_max, True)
+    eps = choices(fixed[L.P_EP], 1, max(1, experts), True)
+    rcs = choices(fixed[L.P_RECOMPUTE], 0, 3, False)
+    zeros = choices(fixed[L.P_ZERO], 0, 3, False)
+    epos = choices(fixed[L.P_EPO], 0, 1 if experts > 0 else 0, False)
+    hsdps = choices(fixed[L.P_HSDP], 0, 1, False)
+    for tp in tps:
+        for cp in cps:
+            if tp * cp > n_chips:
+                continue
+            pps = choices(fixed[L.P_PP], 1, layers, False)
+            for pp in pps:
+                if fixed[L.P_PP] < 0 and layers % pp != 0 and (pp & (pp - 1)) != 0:
+                    continue
+                if tp * cp * pp > n_chips:
+                    break
+                dp_max = n_chips // (tp * cp * pp)
+                dps = choices(fixed[L.P_DP], 1, dp_max, False)
+                vpps = choices(fixed[L.P_VPP], 1, max(1, layers // pp) if pp > 1 else 1, True)
+                for di in range(dps.shape[0] - 1, -1, -1):  # largest dp first
+                    dp = dps[di]
+                    if fixed[L.P_DP] < 0 and gbatch % dp != 0:
+                        continue
+                    if prune and work / (rate * tp * cp * pp * dp) >= best_step:
+                        continue
+                    per_dp = gbatch // dp if gbatch % dp == 0 else 0
+                    mbs = choices(fixed[L.P_MB], 1, min(per_dp, MAX_MICRO_BATCH), False)
+                    lb = work / (rate * tp * cp * pp * dp) if prune else 0.0
+                    for b in mbs:
+                        if fixed[L.P_MB] < 0 and per_dp % b != 0:
+                            continue
+                        # the pipeline bubble adds at least (pp - 1) / vpp stage times of m
+                        if prune and per_dp // b >= 1 and lb * (1.0 + (pp - 1.0) / (
+                                vpps[vpps.shape[0] - 1] * (per_dp // b))) >= best_step:
+                            continue
+                        for ep in eps:
+                            if fixed[L.P_EP] < 0 and (experts % ep != 0
+                                                      or (cp * dp) % ep != 0):
+                                continue
+                            for vpp in vpps:
+                                if fixed[L.P_VPP] < 0 and vpp > 1 and (
+                                        layers % (pp * vpp) != 0 or (per_dp // b) % pp != 0):
+                                    continue
+                                for rc in rcs:
+                                    for zero in zeros:
+                                        for epo in epos:
+                                            if fixed[L.P_EPO] < 0 and epo == 1 and (
+                                                    ep == 1 or per_dp // b < 2):
+                                                continue
+                                            for hsdp in hsdps:
+                                                if fixed[L.P_HSDP] < 0 and hsdp == 1 and (
+                                                        zero != 3
+                                                        or tp * dp * cp <= domain):
+                                                    continue
+                                                mp[L.P_TP] = tp
+                                                mp[L.P_PP] = pp
+                                                mp[L.P_DP] = dp
+                                                mp[L.P_CP] = cp
+                                                mp[L.P_EP] = ep
+                                                mp[L.P_VPP] = vpp
+                                                mp[L.P_MB] = b
+                                                mp[L.P_RECOMPUTE] = rc
+                                                mp[L.P_ZERO] = zero
+                                                mp[L.P_EPO] = epo
+                                                mp[L.P_HSDP] = hsdp
+                                                if fixed[L.P_SP] >= 0:
+                                                    mp[L.P_SP] = fixed[L.P_SP]
+                                                else:
+                                                    mp[L.P_SP] = 1 if tp > 1 else 0
+                                                st = eval_mapping(chip, cluster, model, job,
+                                                                  mp, out)
+                                                counts[st] += 1
+                                                if st != L.S_OK:
+                                                    continue
+                                                step = out[L.O_STEP_S]
+                                                mem = out[L.O_MEM_B]
+                                                if step < best_step or (
+                                                    step == best_step and mem < best_mem
+                                                ):
+                                                    best_step = step
+                                                    best_mem = mem
+                                                    best_mp[:] = mp
+                                                    best_out[:] = out
+    if best_step < np.inf:
+        return L.S_OK
+    return worst_status(counts)
+
+
+@njit(cache=True, parallel=True)
+def search_population(chips, clusters, model, job, fixed, best_mps, best_outs, counts, status):
+    """:func:`search_mappings` for every row of ``chips``/``clusters`` (one design per row)."""
+    for i in prange(chips.shape[0]):
+        status[i] = search_mappings(
+            chips[i], clusters[i], model, job, fixed, best_mps[i], best_outs[i], counts[i]
+        )

@@ -1,0 +1,378 @@
+"""Throughput benchmarks: the evaluator kernel, the mapping search, and the Optuna search loop.
+
+Three parts, each a plain dict (the keys of ``codesign bench --json``, see DESIGN.md):
+
+* ``evaluator``: ``single_eval_us``, the median time of one :func:`eval_mapping` call, timed
+  over a jitted loop (no Python call overhead), and ``evals_per_s``, the mapping-search rate
+  (candidates / seconds of the MT-NLG search below).
+* ``mapping_search``: :func:`codesign.model.perf.evaluate` (every parallel mapping of one chip,
+  cluster and job) on three reference problems; best of a few runs after a warm-up call.
+* ``search``: trials per second of the engine (:func:`codesign.search.study.run_search`: populations
+  evaluated in one parallel kernel call, Parquet log) against a plain ``study.optimize`` loop
+  that evaluates one design per trial, same sampler and the same kind of storage (journal file).
+
+Numba compilation is excluded everywhere (a warm-up call comes first).
+
+Example:
+    >>> from codesign.search.bench import run_bench
+    >>> doc = run_bench(quick=True, search_trials=64)  # doctest: +SKIP
+    >>> sorted(doc)  # doctest: +SKIP
+    ['environment', 'evaluator', 'mapping_search', 'notes', 'search']
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from codesign.model import catalog, pack
+from codesign.model.kernels.layout import O_STEP_S, OUT_LEN
+from codesign.model.kernels.train import eval_mapping
+from codesign.model.perf import evaluate
+from codesign.model.specs import ClusterSpec, TrainJob, mapping_short
+
+SINGLE_EVAL_CALLS = 100_000
+"""Calls of :func:`eval_mapping` per timed jitted loop."""
+SINGLE_EVAL_REPEATS = 5
+"""Timed loops; ``single_eval_us`` is the median."""
+MAPPING_SEARCH_REPEATS = 5
+"""Timed runs per mapping-search problem (after one warm-up); ``seconds`` is the best."""
+SEARCH_TRIALS = 2000
+"""Trials of the search benchmark (``--quick``: :data:`QUICK_SEARCH_TRIALS`)."""
+QUICK_SEARCH_TRIALS = 300
+SEARCH_EXPERIMENT = "quickstart.toml"
+"""The experiment of the search benchmark, in the repository's ``experiments/`` folder."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One mapping-search benchmark problem (a catalog model and chip on ``n_chips``)."""
+
+    name: str
+    model: str
+    seq_len: int
+    global_batch: int
+    chip: str
+    n_chips: int
+    scaleout_gbps: float | None = None
+    """NIC per chip, Gbit/s, for a catalog chip whose NIC is cluster-specific (unpublished)."""
+
+    def job(self) -> TrainJob:
+        return TrainJob(catalog.get_model(self.model), self.seq_len, self.global_batch)
+
+
+PROBLEMS = (
+    Problem("mtnlg530b-a100-5128", "mtnlg-530b", 2048, 1920, "a100-sxm-80gb", 5128),
+    Problem("llama3-405b-h100-16384", "llama3-405b", 8192, 2048, "h100-sxm", 16384),
+    Problem("100k-chips", "llama3-405b", 8192, 8192, "h100-sxm", 100_000),
+    # MI300X is rated (750 W) below its modelled sustained peak: candidates over the rating
+    # are re-evaluated at lower clocks (DVFS), the costliest path of the evaluator
+    Problem("llama3-70b-mi300x-1024-throttled", "llama3-70b", 8192, 1024, "mi300x", 1024,
+            scaleout_gbps=400.0),
+)
+"""The problems of ``mapping_search``, in output order (names are part of the contract)."""
+
+
+# --------------------------------------------------------------------------- evaluator
+
+
+@njit(cache=True)
+def _eval_loop(chip, cluster, model, job, mp, out, k):
+    """Call :func:`eval_mapping` ``k`` times on one mapping; returns a checksum so the loop
+    is not optimised away."""
+    acc = 0.0
+    for _ in range(k):
+        st = eval_mapping(chip, cluster, model, job, mp, out)
+        acc += out[O_STEP_S] + st
+    return acc
+
+
+def _problem_arrays(p: Problem) -> tuple[np.ndarray, ...]:
+    job = p.job()
+    return (pack.chip_array(catalog.get_chip(p.chip), p.scaleout_gbps),
+            pack.cluster_array(ClusterSpec(p.n_chips)),
+            pack.model_array(job.model), pack.job_array(job))
+
+
+def single_eval_us(p: Problem = PROBLEMS[0], calls: int = SINGLE_EVAL_CALLS,
+                   repeats: int = SINGLE_EVAL_REPEATS) -> tuple[float, dict[str, Any]]:
+    """Median microseconds of one :func:`eval_mapping` call on the best mapping of ``p``,
+    and that mapping. Each of ``repeats`` timed loops makes ``calls`` calls."""
+    res = evaluate(catalog.get_chip(p.chip), ClusterSpec(p.n_chips), p.job())
+    if not res.feasible:
+        raise RuntimeError(f"benchmark problem {p.name} is infeasible: {res.reason}")
+    mp = pack.fixed_array(res.mapping)  # every field fixed: a complete mapping
+    arrays = _problem_arrays(p)
+    out = np.zeros(OUT_LEN)
+    _eval_loop(*arrays, mp, out, 1)  # compile (or load from cache)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        _eval_loop(*arrays, mp, out, calls)
+        times.append((time.perf_counter() - t0) / calls * 1e6)
+    return statistics.median(times), res.mapping.as_dict()
+
+
+# --------------------------------------------------------------------------- mapping search
+
+
+def mapping_search(p: Problem, repeats: int = MAPPING_SEARCH_REPEATS) -> dict[str, Any]:
+    """Best-of-``repeats`` seconds of :func:`codesign.model.perf.evaluate` on ``p`` (after a warm-up
+    call), with the candidate counts and the best mapping found."""
+    chip, cluster, job = catalog.get_chip(p.chip), ClusterSpec(p.n_chips), p.job()
+    res = evaluate(chip, cluster, job, scaleout_gbps=p.scaleout_gbps)  # warm-up: compile/load
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        res = evaluate(chip, cluster, job, scaleout_gbps=p.scaleout_gbps)
+        best = min(best, time.perf_counter() - t0)
+    return {
+        "name": p.name,
+        "model": p.model,
+        "chip": p.chip,
+        "n_chips": p.n_chips,
+        "seq_len": p.seq_len,
+        "global_batch": p.global_batch,
+        "seconds": best,
+        "candidates": res.n_candidates,
+        "feasible": res.n_feasible,
+        "candidates_per_s": res.n_candidates / best if best > 0 else None,
+        "best_step_time_s": res.step_time_s if res.feasible else None,
+        "mapping": res.mapping.as_dict() if res.feasible else None,
+        "clock_fraction": res.clock_fraction if res.feasible else None,
+    }
+
+
+# --------------------------------------------------------------------------- search loop
+
+
+def experiments_dir() -> Path:
+    """The repository's ``experiments/`` folder (absent in an installed wheel).
+
+    Found from this module's file (``codesign/search/bench.py``), two levels below the
+    repository root.
+    """
+    return Path(__file__).resolve().parents[2] / "experiments"
+
+
+def _suggest(trial: Any, name: str, dist: Any) -> Any:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def _plain_optuna(exp: Any, n_trials: int, journal: Path) -> tuple[float, int]:
+    """A plain Optuna loop on ``exp``: one design evaluated per trial. Returns (seconds,
+    feasible trials)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    from codesign.model.perf import evaluate_designs
+    from codesign.search.space import base_design, cluster_extra, design_from_params, distributions
+    from codesign.search.storage.rundir import constraint_values, make_sampler, objective_values
+
+    dists = distributions(exp.space)
+    base = base_design(exp)
+    extra = cluster_extra(exp)
+
+    def objective(trial: optuna.Trial) -> list[float]:
+        params = {name: _suggest(trial, name, d) for name, d in dists.items()}
+        metrics = evaluate_designs([design_from_params(base, params)], exp.job, extra)[0]
+        for key, value in constraint_values(exp, metrics).items():
+            trial.set_constraint(key, value)
+        return objective_values(exp, metrics)
+
+    t0 = time.perf_counter()
+    study = optuna.create_study(
+        storage=JournalStorage(JournalFileBackend(str(journal))),
+        directions=[o.direction for o in exp.objectives],
+        sampler=make_sampler(exp.sampler, exp.seed, exp.population),
+    )
+    study.optimize(objective, n_trials=n_trials)
+    seconds = time.perf_counter() - t0
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    feasible = sum(1 for t in complete if all(v <= 0 for v in t.constraints.values()))
+    return seconds, feasible
+
+
+def _edge_rates(marks: list[tuple[int, float]], t0: float, window: int) -> tuple[float, float]:
+    """Trials/s over the first and the last ``window`` trials of a run (population marks)."""
+    if not marks:
+        return 0.0, 0.0
+    first = next(m for m in marks if m[0] >= window)
+    total = marks[-1][0]
+    before_last = max((m for m in marks if m[0] <= total - window), default=(0, t0))
+    return first[0] / (first[1] - t0), (total - before_last[0]) / (marks[-1][1] - before_last[1])
+
+
+def search(n_trials: int, experiment: Path | None = None) -> dict[str, Any] | None:
+    """Trials/s of the engine and of a plain Optuna loop on the quickstart experiment (None if
+    the experiment file is not there, e.g. in an installed package)."""
+    from codesign.model.perf import evaluate_designs
+    from codesign.search.experiment import load_experiment
+    from codesign.search.space import base_design, cluster_extra
+    from codesign.search.storage.rundir import prepare_run
+    from codesign.search.study import run_search
+
+    path = experiment or experiments_dir() / SEARCH_EXPERIMENT
+    if not path.is_file():
+        return None
+    exp = load_experiment(path)
+    evaluate_designs([base_design(exp)], exp.job, cluster_extra(exp))  # warm-up the kernel
+    with tempfile.TemporaryDirectory(prefix="codesign-bench-") as tmp:
+        t0 = time.perf_counter()
+        run = prepare_run(exp, out=Path(tmp) / "engine", study="bench", storage=None)
+        marks: list[tuple[int, float]] = []
+        summary = run_search(exp, run, n_trials, progress=False, timings=marks)
+        engine_s = time.perf_counter() - t0
+        start_rate, end_rate = _edge_rates(marks, t0, min(1000, max(1, n_trials // 4)))
+        plain_s, plain_feasible = _plain_optuna(exp, n_trials, Path(tmp) / "plain.log")
+    return {
+        "experiment": str(path),
+        "trials": n_trials,
+        "sampler": exp.sampler,
+        "population": exp.population,
+        "storage": "journal file",
+        "durable_seconds": engine_s,
+        "plain_optuna_seconds": plain_s,
+        "durable_trials_per_s": n_trials / engine_s,
+        "plain_optuna_trials_per_s": n_trials / plain_s,
+        "speedup": plain_s / engine_s,
+        "durable_feasible": summary.feasible,
+        "durable_trials_per_s_first": start_rate,
+        "durable_trials_per_s_last": end_rate,
+        "per_trial_cost_end_over_start": start_rate / end_rate if end_rate else None,
+        "plain_optuna_feasible": plain_feasible,
+    }
+
+
+# --------------------------------------------------------------------------- all parts
+
+
+def _version() -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version("codesign")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def run_bench(quick: bool = False, search_trials: int | None = None,
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """All benchmarks as one JSON-ready dict (the document of ``codesign bench --json``).
+
+    ``search_trials`` overrides the trial count of the search part (default
+    :data:`SEARCH_TRIALS`, :data:`QUICK_SEARCH_TRIALS` with ``quick``); ``log`` receives a
+    line as each part starts (progress for a terminal).
+    """
+    import numba
+    import optuna
+
+    if search_trials is not None and search_trials < 1:
+        raise ValueError(f"`search_trials >= 1` must hold, but got {search_trials}")
+    say = log or (lambda _msg: None)
+    n_trials = search_trials or (QUICK_SEARCH_TRIALS if quick else SEARCH_TRIALS)
+    notes = [
+        "numba compilation excluded: each part runs a warm-up call first",
+        f"mapping_search.seconds: best of {MAPPING_SEARCH_REPEATS} runs of "
+        "codesign.model.perf.evaluate",
+        f"evaluator.single_eval_us: median of {SINGLE_EVAL_REPEATS} jitted loops of "
+        f"{SINGLE_EVAL_CALLS} eval_mapping calls on the best {PROBLEMS[0].name} mapping",
+        f"evaluator.evals_per_s: candidates / seconds of the {PROBLEMS[0].name} mapping search",
+    ]
+    say("mapping search ...")
+    searches = [mapping_search(p) for p in PROBLEMS]
+    say("single evaluation ...")
+    us, eval_mapping_used = single_eval_us()
+    first = searches[0]
+    say(f"search loop ({n_trials} trials, engine and plain Optuna) ...")
+    search_part = search(n_trials)
+    if search_part is None:
+        notes.append(f"search skipped: {experiments_dir() / SEARCH_EXPERIMENT} not found "
+                     "(run from a source checkout)")
+    else:
+        notes.append("search: wall time from study creation to the last trial; engine = "
+                     "codesign.search.study.run_search (one parallel kernel call per population, "
+                     "Parquet log), plain = study.optimize evaluating one design per trial")
+    return {
+        "evaluator": {
+            "evals_per_s": first["candidates"] / first["seconds"],
+            "single_eval_us": us,
+            "single_eval_mapping": eval_mapping_used,
+        },
+        "mapping_search": searches,
+        "search": search_part,
+        "environment": {
+            "codesign": _version(),
+            "python": platform.python_version(),
+            "numba": numba.__version__,
+            "optuna": optuna.__version__,
+            "numba_threads": numba.get_num_threads(),
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+        },
+        "notes": notes,
+    }
+
+
+
+
+def format_text(doc: dict[str, Any]) -> str:
+    """A readable report of :func:`run_bench`'s document."""
+    import pandas as pd
+
+    ev = doc["evaluator"]
+    lines = ["evaluator",
+             f"  single eval_mapping call   {ev['single_eval_us']:.3f} us"
+             f"   ({mapping_short(ev.get('single_eval_mapping')) or '-'})",
+             f"  mapping search rate        {ev['evals_per_s']:,.0f} evals/s",
+             "", "mapping search (codesign.model.perf.evaluate, all mappings of one problem)"]
+    rows = [{"name": s["name"], "n_chips": s["n_chips"], "seconds": f"{s['seconds']:.4f}",
+             "candidates": s["candidates"], "feasible": s["feasible"],
+             "evals/s": f"{s['candidates_per_s']:,.0f}" if s["candidates_per_s"] else "-",
+             "best_step_s": "-" if s["best_step_time_s"] is None
+             else f"{s['best_step_time_s']:.3f}",
+             "clock": "-" if s.get("clock_fraction") is None else f"{s['clock_fraction']:.3f}",
+             "best mapping": mapping_short(s["mapping"]) or "-"} for s in doc["mapping_search"]]
+    table = pd.DataFrame(rows).to_string(index=False)
+    lines += ["  " + line for line in table.splitlines()]
+    lines += ["", "search loop"]
+    se = doc["search"]
+    if se is None:
+        lines.append("  skipped (no experiments/quickstart.toml)")
+    else:
+        lines += [
+            f"  {Path(se['experiment']).name}: {se['trials']} trials, sampler {se['sampler']} "
+            f"(population {se['population']}), storage: {se['storage']}",
+            f"  engine (run_search)        {se['durable_trials_per_s']:8.1f} trials/s"
+            f"   ({se['durable_seconds']:.1f} s, {se['durable_feasible']} feasible)",
+            f"  plain Optuna optimize      {se['plain_optuna_trials_per_s']:8.1f} trials/s"
+            f"   ({se['plain_optuna_seconds']:.1f} s, {se['plain_optuna_feasible']} feasible)",
+            f"  engine / plain             {se['speedup']:8.1f}x",
+            f"  engine, first / last trials {se['durable_trials_per_s_first']:7.1f} / "
+            f"{se['durable_trials_per_s_last']:.1f} trials/s "
+            f"(per-trial cost end/start {se['per_trial_cost_end_over_start']:.2f})",
+        ]
+    env = doc["environment"]
+    lines += ["", f"python {env['python']}, numba {env['numba']} ({env['numba_threads']} "
+              f"threads), optuna {env['optuna']}, {env['cpus']} CPUs {env['machine']}", "notes"]
+    lines += [f"  - {n}" for n in doc["notes"]]
+    return "\n".join(lines)

@@ -1,0 +1,207 @@
+"""Design parameters: the knobs a search space may turn, and how a set of them becomes specs.
+
+A *design* is a flat dict ``{parameter name: value}`` covering every entry of
+:data:`DESIGN_PARAMETERS`. Search spaces list which of them are searched and give fixed values
+for the rest (``[base]``); anything still unset falls back to :data:`DEFAULT_DESIGN`, an
+H100-like chip in 8-chip scale-up domains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from codesign.model import tech
+from codesign.model.chip import cost, power
+from codesign.model.chip import datasheet as chip_area
+from codesign.model.specs import HBM_GENERATIONS, TOPOLOGIES, ChipSpec, ClusterSpec
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """What a design parameter is: kind, unit, physically meaningful bounds or choices."""
+
+    kind: str  # "int" | "float" | "str"
+    unit: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] | None = None
+    help: str = ""
+
+
+DESIGN_PARAMETERS: dict[str, ParamInfo] = {
+    # --- chip ---
+    "process_nm": ParamInfo("float", "nm", choices=(7, 5, 4, 3, 2),
+                            help="foundry node class of the compute die"),
+    "compute_units": ParamInfo("int", "count", 1, 4096, help="matrix compute units (SM/CU/core)"),
+    "macs_per_unit": ParamInfo("int", "MAC/cycle", 16, 65536,
+                               help="dense bf16 multiply-accumulates per cycle per unit"),
+    "clock_ghz": ParamInfo("float", "GHz", 0.2, 4.0, help="clock of the matrix units"),
+    "fp8_speedup": ParamInfo("int", "x bf16", choices=(0, 1, 2),
+                             help="fp8 matmul rate as a multiple of bf16 (0 = no fp8)"),
+    "fp4_speedup": ParamInfo("int", "x bf16", choices=(0, 1, 2, 4),
+                             help="fp4 matmul rate as a multiple of bf16 (0 = no fp4)"),
+    "sram_mb": ParamInfo("float", "MB", 1, 4096, help="on-chip SRAM (caches + scratchpads)"),
+    "hbm_gen": ParamInfo("str", "", choices=tuple(g for g in HBM_GENERATIONS if g != "none"),
+                         help="HBM generation"),
+    "hbm_stacks": ParamInfo("int", "count", 1, 16, help="HBM stacks per package"),
+    "scaleup_links": ParamInfo("int", "count", 0, 256, help="scale-up ports per chip"),
+    "scaleup_link_gbps": ParamInfo("float", "GB/s", 0, 2000,
+                                   help="bidirectional bandwidth of one scale-up link"),
+    "scaleup_domain": ParamInfo("int", "chips", 1, 1_000_000,
+                                help="chips sharing the scale-up fabric"),
+    "scaleout_gbps": ParamInfo("float", "Gbit/s", 0, 12_800, help="NIC bandwidth per chip"),
+    "power_limit": ParamInfo("float", "x sustained peak", 0.3, 1.0,
+                             help="the chip's power limit (its TDP) as a fraction of its "
+                                  "sustained-peak power; below 1 it lowers its clock (DVFS) "
+                                  "when a workload would draw more"),
+    # --- cluster ---
+    "n_chips": ParamInfo("int", "chips", 1, 10_000_000, help="accelerators in the cluster"),
+    "topology": ParamInfo("str", "", choices=TOPOLOGIES, help="scale-out network topology"),
+    "oversubscription": ParamInfo("float", "ratio", 1.0, 16.0,
+                                  help="fat-tree taper above the leaf (1 = non-blocking)"),
+    "pue": ParamInfo("float", "ratio", 1.0, 3.0, help="facility power usage effectiveness"),
+}
+"""Every design parameter name a search space may use, with its unit and valid range."""
+
+NEUTRAL_VALUES: dict[str, Any] = {"power_limit": 1.0}
+"""Parameters added after the first release, with the value that reproduces the behaviour
+from before they existed: a space that leaves one at this value keeps the fingerprint it had
+then (:meth:`codesign.search.experiment.SearchSpace.fingerprint`), so earlier runs still resume."""
+
+CLUSTER_PARAMETERS = ("n_chips", "topology", "oversubscription", "pue")
+
+DEFAULT_DESIGN: dict[str, Any] = {
+    # H100 SXM-like: 132 SMs x 2048 bf16 MAC/cycle x 1.83 GHz = 989 TFLOP/s dense
+    # (NVIDIA H100 datasheet; chips.csv row h100-sxm), 5 HBM3 stacks, 18 NVLink4 links of
+    # 50 GB/s bidirectional each (900 GB/s), 400 Gb/s NIC per GPU, HGX 8-GPU domain.
+    "process_nm": 4,
+    "compute_units": 132,
+    "macs_per_unit": 2048,
+    "clock_ghz": 1.83,
+    "fp8_speedup": 2,
+    "fp4_speedup": 0,
+    "sram_mb": 80.0,
+    "hbm_gen": "HBM3",
+    "hbm_stacks": 5,
+    "scaleup_links": 18,
+    "scaleup_link_gbps": 50.0,
+    "scaleup_domain": 8,
+    "scaleout_gbps": 400.0,
+    "power_limit": 1.0,
+    "n_chips": 1024,
+    "topology": "fat-tree",
+    "oversubscription": 1.0,
+    "pue": 1.2,
+}
+
+
+
+def design_area(design: dict[str, Any]) -> cost.AreaEstimate:
+    """Silicon of a design: total area, its split into compute dies under the reticle, and
+    whether its HBM stacks fit along the dies' edges (``reason`` says when not)."""
+    up_gbps = float(design["scaleup_links"]) * float(design["scaleup_link_gbps"])
+    serdes_gbit_one_way = up_gbps * 8 / 2 + float(design["scaleout_gbps"])
+    return cost.estimate_area(float(design["process_nm"]), int(design["compute_units"]),
+                              int(design["macs_per_unit"]), float(design["sram_mb"]),
+                              str(design["hbm_gen"]), int(design["hbm_stacks"]),
+                              serdes_gbit_one_way)
+
+
+def design_to_chip(design: dict[str, Any], name: str = "design",
+                   area: cost.AreaEstimate | None = None) -> ChipSpec:
+    """Build the chip a design describes: peaks from units x MACs x clock, HBM from its
+    generation, area and dies from :func:`design_area` (pass ``area`` if already computed),
+    TDP = ``power_limit`` x the sustained peak from :mod:`codesign.model.chip.power`, and
+    ``price_usd`` =
+    manufacturing cost from :mod:`codesign.model.chip.cost`."""
+    node = float(design["process_nm"])
+    units = int(design["compute_units"])
+    macs = int(design["macs_per_unit"])
+    clock = float(design["clock_ghz"])
+    bf16 = 2.0 * units * macs * clock * 1e9 / 1e12
+    gen = str(design["hbm_gen"])
+    stacks = int(design["hbm_stacks"])
+    stack_gbps, stack_gb = tech.HBM[gen].gbps_per_stack, tech.HBM[gen].gb_per_stack
+    up_gbps = float(design["scaleup_links"]) * float(design["scaleup_link_gbps"])
+    out_gbps = float(design["scaleout_gbps"])
+    est = area or design_area(design)
+    limit = float(design["power_limit"])
+    tdp = limit * power.tdp_w(node, bf16, macs, gen, stacks * stack_gbps / 1000.0,
+                              up_gbps + out_gbps / 8 * 2, est.silicon_mm2)
+    return ChipSpec(
+        name=name,
+        process_nm=node,
+        compute_units=units,
+        clock_ghz=clock,
+        tflops_fp32=bf16 / 16.0,  # vector fp32: 1/16 of the matrix rate (H100: 66.9 vs 989)
+        tflops_bf16=bf16,
+        tflops_fp8=bf16 * int(design["fp8_speedup"]),
+        tflops_fp4=bf16 * int(design["fp4_speedup"]),
+        sram_mb=float(design["sram_mb"]),
+        hbm_gen=gen,
+        hbm_stacks=stacks,
+        hbm_gb=stacks * stack_gb,
+        hbm_tbps=stacks * stack_gbps / 1000.0,
+        scaleup_gbps=up_gbps,
+        scaleup_links=int(design["scaleup_links"]),
+        scaleup_domain=int(design["scaleup_domain"]),
+        scaleout_gbps=out_gbps,
+        tdp_w=tdp,
+        die_area_mm2=est.die_mm2,
+        n_compute_dies=est.n_dies,
+        price_usd=cost.chip_cost_usd(node, est.die_mm2, gen, stacks * stack_gb, stacks,
+                                     n_dies=est.n_dies),
+        # at its sustained peak (power_limit 1) a workload over the TDP is infeasible; under a
+        # lower limit the chip throttles to it, as shipping chips do
+        throttles=limit < 1.0,
+    )
+
+
+def design_to_cluster(design: dict[str, Any], extra: dict[str, Any] | None = None) -> ClusterSpec:
+    """Build the cluster a design describes; ``extra`` adds the non-searchable cluster keys
+    (latencies, host power) from the experiment's ``[cluster]`` table."""
+    kwargs = {k: design[k] for k in CLUSTER_PARAMETERS}
+    kwargs["n_chips"] = int(kwargs["n_chips"])
+    kwargs.update(extra or {})
+    return ClusterSpec(**kwargs)
+
+
+def project_chip(chip: ChipSpec) -> dict[str, Any]:
+    """The design point closest to a catalog chip: its resources in design-parameter terms
+    (MACs per unit worked back from peak bf16, link bandwidth = scale-up / links, the HBM
+    generation's nominal stack; ``power_limit`` = published TDP / the modelled sustained
+    peak, at most 1). Unknown chip fields keep :data:`DEFAULT_DESIGN` values; an
+    unpublished clock is taken as :data:`codesign.model.chip.datasheet.TYPICAL_CLOCK_GHZ`.
+
+    Raises ValueError naming the chip when it lacks compute units or a bf16 peak.
+    """
+    macs = chip_area.macs_per_unit(chip)
+    if macs is None:
+        raise ValueError(f"chip {chip.id or chip.name!r} lacks compute units or a bf16 peak: "
+                         "it cannot be projected into the design space")
+    design = dict(DEFAULT_DESIGN)
+    design.update({
+        "compute_units": int(chip.compute_units),
+        "macs_per_unit": round(macs),
+        "clock_ghz": float(chip.clock_ghz or chip_area.TYPICAL_CLOCK_GHZ),
+    })
+    if chip.process_nm is not None and int(chip.process_nm) in (7, 5, 4, 3, 2):
+        design["process_nm"] = float(chip.process_nm)
+    if chip.tflops_fp8 is not None:
+        design["fp8_speedup"] = round(chip.tflops_fp8 / chip.tflops_bf16)
+    if chip.tflops_fp4 is not None:
+        design["fp4_speedup"] = round(chip.tflops_fp4 / chip.tflops_bf16)
+    for key in ("sram_mb", "hbm_stacks", "scaleup_links", "scaleup_domain", "scaleout_gbps"):
+        value = getattr(chip, key)
+        if value is not None:
+            design[key] = value
+    if chip.hbm_gen in tech.HBM:
+        design["hbm_gen"] = chip.hbm_gen
+    if chip.scaleup_gbps and chip.scaleup_links:
+        design["scaleup_link_gbps"] = chip.scaleup_gbps / chip.scaleup_links
+    if chip.tdp_w:  # a chip rated below its modelled sustained peak is power-limited
+        peak = design_to_chip(design).tdp_w
+        lo = DESIGN_PARAMETERS["power_limit"].low or 0.0
+        design["power_limit"] = min(1.0, max(lo, chip.tdp_w / peak)) if peak else 1.0
+    return design

@@ -1,0 +1,321 @@
+"""Trial and Pareto-front logging to Parquet: atomic files, fixed schema, schema metadata.
+
+The Optuna storage is the truth; this log is derived from it and can be rebuilt from it
+(``codesign export``). Every file is written under a hidden temporary name (pyarrow, pandas and
+duckdb's ``*.parquet`` skip names starting with "." or "_"), flushed, fsynced and renamed, so a
+killed process never leaves a half file visible. One file per flush per writer: no two writers
+share a file.
+
+Replacing the whole log (``codesign export``, an allowed change of the search space) is one
+directory swap (:func:`replace_trials`): the new log is written complete into the hidden
+``RUN_DIR/.trials.new/`` and exchanged with ``trials/`` by one ``renameat2(RENAME_EXCHANGE)``,
+so any reader, ours or a plain ``pd.read_parquet(RUN_DIR / "trials")``, sees the old log or the
+new one, never both. Where the file system cannot exchange, two renames go through the hidden
+``.trials.old/`` and :func:`live_dir` / :func:`recover_log` resolve the in-between state (the new
+log once it is marked complete, else the old one).
+
+Layout::
+
+    RUN_DIR/trials/part-<writer>-<first trial>-<last trial>.parquet
+    RUN_DIR/pareto/front-<n trials>-<writer>.parquet
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from codesign.errors import ConfigError
+from codesign.model.metrics import METRICS
+from codesign.search.experiment import Experiment
+
+SCHEMA_VERSION = "1"
+LOG_DIR = "trials"
+STAGING_DIR = ".trials.new"  # the next log while it is written (hidden from plain readers)
+RETIRED_DIR = ".trials.old"  # the previous log between the two renames of the fallback swap
+COMPLETE_MARK = ".complete"  # in STAGING_DIR: the new log is whole (the fallback swap may go on)
+CRASH_ENV = "CODESIGN_TEST_CRASH_AT"
+
+
+def crash_point(name: str) -> None:
+    """Tests only: die at once (``os._exit(77)``, like ``kill -9``: no cleanup, no flush) when
+    the environment variable ``CODESIGN_TEST_CRASH_AT`` names this point."""
+    if os.environ.get(CRASH_ENV) == name:
+        os._exit(77)
+
+
+def write_error(path: Path, exc: OSError, run_dir: Path | None = None) -> ConfigError | None:
+    """The one-line error of a write the disk refused (full, read-only, no permission), naming
+    ``path`` and how to go on; None for any other OSError (a bug, not the user's)."""
+    where = run_dir if run_dir is not None else path.parent.parent
+    mend = (f"nothing stored is lost: the storage holds every trial, and `codesign export "
+            f"{where}` rewrites the Parquet log once the disk takes writes again")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ConfigError(path, "<write>", f"free space on the disk ({mend})",
+                           "no space left on device")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return ConfigError(path, "<write>", f"a writable run directory (e.g. chmod -R u+w "
+                           f"{where}; {mend})", os.strerror(exc.errno).lower())
+    return None
+
+_MAPPING_INT = ("map_tp", "map_pp", "map_dp", "map_cp", "map_ep", "map_vpp", "map_micro_batch",
+                "map_zero")
+
+
+def _param_type(choices: tuple[Any, ...] | None, kind: str) -> pa.DataType:
+    if kind == "int":
+        return pa.int64()
+    if kind == "float":
+        return pa.float64()
+    values = choices or ()
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return pa.int64()
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return pa.float64()
+    return pa.string()
+
+
+def schema(exp: Experiment) -> pa.Schema:
+    """The fixed schema of trial rows for an experiment (params typed from the space)."""
+    fields = [
+        pa.field("trial", pa.int64()),
+        pa.field("is_baseline", pa.bool_()),
+        pa.field("baseline", pa.string()),
+        pa.field("feasible", pa.bool_()),
+        pa.field("constraints_ok", pa.bool_()),
+        pa.field("reason", pa.string()),
+    ]
+    fields += [pa.field(f"param_{p.name}", _param_type(p.choices, p.kind))
+               for p in exp.space.params]
+    fields += [pa.field(f"value_{o.metric}", pa.float64()) for o in exp.objectives]
+    fields += [pa.field(m, pa.float64()) for m in METRICS]
+    fields += [pa.field("n_candidates", pa.int64()), pa.field("n_feasible", pa.int64())]
+    fields += [pa.field(k, pa.int64()) for k in _MAPPING_INT]
+    fields += [pa.field("map_recompute", pa.string()),
+               pa.field("map_sequence_parallel", pa.bool_())]
+    fields += [pa.field("writer", pa.string()), pa.field("datetime_complete", pa.string())]
+    meta = {
+        "codesign.schema_version": SCHEMA_VERSION,
+        "codesign.experiment": exp.name,
+        "codesign.config_hash": exp.fingerprint(),
+        "codesign.units": json.dumps({m: u for m, (u, _) in METRICS.items()}),
+        "codesign.objectives": json.dumps([[o.metric, o.direction] for o in exp.objectives]),
+    }
+    return pa.schema(fields, metadata=meta)
+
+
+def _table(rows: list[dict[str, Any]], sch: pa.Schema) -> pa.Table:
+    cols = {f.name: [r.get(f.name) for r in rows] for f in sch}
+    return pa.Table.from_pydict(cols, schema=sch)
+
+
+def temp_path(path: Path, pid: int) -> Path:
+    """Where process ``pid`` writes ``path`` before the rename: hidden and not ``*.parquet``,
+    so no reader or glob picks up a half-written file."""
+    return path.with_name(f".{path.name}.{pid}.tmp")
+
+
+def atomic_write(table: pa.Table, path: Path) -> Path:
+    """Write ``table`` to ``path`` via a hidden temp file + fsync + rename; never a half file."""
+    tmp = temp_path(path, os.getpid())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and (err := write_error(path, exc)) is not None:
+            raise err from exc
+        raise
+    return path
+
+
+def write_trials(run_dir: Path, exp: Experiment, rows: list[dict[str, Any]], writer: str) -> Path:
+    """Append one file of finished-trial rows to ``RUN_DIR/trials/``."""
+    first, last = min(r["trial"] for r in rows), max(r["trial"] for r in rows)
+    name = f"part-{writer}-{first:08d}-{last:08d}.parquet"
+    return atomic_write(_table(rows, schema(exp)), run_dir / "trials" / name)
+
+
+def write_pareto(
+    run_dir: Path, exp: Experiment, rows: list[dict[str, Any]], n_trials: int, writer: str
+) -> Path:
+    """Write one Pareto-front snapshot (the front after ``n_trials`` trials)."""
+    name = f"front-{n_trials:08d}-{writer}.parquet"
+    return atomic_write(_table(rows, schema(exp)), run_dir / "pareto" / name)
+
+
+def remove_stale_temp_files(run_dir: Path, is_alive: Callable[[int], bool]) -> int:
+    """Delete temp files left by killed writers (their pid is no longer alive)."""
+    removed = 0
+    for folder in (run_dir / "trials", run_dir / "pareto"):
+        for f in folder.glob(".*.tmp") if folder.is_dir() else ():
+            pid = f.name.rsplit(".", 2)[-2]
+            if pid.isdigit() and not is_alive(int(pid)):
+                f.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a directory's entries (renames, new files) to disk; best effort."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
+    system or the file system cannot (the caller then falls back to two renames)."""
+    if os.environ.get("CODESIGN_TEST_NO_EXCHANGE"):  # tests: the two-rename fallback
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def live_dir(run_dir: str | os.PathLike[str]) -> Path:
+    """The folder that holds the log now (read-only): ``trials/``, or, if a fallback swap was
+    killed between its two renames, the complete new log, else the old one."""
+    run_dir = Path(run_dir)
+    live = run_dir / LOG_DIR
+    if live.is_dir() or not (run_dir / RETIRED_DIR).is_dir():
+        return live
+    new = run_dir / STAGING_DIR
+    return new if (new / COMPLETE_MARK).exists() else run_dir / RETIRED_DIR
+
+
+def recover_log(run_dir: str | os.PathLike[str]) -> None:
+    """Finish or undo a log replacement a killed process left (call with the run held, e.g.
+    by :func:`replace_trials`' callers): ``trials/`` becomes :func:`live_dir` and the hidden
+    leftovers go."""
+    run_dir = Path(run_dir)
+    live = run_dir / LOG_DIR
+    if not live.is_dir() and (run_dir / RETIRED_DIR).is_dir():
+        try:
+            os.replace(live_dir(run_dir), live)
+        except FileNotFoundError:  # another process recovered it first
+            pass
+        fsync_dir(run_dir)
+    for leftover in (STAGING_DIR, RETIRED_DIR):
+        if (run_dir / leftover).exists():
+            shutil.rmtree(run_dir / leftover, ignore_errors=True)
+
+
+def replace_trials(run_dir: Path, exp: Experiment, rows: list[dict[str, Any]],
+                   writer: str) -> None:
+    """Replace the whole trial log by ``rows`` under ``exp``'s schema (``codesign export``, an
+    allowed change of the search space) in one atomic step: every reader sees the old log or
+    the new one. The caller holds the run (no writer appends meanwhile)."""
+    run_dir = Path(run_dir)
+    new = run_dir / STAGING_DIR
+    swapped = False
+    try:
+        recover_log(run_dir)
+        new.mkdir()
+        if rows:
+            first, last = min(r["trial"] for r in rows), max(r["trial"] for r in rows)
+            atomic_write(_table(rows, schema(exp)),
+                         new / f"part-{writer}-{first:08d}-{last:08d}.parquet")
+        (new / COMPLETE_MARK).touch()
+        fsync_dir(new)
+        crash_point("export-staged")
+        live = run_dir / LOG_DIR
+        if not live.is_dir():
+            os.replace(new, live)
+        elif not _exchange(new, live):
+            os.replace(live, run_dir / RETIRED_DIR)
+            crash_point("export-retired")
+            os.replace(new, live)
+        swapped = True
+        fsync_dir(run_dir)
+        crash_point("export-swapped")
+        (live / COMPLETE_MARK).unlink(missing_ok=True)
+        recover_log(run_dir)  # the old log, now hidden
+    except BaseException as exc:
+        if not swapped:  # the old log stays; free what the new one took (a full disk)
+            shutil.rmtree(new, ignore_errors=True)
+        if isinstance(exc, OSError) and (err := write_error(new, exc, run_dir)) is not None:
+            raise err from exc
+        raise
+
+
+def unreadable(path: Path, run_dir: Path, exc: BaseException) -> ConfigError:
+    """The one-line error of a Parquet file of the log that does not read (garbage, cut)."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ConfigError(path, "<parquet>", f"a readable Parquet file (the log is derived from the "
+                       f"storage: `codesign export {run_dir}` rebuilds it; nothing in the "
+                       "storage is lost)", detail[:160])
+
+
+def read_log(run_dir: str | os.PathLike[str], sch: pa.Schema | None = None,
+             columns: list[str] | None = None) -> pa.Table | None:
+    """The trial log as one table (None if there are no files), read from :func:`live_dir`;
+    files are read under ``sch`` if given. A log swapped while it is read is read again; a
+    file that does not read is a ConfigError naming it and ``codesign export``."""
+    import pyarrow.dataset as pads
+
+    run_dir = Path(run_dir)
+    for _ in range(20):
+        folder = live_dir(run_dir)
+        files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+        if not files:
+            return None
+        try:
+            data = pads.dataset([str(f) for f in files], format="parquet", schema=sch)
+            return data.to_table(columns=columns)
+        except FileNotFoundError:
+            continue  # the log was replaced meanwhile: read the new one
+        except (pa.ArrowException, OSError) as exc:
+            for f in files:
+                try:
+                    pq.read_table(f, columns=["trial"])
+                except FileNotFoundError:
+                    break
+                except (pa.ArrowException, OSError) as bad:
+                    raise unreadable(f, run_dir, bad) from exc
+            else:
+                raise unreadable(folder, run_dir, exc) from exc
+    raise RuntimeError(f"{run_dir / LOG_DIR}: the log kept changing while it was read")
+
+
+def logged_trials(run_dir: Path) -> set[int]:
+    """Trial numbers already in ``RUN_DIR/trials/`` (read from the files' ``trial`` column)."""
+    table = read_log(run_dir, columns=["trial"])
+    return set() if table is None else set(table.column("trial").to_pylist())

@@ -1,0 +1,498 @@
+"""Run a study: the population loop, Pareto snapshots and summaries, export to Parquet.
+
+:func:`run_search` asks a population of designs from the study's sampler, evaluates it in one
+parallel kernel call, records it in the Optuna storage and appends it to the Parquet log.
+Where a study lives (run directory, storage, sampler) is :mod:`codesign.search.storage.rundir`,
+which holds
+:func:`prepare_run`, :func:`load_run` and :class:`RunSpec` (importable from here too); workers
+sharing one study and their crash recovery are :mod:`codesign.search.workers`.
+
+Example:
+    >>> from codesign.search.experiment import load_experiment
+    >>> exp = load_experiment("experiments/quickstart.toml")  # doctest: +SKIP
+    >>> run = prepare_run(exp, out=None, study=None, storage=None)  # doctest: +SKIP
+    >>> summary = run_search(exp, run, n_trials=64, progress=False)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import optuna
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
+from optuna.trial import FrozenTrial, TrialState
+
+from codesign.model.perf import evaluate_designs
+from codesign.search import parquet_log
+from codesign.search.experiment import Experiment
+from codesign.search.repeats import (
+    MAX_REDRAWS,
+    REDRAWS_ATTR,
+    DesignIndex,
+    commit_repeat,
+    tell_repeat,
+    unique_designs,
+)
+from codesign.search.repeats import repeats_since as repeats_since
+from codesign.search.repeats import trials_so_far as trials_so_far
+from codesign.search.space import (
+    base_design,
+    cluster_extra,
+    design_from_params,
+    distributions,
+)
+from codesign.search.storage.rundir import (
+    INFEASIBLE_CONSTRAINT,
+    METRICS_ATTR,
+    WRITER_KEY,
+    RunSpec,
+    _writer_tag,
+    constraint_values,
+    load_run,
+    make_sampler,
+    objective_values,
+    open_storage,
+    open_study,
+    row_from_trial,
+    write_run_files,
+)
+from codesign.search.storage.rundir import prepare_run as prepare_run
+from codesign.search.workers import (
+    BASELINE_ATTR,
+    OWNER_ATTR,
+    _rdb,
+    enqueue_baselines,
+    hold_worker_lock,
+    owner_tag,
+    preflight_journal,
+    recover_stale_trials,
+    sync_parquet,
+)
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    """What one call of :func:`run_search` did (counts are trials, times seconds)."""
+
+    run_dir: str
+    study_name: str
+    trials_run: int
+    trials_total_complete: int
+    feasible: int
+    pareto_size: int
+    seconds: float
+    trials_path: str
+    pareto_path: str
+    repeats: int = 0
+    """Proposals of this call that repeated a design already in the study (drawn again, or
+    completed with the stored result instead of being evaluated)."""
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+def _json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+            for k, v in metrics.items()}
+
+
+def _tell(exp: Experiment, study: optuna.Study, trial: optuna.Trial,
+          metrics: dict[str, Any], writer: str) -> FrozenTrial:
+    """Record one evaluated design: COMPLETE with constraints, or FAIL if non-finite."""
+    values = objective_values(exp, metrics)
+    trial.set_user_attr(METRICS_ATTR, {**_json_safe(metrics), WRITER_KEY: writer})
+    if not all(_finite(v) for v in values):
+        trial.set_user_attr("fail_reason", f"non-finite objective values {values}")
+        return study.tell(trial, state=TrialState.FAIL)
+    study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY,
+                                         list(constraint_values(exp, metrics).values()))
+    return study.tell(trial, values)
+
+
+CONSTRAINTS_KEY = _CONSTRAINTS_KEY
+"""System attribute of a trial's constraint values (<= 0 feasible), as a list in the order of
+:func:`constraint_names`: Optuna's samplers read it, and optuna-dashboard reads only this form
+(``constraints:<name>`` keys, Optuna's newer form, are invisible to it)."""
+CONSTRAINT_NAMES_ATTR = "codesign:constraint_names"
+
+
+def constraint_names(exp: Experiment) -> list[str]:
+    """Names of the constraint values of a trial, in their stored order."""
+    names = [INFEASIBLE_CONSTRAINT]
+    for c in exp.constraints:
+        names += [f"{c.metric}_max"] * (c.max is not None) + [f"{c.metric}_min"] * (
+            c.min is not None)
+    return names
+
+
+def name_study(exp: Experiment, study: optuna.Study) -> None:
+    """Name the objectives (``study.set_metric_names``: optuna-dashboard and Optuna's plots
+    show them) and record the constraint names, once per study."""
+    metrics = [o.metric for o in exp.objectives]
+    if study.metric_names != metrics:
+        with warnings.catch_warnings():  # experimental in Optuna 5, stable in use since 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metrics)
+    if study.user_attrs.get(CONSTRAINT_NAMES_ATTR) != constraint_names(exp):
+        study.set_user_attr(CONSTRAINT_NAMES_ATTR, constraint_names(exp))
+
+
+def _generation(study: optuna.Study, sampler: optuna.samplers.BaseGASampler) -> int:
+    """The generation a new population belongs to, by the GA samplers' own rule (the newest
+    generation until it has ``population_size`` COMPLETE trials): one pass per population."""
+    key = sampler._get_generation_key()
+    gens = [t.system_attrs.get(key, -1) for t in study._get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)]
+    newest = max(gens, default=0)
+    if newest < 0:
+        return 0
+    return newest if gens.count(newest) < sampler.population_size else newest + 1
+
+
+def propose_population(study: optuna.Study, dists: dict[str, Any], k: int,
+                       index: DesignIndex | None = None,
+                       taken: set[Any] | None = None) -> tuple[list[dict[str, Any]], int | None]:
+    """``k`` parameter sets from the study's sampler without touching the storage.
+
+    GA samplers (NSGA-II/III): the parent population of the new generation is read once and
+    each child comes from the sampler's crossover and mutation; other samplers draw through
+    ``sample_relative`` / ``sample_independent`` on a stand-in trial (samplers that write to
+    the trial they sample, TPE and GP, go through ``study.ask`` in :func:`run_search`).
+    With ``index``, a proposal that repeats a stored design or one already in this population
+    (``taken``: keys of the population so far, updated) is drawn again, up to
+    :data:`MAX_REDRAWS` times, and counted in ``index.repeats``. Returns the proposals and the
+    GA generation (None for other samplers), which :func:`commit_trial` records."""
+    sampler = study.sampler
+    if k <= 0:
+        return [], None
+    # Optuna caches the trial list per thread until the next ask; the samplers read it
+    # (use_cache=True), so drop it: this population must see every trial committed so far
+    study._thread_local.cached_all_trials = None
+    ga = isinstance(sampler, optuna.samplers.BaseGASampler)
+    gen = _generation(study, sampler) if ga else None
+    system = {sampler._get_generation_key(): gen} if ga else {}
+    stand_in = optuna.trial.FrozenTrial(
+        number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(),
+        datetime_complete=None, params={}, distributions={}, user_attrs={},
+        system_attrs=system, intermediate_values={}, trial_id=-1)
+    relative = {n: d for n, d in dists.items() if not d.single()}
+    parents: list[FrozenTrial] = []
+    strategy = getattr(sampler, "_child_generation_strategy", None)
+    if ga and gen:
+        parents = sampler.get_parent_population(study, gen)
+    if index is not None:
+        index.update(study._get_trials(deepcopy=False, use_cache=True))
+    taken = set() if taken is None else taken
+
+    def draw() -> dict[str, Any]:
+        if ga:
+            params = strategy(study, relative, parents) if parents and strategy else {}
+        else:
+            space = {n: d for n, d in sampler.infer_relative_search_space(study, stand_in).items()
+                     if n in dists}
+            params = sampler.sample_relative(study, stand_in, space) if space else {}
+        for name, dist in dists.items():
+            if name not in params:
+                params[name] = sampler.sample_independent(study, stand_in, name, dist)
+        return {n: params[n] for n in dists}
+
+    proposals = []
+    if index is not None:
+        index.redraws = []
+    for _ in range(k):
+        params = draw()
+        if index is not None:
+            n = 0
+            while n < MAX_REDRAWS and (index.key(params) in taken
+                                       or index.key(params) in index.by_key):
+                n += 1
+                params = draw()
+            index.repeats += n
+            index.redraws.append(n)
+            taken.add(index.key(params))
+        proposals.append(params)
+    return proposals, gen
+
+
+def commit_trial(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
+                 params: dict[str, Any], metrics: dict[str, Any], writer: str,
+                 gen: int | None, redraws: int = 0) -> FrozenTrial:
+    """Record one evaluated proposal as a finished trial in a single storage write:
+    COMPLETE with its constraints (and GA generation), or FAIL if non-finite (``redraws``:
+    how many earlier draws of it repeated a stored design)."""
+    values = objective_values(exp, metrics)
+    system: dict[str, Any] = {}
+    if gen is not None:
+        system[study.sampler._get_generation_key()] = gen
+    user: dict[str, Any] = {METRICS_ATTR: {**_json_safe(metrics), WRITER_KEY: writer}}
+    if redraws:
+        user[REDRAWS_ATTR] = redraws
+    if all(_finite(v) for v in values):
+        system[CONSTRAINTS_KEY] = list(constraint_values(exp, metrics).values())
+        template = optuna.trial.create_trial(params=params, distributions=dists, values=values,
+                                             user_attrs=user, system_attrs=system)
+    else:
+        user["fail_reason"] = f"non-finite objective values {values}"
+        template = optuna.trial.create_trial(params=params, distributions=dists,
+                                             user_attrs=user, system_attrs=system,
+                                             state=TrialState.FAIL)
+    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+    return study._storage.get_trial(trial_id)
+
+
+def _asks_trials(study: optuna.Study) -> bool:
+    """Samplers that write to the trial they sample (TPE's constant liar, GP) need a real
+    trial: they go through ``study.ask``; GA and random samplers draw in memory."""
+    return not isinstance(study.sampler, optuna.samplers.BaseGASampler
+                          | optuna.samplers.RandomSampler)
+
+
+def check_sampler(exp: Experiment, run: RunSpec) -> None:
+    """Raise ConfigError (exit 2) if the run's sampler cannot be made here (e.g. ``gp``
+    without its optional dependencies), before anything is written."""
+    make_sampler(run.sampler, run.seed, exp.population)
+
+
+def run_search(
+    exp: Experiment,
+    run: RunSpec,
+    n_trials: int,
+    progress: bool = True,
+    worker: int = 0,
+    timings: list[tuple[int, float]] | None = None,
+) -> SearchSummary:
+    """Run ``n_trials`` more trials of the study in ``run``, a population at a time.
+
+    ``timings``, if given, receives ``(trials done, perf_counter seconds)`` after each
+    population (the benchmark measures per-trial cost along the run with it).
+
+    Each population is asked from the sampler, evaluated in one parallel kernel call, told,
+    and appended to the Parquet log as one file; a Pareto snapshot is written at the end.
+    """
+    t0 = time.perf_counter()
+    write_run_files(exp, run)
+    hold_worker_lock(run, worker)
+    preflight_journal(run)
+    study = open_study(exp, run, worker)
+    name_study(exp, study)
+    recover_stale_trials(run, study)
+    enqueue_baselines(exp, run, study)
+    sync_parquet(exp, run, study)
+    owner = owner_tag()
+    dists = distributions(exp.space)
+    base = base_design(exp)
+    extra = cluster_extra(exp)
+    writer = _writer_tag(worker)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n_trials, desc=f"{run.study_name}", unit="trial", file=sys.stderr)
+    done = 0
+    index = DesignIndex(dists)
+    asks = _asks_trials(study)
+    try:
+        while done < n_trials:
+            k = min(exp.population, n_trials - done)
+            # enqueued trials (baselines, re-runs of a dead worker's trials) and the proposals
+            # of samplers that write to their trial go through ask/tell; fresh proposals of
+            # the others are drawn in memory and committed finished (one write)
+            waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            trials = []
+            for _ in range(k if asks else min(k, waiting)):
+                trials.append(study.ask(dists))
+                trials[-1].set_user_attr(OWNER_ATTR, owner)
+                rdb = _rdb(study)
+                if rdb is not None:  # alive, for workers on other machines
+                    rdb.record_heartbeat(trials[-1]._trial_id)
+            index.update(study._get_trials(deepcopy=False, use_cache=False))
+            # an asked trial whose design is stored (or earlier in this population) is not
+            # evaluated: it takes the stored result (or its twin's, once evaluated)
+            taken: dict[Any, int] = {}
+            plan: list[FrozenTrial | int | None] = []
+            for t in trials:
+                key = index.key(t.params)
+                prior = index.by_key.get(key)
+                plan.append(prior if prior is not None else taken.get(key))
+                index.repeats += plan[-1] is not None
+                taken.setdefault(key, len(plan) - 1)
+            proposals, gen = propose_population(study, dists, k - len(trials), index,
+                                                set(taken))
+            told = 0
+            rows = []
+            try:
+                evaluate = [t.params for t, p in zip(trials, plan, strict=True) if p is None]
+                # a proposal still repeating a stored design after its redraws (a space too
+                # small to draw a new one) takes the stored result too
+                stored = [index.stored(p) for p in proposals]
+                params = evaluate + [p for p, s in zip(proposals, stored, strict=True) if not s]
+                designs = [design_from_params(base, p) for p in params]
+                metrics = evaluate_designs(designs, exp.job, extra, exp.prices)
+                fresh = iter(metrics)
+                finished: list[FrozenTrial] = []
+                for t, p in zip(trials, plan, strict=True):
+                    if p is None:
+                        frozen = _tell(exp, study, t, next(fresh), writer)
+                    else:
+                        prior = p if isinstance(p, FrozenTrial) else finished[p]
+                        frozen = (tell_repeat(study, t, prior, writer)
+                                  if prior.state == TrialState.COMPLETE
+                                  else study.tell(t, state=TrialState.FAIL))
+                    finished.append(frozen)
+                    told += 1
+                    if frozen.state == TrialState.COMPLETE:
+                        rows.append(row_from_trial(exp, frozen, writer))
+                for p, prior, n in zip(proposals, stored, index.redraws, strict=True):
+                    frozen = (commit_repeat(study, dists, p, prior, writer, gen, n) if prior
+                              else commit_trial(exp, study, dists, p, next(fresh), writer,
+                                                gen, n))
+                    if frozen.state == TrialState.COMPLETE:
+                        rows.append(row_from_trial(exp, frozen, writer))
+            finally:
+                for t in trials[told:]:  # interrupted: never leave a trial RUNNING
+                    study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
+                if rows:
+                    parquet_log.write_trials(run.run_dir, exp, rows, writer)
+            done += k
+            if timings is not None:
+                timings.append((done, time.perf_counter()))
+            if (done // SNAPSHOT_EVERY) > ((done - k) // SNAPSHOT_EVERY) and done < n_trials:
+                snapshot_pareto(exp, run, study, writer)
+            if bar is not None:
+                bar.update(k)
+    finally:
+        if bar is not None:
+            bar.close()
+    return finalize(exp, run, done, time.perf_counter() - t0, writer, study, index.repeats)
+
+
+def front_trials(study: optuna.Study,
+                 complete: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
+    """The trials of ``study.best_trials`` (constraint-aware Pareto front) by trial number,
+    each design once (its first trial: repeats of a design share its values), without
+    deep-copying every trial of the study (``complete``: its COMPLETE trials, if already
+    read). Do not modify the returned trials."""
+    if complete is None:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return unique_designs(_get_pareto_front_trials_by_trials(
+        complete, study.directions, consider_constraint=any(t.constraints for t in complete)))
+
+
+def pareto_rows(exp: Experiment, study: optuna.Study) -> list[dict[str, Any]]:
+    """Rows of the constraint-aware Pareto front (``study.best_trials``), by trial number,
+    with ``<objective>_vs_<baseline>``: the improvement of each design over each baseline
+    trial (> 1 = better; design/baseline when maximising, baseline/design when minimising)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    front = front_trials(study, complete)
+    baselines = {t.user_attrs[BASELINE_ATTR]: t for t in complete
+                 if BASELINE_ATTR in t.user_attrs}
+    rows = []
+    for t in front:
+        row = row_from_trial(exp, t, "pareto")
+        for name, b in baselines.items():
+            for i, o in enumerate(exp.objectives):
+                d, r = t.values[i], b.values[i]
+                ok = d > 0 and r > 0 and b.user_attrs.get(METRICS_ATTR, {}).get("feasible")
+                ratio = (d / r if o.direction == "maximize" else r / d) if ok else None
+                row[f"{o.metric}_vs_{name}"] = ratio
+        rows.append(row)
+    return rows
+
+
+SNAPSHOT_EVERY = 1000
+"""A Pareto-front snapshot is written every this many trials of a run (and at its end)."""
+
+
+def snapshot_pareto(exp: Experiment, run: RunSpec, study: optuna.Study,
+                    writer: str) -> str | None:
+    """Write the current Pareto front to ``RUN_DIR/pareto/`` (None if it is empty)."""
+    rows = pareto_rows(exp, study)
+    if not rows:
+        return None
+    n = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return str(parquet_log.write_pareto(run.run_dir, exp, rows, n, writer))
+
+
+def finalize(exp: Experiment, run: RunSpec, done: int, seconds: float, writer: str,
+             study: optuna.Study | None = None, repeats: int = 0) -> SearchSummary:
+    """Write a Pareto snapshot of the study as it stands and summarise the run (``repeats``:
+    proposals of the run that repeated a stored design)."""
+    if study is None:
+        study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    rows = pareto_rows(exp, study)
+    pareto_path = run.run_dir / "pareto"
+    if rows:
+        pareto_path = parquet_log.write_pareto(run.run_dir, exp, rows, len(complete), writer)
+    feasible = sum(1 for t in complete if all(v <= 0 for v in t.constraints.values()))
+    return SearchSummary(
+        run_dir=str(run.run_dir),
+        study_name=run.study_name,
+        trials_run=done,
+        trials_total_complete=len(complete),
+        feasible=feasible,
+        pareto_size=len(rows),
+        seconds=seconds,
+        trials_path=str(run.run_dir / "trials"),
+        pareto_path=str(pareto_path),
+        repeats=repeats,
+    )
+
+
+def summary_dict(summary: SearchSummary) -> dict[str, Any]:
+    """Plain dict of a summary (for JSON output)."""
+    return asdict(summary)
+
+
+def export_run(run_dir: str | os.PathLike[str]) -> tuple[int, str]:
+    """Rebuild the whole Parquet log of a run from its storage (the truth): one trials file
+    with every COMPLETE trial, replacing the log in one atomic swap (a reader sees the old log
+    or the new one, never both; :func:`codesign.search.parquet_log.replace_trials`), and a fresh
+    Pareto snapshot. Idempotent. An unreadable ``run.json`` is rebuilt first
+    (:func:`codesign.search.storage.rundir.rebuild_run_file`, the bad file kept). Refused
+    (ConfigError) while
+    a search of the run is alive on this machine. Returns (rows written, pareto snapshot path).
+    """
+    import fcntl
+    from pathlib import Path
+
+    from codesign.errors import ConfigError
+    from codesign.search.storage.rundir import _writable, rebuild_run_file
+    from codesign.search.storage.runfile import RunFileError
+    from codesign.search.workers import _workers_dir, other_live_workers
+
+    try:
+        exp, run = load_run(run_dir)
+    except RunFileError:
+        _writable(Path(run_dir))
+        kept = rebuild_run_file(run_dir)
+        print(f"{run_dir}: run.json rebuilt from experiment.toml and the journal"
+              + (f" (the bad one kept as {kept})" if kept else ""), file=sys.stderr)
+        exp, run = load_run(run_dir)
+    _writable(run.run_dir)
+    preflight_journal(run)
+    folder = _workers_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".recover.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # no worker of this storage starts meanwhile
+        live = other_live_workers(run)
+        if live:
+            raise ConfigError(run.run_dir, "<run directory>", "no search running on this run's "
+                              "storage (export replaces the whole log; run it once they end)",
+                              f"{live} live worker(s)")
+        study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
+        tag = f"export-{_writer_tag(0)}"
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        parquet_log.replace_trials(run.run_dir, exp,
+                                   [row_from_trial(exp, t, tag) for t in complete], tag)
+        summary = finalize(exp, run, 0, 0.0, tag, study)
+    return len(complete), summary.pareto_path
