@@ -11,11 +11,11 @@ import pytest
 
 from codesign.cli import main
 from codesign.model.catalog import get_chip
+from codesign.search.baselines import BASELINE_ATTR
 from codesign.search.design import DEFAULT_DESIGN, project_chip
 from codesign.search.experiment import load_experiment
 from codesign.search.space import distributions, project_params
 from codesign.search.storage.rundir import load_run, open_storage
-from codesign.search.workers import BASELINE_ATTR
 
 REPO = Path(__file__).resolve().parents[1]
 SERVING = REPO / "experiments" / "inference_llama70b.toml"
@@ -157,7 +157,7 @@ def test_baselines_interrupted_before_running_are_queued_again(tmp_path: Path,
                                                                ) -> None:
     """A baseline trial that ended FAIL without being evaluated (interrupted) is queued again
     on the next start, once, and a second start queues nothing."""
-    from codesign.search.workers import enqueue_baselines
+    from codesign.search.baselines import enqueue_baselines
 
     monkeypatch.chdir(tmp_path)
     exp_path = _quickstart_with_baselines(tmp_path, EIGHT[:3])

@@ -1,4 +1,5 @@
-"""Area, die split, shoreline, yield and cost (codesign.model.chip.cost)."""
+"""Area, die split, shoreline (codesign.model.chip.area), yield and cost
+(codesign.model.chip.cost)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 import pytest
 
 from codesign.model import tech
+from codesign.model.chip import area as area_model
 from codesign.model.chip import cost
 from codesign.search.design import DEFAULT_DESIGN, DESIGN_PARAMETERS
 
@@ -15,7 +17,7 @@ H100_ARGS = (4, 132, 2048, 80.0, "HBM3", 5, 4000.0)  # DEFAULT_DESIGN's chip res
 
 
 def _design_args(design: dict) -> tuple:
-    """The arguments of cost.estimate_area for a design dict (as design.py builds them)."""
+    """The arguments of area_model.estimate_area for a design dict (as design.py builds them)."""
     serdes = (float(design["scaleup_links"]) * float(design["scaleup_link_gbps"]) * 8 / 2
               + float(design["scaleout_gbps"]))
     return (float(design["process_nm"]), int(design["compute_units"]),
@@ -59,45 +61,45 @@ def test_negative_binomial_formula() -> None:
 
 
 def test_area_breakdown_sums_and_scales_with_resources() -> None:
-    parts = cost.area_breakdown_mm2(*H100_ARGS)
+    parts = area_model.area_breakdown_mm2(*H100_ARGS)
     assert set(parts) == {"mac", "vector", "unit", "sram", "hbm_phy", "serdes", "misc"}
-    assert sum(parts.values()) == pytest.approx(cost.compute_area_mm2(*H100_ARGS))
+    assert sum(parts.values()) == pytest.approx(area_model.compute_area_mm2(*H100_ARGS))
     assert parts["hbm_phy"] == 5 * tech.HBM["HBM3"].phy_mm2
-    base = cost.compute_area_mm2(*H100_ARGS)
+    base = area_model.compute_area_mm2(*H100_ARGS)
     for i, bigger in ((1, 264), (2, 4096), (3, 160.0), (5, 6), (6, 8000.0)):
         args = list(H100_ARGS)
         args[i] = bigger
-        assert cost.compute_area_mm2(*args) > base, i
+        assert area_model.compute_area_mm2(*args) > base, i
     # a newer node shrinks logic
-    assert cost.compute_area_mm2(3, *H100_ARGS[1:]) < base < cost.compute_area_mm2(
+    assert area_model.compute_area_mm2(3, *H100_ARGS[1:]) < base < area_model.compute_area_mm2(
         7, *H100_ARGS[1:])
     # explicit vector rate is used; None means 1/8 of the MACs
-    assert cost.compute_area_mm2(*H100_ARGS, 256.0) == pytest.approx(base)
-    assert cost.compute_area_mm2(*H100_ARGS, 1024.0) > base
+    assert area_model.compute_area_mm2(*H100_ARGS, 256.0) == pytest.approx(base)
+    assert area_model.compute_area_mm2(*H100_ARGS, 1024.0) > base
 
 
 def test_sram_area_from_tech_bitcell() -> None:
     node = tech.NODES[5]
     expect = node.sram_bitcell_um2 * 8 * 2**20 * 1e-6 / tech.SRAM_ARRAY_EFFICIENCY
-    assert cost.sram_mm2_per_mb(5) == pytest.approx(expect)
+    assert area_model.sram_mm2_per_mb(5) == pytest.approx(expect)
 
 
 def test_bad_inputs_raise_naming_the_argument() -> None:
     with pytest.raises(ValueError, match="process_nm"):
-        cost.compute_area_mm2(6, 100, 1024, 10.0, "HBM3", 4, 0.0)
+        area_model.compute_area_mm2(6, 100, 1024, 10.0, "HBM3", 4, 0.0)
     with pytest.raises(ValueError, match="hbm_gen"):
-        cost.compute_area_mm2(5, 100, 1024, 10.0, "HBM9", 4, 0.0)
+        area_model.compute_area_mm2(5, 100, 1024, 10.0, "HBM9", 4, 0.0)
     with pytest.raises(ValueError, match="sram_mb"):
-        cost.compute_area_mm2(5, 100, 1024, -1.0, "HBM3", 4, 0.0)
+        area_model.compute_area_mm2(5, 100, 1024, -1.0, "HBM3", 4, 0.0)
     with pytest.raises(ValueError, match="die_mm2"):
-        cost.split_dies(0.0)
+        area_model.split_dies(0.0)
 
 
 def test_split_dies_keeps_every_die_under_the_reticle() -> None:
-    assert cost.split_dies(500.0) == (1, 500.0)
-    assert cost.split_dies(tech.RETICLE_MM2) == (1, tech.RETICLE_MM2)
+    assert area_model.split_dies(500.0) == (1, 500.0)
+    assert area_model.split_dies(tech.RETICLE_MM2) == (1, tech.RETICLE_MM2)
     for total in (859.0, 1200.0, 1700.0, 2600.0, 10_000.0, 1e6):
-        n, die = cost.split_dies(total)
+        n, die = area_model.split_dies(total)
         assert n >= 2 and die <= tech.RETICLE_MM2
         assert n * die == pytest.approx(total * (1 + tech.D2D_AREA_FRACTION))
         # the fewest dies: one fewer would not fit
@@ -105,12 +107,12 @@ def test_split_dies_keeps_every_die_under_the_reticle() -> None:
 
 
 def test_design_over_the_reticle_is_split() -> None:
-    big = cost.estimate_area(4, 240, 2048, 120.0, "HBM3e", 8, 8000.0)
+    big = area_model.estimate_area(4, 240, 2048, 120.0, "HBM3e", 8, 8000.0)
     assert tech.RETICLE_MM2 < big.total_mm2 < 2 * tech.RETICLE_MM2 / (1 + tech.D2D_AREA_FRACTION)
     assert big.n_dies == 2 and big.die_mm2 <= tech.RETICLE_MM2
     assert big.silicon_mm2 == pytest.approx(big.total_mm2 * (1 + tech.D2D_AREA_FRACTION))
     # the legacy per-die function agrees
-    assert cost.die_area_mm2(4, 240, 2048, 120.0, 8, 8000.0, "HBM3e") == pytest.approx(
+    assert area_model.die_area_mm2(4, 240, 2048, 120.0, 8, 8000.0, "HBM3e") == pytest.approx(
         big.die_mm2)
 
 
@@ -118,28 +120,28 @@ def test_design_over_the_reticle_is_split() -> None:
 
 
 def test_shoreline_h100_sized_die() -> None:
-    n = cost.max_hbm_stacks(814.0, 1, "HBM3")
+    n = area_model.max_hbm_stacks(814.0, 1, "HBM3")
     assert 5 <= n < 12
-    assert cost.shoreline_ok(814.0, 1, "HBM3e", 6)  # H200: six stacks on the GH100 die
-    assert cost.max_hbm_stacks(800.0, 2, "HBM3e") >= 8  # B200: 4 per die
-    reason = cost.shoreline_reason(814.0, 1, "HBM3", 12)
+    assert area_model.shoreline_ok(814.0, 1, "HBM3e", 6)  # H200: six stacks on the GH100 die
+    assert area_model.max_hbm_stacks(800.0, 2, "HBM3e") >= 8  # B200: 4 per die
+    reason = area_model.shoreline_reason(814.0, 1, "HBM3", 12)
     assert reason == f"HBM stacks exceed die edge (shoreline): 12 > {n}"
-    assert not cost.shoreline_ok(814.0, 1, "HBM3", 12)
-    assert cost.shoreline_reason(10.0, 1, "HBM3", 0) == ""
+    assert not area_model.shoreline_ok(814.0, 1, "HBM3", 12)
+    assert area_model.shoreline_reason(10.0, 1, "HBM3", 0) == ""
 
 
 def test_shoreline_grows_with_die_and_dies() -> None:
-    stacks = [cost.max_hbm_stacks(a, 1, "HBM3") for a in (100.0, 300.0, 600.0, 858.0)]
+    stacks = [area_model.max_hbm_stacks(a, 1, "HBM3") for a in (100.0, 300.0, 600.0, 858.0)]
     assert stacks == sorted(stacks) and stacks[0] < stacks[-1]
-    assert cost.max_hbm_stacks(600.0, 4, "HBM3") > cost.max_hbm_stacks(600.0, 2, "HBM3")
+    assert area_model.max_hbm_stacks(600.0, 4, "HBM3") > area_model.max_hbm_stacks(600.0, 2, "HBM3")
 
 
 def test_estimate_area_reports_the_shoreline_reason() -> None:
-    ok = cost.estimate_area(*H100_ARGS)
+    ok = area_model.estimate_area(*H100_ARGS)
     assert ok.shoreline_ok and ok.reason == "" and ok.n_dies == 1
     args = list(H100_ARGS)
     args[5] = 16
-    bad = cost.estimate_area(*args)
+    bad = area_model.estimate_area(*args)
     assert not bad.shoreline_ok
     assert bad.reason.startswith("HBM stacks exceed die edge (shoreline): 16 > ")
 
@@ -148,7 +150,7 @@ def test_estimate_area_reports_the_shoreline_reason() -> None:
 
 
 def test_chip_cost_legacy_signature_and_parts() -> None:
-    die = cost.die_area_mm2(4, 132, 2048, 80.0, 5, 4000.0)  # design.py's positional call
+    die = area_model.die_area_mm2(4, 132, 2048, 80.0, 5, 4000.0)  # design.py's positional call
     total = cost.chip_cost_usd(4, die, "HBM3", 80.0, 5)
     parts = cost.cost_breakdown_usd(4, die, "HBM3", 80.0, 5)
     assert total == pytest.approx(sum(parts.values()))
@@ -203,7 +205,7 @@ def _perturbations() -> list[dict]:
                                                 if DEFAULT_DESIGN[k] != v) or "default")
 def test_outputs_finite_for_every_design_perturbation(design: dict) -> None:
     args = _design_args(design)
-    est = cost.estimate_area(*args)
+    est = area_model.estimate_area(*args)
     assert est.n_dies >= 1 and 0 < est.die_mm2 <= tech.RETICLE_MM2
     assert math.isfinite(est.total_mm2) and est.max_hbm_stacks >= 0
     assert isinstance(est.reason, str)

@@ -396,7 +396,7 @@ def test_four_workers_on_one_journal_file(tmp_path: Path, procs: Procs) -> None:
 
     # each worker logs the trials it evaluated in its own run directory; a worker that starts
     # after another one exited may also log that one's trials as "rebuild-" rows
-    # (study.sync_parquet), so only rows written by the evaluating worker must be unique
+    # (recovery.sync_parquet), so only rows written by the evaluating worker must be unique
     frames = []
     for k in range(4):
         check_parquet_readable(tmp_path / f"runs/w{k}")

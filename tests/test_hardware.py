@@ -9,8 +9,9 @@ import pytest
 
 from codesign.cli import main
 from codesign.model import catalog
-from codesign.model.chip import cost, power
+from codesign.model.chip import area as area_model
 from codesign.model.chip import datasheet as chip_area
+from codesign.model.chip import power
 from codesign.validate import hardware
 
 ROWS = {r["id"]: r for r in hardware.hardware_table()}
@@ -47,8 +48,8 @@ def test_gate_chips_without_published_area_are_named() -> None:
 def test_fit_reproduces_the_area_constants() -> None:
     fit = hardware.fit_area_constants()
     assert fit["chips"] == list(hardware.FIT_CHIPS)
-    assert fit["mac_mm2_n7"] == pytest.approx(cost.MAC_MM2_N7, rel=1e-3)
-    assert fit["unit_mm2_n7"] == pytest.approx(cost.UNIT_MM2_N7, rel=1e-3)
+    assert fit["mac_mm2_n7"] == pytest.approx(area_model.MAC_MM2_N7, rel=1e-3)
+    assert fit["unit_mm2_n7"] == pytest.approx(area_model.UNIT_MM2_N7, rel=1e-3)
     assert all(abs(r) < 0.1 for r in fit["residual_pct"].values())
 
 

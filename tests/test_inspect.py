@@ -37,7 +37,7 @@ from codesign.results.inspect import (
     sensitivity,
 )
 from codesign.search import parquet_log
-from codesign.search import workers as wk
+from codesign.search.baselines import BASELINE_ATTR
 from codesign.search.design import design_area, design_to_chip, design_to_cluster
 from codesign.search.experiment import ParamSpec
 from codesign.search.repeats import unique_designs
@@ -127,8 +127,8 @@ def test_trials_are_the_complete_trials_of_the_study(run: Run) -> None:
 
 
 def test_baselines_are_the_reference_chip_trials(run: Run) -> None:
-    flagged = {t.number: t.user_attrs[wk.BASELINE_ATTR] for t in complete(run.study)
-               if wk.BASELINE_ATTR in t.user_attrs}
+    flagged = {t.number: t.user_attrs[BASELINE_ATTR] for t in complete(run.study)
+               if BASELINE_ATTR in t.user_attrs}
     assert sorted(flagged.values()) == sorted(BASELINES)
     base = run.baselines
     assert dict(zip(base["trial"], base["baseline"], strict=True)) == flagged
@@ -431,7 +431,7 @@ def test_sensitivity_re_evaluates_each_variant(run: Run) -> None:
     # scatters the gradients under the last micro-batch's backward pass and all-gathers the
     # weights under the next step's first forward pass (kernels/train.py), so e.g. llama3-8b at
     # tp1 cp2 dp512 hides its hierarchical gradient reduction whatever the domain size; and the
-    # scale-up fabric's power and capex are per chip (facility.SCALEUP_SWITCH_W_PER_CHIP), not
+    # scale-up fabric's power and capex are per chip (network.SCALEUP_SWITCH_W_PER_CHIP), not
     # per domain size. Such a design must then show no exposed communication at all.
     rel = df[[f"rel_{m}" for m in shown]].fillna(0.0).abs().max(axis=1)
     moved = rel.groupby(df["param"]).max()
@@ -563,8 +563,8 @@ def test_vs_a_baseline_means_the_same_in_pareto_compare_and_report(
     front = {r["trial"]: r for r in doc["front"]}
     labels = {b["id"]: b for b in doc["baselines"]}
     assert set(labels) == set(BASELINES)
-    base_trials = {t.user_attrs[wk.BASELINE_ATTR]: t for t in complete(run.study)
-                   if wk.BASELINE_ATTR in t.user_attrs}
+    base_trials = {t.user_attrs[BASELINE_ATTR]: t for t in complete(run.study)
+                   if BASELINE_ATTR in t.user_attrs}
     for chip_id in BASELINES:
         assert labels[chip_id]["meaning"] == BASELINE_MEANING
         assert labels[chip_id]["trial"] == base_trials[chip_id].number

@@ -68,3 +68,20 @@ def test_the_old_entry_point_and_module_run() -> None:
                           text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "h100-sxm" in proc.stdout
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    """``codesign catalog | head -1``: the reader is gone before the output is written (here
+    deterministically: the pipe's read end is closed before the command starts). The command
+    ends with exit 0 and no traceback (it used to end in a BrokenPipeError traceback)."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "codesign", "catalog"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, check=False)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr

@@ -11,9 +11,10 @@ import pytest
 from codesign.model import pack
 from codesign.model.catalog import get_chip, get_model
 from codesign.model.kernels import layout
-from codesign.model.perf import evaluate, evaluate_designs
+from codesign.model.perf import evaluate
 from codesign.model.specs import ClusterSpec, Mapping, TrainJob
 from codesign.search.design import DEFAULT_DESIGN, design_to_chip, design_to_cluster
+from codesign.search.evaluate import evaluate_designs
 
 LLAMA8B = TrainJob(get_model("llama3-8b"), seq_len=8192, global_batch=512)
 H100 = get_chip("h100-sxm")

@@ -11,10 +11,11 @@ import pytest
 from codesign.model.catalog import get_chip, get_model
 from codesign.model.chip import datasheet as chip_area
 from codesign.model.chip import power
-from codesign.model.cluster import facility
-from codesign.model.perf import evaluate, evaluate_designs, result_metrics, sized_cluster
+from codesign.model.cluster import facility, network
+from codesign.model.perf import evaluate, result_metrics, sized_cluster
 from codesign.model.specs import ClusterSpec, TrainJob
 from codesign.search.design import DEFAULT_DESIGN, design_to_chip
+from codesign.search.evaluate import evaluate_designs
 from codesign.search.experiment import load_experiment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,12 +149,12 @@ def test_power_budget_sizes_the_cluster() -> None:
 
 
 def test_network_grows_with_the_cluster_and_the_taper_saves_switches() -> None:
-    small = facility.network(1024, 400, "fat-tree", 1.0, True)
-    big = facility.network(65536, 400, "fat-tree", 1.0, True)
-    tapered = facility.network(65536, 400, "fat-tree", 3.0, True)
+    small = network.network(1024, 400, "fat-tree", 1.0, True)
+    big = network.network(65536, 400, "fat-tree", 1.0, True)
+    tapered = network.network(65536, 400, "fat-tree", 3.0, True)
     assert big.tiers >= small.tiers and big.switches > 32 * small.switches / 2
     assert tapered.switches < big.switches and tapered.optics < big.optics
-    torus = facility.network(65536, 400, "torus-3d", 1.0, False)
+    torus = network.network(65536, 400, "torus-3d", 1.0, False)
     assert torus.power_w < big.power_w  # no scale-up switches
 
 

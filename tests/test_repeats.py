@@ -12,6 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from codesign.search import study as st
+from codesign.search.front import front_trials
 from codesign.search.repeats import REDRAWS_ATTR, REPEAT_ATTR, DesignIndex
 from codesign.search.storage.rundir import METRICS_ATTR, WRITER_KEY
 from tests.test_search import RUN, cli, load, write_experiment
@@ -87,7 +88,7 @@ def test_the_front_lists_each_design_once(work: Path, capsys) -> None:
     _, out, _ = cli(capsys, "pareto", str(RUN), "--format", "json")
     after = json.loads(out)["front"]
     assert [r["trial"] for r in after] == [r["trial"] for r in before]
-    assert len(st.front_trials(load(RUN))) == len(before)
+    assert len(front_trials(load(RUN))) == len(before)
 
 
 def test_design_index_reads_each_trial_about_once() -> None:

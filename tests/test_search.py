@@ -29,6 +29,7 @@ from codesign.search import parquet_log
 from codesign.search import study as st
 from codesign.search import workers as wk
 from codesign.search.experiment import load_experiment
+from codesign.search.recovery import sync_parquet
 from codesign.search.storage import rundir as rd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -331,7 +332,7 @@ def test_worker_starting_mid_population_does_not_duplicate_rows(
             started.append(True)
             with monkeypatch.context() as m:  # worker 1 is another (live) process
                 m.setattr(wk.os, "getpid", lambda: real_pid + 1)
-                wk.sync_parquet(exp, run, rd.open_study(exp, run, worker=1))
+                sync_parquet(exp, run, rd.open_study(exp, run, worker=1))
         return real_write(run_dir, exp_, rows, writer)
 
     monkeypatch.setattr(parquet_log, "write_trials", write_trials)

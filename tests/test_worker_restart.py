@@ -35,7 +35,9 @@ from test_faults import (
 )
 from test_postgres import URL as PG_URL
 
+from codesign.search import recovery
 from codesign.search import workers as wk
+from codesign.search.recovery import sync_parquet
 
 # python -c PARK WHERE MARKER codesign-args...: run ``codesign`` and park (marker, then sleep)
 # in the first model evaluation (WHERE=evaluate) or the first Parquet write (WHERE=parquet)
@@ -195,7 +197,7 @@ def test_ownerless_running_trial_on_a_database_is_recovered(
     s = optuna.load_study(study_name=name, storage=rd.open_storage(run))
     s.enqueue_trial(s.trials[0].params)
     orphan = s.ask(distributions(exp.space)).number  # no owner, no heartbeat: then killed
-    monkeypatch.setattr(wk, "ORPHAN_GRACE_S", 0.0)
+    monkeypatch.setattr(recovery, "ORPHAN_GRACE_S", 0.0)
     run_search(exp, run, POP, progress=False)
     s = load(tmp_path, "postgresql", name)
     check_trials(s)
@@ -233,9 +235,9 @@ def test_workers_starting_together_log_a_dead_writers_trials_once(
         return seen
 
     monkeypatch.setattr(parquet_log, "logged_trials", logged_trials)
-    monkeypatch.setattr(wk, "_writer_gone", lambda tag: True)  # the evaluating writer is dead
+    monkeypatch.setattr(recovery, "_writer_gone", lambda tag: True)  # the evaluating writer is dead
     counts: list[int] = []
-    threads = [threading.Thread(target=lambda: counts.append(wk.sync_parquet(exp, run, study)))
+    threads = [threading.Thread(target=lambda: counts.append(sync_parquet(exp, run, study)))
                for _ in range(2)]
     for t in threads:
         t.start()

@@ -1,8 +1,10 @@
 """The ``codesign`` command. Parses flags, calls the library, prints; holds no model logic.
 
-The flags and the dispatch are here; the commands are in :mod:`codesign.cli.study` (studies
-and run directories) and :mod:`codesign.cli.model` (the model alone), what they print in
-:mod:`codesign.cli.format`.
+The flags and the dispatch are here; the commands, one module per group:
+:mod:`codesign.cli.model` (``evaluate``, ``catalog``, ``bench``), :mod:`codesign.cli.validate`
+(``validate``), :mod:`codesign.cli.study` (``search``, ``resume``, ``worker``, ``doctor``,
+``export``) and :mod:`codesign.cli.results` (``pareto``, ``report``, ``compare``); what they
+print in :mod:`codesign.cli.format`.
 
 Exit codes: 0 ok, 2 bad input (config, CSV, flags, storage URL; nothing is created or
 touched), 1 internal error, 130 interrupted.
@@ -17,17 +19,10 @@ import re
 import sys
 
 from codesign.cli.format import PROG
-from codesign.cli.model import cmd_bench, cmd_catalog, cmd_evaluate, cmd_validate
-from codesign.cli.study import (
-    cmd_compare,
-    cmd_doctor,
-    cmd_export,
-    cmd_pareto,
-    cmd_report,
-    cmd_resume,
-    cmd_search,
-    cmd_worker,
-)
+from codesign.cli.model import cmd_bench, cmd_catalog, cmd_evaluate
+from codesign.cli.results import cmd_compare, cmd_pareto, cmd_report
+from codesign.cli.study import cmd_doctor, cmd_export, cmd_resume, cmd_search, cmd_worker
+from codesign.cli.validate import cmd_validate
 from codesign.errors import ConfigError
 from codesign.model.traffic import ASSUMED_INPUT_LEN
 
@@ -267,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader left (``| head``): what it wanted, it has
+        _quiet_stdout()
+        return 0
     except OSError as exc:
         if exc.errno not in _USER_OS_ERRORS:
             raise
@@ -282,8 +280,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    except BrokenPipeError:
-        return 0
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of a closed pipe at
+    exit raises nothing either."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file (a test's capture)
+        pass
 
 
 def entry() -> None:

@@ -1,6 +1,6 @@
 """What the ``codesign`` commands print: run summaries, the Pareto-front table, strict JSON.
 
-Shared by :mod:`codesign.cli.study` and :mod:`codesign.cli.model`; like the rest of the
+Shared by the command modules of :mod:`codesign.cli`; like the rest of the
 command line it only formats what the library returns.
 """
 

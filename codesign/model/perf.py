@@ -19,7 +19,7 @@ import numpy as np
 from codesign.model import pack, tech
 from codesign.model.chip import datasheet as chip_area
 from codesign.model.chip import power
-from codesign.model.cluster import facility
+from codesign.model.cluster import facility, network
 from codesign.model.efficiency import Efficiency, Stack
 from codesign.model.kernels import layout
 from codesign.model.kernels.infer_search import infer_search, infer_search_population
@@ -34,7 +34,6 @@ from codesign.model.specs import (
     TrainJob,
     mapping_short,
 )
-from codesign.search.design import design_area, design_to_chip, design_to_cluster
 
 Job = TrainJob | InferJob
 AnyResult = Result | InferResult
@@ -158,7 +157,7 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
     nan = float("nan")
     serving = isinstance(res, InferResult)
     tps = res.tokens_per_s
-    net = facility.network(cluster.n_chips, _nic_gbps(chip, scaleout_gbps), cluster.topology,
+    net = network.network(cluster.n_chips, _nic_gbps(chip, scaleout_gbps), cluster.topology,
                            cluster.oversubscription)
     price = chip_price_usd(chip, prices)
     # infeasible results carry finite zeros (the constraint marks them), never NaN
@@ -206,24 +205,13 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
     return metrics
 
 
-def evaluate_designs(
-    designs: list[dict[str, Any]],
-    job: Job,
-    cluster_extra: dict[str, Any] | None = None,
-    prices: tech.Prices = tech.PRICES,
-) -> list[dict[str, Any]]:
-    """Evaluate a population of designs in one parallel kernel call.
-
-    Each design is a full design dict (see :mod:`codesign.search.design`); returns one metric dict
-    per
-    design (see :func:`result_metrics`).
-    """
+def evaluate_population(chips: list[ChipSpec], clusters: list[ClusterSpec], job: Job,
+                        prices: tech.Prices = tech.PRICES) -> list[dict[str, Any]]:
+    """Evaluate many chip + cluster pairs on one job in one parallel kernel call (each with its
+    best mapping); one metric dict per pair (see :func:`result_metrics`). The clusters are
+    used as given (size a power-budget cluster with :func:`sized_cluster` first)."""
     _, search_pop, pack_job, out_len, unpack = _KERNELS[type(job)]
-    areas = [design_area(d) for d in designs]
-    chips = [design_to_chip(d, area=a) for d, a in zip(designs, areas, strict=True)]
-    clusters = [sized_cluster(c, design_to_cluster(d, cluster_extra))
-                for c, d in zip(chips, designs, strict=True)]
-    n = len(designs)
+    n = len(chips)
     chip_a = np.zeros((n, layout.CHIP_LEN))
     cl_a = np.zeros((n, layout.CLUSTER_LEN))
     for i in range(n):
@@ -235,13 +223,7 @@ def evaluate_designs(
     status = np.zeros(n, np.int64)
     search_pop(chip_a, cl_a, pack.model_array(job.model), pack_job(job), pack.fixed_array(None),
                best_mp, best_out, counts, status)
-    results = []
-    for i in range(n):
-        m = result_metrics(chips[i], clusters[i],
+    return [result_metrics(chips[i], clusters[i],
                            unpack(int(status[i]), best_mp[i], best_out[i], counts[i],
                                   clusters[i].n_chips), job, prices)
-        if areas[i].reason:  # a chip that cannot be built: infeasible whatever its mapping
-            m["feasible"] = False
-            m["reason"] = areas[i].reason
-        results.append(m)
-    return results
+            for i in range(n)]

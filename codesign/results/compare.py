@@ -31,6 +31,7 @@ from codesign.model.metrics import INFER_ONLY, METRICS, TRAIN_ONLY
 from codesign.model.pack import UnknownSpecError
 from codesign.model.perf import chip_price_usd, evaluate, result_metrics, sized_cluster
 from codesign.model.specs import ChipSpec, InferJob
+from codesign.search.baselines import BASELINE_ATTR
 from codesign.search.design import (
     CLUSTER_PARAMETERS,
     design_to_chip,
@@ -38,10 +39,9 @@ from codesign.search.design import (
     project_chip,
 )
 from codesign.search.experiment import Experiment
+from codesign.search.front import front_trials
 from codesign.search.space import base_design, cluster_extra, design_from_params, project_params
 from codesign.search.storage.rundir import METRICS_ATTR, load_run, open_storage
-from codesign.search.study import front_trials
-from codesign.search.workers import BASELINE_ATTR
 
 SPEC_FIELDS = ("tflops_bf16", "tflops_fp8", "tflops_fp4", "sram_mb", "hbm_gen", "hbm_stacks",
                "hbm_gb", "hbm_tbps", "scaleup_gbps", "scaleup_domain", "scaleout_gbps",
@@ -159,7 +159,7 @@ def compare_run(run_dir: str | os.PathLike[str], against: str,
     ``meaning`` ("projected" or "catalog"), ``label`` (what commands print) and
     ``projection_changes``; ``baseline.catalog`` holds the catalog chip evaluated as
     published, for reference. ``study``: the run's study if already open (loaded from the
-    run's storage otherwise); ``front``: its :func:`codesign.search.study.front_trials` if already
+    run's storage otherwise); ``front``: its :func:`codesign.search.front.front_trials` if already
     computed (comparing with several chips)."""
     if against not in catalog.chip_ids():
         raise ConfigError(None, "--against", f"one of: {', '.join(catalog.chip_ids())}", against)

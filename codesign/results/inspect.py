@@ -43,8 +43,8 @@ from codesign.results.sensitivity import (
     violations,
 )
 from codesign.search import parquet_log
-from codesign.search import study as _study
 from codesign.search.experiment import Experiment
+from codesign.search.front import pareto_rows
 from codesign.search.journal.check import check_journal
 from codesign.search.storage import rundir as _rundir
 
@@ -131,11 +131,11 @@ class Run:
     @cached_property
     def pareto(self) -> pd.DataFrame:
         """The current constraint-aware Pareto front (the rows of ``codesign pareto``:
-        :func:`codesign.search.study.pareto_rows`), by trial number, with the columns of
+        :func:`codesign.search.front.pareto_rows`), by trial number, with the columns of
         :attr:`trials` plus ``<objective>_vs_<baseline>`` improvement factors over each
         baseline chip as projected into the search space (its baseline trial; see
         :mod:`codesign.results.compare`, which lists what the projection changes)."""
-        rows = _study.pareto_rows(self.experiment, self.study)
+        rows = pareto_rows(self.experiment, self.study)
         names = parquet_log.schema(self.experiment).names
         if not rows:
             return _empty_trials(self.experiment)

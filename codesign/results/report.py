@@ -78,7 +78,7 @@ def _compare(run: Any, chips: list[str]) -> tuple[list[dict[str, Any]], list[str
     its metrics mark the plots and fill the tables), and a note for each chip that cannot be
     evaluated (unknown catalog values) or is infeasible on the run's workload."""
     from codesign.results.compare import compare_run
-    from codesign.search.study import front_trials
+    from codesign.search.front import front_trials
 
     front = front_trials(run.study)  # once for every chip
     docs, notes = [], []

@@ -133,10 +133,11 @@ def _rel(new: Any, old: Any) -> float:
 
 def evaluate_params(exp: Experiment, params: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Metrics of parameter sets, by the search's own path: each set on top of the
-    experiment's base design (:func:`codesign.search.space.design_from_params`), all evaluated in
-    one population call of :func:`codesign.model.perf.evaluate_designs`, as :func:`run_search` does;
+    experiment's base design (:func:`codesign.search.space.design_from_params`), all
+    evaluated in one population call of :func:`codesign.search.evaluate.evaluate_designs`, as
+    :func:`run_search` does;
     each dict also gets ``constraints_ok`` (the experiment's constraints, <= 0 feasible)."""
-    from codesign.model.perf import evaluate_designs
+    from codesign.search.evaluate import evaluate_designs
     from codesign.search.space import base_design, cluster_extra, design_from_params
 
     base = base_design(exp)

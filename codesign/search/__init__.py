@@ -2,22 +2,24 @@
 
 * :mod:`~codesign.search.experiment` reads an experiment and its search space
   (:mod:`~codesign.search.toml_checks` reports every bad value,
-  :mod:`~codesign.search.workload_file`
-  the workload table);
+  :mod:`~codesign.search.workload_file` the workload table);
 * :mod:`~codesign.search.space` turns Optuna parameters into designs,
   :mod:`~codesign.search.design` designs into chip and cluster specs,
-  :mod:`~codesign.search.evaluate` a population of designs into metrics;
-* :mod:`~codesign.search.study` runs the population loop (create, resume, workers);
-  :mod:`~codesign.search.samplers` builds the sampler, :mod:`~codesign.search.front` keeps the
-  Pareto front, :mod:`~codesign.search.repeats` never evaluates a design twice,
-  :mod:`~codesign.search.baselines` enqueues reference chips;
+  :mod:`~codesign.search.evaluate` a population of designs into metrics and
+  :mod:`~codesign.search.request` one ``codesign evaluate`` request into its answer;
+* :mod:`~codesign.search.study` runs the population loop (create, resume),
+  :mod:`~codesign.search.pool` K processes on one machine; :mod:`~codesign.search.samplers`
+  builds the sampler, :mod:`~codesign.search.front` keeps the Pareto front,
+  :mod:`~codesign.search.repeats` never evaluates a design twice,
+  :mod:`~codesign.search.baselines` queues the reference chips;
 * :mod:`~codesign.search.storage` (run directory, storage URLs, run.json, trial rows),
   :mod:`~codesign.search.workers` (locks, liveness), :mod:`~codesign.search.recovery` (trials
-  a dead worker left, the Parquet log's catch-up), :mod:`~codesign.search.parquet_log` and
-  :mod:`~codesign.search.journal` (checks, checksums, repair) keep a run whole under faults;
+  a dead worker left, the Parquet log's catch-up), :mod:`~codesign.search.parquet_log`,
+  :mod:`~codesign.search.export` and :mod:`~codesign.search.journal` (checks, checksums,
+  repair) keep a run whole under faults;
 * :mod:`~codesign.search.bench` times the evaluator and the loop.
 
-The search imports the model, never the results or the CLI.
+The search imports the model, never the results, the validation or the CLI.
 """
 
 from __future__ import annotations

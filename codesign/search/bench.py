@@ -184,7 +184,7 @@ def _plain_optuna(exp: Any, n_trials: int, journal: Path) -> tuple[float, int]:
     from optuna.storages.journal import JournalFileBackend
     from optuna.trial import TrialState
 
-    from codesign.model.perf import evaluate_designs
+    from codesign.search.evaluate import evaluate_designs
     from codesign.search.space import base_design, cluster_extra, design_from_params, distributions
     from codesign.search.storage.rundir import constraint_values, make_sampler, objective_values
 
@@ -225,7 +225,7 @@ def _edge_rates(marks: list[tuple[int, float]], t0: float, window: int) -> tuple
 def search(n_trials: int, experiment: Path | None = None) -> dict[str, Any] | None:
     """Trials/s of the engine and of a plain Optuna loop on the quickstart experiment (None if
     the experiment file is not there, e.g. in an installed package)."""
-    from codesign.model.perf import evaluate_designs
+    from codesign.search.evaluate import evaluate_designs
     from codesign.search.experiment import load_experiment
     from codesign.search.space import base_design, cluster_extra
     from codesign.search.storage.rundir import prepare_run

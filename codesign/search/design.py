@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codesign.model import tech
+from codesign.model.chip import area as area_model
 from codesign.model.chip import cost, power
 from codesign.model.chip import datasheet as chip_area
 from codesign.model.specs import HBM_GENERATIONS, TOPOLOGIES, ChipSpec, ClusterSpec
@@ -97,19 +98,19 @@ DEFAULT_DESIGN: dict[str, Any] = {
 
 
 
-def design_area(design: dict[str, Any]) -> cost.AreaEstimate:
+def design_area(design: dict[str, Any]) -> area_model.AreaEstimate:
     """Silicon of a design: total area, its split into compute dies under the reticle, and
     whether its HBM stacks fit along the dies' edges (``reason`` says when not)."""
     up_gbps = float(design["scaleup_links"]) * float(design["scaleup_link_gbps"])
     serdes_gbit_one_way = up_gbps * 8 / 2 + float(design["scaleout_gbps"])
-    return cost.estimate_area(float(design["process_nm"]), int(design["compute_units"]),
+    return area_model.estimate_area(float(design["process_nm"]), int(design["compute_units"]),
                               int(design["macs_per_unit"]), float(design["sram_mb"]),
                               str(design["hbm_gen"]), int(design["hbm_stacks"]),
                               serdes_gbit_one_way)
 
 
 def design_to_chip(design: dict[str, Any], name: str = "design",
-                   area: cost.AreaEstimate | None = None) -> ChipSpec:
+                   area: area_model.AreaEstimate | None = None) -> ChipSpec:
     """Build the chip a design describes: peaks from units x MACs x clock, HBM from its
     generation, area and dies from :func:`design_area` (pass ``area`` if already computed),
     TDP = ``power_limit`` x the sustained peak from :mod:`codesign.model.chip.power`, and

@@ -17,29 +17,27 @@ Example:
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 import optuna
-from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
-from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from codesign.model.perf import evaluate_designs
 from codesign.search import parquet_log
+from codesign.search.baselines import enqueue_baselines
+from codesign.search.evaluate import evaluate_designs
 from codesign.search.experiment import Experiment
+from codesign.search.front import SNAPSHOT_EVERY, pareto_rows, snapshot_pareto
+from codesign.search.recovery import _rdb, recover_stale_trials, sync_parquet
 from codesign.search.repeats import (
     MAX_REDRAWS,
     REDRAWS_ATTR,
     DesignIndex,
     commit_repeat,
     tell_repeat,
-    unique_designs,
 )
 from codesign.search.repeats import repeats_since as repeats_since
 from codesign.search.repeats import trials_so_far as trials_so_far
@@ -50,32 +48,21 @@ from codesign.search.space import (
     distributions,
 )
 from codesign.search.storage.rundir import (
-    INFEASIBLE_CONSTRAINT,
     METRICS_ATTR,
     WRITER_KEY,
     RunSpec,
     _writer_tag,
     constraint_values,
-    load_run,
-    make_sampler,
     objective_values,
     open_storage,
     open_study,
     row_from_trial,
     write_run_files,
 )
+from codesign.search.storage.rundir import load_run as load_run
 from codesign.search.storage.rundir import prepare_run as prepare_run
-from codesign.search.workers import (
-    BASELINE_ATTR,
-    OWNER_ATTR,
-    _rdb,
-    enqueue_baselines,
-    hold_worker_lock,
-    owner_tag,
-    preflight_journal,
-    recover_stale_trials,
-    sync_parquet,
-)
+from codesign.search.storage.trial_rows import CONSTRAINTS_KEY, name_study
+from codesign.search.workers import OWNER_ATTR, hold_worker_lock, owner_tag, preflight_journal
 
 
 @dataclass(frozen=True)
@@ -116,34 +103,6 @@ def _tell(exp: Experiment, study: optuna.Study, trial: optuna.Trial,
     study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY,
                                          list(constraint_values(exp, metrics).values()))
     return study.tell(trial, values)
-
-
-CONSTRAINTS_KEY = _CONSTRAINTS_KEY
-"""System attribute of a trial's constraint values (<= 0 feasible), as a list in the order of
-:func:`constraint_names`: Optuna's samplers read it, and optuna-dashboard reads only this form
-(``constraints:<name>`` keys, Optuna's newer form, are invisible to it)."""
-CONSTRAINT_NAMES_ATTR = "codesign:constraint_names"
-
-
-def constraint_names(exp: Experiment) -> list[str]:
-    """Names of the constraint values of a trial, in their stored order."""
-    names = [INFEASIBLE_CONSTRAINT]
-    for c in exp.constraints:
-        names += [f"{c.metric}_max"] * (c.max is not None) + [f"{c.metric}_min"] * (
-            c.min is not None)
-    return names
-
-
-def name_study(exp: Experiment, study: optuna.Study) -> None:
-    """Name the objectives (``study.set_metric_names``: optuna-dashboard and Optuna's plots
-    show them) and record the constraint names, once per study."""
-    metrics = [o.metric for o in exp.objectives]
-    if study.metric_names != metrics:
-        with warnings.catch_warnings():  # experimental in Optuna 5, stable in use since 3.2
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(metrics)
-    if study.user_attrs.get(CONSTRAINT_NAMES_ATTR) != constraint_names(exp):
-        study.set_user_attr(CONSTRAINT_NAMES_ATTR, constraint_names(exp))
 
 
 def _generation(study: optuna.Study, sampler: optuna.samplers.BaseGASampler) -> int:
@@ -254,12 +213,6 @@ def _asks_trials(study: optuna.Study) -> bool:
     trial: they go through ``study.ask``; GA and random samplers draw in memory."""
     return not isinstance(study.sampler, optuna.samplers.BaseGASampler
                           | optuna.samplers.RandomSampler)
-
-
-def check_sampler(exp: Experiment, run: RunSpec) -> None:
-    """Raise ConfigError (exit 2) if the run's sampler cannot be made here (e.g. ``gp``
-    without its optional dependencies), before anything is written."""
-    make_sampler(run.sampler, run.seed, exp.population)
 
 
 def run_search(
@@ -375,53 +328,6 @@ def run_search(
     return finalize(exp, run, done, time.perf_counter() - t0, writer, study, index.repeats)
 
 
-def front_trials(study: optuna.Study,
-                 complete: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
-    """The trials of ``study.best_trials`` (constraint-aware Pareto front) by trial number,
-    each design once (its first trial: repeats of a design share its values), without
-    deep-copying every trial of the study (``complete``: its COMPLETE trials, if already
-    read). Do not modify the returned trials."""
-    if complete is None:
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return unique_designs(_get_pareto_front_trials_by_trials(
-        complete, study.directions, consider_constraint=any(t.constraints for t in complete)))
-
-
-def pareto_rows(exp: Experiment, study: optuna.Study) -> list[dict[str, Any]]:
-    """Rows of the constraint-aware Pareto front (``study.best_trials``), by trial number,
-    with ``<objective>_vs_<baseline>``: the improvement of each design over each baseline
-    trial (> 1 = better; design/baseline when maximising, baseline/design when minimising)."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    front = front_trials(study, complete)
-    baselines = {t.user_attrs[BASELINE_ATTR]: t for t in complete
-                 if BASELINE_ATTR in t.user_attrs}
-    rows = []
-    for t in front:
-        row = row_from_trial(exp, t, "pareto")
-        for name, b in baselines.items():
-            for i, o in enumerate(exp.objectives):
-                d, r = t.values[i], b.values[i]
-                ok = d > 0 and r > 0 and b.user_attrs.get(METRICS_ATTR, {}).get("feasible")
-                ratio = (d / r if o.direction == "maximize" else r / d) if ok else None
-                row[f"{o.metric}_vs_{name}"] = ratio
-        rows.append(row)
-    return rows
-
-
-SNAPSHOT_EVERY = 1000
-"""A Pareto-front snapshot is written every this many trials of a run (and at its end)."""
-
-
-def snapshot_pareto(exp: Experiment, run: RunSpec, study: optuna.Study,
-                    writer: str) -> str | None:
-    """Write the current Pareto front to ``RUN_DIR/pareto/`` (None if it is empty)."""
-    rows = pareto_rows(exp, study)
-    if not rows:
-        return None
-    n = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    return str(parquet_log.write_pareto(run.run_dir, exp, rows, n, writer))
-
-
 def finalize(exp: Experiment, run: RunSpec, done: int, seconds: float, writer: str,
              study: optuna.Study | None = None, repeats: int = 0) -> SearchSummary:
     """Write a Pareto snapshot of the study as it stands and summarise the run (``repeats``:
@@ -453,46 +359,3 @@ def summary_dict(summary: SearchSummary) -> dict[str, Any]:
     return asdict(summary)
 
 
-def export_run(run_dir: str | os.PathLike[str]) -> tuple[int, str]:
-    """Rebuild the whole Parquet log of a run from its storage (the truth): one trials file
-    with every COMPLETE trial, replacing the log in one atomic swap (a reader sees the old log
-    or the new one, never both; :func:`codesign.search.parquet_log.replace_trials`), and a fresh
-    Pareto snapshot. Idempotent. An unreadable ``run.json`` is rebuilt first
-    (:func:`codesign.search.storage.rundir.rebuild_run_file`, the bad file kept). Refused
-    (ConfigError) while
-    a search of the run is alive on this machine. Returns (rows written, pareto snapshot path).
-    """
-    import fcntl
-    from pathlib import Path
-
-    from codesign.errors import ConfigError
-    from codesign.search.storage.rundir import _writable, rebuild_run_file
-    from codesign.search.storage.runfile import RunFileError
-    from codesign.search.workers import _workers_dir, other_live_workers
-
-    try:
-        exp, run = load_run(run_dir)
-    except RunFileError:
-        _writable(Path(run_dir))
-        kept = rebuild_run_file(run_dir)
-        print(f"{run_dir}: run.json rebuilt from experiment.toml and the journal"
-              + (f" (the bad one kept as {kept})" if kept else ""), file=sys.stderr)
-        exp, run = load_run(run_dir)
-    _writable(run.run_dir)
-    preflight_journal(run)
-    folder = _workers_dir(run)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".recover.lock", "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # no worker of this storage starts meanwhile
-        live = other_live_workers(run)
-        if live:
-            raise ConfigError(run.run_dir, "<run directory>", "no search running on this run's "
-                              "storage (export replaces the whole log; run it once they end)",
-                              f"{live} live worker(s)")
-        study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
-        tag = f"export-{_writer_tag(0)}"
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        parquet_log.replace_trials(run.run_dir, exp,
-                                   [row_from_trial(exp, t, tag) for t in complete], tag)
-        summary = finalize(exp, run, 0, 0.0, tag, study)
-    return len(complete), summary.pareto_path

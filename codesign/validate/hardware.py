@@ -1,5 +1,5 @@
 """Predicted vs published die area and TDP of the catalog chips (``codesign validate
---hardware``), and the least-squares fit of the area constants in :mod:`codesign.model.chip.cost`.
+--hardware``), and the least-squares fit of the area constants in :mod:`codesign.model.chip.area`.
 
 The area of a catalog chip is predicted from its published resources only: node, compute
 units, MACs per unit (worked back from the bf16 peak, units and clock), vector rate, SRAM,
@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from codesign.model import catalog
-from codesign.model.chip import cost, power
+from codesign.model.chip import area as area_model
+from codesign.model.chip import power
 from codesign.model.chip.datasheet import area_args, chip_resources, predict_area
 from codesign.model.specs import ChipSpec
 
@@ -101,9 +102,9 @@ def gate_summary(rows: list[dict[str, Any]], ids: Iterable[str] = GATE_CHIPS,
 
 
 def fit_area_constants(chip_ids: Iterable[str] = FIT_CHIPS) -> dict[str, Any]:
-    """Least-squares fit of :data:`codesign.model.chip.cost.MAC_MM2_N7` and
-    :data:`codesign.model.chip.cost.UNIT_MM2_N7` on published die areas (relative errors weighted
-    equally). Returns ``{"mac_mm2_n7", "unit_mm2_n7", "chips", "residual_pct"}``.
+    """Least-squares fit of :data:`codesign.model.chip.area.MAC_MM2_N7` and
+    :data:`codesign.model.chip.area.UNIT_MM2_N7` on published die areas (relative errors
+    weighted equally). Returns ``{"mac_mm2_n7", "unit_mm2_n7", "chips", "residual_pct"}``.
 
     The area is linear in the two constants, so the fit is exact: evaluate the model with
     (MAC, unit) = (1, 0) and (0, 1) and (0, 0) to get the design matrix.
@@ -117,15 +118,15 @@ def fit_area_constants(chip_ids: Iterable[str] = FIT_CHIPS) -> dict[str, Any]:
             raise ValueError(f"chip {chip_id!r} cannot be fitted: {reason or 'no single die'}")
         args = area_args(res)
         fitted.append((chip_id, args, chip.die_area_mm2))
-        base = cost.compute_area_mm2(**args, mac_mm2_n7=0.0, unit_mm2_n7=0.0)
-        per_mac = cost.compute_area_mm2(**args, mac_mm2_n7=1.0, unit_mm2_n7=0.0) - base
-        per_unit = cost.compute_area_mm2(**args, mac_mm2_n7=0.0, unit_mm2_n7=1.0) - base
+        base = area_model.compute_area_mm2(**args, mac_mm2_n7=0.0, unit_mm2_n7=0.0)
+        per_mac = area_model.compute_area_mm2(**args, mac_mm2_n7=1.0, unit_mm2_n7=0.0) - base
+        per_unit = area_model.compute_area_mm2(**args, mac_mm2_n7=0.0, unit_mm2_n7=1.0) - base
         rows.append([per_mac / chip.die_area_mm2, per_unit / chip.die_area_mm2])
         target.append((chip.die_area_mm2 - base) / chip.die_area_mm2)
     (mac, unit), *_ = np.linalg.lstsq(np.array(rows), np.array(target), rcond=None)
     residuals = {}
     for chip_id, args, die_mm2 in fitted:
-        pred = cost.compute_area_mm2(**args, mac_mm2_n7=float(mac), unit_mm2_n7=float(unit))
+        pred = area_model.compute_area_mm2(**args, mac_mm2_n7=float(mac), unit_mm2_n7=float(unit))
         residuals[chip_id] = 100.0 * (pred - die_mm2) / die_mm2
     if not (math.isfinite(mac) and math.isfinite(unit)):
         raise RuntimeError("area fit produced a non-finite constant")

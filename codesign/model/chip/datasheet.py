@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from codesign.model import tech
-from codesign.model.chip import cost
+from codesign.model.chip import area as area_model
 from codesign.model.specs import ChipSpec
 
 TYPICAL_CLOCK_GHZ = 1.8
@@ -55,10 +55,9 @@ def with_assumed_sram(chip: ChipSpec) -> tuple[ChipSpec, str]:
 
 def chip_resources(chip: ChipSpec) -> tuple[dict[str, Any] | None, list[str], str]:
     """``(resources, assumptions, reason)``: the keyword arguments of
-    :func:`codesign.model.chip.cost.area_breakdown_mm2` for one compute die's worth of a catalog
-    chip's
-    published resources (plus ``n_dies``, the published compute-die count or None), the
-    assumptions made, and why there are none ("" when there are)."""
+    :func:`codesign.model.chip.area.area_breakdown_mm2` for one compute die's worth of a
+    catalog chip's published resources (plus ``n_dies``, the published compute-die count or
+    None), the assumptions made, and why there are none ("" when there are)."""
     missing = [name for name in ("process_nm", "compute_units", "tflops_bf16")
                if getattr(chip, name) is None]
     if missing:
@@ -127,13 +126,13 @@ def predict_area(chip: ChipSpec) -> dict[str, Any]:
     out["reason"] = reason
     if res is None:
         return out
-    area = cost.compute_area_mm2(**area_args(res))
+    area = area_model.compute_area_mm2(**area_args(res))
     if res["chiplet"]:
         die = area * (1.0 + tech.D2D_AREA_FRACTION)
         out.update(predicted_die_area_mm2=die, predicted_n_dies=res["n_dies"],
                    total_mm2=area * res["n_dies"])
         return out
-    n_model, die_model = cost.split_dies(area)
+    n_model, die_model = area_model.split_dies(area)
     n_pub = res["n_dies"]
     if n_pub and n_pub != n_model:
         die = area if n_pub == 1 else area * (1.0 + tech.D2D_AREA_FRACTION) / n_pub
@@ -146,7 +145,7 @@ def predict_area(chip: ChipSpec) -> dict[str, Any]:
     n_used = n_pub or n_model
     out.update(predicted_die_area_mm2=die, predicted_n_dies=n_model, total_mm2=area)
     if res["hbm_stacks"]:
-        out["max_hbm_stacks"] = cost.max_hbm_stacks(die, n_used, res["hbm_gen"])
+        out["max_hbm_stacks"] = area_model.max_hbm_stacks(die, n_used, res["hbm_gen"])
     return out
 
 

@@ -3,7 +3,7 @@
 After a journal is repaired or a backup restored, the Parquet log can hold rows for trials
 that are no longer COMPLETE in the storage, rows whose parameters or objective values differ
 from it, or lack COMPLETE trials. :func:`log_gaps` finds each; :func:`level_log` rebuilds
-the log from the storage (:func:`codesign.search.study.export_run`) when any is found. Used by
+the log from the storage (:func:`codesign.search.export.export_run`) when any is found. Used by
 ``codesign doctor`` (:mod:`codesign.cli.study`).
 """
 
@@ -113,7 +113,7 @@ def log_gaps(run_dir: str | os.PathLike[str]) -> LogGaps:
 def level_log(run_dir: str | os.PathLike[str]) -> tuple[LogGaps, LogGaps]:
     """Rebuild the Parquet log from the storage if it is not level with it. Returns the
     gaps before and after (after: level)."""
-    from codesign.search.study import export_run
+    from codesign.search.export import export_run
 
     before = log_gaps(run_dir)
     if before.level:

@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
@@ -35,6 +34,7 @@ from codesign.errors import ConfigError
 from codesign.search import parquet_log
 from codesign.search.experiment import SAMPLERS, Experiment, load_experiment
 from codesign.search.journal.check import JOURNAL_FILE, RUN_FILE, check_journal, open_journal
+from codesign.search.samplers import derived_seed, make_sampler
 from codesign.search.storage import runfile
 from codesign.search.storage.trial_rows import (  # noqa: F401 - re-exported: the rows of a run's trials
     INFEASIBLE_CONSTRAINT,
@@ -440,35 +440,6 @@ def heartbeat_s() -> int:
     """Heartbeat interval of database storages, s (CODESIGN_HEARTBEAT_S, default 60): a
     RUNNING trial whose heartbeat is older than twice this belongs to a dead worker."""
     return max(1, int(os.environ.get("CODESIGN_HEARTBEAT_S", "60")))
-
-
-def make_sampler(name: str, seed: int, population: int) -> optuna.samplers.BaseSampler:
-    """An Optuna sampler by short name (see :data:`codesign.search.experiment.SAMPLERS`); ``gp``
-    needs
-    the extra ``codesign[gp]`` (torch, scipy): without it a ConfigError names the extra."""
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
-    if name == "nsga3":
-        return optuna.samplers.NSGAIIISampler(population_size=population, seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
-    if name == "gp":
-        import importlib.util
-
-        missing = [m for m in ("torch", "scipy") if importlib.util.find_spec(m) is None]
-        if missing:  # Optuna's GPSampler imports them lazily, at the first proposal
-            raise ConfigError(None, "--sampler", "gp with its optional dependencies installed: "
-                              "pip install 'codesign[gp]'",
-                              f"gp without {' and '.join(missing)}")
-        return optuna.samplers.GPSampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ConfigError(None, "sampler", f"one of: {', '.join(SAMPLERS)}", name)
-
-
-def derived_seed(seed: int, n_existing: int, worker: int) -> int:
-    """A sampler seed that differs per resume point and per worker, so no proposal repeats."""
-    return int(np.random.SeedSequence([seed, n_existing, worker]).generate_state(1)[0])
 
 
 def open_study(exp: Experiment, run: RunSpec, worker: int = 0) -> optuna.Study:

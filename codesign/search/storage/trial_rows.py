@@ -6,8 +6,11 @@ from __future__ import annotations
 import math
 import os
 import socket
+import warnings
 from typing import Any
 
+import optuna
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.trial import FrozenTrial
 
 from codesign.search.experiment import Experiment
@@ -59,3 +62,33 @@ def row_from_trial(exp: Experiment, t: FrozenTrial, writer: str) -> dict[str, An
 
 def _writer_tag(worker: int) -> str:
     return f"{socket.gethostname()}-{os.getpid()}-w{worker}"
+
+
+CONSTRAINTS_KEY = _CONSTRAINTS_KEY
+"""System attribute of a trial's constraint values (<= 0 feasible), as a list in the order of
+:func:`constraint_names`: Optuna's samplers read it, and optuna-dashboard reads only this form
+(``constraints:<name>`` keys, Optuna's newer form, are invisible to it)."""
+
+
+CONSTRAINT_NAMES_ATTR = "codesign:constraint_names"
+
+
+def constraint_names(exp: Experiment) -> list[str]:
+    """Names of the constraint values of a trial, in their stored order."""
+    names = [INFEASIBLE_CONSTRAINT]
+    for c in exp.constraints:
+        names += [f"{c.metric}_max"] * (c.max is not None) + [f"{c.metric}_min"] * (
+            c.min is not None)
+    return names
+
+
+def name_study(exp: Experiment, study: optuna.Study) -> None:
+    """Name the objectives (``study.set_metric_names``: optuna-dashboard and Optuna's plots
+    show them) and record the constraint names, once per study."""
+    metrics = [o.metric for o in exp.objectives]
+    if study.metric_names != metrics:
+        with warnings.catch_warnings():  # experimental in Optuna 5, stable in use since 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metrics)
+    if study.user_attrs.get(CONSTRAINT_NAMES_ATTR) != constraint_names(exp):
+        study.set_user_attr(CONSTRAINT_NAMES_ATTR, constraint_names(exp))

@@ -1,0 +1,109 @@
+"""The ``codesign`` commands on a run's results: ``pareto``, ``report``, ``compare``.
+
+Each parses nothing (see :mod:`codesign.cli`), calls :mod:`codesign.results` and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from codesign.cli.format import _fmt, _print_front, _strict_json
+from codesign.errors import ConfigError
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    import optuna
+
+    from codesign.results.compare import BASELINE_MEANING, baseline_label, projection
+    from codesign.search.parquet_log import schema
+    from codesign.search.storage.rundir import load_run, open_storage
+    from codesign.search.study import pareto_rows
+
+    exp, run = load_run(args.run_dir)
+    study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
+    rows = pareto_rows(exp, study)
+    # every column of the run, in every format: the familiar ones first, then the rest of
+    # the Parquet schema (cp, ep, vpp, sequence_parallel, TTFT/ITL, ...), then what the
+    # front adds (improvement over each baseline for every objective, mapping extras)
+    first = ["trial", *[f"value_{o.metric}" for o in exp.objectives],
+             *[f"param_{p.name}" for p in exp.space.params],
+             "n_chips", "tdp_w", "chip_power_w", "mfu", "map_tp", "map_pp", "map_dp", "map_cp",
+             "map_ep", "map_vpp", "map_micro_batch", "map_recompute", "map_zero",
+             "map_sequence_parallel"]
+    cols = list(dict.fromkeys([*first, *schema(exp).names,
+                               *(k for r in rows for k in r if not k.startswith("_"))]))
+    chips = sorted({k.split("_vs_", 1)[1] for k in cols if "_vs_" in k})
+    refs = []
+    for chip in chips:
+        proj = projection(exp, chip, study)
+        changes = None if proj is None else proj["changes"]
+        refs.append({"id": chip, "meaning": BASELINE_MEANING,
+                     "trial": None if proj is None else proj["trial"],
+                     "projection_changes": changes or {},
+                     "label": baseline_label(chip, changes)})
+    if args.format == "json":
+        print(json.dumps(_strict_json({
+            "study": run.study_name,
+            "objectives": [[o.metric, o.direction] for o in exp.objectives],
+            "columns": cols,
+            "baselines": refs,
+            "front": [{c: r.get(c) for c in cols} for r in rows]}),
+            default=str, allow_nan=False))
+        return 0
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=cols)
+    if args.format == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+        return 0
+    _print_front(run.study_name, exp, rows, [r["label"] for r in refs])
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from codesign.results.report import write_report
+
+    path = write_report(args.run_dir, args.out, args.design, args.against)
+    print(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB, opens offline)")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from codesign.model.pack import UnknownSpecError
+    from codesign.results.compare import compare_run
+
+    try:
+        doc = compare_run(args.run_dir, args.against)
+    except UnknownSpecError as exc:  # neither projectable nor evaluable as published
+        raise ConfigError(None, "--against", "a chip with every number the model needs",
+                          str(exc)) from None
+    if args.format == "json":
+        print(json.dumps(_strict_json(doc), allow_nan=False))
+        return 0
+    base = doc["baseline"]
+    print(f"{doc['study']}: best design per objective vs {base['id']} "
+          f"(same workload and cluster; improvement > 1 = better)")
+    print(f"  vs {base['label']}")
+    if not base["feasible"]:
+        print(f"  {base['id']} is infeasible here: {base['reason']}")
+    cat = base["catalog"]
+    if base["meaning"] == "projected":
+        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in cat["metrics"].items()
+                          if k in {b["objective"] for b in doc["best"]})
+        print(f"  (the catalog {base['id']} itself, not projected: "
+              + (shown if cat["feasible"] else f"infeasible: {cat['reason']}") + ")")
+    for b in doc["best"]:
+        print(f"\nbest {b['objective']} ({b['direction']}): trial {b['trial']}")
+        rows = [(k, base["metrics"].get(k), b["metrics"].get(k), b["improvement"].get(k, ""))
+                for k in b["metrics"]]
+        rows += [(k, base["spec"].get(k), b["spec"].get(k), "") for k in b["spec"]
+                 if k not in b["metrics"]]
+        width = max(len(r[0]) for r in rows)
+        print(f"  {'':<{width}}  {base['id']:>14}  {'design':>14}  improvement")
+        for k, ref, new, imp in rows:
+            print(f"  {k:<{width}}  {_fmt(ref):>14}  {_fmt(new):>14}  {_fmt(imp)}")
+        changes = ", ".join(f"{k} {_fmt(a)} -> {_fmt(v)}" for k, (a, v) in b["changed"].items())
+        print(f"  changed vs {base['id']} as a design point: {changes or 'nothing'}")
+    return 0

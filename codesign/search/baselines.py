@@ -1,0 +1,67 @@
+"""Reference chips as warm-start trials: each baseline projected into the search space and
+queued once per study (again only when its trial was killed)."""
+
+from __future__ import annotations
+
+import sys
+
+import optuna
+from optuna.trial import TrialState
+
+from codesign.model import catalog
+from codesign.search.design import project_chip
+from codesign.search.experiment import Experiment
+from codesign.search.space import project_params
+from codesign.search.storage.rundir import RunSpec
+from codesign.search.workers import recovery_lock
+
+BASELINE_ATTR = "baseline"
+
+
+FAIL_REASON_ATTR = "fail_reason"  # a trial evaluated and failed for good (not killed)
+
+
+def baselines_settled(study: optuna.Study) -> set[str]:
+    """The reference chips that need no new trial: one of their trials is COMPLETE, waiting,
+    running, or evaluated and failed for good (``fail_reason``). A baseline trial killed or
+    interrupted (FAIL without a reason) does not count, so it is queued again."""
+    settled = set()
+    for t in study.get_trials(deepcopy=False):
+        chip = t.user_attrs.get(BASELINE_ATTR)
+        if chip is None:
+            continue
+        if t.state != TrialState.FAIL or FAIL_REASON_ATTR in t.user_attrs:
+            settled.add(chip)
+    return settled
+
+
+def enqueue_baselines(exp: Experiment, run: RunSpec, study: optuna.Study) -> list[str]:
+    """Warm start: put each of the experiment's reference chips, projected into the search
+    space (:func:`codesign.search.design.project_chip`,
+    :func:`codesign.search.space.project_params`), at
+    the head of the queue, once per study (under the run's lock): a baseline is queued again
+    while none of its trials is settled (:func:`baselines_settled`), e.g. after a kill. Their
+    trials carry the user attribute ``baseline`` = chip id (the Parquet column
+    ``is_baseline``). Returns the ids enqueued now; chips the catalog cannot project are
+    skipped with a warning."""
+    if not exp.baselines:
+        return []
+    todo = [b for b in exp.baselines if b not in baselines_settled(study)]
+    if not todo:
+        return []
+    enqueued = []
+    with recovery_lock(run):
+        study._thread_local.cached_all_trials = None
+        done = baselines_settled(study)
+        for chip_id in todo:
+            if chip_id in done:
+                continue
+            try:
+                design = project_chip(catalog.get_chip(chip_id))
+            except ValueError as exc:
+                print(f"codesign: warning: baseline skipped: {exc}", file=sys.stderr)
+                continue
+            study.enqueue_trial(project_params(exp.space, design),
+                                user_attrs={BASELINE_ATTR: chip_id})
+            enqueued.append(chip_id)
+    return enqueued

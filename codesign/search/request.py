@@ -1,0 +1,229 @@
+"""One chip on one workload, as ``codesign evaluate`` asks: the request checked, the chip,
+job, cluster and mapping built, the model run and its answer as one document.
+
+Example:
+    >>> doc = evaluate_request(EvaluateRequest(chip="h100-sxm", workload="llama3-8b",
+    ...                                        n_chips=64))  # doctest: +SKIP
+    >>> doc["feasible"], doc["tokens_per_s"] > 0  # doctest: +SKIP
+    (True, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codesign.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """What ``codesign evaluate`` is asked, one field per flag (None: unset, searched or the
+    documented default). Units: seconds, W, MW, Gbit/s, tokens."""
+
+    chip: str
+    """A catalog chip id or a design TOML file."""
+    workload: str
+    """A catalog model id or a workload TOML file."""
+    n_chips: int | None = None
+    power_budget_mw: float | None = None
+    power_limit_w: float | None = None
+    seq_len: int | None = None
+    global_batch: int | None = None
+    precision: str = "bf16"
+    input_len: int | None = None
+    output_len: float | None = None
+    concurrency: int | None = None
+    kv_precision: str | None = None
+    ttft_slo_s: float | None = None
+    itl_slo_s: float | None = None
+    attention: str = "flash"
+    scaleout_gbps: float | None = None
+    topology: str = "fat-tree"
+    oversubscription: float = 1.0
+    tp: int | None = None
+    pp: int | None = None
+    dp: int | None = None
+    cp: int | None = None
+    ep: int | None = None
+    vpp: int | None = None
+    micro_batch: int | None = None
+    recompute: str | None = None
+    zero: int | None = None
+    sequence_parallel: int | None = None
+    ep_overlap: int | None = None
+    hybrid_shard: int | None = None
+
+
+def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
+    """The model's answer to ``req`` (the keys of ``codesign evaluate --json``); an infeasible
+    one keeps the chip, cluster, workload and reason, every predicted number None. Bad input
+    raises ConfigError."""
+    from codesign.model import catalog
+    from codesign.model.pack import UnknownSpecError
+    from codesign.model.perf import evaluate, result_metrics, sized_cluster
+    from codesign.model.specs import ClusterSpec, InferJob, InferResult, Mapping, TrainJob
+    from codesign.search.design import design_to_chip
+    from codesign.search.experiment import load_design, load_workload
+
+    assumed: dict[str, Any] = {}
+    if req.chip.endswith(".toml"):
+        chip = design_to_chip(load_design(req.chip), name=Path(req.chip).stem)
+    elif req.chip in catalog.chip_ids():
+        from codesign.model.catalog.assume import explain_unknowns
+
+        chip, why = explain_unknowns(catalog.get_chip(req.chip))
+        assumed = {f"chip.{k}": {"value": a.value, "reason": a.reason} for k, a in why.items()}
+    else:
+        raise ConfigError(None, "--chip",
+                          f"a design TOML or one of: {', '.join(catalog.chip_ids())}", req.chip)
+    if req.power_limit_w is not None:
+        from dataclasses import replace
+
+        chip = replace(chip, tdp_w=req.power_limit_w, throttles=True)
+    _check_workload_flags(req)
+    if req.workload.endswith(".toml"):
+        job = load_workload(req.workload)
+    elif req.workload in catalog.model_ids() and req.input_len is not None:
+        job = InferJob(catalog.get_model(req.workload), req.input_len,
+                       512.0 if req.output_len is None else req.output_len,
+                       req.concurrency, req.precision, req.kv_precision,
+                       req.ttft_slo_s, req.itl_slo_s)
+    elif req.workload in catalog.model_ids():
+        job = TrainJob(catalog.get_model(req.workload), req.seq_len or 4096,
+                       req.global_batch or 1024, req.precision, req.attention)
+    else:
+        raise ConfigError(None, "--workload",
+                          f"a workload TOML or one of: {', '.join(catalog.model_ids())}",
+                          req.workload)
+    if req.n_chips is not None and req.power_budget_mw is not None:
+        raise ConfigError(None, "--power-budget-mw", "either --n-chips or --power-budget-mw",
+                          f"both (--n-chips {req.n_chips})")
+    if req.n_chips is not None:
+        _check_degrees(req)
+    n_chips = req.n_chips or (chip.scaleup_domain or 8)
+    cluster = ClusterSpec(n_chips=n_chips, topology=req.topology,
+                          oversubscription=req.oversubscription,
+                          power_budget_mw=req.power_budget_mw)
+    mapping = Mapping(tp=req.tp or 0, pp=req.pp or 0, dp=req.dp or 0, cp=req.cp or 0,
+                      ep=req.ep or 0, vpp=req.vpp or 0, micro_batch=req.micro_batch or 0,
+                      recompute=req.recompute, zero=req.zero,
+                      sequence_parallel=None if req.sequence_parallel is None
+                      else bool(req.sequence_parallel),
+                      ep_overlap=None if req.ep_overlap is None else bool(req.ep_overlap),
+                      hybrid_shard=None if req.hybrid_shard is None
+                      else bool(req.hybrid_shard))
+    try:
+        res = evaluate(chip, cluster, job, mapping, scaleout_gbps=req.scaleout_gbps)
+    except UnknownSpecError as exc:
+        raise ConfigError(None, "--chip", "a chip with every number the model needs",
+                          str(exc)) from None
+    cluster = sized_cluster(chip, cluster, req.scaleout_gbps)
+    m = result_metrics(chip, cluster, res, job, scaleout_gbps=req.scaleout_gbps)
+    serving = isinstance(res, InferResult)
+    out = {
+        "chip": chip.id or chip.name,
+        "die_area_mm2": chip.die_area_mm2,
+        "n_compute_dies": chip.n_compute_dies,
+        "tdp_w": chip.tdp_w,
+        "chip_cost_usd": m["chip_cost_usd"],
+        "n_chips": cluster.n_chips,
+        "model": job.model.name,
+        "workload": "infer" if serving else "train",
+        "mapping": res.mapping.as_dict(),
+    }
+    if serving:
+        out.update({
+            "ttft_s": res.ttft_s,
+            "itl_s": res.itl_s,
+            "prefill_s": res.prefill_s,
+            "decode_step_s": res.decode_step_s,
+            "decode_flops_per_byte": res.decode_flops_per_byte,
+        })
+    else:
+        out.update({"step_time_s": res.step_time_s, "mfu": res.mfu})
+    out.update({
+        "tokens_per_s": res.tokens_per_s,
+        "tokens_per_s_per_chip": res.tokens_per_s_per_chip,
+        "memory_gb_per_chip": res.memory_gb_per_chip,
+        "memory_gb": res.memory_gb,
+        "chip_power_w": res.chip_power_w,
+        "cluster_power_w": res.cluster_power_w,
+        "tokens_per_joule": res.tokens_per_joule,
+        "cost_per_mtoken_usd": m["cost_per_mtoken_usd"],
+        "tokens_per_s_per_mw": m["tokens_per_s_per_mw"],
+        "energy_per_token_j": m["energy_per_token_j"],
+        "feasible": res.feasible,
+        "reason": res.reason,
+        "candidates": res.n_candidates,
+        "feasible_candidates": res.n_feasible,
+    })
+    if not serving:
+        out["breakdown_s"] = res.breakdown_s
+    out["power_breakdown_w"] = res.power_w
+    out["clock_fraction"] = res.clock_fraction
+    out["assumed"] = assumed
+    if not res.feasible:  # no mapping: no numbers to report, only the reason
+        out = _without_numbers(out)
+    return out
+
+
+_TRAIN_FLAGS = ("seq_len", "global_batch")
+_SERVE_FLAGS = ("output_len", "concurrency", "kv_precision", "ttft_slo_s", "itl_slo_s")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_workload_flags(req: EvaluateRequest) -> None:
+    """Workload flags that the chosen workload would silently ignore are bad input."""
+    given = [k for k in ("input_len", *_TRAIN_FLAGS, *_SERVE_FLAGS)
+             if getattr(req, k) is not None]
+    for key in given:
+        got = f"{_flag(key)} {getattr(req, key)}"
+        if req.workload.endswith(".toml"):
+            raise ConfigError(None, _flag(key), "a flag for a model id as --workload (a "
+                              "workload TOML sets its own workload)",
+                              f"{got} with --workload {req.workload}")
+        if key in _TRAIN_FLAGS and req.input_len is not None:
+            raise ConfigError(None, _flag(key), "a flag for training only (--input-len makes "
+                              "the workload serving)", f"{got} with --input-len")
+        if key in _SERVE_FLAGS and req.input_len is None:
+            raise ConfigError(None, _flag(key), "a flag for serving only (give --input-len "
+                              "to serve requests)", f"{got} without --input-len")
+
+
+def _check_degrees(req: EvaluateRequest) -> None:
+    """The parallel degrees given must fit --n-chips: their product is at most --n-chips, and
+    equal to it when tp, pp, dp and cp are all given (a product that does not divide it is an
+    infeasible mapping, reported as such)."""
+    given = [(k, getattr(req, k)) for k in ("tp", "pp", "dp", "cp") if getattr(req, k)]
+    if not given:
+        return
+    product = 1
+    for _, v in given:
+        product *= v
+    key = " x ".join(_flag(k) for k, _ in given)
+    if len(given) == 4 and product != req.n_chips:
+        raise ConfigError(None, key, f"a product equal to --n-chips ({req.n_chips}) when "
+                          "--tp, --pp, --dp and --cp are all given", product)
+    if product > req.n_chips:
+        raise ConfigError(None, key, f"a product at most --n-chips ({req.n_chips})", product)
+
+
+_DESIGN_KEYS = ("chip", "die_area_mm2", "n_compute_dies", "tdp_w", "chip_cost_usd", "n_chips",
+                "model", "workload", "feasible", "reason", "candidates",
+                "feasible_candidates", "assumed")
+"""Keys of ``evaluate``'s output that describe what was asked (the chip, its price, the
+cluster, the workload, why it failed), so they stay when no mapping is feasible."""
+
+
+def _without_numbers(out: dict[str, Any]) -> dict[str, Any]:
+    """An infeasible evaluation: every predicted metric None (JSON null) instead of the
+    model's placeholder 0.0, the mapping's degrees None; the chip, cluster and reason kept."""
+    return {k: v if k in _DESIGN_KEYS
+            else {m: None for m in v} if k == "mapping"
+            else None
+            for k, v in out.items()}
