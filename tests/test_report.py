@@ -35,6 +35,8 @@ DRAWN = {
     "plot-hypervolume": ("#plot-hypervolume .scatterlayer .trace path.js-line", 1),
     "plot-infeasible": ("#plot-infeasible .barlayer .point", 1),
     "plot-sensitivity": ("#plot-sensitivity .barlayer .point", 3),
+    # the reference chip and the best designs, four stacked parts each, in two panels
+    "plot-breakdown": ("#plot-breakdown .barlayer .point", 16),
 }
 TABLES = {"table-front": "#table-front tbody tr", "table-compare": "#table-compare table tr"}
 

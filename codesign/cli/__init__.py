@@ -17,6 +17,7 @@ import errno
 import math
 import re
 import sys
+from typing import Any
 
 from codesign.cli.format import PROG
 from codesign.cli.model import cmd_bench, cmd_catalog, cmd_evaluate
@@ -68,7 +69,14 @@ def _positive_float(text: str) -> float:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so :func:`main` returns the exit code."""
+    """argparse that raises instead of exiting, so :func:`main` returns the exit code, and
+    takes flags only as spelled (no abbreviations: ``--chips`` is unknown, not a guess
+    between ``--chips-per-host`` and ``--chips-per-rack``; a flag added later never breaks a
+    script that abbreviated another)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         found = re.fullmatch(r"argument ([^:]+): (?:expected (.*), got (.*)|(.*))", message)
@@ -146,6 +154,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--n-chips", type=_int_at_least(1, n_info.high), default=None)
     e.add_argument("--power-budget-mw", type=_positive_float, default=None,
                    help="size the cluster by a facility power budget (MW) instead")
+    e.add_argument("--site-mw", type=_positive_float, default=None,
+                   help="with --power-budget-mw: split the budget over sites of this size "
+                        "(MW; whole sites, a job never spans two)")
+    e.add_argument("--job-chips", type=_int_at_least(1, n_info.high), default=None,
+                   help="chips one job uses: the cluster (each site) runs as many identical "
+                        "jobs as fit, the rest idle (default: one job on all)")
     e.add_argument("--power-limit-w", type=_positive_float, default=None,
                    help="run the chip under this power limit (W, its TDP): over it, the chip "
                         "lowers its clock (DVFS)")
@@ -167,7 +181,19 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--attention", choices=ATTENTION_IMPLS, default="flash",
                    help="with a model id: fused (flash) or unfused attention kernels")
     e.add_argument("--scaleout-gbps", type=_positive_float, help="NIC Gbit/s per chip")
-    e.add_argument("--topology", choices=TOPOLOGIES, default="fat-tree")
+    e.add_argument("--topology", choices=TOPOLOGIES, default=None,
+                   help="scale-out topology (default: the catalog chip's platform's, else "
+                        "fat-tree)")
+    e.add_argument("--no-platform", action="store_true",
+                   help="a catalog chip in the generic cluster (fat-tree, its NIC, a generic "
+                        "110 W / 3,000 USD host per chip) instead of its platform as built")
+    e.add_argument("--host-cpu", help="host CPU id of hosts.csv (default: the platform's)")
+    e.add_argument("--chips-per-host", type=_int_at_least(1, 64))
+    e.add_argument("--scaleup-fabric", choices=("switched", "ethernet", "direct"),
+                   help="how the scale-up domain is wired (default: the platform's)")
+    e.add_argument("--chips-per-rack", type=_int_at_least(1, 1024))
+    e.add_argument("--scaleout-ports", type=_int_at_least(0, 256),
+                   help="shared-port chips (Maia 100, Gaudi 3): ports facing scale-out")
     e.add_argument("--oversubscription", type=_float_in(over.low, over.high), default=1.0,
                    help="scale-out bandwidth oversubscription (1 = non-blocking)")
     for flag in ("tp", "pp", "dp", "cp", "ep", "vpp"):

@@ -20,7 +20,20 @@ METRICS: dict[str, tuple[str, str]] = {
     "cluster_power_w": ("W", "minimize"),
     "cost_per_mtoken_usd": ("USD per 1e6 tokens", "minimize"),
     "cost_per_run_usd": ("USD", "minimize"),
-    "tokens_per_s_per_mw": ("tokens/s per MW of facility power", "maximize"),
+    "train_days": ("days to train the workload's train_tokens", "minimize"),
+    "host_w_per_chip": ("W of host (CPU, DRAM, board) per chip", "minimize"),
+    "network_w_per_chip": ("W of network (NICs, switches, optics, cables) per chip", "minimize"),
+    "cooling_w_per_chip": ("W of cooling and power delivery (PUE - 1) per chip", "minimize"),
+    "host_usd_per_chip": ("USD of host per chip", "minimize"),
+    "network_usd_per_chip": ("USD of network per chip", "minimize"),
+    "facility_usd_per_chip": ("USD of building per chip (built for its provisioned power)",
+                              "minimize"),
+    "tokens_per_s_per_mw": ("tokens/s per MW of provisioned facility power", "maximize"),
+    "provisioned_power_w": ("W of facility power provisioned (budget, or chips at TDP + hosts "
+                            "+ network, x PUE)", "minimize"),
+    "idle_chips": ("chips the job's mapping leaves without work", "minimize"),
+    "rack_power_kw": ("kW per rack (chips at TDP + their host and network share)",
+                      "minimize"),
     "n_chips": ("chips", "maximize"),
     "energy_per_token_j": ("J/token (accelerators only)", "minimize"),
     "memory_gb_per_chip": ("GB", "minimize"),
@@ -32,7 +45,7 @@ METRICS: dict[str, tuple[str, str]] = {
 
 DIRECTIONS = ("maximize", "minimize")
 
-TRAIN_ONLY = ("mfu", "step_time_s", "cost_per_run_usd")
+TRAIN_ONLY = ("mfu", "step_time_s", "cost_per_run_usd", "train_days")
 INFER_ONLY = ("ttft_s", "itl_s")
 """Metrics that exist for one workload kind only (NaN for the other). For serving,
 ``tokens_per_s`` counts output tokens of the whole system."""

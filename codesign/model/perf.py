@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 from codesign.model import pack, tech
 from codesign.model.chip import datasheet as chip_area
 from codesign.model.chip import power
-from codesign.model.cluster import facility, network
+from codesign.model.cluster import build, facility
 from codesign.model.efficiency import Efficiency, Stack
 from codesign.model.kernels import layout
 from codesign.model.kernels.infer_search import infer_search, infer_search_population
@@ -53,29 +54,63 @@ control, leakage)."""
 
 def sized_cluster(chip: ChipSpec, cluster: ClusterSpec,
                   scaleout_gbps: float | None = None) -> ClusterSpec:
-    """The cluster with ``n_chips`` set by its facility power budget, if it has one."""
+    """The cluster with ``n_chips`` set by its facility power budget, if it has one: the
+    chips the budget powers at their TDP, or with ``site_mw`` the chips of one such site
+    times the whole sites the budget holds."""
     if cluster.power_budget_mw is None:
         return cluster
     if chip.tdp_w is None:
         raise pack.UnknownSpecError(f"chip {chip.id or chip.name!r}: unknown tdp_w, needed to "
                                     "size a cluster by its power budget")
-    n = facility.chips_for_budget(cluster.power_budget_mw, chip.tdp_w,
-                                  _nic_gbps(chip, scaleout_gbps), cluster.topology,
-                                  cluster.oversubscription, cluster.host_power_w_per_chip,
-                                  cluster.pue)
-    return replace(cluster, n_chips=n)
+    sites = build.sites(cluster)
+    site_mw = cluster.power_budget_mw / sites if cluster.site_mw is None else min(
+        cluster.site_mw, cluster.power_budget_mw)
+    tdp = chip.tdp_w
+    n = facility.chips_for_budget_by(
+        site_mw, tdp, cluster.pue, cluster.host_power_w_per_chip,
+        lambda k: overhead_w_per_chip(chip, replace(cluster, n_chips=k, site_mw=None,
+                                                    power_budget_mw=None), scaleout_gbps))
+    return replace(cluster, n_chips=n * sites)
 
 
-def _nic_gbps(chip: ChipSpec, scaleout_gbps: float | None) -> float:
-    return float(scaleout_gbps if scaleout_gbps is not None else chip.scaleout_gbps or 0.0)
+def job_cluster(cluster: ClusterSpec) -> tuple[ClusterSpec, int]:
+    """``(the cluster one job runs on, how many such jobs the sized cluster runs)``: a job
+    takes ``job_chips`` chips (at most a site's); each site runs as many as fit in it."""
+    sites = build.sites(cluster)
+    per_site = cluster.n_chips // sites
+    n = per_site if cluster.job_chips is None else min(per_site, cluster.job_chips)
+    if n == cluster.n_chips:
+        return cluster, 1
+    return replace(cluster, n_chips=n, power_budget_mw=None, site_mw=None,
+                   job_chips=None), sites * (per_site // n)
+
+
+def replicated(res: AnyResult, job_chips: int, replicas: int, n_chips: int) -> AnyResult:
+    """A one-job result scaled to ``replicas`` identical jobs on a cluster of ``n_chips``:
+    tokens/s add up, every chip draws what a chip of a job draws (the leftover ones too,
+    idle but powered), per-chip and per-joule figures follow."""
+    if (replicas == 1 and job_chips == n_chips) or not res.feasible:
+        return res
+    tps = res.tokens_per_s * replicas
+    cluster_w = res.cluster_power_w / job_chips * n_chips
+    return replace(res, tokens_per_s=tps, tokens_per_s_per_chip=tps / n_chips,
+                   cluster_power_w=cluster_w,
+                   tokens_per_joule=tps / cluster_w if cluster_w > 0 else 0.0)
 
 
 def overhead_w_per_chip(chip: ChipSpec, cluster: ClusterSpec,
                         scaleout_gbps: float | None = None) -> float:
-    """Host + network (NICs, switches, optics, scale-up switches) IT power per chip, W."""
-    return facility.overhead_w_per_chip(cluster.n_chips, _nic_gbps(chip, scaleout_gbps),
-                                        cluster.topology, cluster.oversubscription,
-                                        cluster.host_power_w_per_chip)
+    """Host + network (NICs, switches, optics, cables, scale-up fabric) IT power per chip, W
+    (:func:`codesign.model.cluster.build.equipment`)."""
+    net = build.equipment(build.port_split(chip, cluster), cluster, scaleout_gbps)
+    return cluster.host_power_w_per_chip + net.power_w / max(cluster.n_chips, 1)
+
+
+def host_prices(cluster: ClusterSpec, prices: tech.Prices) -> tech.Prices:
+    """``prices`` with the cluster's own host price per accelerator, if it has one."""
+    if cluster.host_usd_per_chip is None:
+        return prices
+    return replace(prices, host_usd_per_chip=cluster.host_usd_per_chip)
 
 
 def evaluate(
@@ -96,7 +131,9 @@ def evaluate(
     :func:`codesign.model.efficiency.for_chip`). Raises
     :class:`codesign.model.pack.UnknownSpecError` if the chip lacks a needed number.
     """
-    cluster = sized_cluster(chip, cluster, scaleout_gbps)
+    chip = build.port_split(chip, cluster)
+    whole = sized_cluster(chip, cluster, scaleout_gbps)
+    cluster, replicas = job_cluster(whole)
     search, _, pack_job, out_len, unpack = _KERNELS[type(job)]
     arrays = (pack.chip_array(chip, scaleout_gbps, eff),
               pack.cluster_array(cluster, overhead_w_per_chip(chip, cluster, scaleout_gbps)),
@@ -112,7 +149,7 @@ def evaluate(
         res = replace(res, power_w=power.power_parts_w(best_out[first:first + 5], macs))
     elif status == layout.S_OOM and isinstance(job, TrainJob):
         res = _with_memory_needed(res, search, arrays, chip)
-    return res
+    return replicated(res, cluster.n_chips, replicas, whole.n_chips)
 
 
 def _with_memory_needed(res: Result, search: Any, arrays: tuple[np.ndarray, ...],
@@ -157,14 +194,20 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
     nan = float("nan")
     serving = isinstance(res, InferResult)
     tps = res.tokens_per_s
-    net = network.network(cluster.n_chips, _nic_gbps(chip, scaleout_gbps), cluster.topology,
-                           cluster.oversubscription)
+    chip = build.port_split(chip, cluster)
+    net = build.equipment(chip, cluster, scaleout_gbps)
     price = chip_price_usd(chip, prices)
+    provisioned = (facility.provisioned_w(cluster.n_chips, chip.tdp_w,
+                                          overhead_w_per_chip(chip, cluster, scaleout_gbps),
+                                          cluster.pue, cluster.power_budget_mw)
+                   if chip.tdp_w is not None else nan)
     # infeasible results carry finite zeros (the constraint marks them), never NaN
     cost_mtok = cost_run = 0.0 if not res.feasible else nan
     if res.feasible and tps > 0:
-        per_s = facility.capex_usd_per_s(cluster.n_chips, price, res.cluster_power_w / cluster.pue,
-                                         net.capex_usd, prices)
+        built_it_w = (provisioned if math.isfinite(provisioned) else res.cluster_power_w
+                      ) / cluster.pue  # the building is paid for what it is built to feed
+        per_s = facility.capex_usd_per_s(cluster.n_chips, price, built_it_w, net.capex_usd,
+                                         host_prices(cluster, prices))
         per_s += res.cluster_power_w / 1000.0 * prices.energy_usd_per_kwh / 3600.0
         cost_mtok = per_s / tps * 1e6
         train_tokens = getattr(job, "train_tokens", None)
@@ -176,7 +219,13 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
         "tokens_per_s": tps,
         "tokens_per_s_per_chip": res.tokens_per_s_per_chip,
         "tokens_per_joule": res.tokens_per_joule,
-        "tokens_per_s_per_mw": tps / (res.cluster_power_w / 1e6) if res.feasible else 0.0,
+        "tokens_per_s_per_mw": tps / (provisioned / 1e6) if res.feasible and provisioned > 0
+        else 0.0,
+        "provisioned_power_w": provisioned,
+        "idle_chips": idle_chips(res.mapping, cluster) if res.feasible else 0,
+        "rack_power_kw": ((cluster.chips_per_rack or build.DEFAULT_CHIPS_PER_RACK)
+                          * (chip.tdp_w + overhead_w_per_chip(chip, cluster, scaleout_gbps))
+                          / 1000.0 if chip.tdp_w is not None else nan),
         "energy_per_token_j": (cluster.n_chips * res.chip_power_w / tps
                                if res.feasible and tps > 0 else 0.0),
         "mfu": nan if serving else res.mfu,
@@ -193,6 +242,8 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
         "cluster_power_w": res.cluster_power_w,
         "cost_per_mtoken_usd": cost_mtok,
         "cost_per_run_usd": cost_run,
+        "train_days": (getattr(job, "train_tokens", None) or nan) / tps / 86400.0
+        if res.feasible and tps > 0 else 0.0,
         "n_chips": cluster.n_chips,
         "memory_gb_per_chip": res.memory_gb_per_chip,
         "hbm_gb": chip.hbm_gb,
@@ -201,8 +252,64 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
         "n_candidates": res.n_candidates,
         "n_feasible": res.n_feasible,
     }
+    metrics.update(_breakdown_per_chip(chip, cluster, res, prices, scaleout_gbps))
     metrics.update({f"map_{k}": v for k, v in res.mapping.as_dict().items()})
     return metrics
+
+
+BREAKDOWN_METRICS = {
+    # metric: (cluster_breakdown part, key)
+    "host_w_per_chip": ("power_w", "hosts"), "network_w_per_chip": ("power_w", "network"),
+    "cooling_w_per_chip": ("power_w", "cooling"), "host_usd_per_chip": ("capex_usd", "hosts"),
+    "network_usd_per_chip": ("capex_usd", "network"),
+    "facility_usd_per_chip": ("capex_usd", "facility"),
+}
+"""The per-chip shares of :func:`cluster_breakdown` every result reports (the chip's own are
+``chip_power_w`` and ``chip_cost_usd``), so the Parquet log and the report can draw them."""
+
+
+def _breakdown_per_chip(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
+                        prices: tech.Prices, scaleout_gbps: float | None) -> dict[str, float]:
+    if not res.feasible:
+        return dict.fromkeys(BREAKDOWN_METRICS, 0.0)
+    parts = cluster_breakdown(chip, cluster, res, prices, scaleout_gbps)
+    n = max(cluster.n_chips, 1)
+    return {m: parts[part][key] / n for m, (part, key) in BREAKDOWN_METRICS.items()}
+
+
+def idle_chips(mapping: Mapping, cluster: ClusterSpec) -> int:
+    """Chips of the (sized) cluster no job uses: each of its identical jobs
+    (:func:`job_cluster`) uses tp x pp x dp x cp chips (serving: replicas x tp x pp); a
+    power-budget site rarely holds a chip count every degree divides. They draw power too
+    (the model counts it)."""
+    job, replicas = job_cluster(cluster)
+    used = (mapping.tp or 1) * (mapping.pp or 1) * (mapping.dp or 1) * (mapping.cp or 1)
+    return max(0, cluster.n_chips - replicas * min(used, job.n_chips))
+
+
+def cluster_breakdown(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
+                      prices: tech.Prices = tech.PRICES,
+                      scaleout_gbps: float | None = None) -> dict[str, dict[str, float]]:
+    """Where a cluster's power and capital go: ``power_w`` (drawn, W) by chips, hosts,
+    network (NICs, switches, optics, scale-up fabric) and cooling (the PUE's share), summing
+    to ``res.cluster_power_w``; ``capex_usd`` (USD) by chips, hosts, network and facility
+    (the building per IT watt it is built to feed: the budget, else every chip at its TDP with
+    its host and network share)."""
+    n = cluster.n_chips
+    chip = build.port_split(chip, cluster)
+    net = build.equipment(chip, cluster, scaleout_gbps)
+    hosts_w = n * cluster.host_power_w_per_chip
+    it_w = n * res.chip_power_w + hosts_w + net.power_w
+    power_w = {"chips": n * res.chip_power_w, "hosts": hosts_w, "network": net.power_w,
+               "cooling": it_w * (cluster.pue - 1.0)}
+    tdp = chip.tdp_w if chip.tdp_w is not None else res.chip_power_w
+    built_it_w = n * (tdp + cluster.host_power_w_per_chip) + net.power_w
+    if cluster.power_budget_mw is not None:
+        built_it_w = cluster.power_budget_mw * 1e6 / cluster.pue
+    capex = {"chips": n * chip_price_usd(chip, prices),
+             "hosts": n * host_prices(cluster, prices).host_usd_per_chip,
+             "network": net.capex_usd, "facility": prices.facility_usd_per_w * built_it_w}
+    return {"power_w": power_w, "capex_usd": capex}
 
 
 def evaluate_population(chips: list[ChipSpec], clusters: list[ClusterSpec], job: Job,
@@ -214,9 +321,11 @@ def evaluate_population(chips: list[ChipSpec], clusters: list[ClusterSpec], job:
     n = len(chips)
     chip_a = np.zeros((n, layout.CHIP_LEN))
     cl_a = np.zeros((n, layout.CLUSTER_LEN))
+    chips = [build.port_split(c, cl) for c, cl in zip(chips, clusters, strict=True)]
+    jobs = [job_cluster(c) for c in clusters]
     for i in range(n):
         chip_a[i] = pack.chip_array(chips[i])
-        cl_a[i] = pack.cluster_array(clusters[i], overhead_w_per_chip(chips[i], clusters[i]))
+        cl_a[i] = pack.cluster_array(jobs[i][0], overhead_w_per_chip(chips[i], jobs[i][0]))
     best_mp = np.zeros((n, layout.MAP_LEN), np.int64)
     best_out = np.zeros((n, out_len))
     counts = np.zeros((n, layout.N_STATUS), np.int64)
@@ -224,6 +333,8 @@ def evaluate_population(chips: list[ChipSpec], clusters: list[ClusterSpec], job:
     search_pop(chip_a, cl_a, pack.model_array(job.model), pack_job(job), pack.fixed_array(None),
                best_mp, best_out, counts, status)
     return [result_metrics(chips[i], clusters[i],
-                           unpack(int(status[i]), best_mp[i], best_out[i], counts[i],
-                                  clusters[i].n_chips), job, prices)
+                           replicated(unpack(int(status[i]), best_mp[i], best_out[i],
+                                             counts[i], jobs[i][0].n_chips),
+                                      jobs[i][0].n_chips, jobs[i][1], clusters[i].n_chips),
+                           job, prices)
             for i in range(n)]

@@ -72,6 +72,12 @@ class ChipSpec:
     year: int | None = None
     id: str = ""
     throttles: bool = True
+    shared_ports: int = 0
+    """On-die Ethernet ports that serve both scale-up and scale-out (Maia 100: 12 x 400GbE;
+    Gaudi 3: 24 x 200GbE): the chip needs no NIC, and the cluster splits the ports between
+    its two networks (``ClusterSpec.scaleout_ports``). 0: a separate NIC (``scaleout_gbps``)."""
+    port_gbps: float = 0.0
+    """Speed of one shared port, Gbit/s per direction."""
 
     def unknown_fields(self, names: tuple[str, ...]) -> list[str]:
         """The fields among ``names`` whose value is unknown (None)."""
@@ -109,6 +115,28 @@ class ClusterSpec:
     """Facility power budget, MW: when set, the cluster is as many chips as it powers at
     their TDP (``codesign.model.cluster.facility.chips_for_budget``) and ``n_chips`` is that
     count."""
+    site_mw: float | None = None
+    """With a power budget: the budget is split over sites of this many MW each (whole sites
+    only; a job never spans two sites), e.g. 10 GW over 1 GW campuses."""
+    job_chips: int | None = None
+    """The chips one job uses: the cluster (each site) runs as many identical jobs as fit,
+    the rest of its chips idle. None: one job per site (per cluster)."""
+    scaleup_fabric: str | None = None
+    """How the scale-up domain is wired: ``"switched"`` (NVLink-switch class, a per-chip
+    cost), ``"ethernet"`` (Ethernet switches of the facility's radix, copper within a rack,
+    optics beyond), ``"direct"`` (point-to-point all-to-all, no switch); None: by the
+    topology (a torus wires its own links) and the chip (shared ports: Ethernet)."""
+    chips_per_rack: int | None = None
+    """Accelerators per rack: links inside it are copper, links leaving it optical
+    (:mod:`codesign.model.cluster.build`; None: 8)."""
+    scaleout_ports: int | None = None
+    """Of a shared-port chip's ports, how many face scale-out (None: a quarter)."""
+    ocs: bool = False
+    """A torus whose racks are joined through optical circuit switches (TPU v4/v5p)."""
+    host_cpu: str = ""
+    """The host CPU's catalog id ("" = the generic host of ``host_power_w_per_chip``)."""
+    host_usd_per_chip: float | None = None
+    """The host's price per accelerator, USD (None: ``Prices.host_usd_per_chip``)."""
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from codesign.model.metrics import METRICS
 from codesign.model.pack import UnknownSpecError
 
 PLOT_IDS = ("plot-front2d", "plot-front3d", "plot-parcoords", "plot-hypervolume",
-            "plot-infeasible", "plot-sensitivity")
+            "plot-infeasible", "plot-sensitivity", "plot-breakdown")
 """Ids of the plot elements (``plot-front3d`` only with three or more objectives)."""
 
 _CONFIG = {"displaylogo": False, "responsive": True}
@@ -437,6 +437,11 @@ def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
         sections.append(("Sensitivity: what each design knob buys",
                          _sensitivity_block(run, designs, shown)))
     if len(feasible):
+        if docs:
+            from codesign.results import breakdown
+
+            sections.append(("Where the cluster's watts and dollars go",
+                             _div(breakdown.figure(docs), "plot-breakdown")))
         sections.append(("Front designs", _table(_front_table(run, front), "table-front")))
         sections.append(("Compared with reference chips",
                          f'<div id="table-compare">{_compare_tables(docs)}</div>'))

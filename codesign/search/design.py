@@ -56,8 +56,26 @@ DESIGN_PARAMETERS: dict[str, ParamInfo] = {
                              help="the chip's power limit (its TDP) as a fraction of its "
                                   "sustained-peak power; below 1 it lowers its clock (DVFS) "
                                   "when a workload would draw more"),
+    "shared_ports": ParamInfo("int", "count", 0, 64,
+                              help="on-die Ethernet ports serving scale-up and scale-out (Maia "
+                                   "100: 12; 0 = scale-up links + a separate NIC)"),
+    "port_gbps": ParamInfo("float", "Gbit/s", 0, 1600, help="speed of one shared port"),
     # --- cluster ---
     "n_chips": ParamInfo("int", "chips", 1, 10_000_000, help="accelerators in the cluster"),
+    "scaleout_ports": ParamInfo("int", "count", 0, 64,
+                                help="of the shared ports, those facing scale-out (the rest "
+                                     "form the scale-up domain; at least 1)"),
+    "scaleup_fabric": ParamInfo("str", "", choices=("switched", "ethernet", "direct"),
+                                help="scale-up wiring: NVLink-switch class, Ethernet switches "
+                                     "(copper in a rack, optics beyond), or point-to-point"),
+    "chips_per_rack": ParamInfo("int", "chips", 1, 1024,
+                                help="accelerators per rack (copper inside, optics between)"),
+    "host_cpu": ParamInfo("str", "", choices=("generic", "cobalt-100", "grace", "xeon-8480",
+                                              "xeon-8570", "epyc-9654", "epyc-7742"),
+                          help="host CPU (hosts.csv; generic: 110 W and 3,000 USD per chip)"),
+    "chips_per_host": ParamInfo("int", "chips", 1, 16,
+                                help="accelerators per host CPU socket (a searched host: one "
+                                     "socket, 512 GB DRAM)"),
     "topology": ParamInfo("str", "", choices=TOPOLOGIES, help="scale-out network topology"),
     "oversubscription": ParamInfo("float", "ratio", 1.0, 16.0,
                                   help="fat-tree taper above the leaf (1 = non-blocking)"),
@@ -65,12 +83,20 @@ DESIGN_PARAMETERS: dict[str, ParamInfo] = {
 }
 """Every design parameter name a search space may use, with its unit and valid range."""
 
-NEUTRAL_VALUES: dict[str, Any] = {"power_limit": 1.0}
+NEUTRAL_VALUES: dict[str, Any] = {
+    "power_limit": 1.0, "shared_ports": 0, "port_gbps": 400.0, "scaleout_ports": 0,
+    "scaleup_fabric": "switched", "chips_per_rack": 8, "host_cpu": "generic",
+    "chips_per_host": 4,
+}
 """Parameters added after the first release, with the value that reproduces the behaviour
 from before they existed: a space that leaves one at this value keeps the fingerprint it had
 then (:meth:`codesign.search.experiment.SearchSpace.fingerprint`), so earlier runs still resume."""
 
-CLUSTER_PARAMETERS = ("n_chips", "topology", "oversubscription", "pue")
+CLUSTER_PARAMETERS = ("n_chips", "topology", "oversubscription", "pue", "scaleout_ports",
+                      "scaleup_fabric", "chips_per_rack", "host_cpu", "chips_per_host")
+
+HOST_DRAM_GB = 512.0
+"""Host memory of a searched design's host CPU, GB (estimate: 8-16 DDR5 RDIMMs)."""
 
 DEFAULT_DESIGN: dict[str, Any] = {
     # H100 SXM-like: 132 SMs x 2048 bf16 MAC/cycle x 1.83 GHz = 989 TFLOP/s dense
@@ -90,10 +116,17 @@ DEFAULT_DESIGN: dict[str, Any] = {
     "scaleup_domain": 8,
     "scaleout_gbps": 400.0,
     "power_limit": 1.0,
+    "shared_ports": 0,
+    "port_gbps": 400.0,
     "n_chips": 1024,
     "topology": "fat-tree",
     "oversubscription": 1.0,
     "pue": 1.2,
+    "scaleout_ports": 0,
+    "scaleup_fabric": "switched",
+    "chips_per_rack": 8,
+    "host_cpu": "generic",
+    "chips_per_host": 4,
 }
 
 
@@ -101,12 +134,24 @@ DEFAULT_DESIGN: dict[str, Any] = {
 def design_area(design: dict[str, Any]) -> area_model.AreaEstimate:
     """Silicon of a design: total area, its split into compute dies under the reticle, and
     whether its HBM stacks fit along the dies' edges (``reason`` says when not)."""
-    up_gbps = float(design["scaleup_links"]) * float(design["scaleup_link_gbps"])
-    serdes_gbit_one_way = up_gbps * 8 / 2 + float(design["scaleout_gbps"])
+    serdes_gbit_one_way = _port_gbps(design)[2]
     return area_model.estimate_area(float(design["process_nm"]), int(design["compute_units"]),
                               int(design["macs_per_unit"]), float(design["sram_mb"]),
                               str(design["hbm_gen"]), int(design["hbm_stacks"]),
                               serdes_gbit_one_way)
+
+
+def _port_gbps(design: dict[str, Any]) -> tuple[float, float, float]:
+    """``(scale-up GB/s bidirectional, NIC Gbit/s, SerDes Gbit/s one way)`` of a design: its
+    scale-up links and NIC, or with ``shared_ports`` all of its shared Ethernet ports (how
+    the cluster splits them is :func:`codesign.model.cluster.build.port_split`'s)."""
+    ports = int(design.get("shared_ports", 0))
+    if ports:
+        one_way = ports * float(design["port_gbps"])
+        return one_way / 8.0 * 2.0, 0.0, one_way
+    up = float(design["scaleup_links"]) * float(design["scaleup_link_gbps"])
+    out = float(design["scaleout_gbps"])
+    return up, out, up * 8 / 2 + out
 
 
 def design_to_chip(design: dict[str, Any], name: str = "design",
@@ -124,8 +169,7 @@ def design_to_chip(design: dict[str, Any], name: str = "design",
     gen = str(design["hbm_gen"])
     stacks = int(design["hbm_stacks"])
     stack_gbps, stack_gb = tech.HBM[gen].gbps_per_stack, tech.HBM[gen].gb_per_stack
-    up_gbps = float(design["scaleup_links"]) * float(design["scaleup_link_gbps"])
-    out_gbps = float(design["scaleout_gbps"])
+    up_gbps, out_gbps, _ = _port_gbps(design)
     est = area or design_area(design)
     limit = float(design["power_limit"])
     tdp = limit * power.tdp_w(node, bf16, macs, gen, stacks * stack_gbps / 1000.0,
@@ -145,7 +189,7 @@ def design_to_chip(design: dict[str, Any], name: str = "design",
         hbm_gb=stacks * stack_gb,
         hbm_tbps=stacks * stack_gbps / 1000.0,
         scaleup_gbps=up_gbps,
-        scaleup_links=int(design["scaleup_links"]),
+        scaleup_links=int(design["shared_ports"]) or int(design["scaleup_links"]),
         scaleup_domain=int(design["scaleup_domain"]),
         scaleout_gbps=out_gbps,
         tdp_w=tdp,
@@ -156,16 +200,49 @@ def design_to_chip(design: dict[str, Any], name: str = "design",
         # at its sustained peak (power_limit 1) a workload over the TDP is infeasible; under a
         # lower limit the chip throttles to it, as shipping chips do
         throttles=limit < 1.0,
+        shared_ports=int(design["shared_ports"]),
+        port_gbps=float(design["port_gbps"]) if int(design["shared_ports"]) else 0.0,
     )
 
 
 def design_to_cluster(design: dict[str, Any], extra: dict[str, Any] | None = None) -> ClusterSpec:
     """Build the cluster a design describes; ``extra`` adds the non-searchable cluster keys
     (latencies, host power) from the experiment's ``[cluster]`` table."""
-    kwargs = {k: design[k] for k in CLUSTER_PARAMETERS}
+    kwargs = {k: design.get(k, DEFAULT_DESIGN[k]) for k in CLUSTER_PARAMETERS}
     kwargs["n_chips"] = int(kwargs["n_chips"])
+    host, per_host = kwargs.pop("host_cpu"), int(kwargs.pop("chips_per_host"))
+    ports = int(design.get("shared_ports", 0))
+    kwargs["scaleout_ports"] = max(1, int(kwargs["scaleout_ports"])) if ports else None
+    if kwargs["scaleup_fabric"] == "switched":
+        kwargs["scaleup_fabric"] = None  # by topology and chip, as before the parameter
     kwargs.update(extra or {})
+    if host != "generic":
+        from codesign.model.cluster.build import host_figures
+
+        watts, usd = host_figures(host, 1, per_host, HOST_DRAM_GB)
+        kwargs.update(host_cpu=host, host_power_w_per_chip=watts, host_usd_per_chip=usd)
     return ClusterSpec(**kwargs)
+
+
+def _platform_design(chip: ChipSpec) -> dict[str, Any]:
+    """The design parameters of a catalog chip's platform as built (platforms.toml): shared
+    Ethernet ports and their split, scale-up fabric and domain, rack, host CPU."""
+    from codesign.model.catalog.platforms import platform_of
+
+    p = platform_of(chip.id) if chip.id else None
+    if p is None:
+        return {}
+    out: dict[str, Any] = {"scaleup_domain": p.scaleup_domain, "chips_per_rack": p.chips_per_rack,
+                           "chips_per_host": max(1, round(p.chips_per_host / p.cpus_per_host)),
+                           "host_cpu": p.host,
+                           "scaleup_fabric": p.scaleup if p.scaleup in
+                           DESIGN_PARAMETERS["scaleup_fabric"].choices else "switched"}
+    if p.shared_ports:
+        out.update(shared_ports=p.shared_ports, port_gbps=p.port_gbps,
+                   scaleout_ports=p.scaleout_ports)
+    elif p.nic_gbps:
+        out["scaleout_gbps"] = p.nic_gbps
+    return out
 
 
 def project_chip(chip: ChipSpec) -> dict[str, Any]:
@@ -175,8 +252,15 @@ def project_chip(chip: ChipSpec) -> dict[str, Any]:
     peak, at most 1). Unknown chip fields keep :data:`DEFAULT_DESIGN` values; an
     unpublished clock is taken as :data:`codesign.model.chip.datasheet.TYPICAL_CLOCK_GHZ`.
 
-    Raises ValueError naming the chip when it lacks compute units or a bf16 peak.
+    A catalog chip is first completed by the stated assumptions of
+    :func:`codesign.model.catalog.assume.explain_unknowns` (GB200 takes B200's compute units,
+    H800 H100's), as ``codesign evaluate`` does. Raises ValueError naming the chip when it
+    still lacks compute units or a bf16 peak.
     """
+    if chip.id:
+        from codesign.model.catalog.assume import explain_unknowns
+
+        chip = explain_unknowns(chip)[0]
     macs = chip_area.macs_per_unit(chip)
     if macs is None:
         raise ValueError(f"chip {chip.id or chip.name!r} lacks compute units or a bf16 peak: "
@@ -201,6 +285,7 @@ def project_chip(chip: ChipSpec) -> dict[str, Any]:
         design["hbm_gen"] = chip.hbm_gen
     if chip.scaleup_gbps and chip.scaleup_links:
         design["scaleup_link_gbps"] = chip.scaleup_gbps / chip.scaleup_links
+    design.update(_platform_design(chip))
     if chip.tdp_w:  # a chip rated below its modelled sustained peak is power-limited
         peak = design_to_chip(design).tdp_w
         lo = DESIGN_PARAMETERS["power_limit"].low or 0.0

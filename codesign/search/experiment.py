@@ -62,7 +62,7 @@ MAX_GRID_POINTS = 1_000_000
 """Most values a float parameter's ``step`` may put between ``low`` and ``high``."""
 
 CLUSTER_EXTRA = ("scaleup_latency_us", "scaleout_latency_us", "host_power_w_per_chip",
-                 "power_budget_mw")
+                 "power_budget_mw", "site_mw", "job_chips")
 """``[cluster]`` keys that are not design parameters (non-negative numbers)."""
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -313,10 +313,11 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
     constraints = tuple(_constraint(con_t, m) for m in con_t.data)
     if isinstance(job, TrainJob) and job.train_tokens is None:
         for table in (obj_t, con_t):
-            if "cost_per_run_usd" in table.data:
-                raise table.error("cost_per_run_usd", "workload.train_tokens set (the cost of a "
-                                  "training run is its tokens / tokens_per_s x the cost per s)",
-                                  _Plain("no workload.train_tokens"))
+            for metric in ("cost_per_run_usd", "train_days"):
+                if metric in table.data:
+                    raise table.error(metric, "workload.train_tokens set (a training run takes "
+                                      "its tokens / tokens_per_s, and costs that x the cost "
+                                      "per s)", _Plain("no workload.train_tokens"))
 
     budget = doc.table("budget", required=False)
     budget.only(("trials",))
@@ -353,8 +354,15 @@ def _cluster(t: _Table, space: SearchSpace, fixed: frozenset[str]) -> dict[str, 
             raise t.error(key, f"no value here: the search space ({space.path}) {where}", value)
         if key in DESIGN_PARAMETERS:
             cluster[key] = _check_design(t.file, t.at(key), key, value)
+        elif key == "job_chips":
+            cluster[key] = t.get(key, "int", low=1)
         else:
             cluster[key] = t.get(key, "float", low=0)
+    if "site_mw" in cluster and "power_budget_mw" not in cluster:
+        raise t.error("site_mw", "a site size together with power_budget_mw (the budget is "
+                                 "split over sites of site_mw)", cluster["site_mw"])
+    if cluster.get("site_mw", 1.0) <= 0:
+        raise t.error("site_mw", "a number > 0 (MW)", cluster["site_mw"])
     if "power_budget_mw" in cluster:
         if cluster["power_budget_mw"] <= 0:
             raise t.error("power_budget_mw", "a number > 0 (MW)", cluster["power_budget_mw"])

@@ -28,6 +28,8 @@ class EvaluateRequest:
     """A catalog model id or a workload TOML file."""
     n_chips: int | None = None
     power_budget_mw: float | None = None
+    site_mw: float | None = None
+    job_chips: int | None = None
     power_limit_w: float | None = None
     seq_len: int | None = None
     global_batch: int | None = None
@@ -40,7 +42,8 @@ class EvaluateRequest:
     itl_slo_s: float | None = None
     attention: str = "flash"
     scaleout_gbps: float | None = None
-    topology: str = "fat-tree"
+    topology: str | None = None
+    """Scale-out topology (None: the chip's platform's, else fat-tree)."""
     oversubscription: float = 1.0
     tp: int | None = None
     pp: int | None = None
@@ -54,6 +57,15 @@ class EvaluateRequest:
     sequence_parallel: int | None = None
     ep_overlap: int | None = None
     hybrid_shard: int | None = None
+    no_platform: bool = False
+    """Evaluate a catalog chip in the generic cluster (fat-tree, NIC, generic host) instead
+    of the platform it is sold in (``platforms.toml``)."""
+    host_cpu: str | None = None
+    """A host CPU of the catalog (hosts.csv) instead of the platform's or the generic one."""
+    chips_per_host: int | None = None
+    scaleup_fabric: str | None = None
+    chips_per_rack: int | None = None
+    scaleout_ports: int | None = None
 
 
 def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
@@ -61,9 +73,10 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
     one keeps the chip, cluster, workload and reason, every predicted number None. Bad input
     raises ConfigError."""
     from codesign.model import catalog
+    from codesign.model.cluster.build import fabric as build_fabric
     from codesign.model.pack import UnknownSpecError
-    from codesign.model.perf import evaluate, result_metrics, sized_cluster
-    from codesign.model.specs import ClusterSpec, InferJob, InferResult, Mapping, TrainJob
+    from codesign.model.perf import cluster_breakdown, evaluate, result_metrics, sized_cluster
+    from codesign.model.specs import InferJob, InferResult, Mapping, TrainJob
     from codesign.search.design import design_to_chip
     from codesign.search.experiment import load_design, load_workload
 
@@ -97,15 +110,15 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
         raise ConfigError(None, "--workload",
                           f"a workload TOML or one of: {', '.join(catalog.model_ids())}",
                           req.workload)
+    if req.site_mw is not None and req.power_budget_mw is None:
+        raise ConfigError(None, "--site-mw", "a site size together with --power-budget-mw",
+                          f"--site-mw {req.site_mw} without a budget")
     if req.n_chips is not None and req.power_budget_mw is not None:
         raise ConfigError(None, "--power-budget-mw", "either --n-chips or --power-budget-mw",
                           f"both (--n-chips {req.n_chips})")
     if req.n_chips is not None:
         _check_degrees(req)
-    n_chips = req.n_chips or (chip.scaleup_domain or 8)
-    cluster = ClusterSpec(n_chips=n_chips, topology=req.topology,
-                          oversubscription=req.oversubscription,
-                          power_budget_mw=req.power_budget_mw)
+    chip, cluster = _cluster(req, chip, catalog_chip=req.chip in catalog.chip_ids())
     mapping = Mapping(tp=req.tp or 0, pp=req.pp or 0, dp=req.dp or 0, cp=req.cp or 0,
                       ep=req.ep or 0, vpp=req.vpp or 0, micro_batch=req.micro_batch or 0,
                       recompute=req.recompute, zero=req.zero,
@@ -132,6 +145,12 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
         "model": job.model.name,
         "workload": "infer" if serving else "train",
         "mapping": res.mapping.as_dict(),
+        "platform": {"topology": cluster.topology, "scaleup_domain": chip.scaleup_domain,
+                     "scaleup_fabric": build_fabric(cluster, chip),
+                     "chips_per_rack": cluster.chips_per_rack, "host_cpu": cluster.host_cpu,
+                     "host_w_per_chip": cluster.host_power_w_per_chip,
+                     "shared_ports": chip.shared_ports,
+                     "scaleout_gbps": chip.scaleout_gbps},
     }
     if serving:
         out.update({
@@ -150,6 +169,8 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
         "memory_gb": res.memory_gb,
         "chip_power_w": res.chip_power_w,
         "cluster_power_w": res.cluster_power_w,
+        "provisioned_power_w": m["provisioned_power_w"],
+        "idle_chips": m["idle_chips"],
         "tokens_per_joule": res.tokens_per_joule,
         "cost_per_mtoken_usd": m["cost_per_mtoken_usd"],
         "tokens_per_s_per_mw": m["tokens_per_s_per_mw"],
@@ -162,6 +183,8 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
     if not serving:
         out["breakdown_s"] = res.breakdown_s
     out["power_breakdown_w"] = res.power_w
+    out["cluster_breakdown"] = cluster_breakdown(chip, cluster, res,
+                                                 scaleout_gbps=req.scaleout_gbps)
     out["clock_fraction"] = res.clock_fraction
     out["assumed"] = assumed
     if not res.feasible:  # no mapping: no numbers to report, only the reason
@@ -218,6 +241,45 @@ _DESIGN_KEYS = ("chip", "die_area_mm2", "n_compute_dies", "tdp_w", "chip_cost_us
                 "feasible_candidates", "assumed")
 """Keys of ``evaluate``'s output that describe what was asked (the chip, its price, the
 cluster, the workload, why it failed), so they stay when no mapping is feasible."""
+
+
+def _cluster(req: EvaluateRequest, chip: Any, catalog_chip: bool) -> tuple[Any, Any]:
+    """The chip as wired and the cluster the request describes: a catalog chip in its
+    platform as built unless ``no_platform``; flags given override the platform."""
+    from dataclasses import replace
+
+    from codesign.model.catalog import platforms
+    from codesign.model.cluster import build
+    from codesign.model.specs import ClusterSpec
+
+    fields = {"topology": req.topology, "oversubscription": req.oversubscription,
+              "power_budget_mw": req.power_budget_mw, "site_mw": req.site_mw,
+              "job_chips": req.job_chips, "scaleup_fabric": req.scaleup_fabric,
+              "chips_per_rack": req.chips_per_rack, "scaleout_ports": req.scaleout_ports}
+    if catalog_chip and not req.no_platform:
+        chip, cluster = build.as_built(chip, req.n_chips or 1, **fields)
+    else:
+        cluster = ClusterSpec(n_chips=req.n_chips or 1,
+                              **{k: v for k, v in fields.items() if v is not None})
+    if req.n_chips is None:
+        cluster = replace(cluster, n_chips=int(chip.scaleup_domain or 8))
+    if req.host_cpu is not None or req.chips_per_host is not None:
+        p = platforms.platform_of(chip.id) if catalog_chip and not req.no_platform else None
+        host = req.host_cpu or (p.host if p else "cobalt-100")
+        per_host = req.chips_per_host or (p.chips_per_host if p else 4)
+        try:
+            watts, usd = build.host_figures(host, 1 if req.host_cpu else p.cpus_per_host,
+                                            per_host, p.host_dram_gb if p else 512.0)
+        except KeyError as exc:
+            raise ConfigError(None, "--host-cpu", f"one of: {', '.join(platforms.host_cpus())}",
+                              host) from exc
+        cluster = replace(cluster, host_cpu=host, host_power_w_per_chip=watts,
+                          host_usd_per_chip=usd)
+    if chip.shared_ports and req.scaleout_ports is not None and (
+            req.scaleout_ports > chip.shared_ports):
+        raise ConfigError(None, "--scaleout-ports", f"at most the chip's {chip.shared_ports} "
+                          "shared ports", req.scaleout_ports)
+    return chip, cluster
 
 
 def _without_numbers(out: dict[str, Any]) -> dict[str, Any]:

@@ -10,11 +10,13 @@ b. ``sram_mb``: the SRAM per compute unit of the closest published chip of the s
 c. ``scaleout_gbps``: the usual platform NIC per chip (:data:`SCALEOUT_GBPS`, else
    :data:`VENDOR_SCALEOUT_GBPS`), each with its citation;
 d. ``tdp_w``: the chip is assumed not power-limited: its TDP is the model's maximum draw for
-   it (:func:`max_draw_w`), so it runs at its published peak clock.
+   it (:func:`max_draw_w`), so it runs at its published peak clock;
+e. ``scaleup_gbps`` (and ``scaleup_links``): a third-party figure where the vendor's is not in
+   chips.csv (:data:`SCALEUP`), cited; applied before d.
 
 :func:`energy_fallbacks` names what :func:`codesign.model.chip.power.energy_columns` assumes
-silently
-for a chip (node, HBM generation, area ...): callers list them where power is predicted.
+silently for a chip (node, HBM generation, area ...): callers list them where power is
+predicted.
 
 Example:
     >>> from codesign.model.catalog import get_chip
@@ -94,6 +96,14 @@ VENDOR_SCALEOUT_GBPS: dict[str, tuple[float, str]] = {
 }
 """Rule c for chips of a vendor without a row in :data:`SCALEOUT_GBPS`."""
 
+SCALEUP: dict[str, tuple[float, int, str]] = {
+    "mi355x": (1075.0, 7, "7 Infinity Fabric (XGMI) links of ~153.6 GB/s bidirectional each "
+               "in the 8-GPU all-to-all (humeconsulting.co, 'AMD MI355X: strong node-level "
+               "inference', ~153 GB/s per link; 7 links as MI300X's 8-GPU platform)"),
+}
+"""Rule e: chip id -> (scale-up GB/s bidirectional, links, citation) where chips.csv leaves the
+scale-up bandwidth empty."""
+
 FALLBACK_AREA_MM2 = 814.0
 """Compute-die area :func:`codesign.model.chip.power.energy_columns` assumes when it can neither
 read nor
@@ -107,7 +117,7 @@ _EFF_BY_PRECISION = {"fp32": "gemm", "bf16": "gemm", "fp8": "gemm_lowp", "fp4": 
 
 
 def explain_unknowns(chip: ChipSpec) -> tuple[ChipSpec, dict[str, Assumption]]:
-    """``(completed chip, {field: Assumption(value, reason)})`` by rules a-d of the module doc,
+    """``(completed chip, {field: Assumption(value, reason)})`` by rules a-e of the module doc,
     for fields that are ``None`` only; a chip with no unknown comes back unchanged with {}.
 
     Units are those of :class:`codesign.model.specs.ChipSpec` (MB, Gbit/s, W ...)."""
@@ -134,6 +144,11 @@ def explain_unknowns(chip: ChipSpec) -> tuple[ChipSpec, dict[str, Assumption]]:
         nic = SCALEOUT_GBPS.get(chip.id) or VENDOR_SCALEOUT_GBPS.get(chip.vendor)
         if nic is not None:
             put("scaleout_gbps", nic[0], f"usual platform NIC per chip: {nic[1]}")
+    if chip.scaleup_gbps is None and chip.id in SCALEUP:
+        gbps, links, why = SCALEUP[chip.id]
+        put("scaleup_gbps", gbps, why)
+        if chip.scaleup_links is None:
+            put("scaleup_links", links, why)
     if chip.tdp_w is None:
         draw = max_draw_w(chip)
         if draw is not None:

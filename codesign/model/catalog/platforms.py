@@ -279,12 +279,18 @@ def _host_share(per_cpu: float, per_gb: float, per_host: float, cpus_per_host: i
     return (cpus_per_host * per_cpu + dram_gb * per_gb + per_host) / chips_per_host
 
 
+TDP_INCLUDES_MEMORY = frozenset({"grace"})
+"""Host CPUs whose TDP already counts their memory: NVIDIA's 500 W for the Grace CPU
+Superchip includes its LPDDR5X (hosts.csv), so no DRAM power is added on top."""
+
+
 def host_w_per_chip(host: HostCpu, cpus_per_host: int, chips_per_host: int,
                     dram_gb: float) -> float:
     """Host power charged to each accelerator, W: (``cpus_per_host`` x ``host.tdp_w`` W +
     ``dram_gb`` GB x :data:`DRAM_W_PER_GB` + :data:`HOST_BOARD_W`) / ``chips_per_host``.
     At TDP: an upper bound of what the host draws."""
-    return _host_share(host.tdp_w, DRAM_W_PER_GB, HOST_BOARD_W, cpus_per_host, chips_per_host,
+    dram_w = 0.0 if host.id in TDP_INCLUDES_MEMORY else DRAM_W_PER_GB
+    return _host_share(host.tdp_w, dram_w, HOST_BOARD_W, cpus_per_host, chips_per_host,
                        dram_gb)
 
 
