@@ -2,8 +2,8 @@
 past 500 lines.
 
 Every ``import`` and ``from ... import`` in ``codesign/`` is read from the source (function-local
-ones too: a lazy import is still a dependency; only ``if TYPE_CHECKING:`` blocks are left out,
-they never run). The layers, lowest first:
+ones and ``if TYPE_CHECKING:`` ones too: a lazy or a type-only import is still a dependency).
+The layers, lowest first:
 
 * ``codesign.errors`` and ``codesign._lazy``: shared by all, import nothing of the package;
 * ``codesign.model.kernels``: numba, imports nothing of the package but itself;
@@ -77,18 +77,10 @@ def layer_of(module: str) -> str:
     raise AssertionError(f"{module} belongs to no layer: add it to tests/test_layers.py")
 
 
-def _type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
 def _nodes(tree: ast.AST) -> Iterator[ast.AST]:
-    """Every node, without descending into ``if TYPE_CHECKING:`` bodies."""
+    """Every node, ``if TYPE_CHECKING:`` bodies included (a type-only import is a dependency
+    too: a cycle through one is still a cycle)."""
     for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and _type_checking(node):
-            yield from (n for child in node.orelse for n in [child, *_nodes(child)])
-            continue
         yield node
         yield from _nodes(node)
 

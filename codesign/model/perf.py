@@ -196,9 +196,10 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
     tps = res.tokens_per_s
     chip = build.port_split(chip, cluster)
     net = build.equipment(chip, cluster, scaleout_gbps)
+    overhead = cluster.host_power_w_per_chip + net.power_w / max(cluster.n_chips, 1)
     price = chip_price_usd(chip, prices)
     provisioned = (facility.provisioned_w(cluster.n_chips, chip.tdp_w,
-                                          overhead_w_per_chip(chip, cluster, scaleout_gbps),
+                                          overhead,
                                           cluster.pue, cluster.power_budget_mw)
                    if chip.tdp_w is not None else nan)
     # infeasible results carry finite zeros (the constraint marks them), never NaN
@@ -224,7 +225,7 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
         "provisioned_power_w": provisioned,
         "idle_chips": idle_chips(res.mapping, cluster) if res.feasible else 0,
         "rack_power_kw": ((cluster.chips_per_rack or build.DEFAULT_CHIPS_PER_RACK)
-                          * (chip.tdp_w + overhead_w_per_chip(chip, cluster, scaleout_gbps))
+                          * (chip.tdp_w + overhead)
                           / 1000.0 if chip.tdp_w is not None else nan),
         "energy_per_token_j": (cluster.n_chips * res.chip_power_w / tps
                                if res.feasible and tps > 0 else 0.0),
@@ -252,7 +253,7 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
         "n_candidates": res.n_candidates,
         "n_feasible": res.n_feasible,
     }
-    metrics.update(_breakdown_per_chip(chip, cluster, res, prices, scaleout_gbps))
+    metrics.update(_breakdown_per_chip(chip, cluster, res, prices, net))
     metrics.update({f"map_{k}": v for k, v in res.mapping.as_dict().items()})
     return metrics
 
@@ -269,10 +270,10 @@ BREAKDOWN_METRICS = {
 
 
 def _breakdown_per_chip(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
-                        prices: tech.Prices, scaleout_gbps: float | None) -> dict[str, float]:
+                        prices: tech.Prices, net: Any) -> dict[str, float]:
     if not res.feasible:
         return dict.fromkeys(BREAKDOWN_METRICS, 0.0)
-    parts = cluster_breakdown(chip, cluster, res, prices, scaleout_gbps)
+    parts = cluster_breakdown(chip, cluster, res, prices, net=net)
     n = max(cluster.n_chips, 1)
     return {m: parts[part][key] / n for m, (part, key) in BREAKDOWN_METRICS.items()}
 
@@ -289,7 +290,8 @@ def idle_chips(mapping: Mapping, cluster: ClusterSpec) -> int:
 
 def cluster_breakdown(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
                       prices: tech.Prices = tech.PRICES,
-                      scaleout_gbps: float | None = None) -> dict[str, dict[str, float]]:
+                      scaleout_gbps: float | None = None,
+                      net: Any = None) -> dict[str, dict[str, float]]:
     """Where a cluster's power and capital go: ``power_w`` (drawn, W) by chips, hosts,
     network (NICs, switches, optics, scale-up fabric) and cooling (the PUE's share), summing
     to ``res.cluster_power_w``; ``capex_usd`` (USD) by chips, hosts, network and facility
@@ -297,7 +299,8 @@ def cluster_breakdown(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
     its host and network share)."""
     n = cluster.n_chips
     chip = build.port_split(chip, cluster)
-    net = build.equipment(chip, cluster, scaleout_gbps)
+    if net is None:  # the network equipment, when the caller has not built it already
+        net = build.equipment(chip, cluster, scaleout_gbps)
     hosts_w = n * cluster.host_power_w_per_chip
     it_w = n * res.chip_power_w + hosts_w + net.power_w
     power_w = {"chips": n * res.chip_power_w, "hosts": hosts_w, "network": net.power_w,

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import optuna
@@ -14,8 +14,13 @@ import optuna
 from codesign.errors import ConfigError
 from codesign.search.experiment import SAMPLERS, Experiment
 
-if TYPE_CHECKING:
-    from codesign.search.storage.rundir import RunSpec
+
+class SeededRun(Protocol):
+    """What a sampler needs of a run (:class:`codesign.search.storage.rundir.RunSpec` has it;
+    not imported here: rundir builds its samplers from this module)."""
+
+    sampler: str
+    seed: int
 
 
 def make_sampler(name: str, seed: int, population: int) -> optuna.samplers.BaseSampler:
@@ -47,7 +52,7 @@ def derived_seed(seed: int, n_existing: int, worker: int) -> int:
     return int(np.random.SeedSequence([seed, n_existing, worker]).generate_state(1)[0])
 
 
-def check_sampler(exp: Experiment, run: RunSpec) -> None:
+def check_sampler(exp: Experiment, run: SeededRun) -> None:
     """Raise ConfigError (exit 2) if the run's sampler cannot be made here (e.g. ``gp``
     without its optional dependencies), before anything is written."""
     make_sampler(run.sampler, run.seed, exp.population)
