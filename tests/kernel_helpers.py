@@ -151,13 +151,13 @@ def case(
 
 
 def mapping(tp=1, pp=1, dp=1, cp=1, ep=1, vpp=1, mb=1, rc=0, zero=0, sp=None, epo=0,
-            hsdp=0) -> np.ndarray:
+            hsdp=0, off=0) -> np.ndarray:
     """A full mapping array (sequence parallel on whenever tp > 1 unless given)."""
     mp = np.zeros(L.MAP_LEN, np.int64)
     mp[L.P_TP], mp[L.P_PP], mp[L.P_DP], mp[L.P_CP], mp[L.P_EP] = tp, pp, dp, cp, ep
     mp[L.P_VPP], mp[L.P_MB], mp[L.P_RECOMPUTE], mp[L.P_ZERO] = vpp, mb, rc, zero
     mp[L.P_SP] = (1 if tp > 1 else 0) if sp is None else sp
-    mp[L.P_EPO], mp[L.P_HSDP] = epo, hsdp
+    mp[L.P_EPO], mp[L.P_HSDP], mp[L.P_OFFLOAD] = epo, hsdp, off
     return mp
 
 

@@ -1,7 +1,6 @@
 """The mechanism kernels (codesign.model.kernels.{common, gemm, attention, collectives, moe,
-pipeline,
-memory, dvfs, layer}): every numba function against its pure-Python ``.py_func`` and the model each
-module's docstring states.
+pipeline, memory, dvfs, layer, offload}): every numba function against its pure-Python
+``.py_func`` and the model each module's docstring states.
 
 QuantEcon style: each jitted function runs next to its ``.py_func`` on seeded random inputs
 and on edge inputs, and the two must agree (results and the arrays they fill). A registry
@@ -35,6 +34,7 @@ from codesign.model.kernels import (
     layer,
     memory,
     moe,
+    offload,
     pipeline,
 )
 from codesign.model.kernels import layout as L
@@ -42,7 +42,7 @@ from codesign.model.specs import PRECISIONS, ClusterSpec, TrainJob
 
 RTOL = kh.RTOL
 call_both = kh.call_both
-MODULES = (common, gemm, attention, collectives, moe, pipeline, memory, dvfs, layer)
+MODULES = (common, gemm, attention, collectives, moe, pipeline, memory, dvfs, layer, offload)
 PACKABLE_CHIPS, TINY = kh.PACKABLE_CHIPS, kh.TINY
 N_RANDOM = 200
 
@@ -274,6 +274,27 @@ RANDOM_INPUTS = {
     "level": lambda r: (float(r.integers(1, 600)), float(r.choice([1, 8, 64, 72])),
                         _pos(r, 4.5e11), int(r.integers(0, 5)), float(r.uniform(0.5, 1.0)),
                         _pos(r, 5e10), _pos(r, 2e-6), _pos(r, 1e-5)),
+    "gradient_sync": lambda r: (int(r.integers(0, 4)), int(r.integers(0, 2)),
+                                float(r.choice([2.0, 4.0])), _pos(r, 1e9, 2.0),
+                                float(r.choice([0.0, 1e8])), float(r.choice([1, 8, 64])),
+                                float(r.choice([1, 2, 8])), float(r.choice([1, 2, 8])),
+                                float(r.choice([1, 2])), float(r.choice([1, 2, 4])),
+                                float(r.choice([1, 2, 8])), float(r.choice([8, 72])),
+                                _pos(r, 4.5e11), int(r.integers(0, 5)),
+                                float(r.uniform(0.5, 1.0)), _pos(r, 5e10), _pos(r, 2e-6),
+                                _pos(r, 1e-5)),
+    # offload
+    "offload_ok": lambda r: (int(r.integers(-1, 5)), int(r.integers(0, 4))),
+    "resident_states": lambda r: (_pos(r, 1e10), _pos(r, 2e10), _pos(r, 1e11),
+                                  int(r.integers(0, 4)), _pos(r, 1e9), 2.0,
+                                  float(r.choice([2.0, 4.0]))),
+    "layer_host_time": lambda r: (float(r.choice([0.0, 1e8])), _pos(r, 1e9),
+                                  int(r.integers(0, 4)), _pos(r, 1e-2), _pos(r, 2e-2), 2.0,
+                                  float(r.choice([2.0, 4.0])), _pos(r, 6.4e10),
+                                  _pos(r, 3e12)),
+    "host_adam_time": lambda r: (_pos(r, 1e10), bool(r.integers(0, 2)), 30.0, 2.0,
+                                 float(r.choice([2.0, 4.0])), _pos(r, 6.4e10),
+                                 _pos(r, 7.7e10)),
     # moe
     "moe_mlp_cost": _moe_args,
     "a2a_volume": lambda r: (float(r.integers(1, 65536)), float(r.choice([1, 2, 8])),

@@ -20,7 +20,7 @@ import pytest
 from codesign.model.catalog import get_chip, get_model
 from codesign.model.kernels import layout as L
 from codesign.model.kernels.attention import head_dims, key_pairs
-from codesign.model.kernels.layer import HOST_LINK_BPS, gemm_flops_per_token
+from codesign.model.kernels.layer import gemm_flops_per_token
 from codesign.model.kernels.memory import BUFFER_B, OFFLOAD_RESIDENT_LAYERS
 from codesign.model.kernels.moe import COMM_SM_SHARE
 from codesign.model.kernels.train import eval_mapping
@@ -305,8 +305,9 @@ def test_offload_never_keeps_more_than_full_recompute():
 
 
 def test_offload_pays_the_hbm_traffic_of_its_host_copies():
-    """One chip: each layer input (act_b x tokens x h bytes) goes to the host at
-    HOST_LINK_BPS and comes back, hidden here under the layer's forward and backward (TINY at
+    """One chip: each layer input (act_b x tokens x h bytes) goes to the host at the
+    cluster's host bandwidth (K_HOST_BPS) and comes back, hidden here under the layer's
+    forward and backward (TINY at
     4k tokens a micro-batch: ~0.2 ms of forward per layer against 0.13 ms per copy); the
     copies still read and write the input in HBM: offload is full recompute plus exactly
     2 x input / (HBM bandwidth x efficiency) per layer and micro-batch."""
@@ -316,7 +317,8 @@ def test_offload_pays_the_hbm_traffic_of_its_host_copies():
     off = _ok(arrays, mapping(mb=b, rc=3))
     n = (gb // b) * TINY.layers  # layer passes of a step
     x_bytes = 2.0 * b * s * TINY.hidden
-    assert x_bytes / HOST_LINK_BPS < full[L.O_T_COMPUTE] / n / 4  # hidden: fwd ~ 1/4 of it
+    host_bps = arrays[1][L.K_HOST_BPS]
+    assert x_bytes / host_bps < full[L.O_T_COMPUTE] / n / 4  # hidden: fwd ~ 1/4 of it
     chip = arrays[0]
     t_hbm = 2.0 * x_bytes / (chip[L.C_HBM_BPS] * chip[L.C_MEM_EFF])
     assert off[L.O_STEP_S] - full[L.O_STEP_S] == pytest.approx(n * t_hbm, rel=1e-9)

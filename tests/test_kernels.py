@@ -942,10 +942,11 @@ def full_candidates(arrays, fixed=None):
     micro-batch count divisible by pp; every recompute mode (none, selective, full, offload)
     and ZeRO stage; the all-to-all overlap for MoE models with ep > 1 and >= 2 micro-batches;
     hybrid sharding for ZeRO-3 when the tp*dp*cp group spans scale-up domains; SP iff tp > 1.
-    Fixed fields (>= 0 in ``fixed``) are taken as they are, unfiltered."""
+    Fixed fields (>= 0 in ``fixed``) are taken as they are, unfiltered. The offload field is
+    left at the fixed value or 0 (:func:`brute_force` tries the offloads)."""
     chip, cluster, model, job = arrays
     fixed = np.full(L.MAP_LEN, -1, np.int64) if fixed is None else fixed
-    assert fixed.shape == (L.MAP_LEN,) == (12,)
+    assert fixed.shape == (L.MAP_LEN,) == (13,)
     n = int(cluster[L.K_N_CHIPS])
     layers = int(model[L.M_LAYERS])
     experts = int(model[L.M_EXPERTS])
@@ -984,19 +985,34 @@ def full_candidates(arrays, fixed=None):
                                             for hsdp in _values(fixed[L.P_HSDP], hsdps):
                                                 sp = fixed[L.P_SP] if fixed[L.P_SP] >= 0 else None
                                                 yield mapping(tp, pp, dp, cp, ep, vpp, b, rc,
-                                                              zero, sp, epo, hsdp)
+                                                              zero, sp, epo, hsdp,
+                                                              max(0, fixed[L.P_OFFLOAD]))
 
 
 def brute_force(arrays, fixed=None):
-    """(status counts, best step, its memory, candidate count) of the full enumeration."""
+    """(status counts, best step, its memory, candidate count) of the full enumeration; the
+    offload searched as search_mappings' docstring promises: each mapping kept on the chip,
+    and where that is out of memory, with every offload (1, 2, 3) its ZeRO stage allows
+    (weights offload only under ZeRO 0 or 1)."""
     counts = np.zeros(L.N_STATUS, np.int64)
     best_step, best_mem = np.inf, np.inf
     out = np.zeros(L.OUT_LEN)
+    free_off = fixed is None or fixed[L.P_OFFLOAD] < 0
     for mp in full_candidates(arrays, fixed):
         s = eval_mapping(*arrays, mp, out)
         counts[s] += 1
-        if s == L.S_OK and (out[L.O_STEP_S], out[L.O_MEM_B]) < (best_step, best_mem):
-            best_step, best_mem = out[L.O_STEP_S], out[L.O_MEM_B]
+        tried = [(s, out[L.O_STEP_S], out[L.O_MEM_B])]
+        if s == L.S_OOM and free_off:
+            for off in (1, 2, 3):
+                if off & 2 and mp[L.P_ZERO] > 1:
+                    continue
+                mp[L.P_OFFLOAD] = off
+                s2 = eval_mapping(*arrays, mp, out)
+                counts[s2] += 1
+                tried.append((s2, out[L.O_STEP_S], out[L.O_MEM_B]))
+        for s, step, mem in tried:
+            if s == L.S_OK and (step, mem) < (best_step, best_mem):
+                best_step, best_mem = step, mem
     return counts, best_step, best_mem
 
 
@@ -1150,7 +1166,10 @@ def test_search_population_matches_search_mappings_row_by_row():
         case(chip_arr(C_OUT_BPS=0.0), n_chips=16, model="llama3-8b", seq=2048, gbatch=32),
         case(chip_arr("mi300x"), n_chips=4, model="llama3-8b", seq=2048, gbatch=32),
         case(chip_arr(C_HBM_B=8e9), n_chips=8, model="llama3-8b", seq=2048, gbatch=32),  # OOM
+        case(chip_arr(C_HBM_B=8e9), n_chips=8, model="llama3-8b", seq=2048, gbatch=32),
     ]
+    rows[5][1][L.K_HOST_MEM_B] = 1e9  # no room in host memory either: out of memory
+    # row 6: the same chip with the host's memory: fits by offloading
     for _ in range(4):  # perturbed H100s on 8 chips
         chip = chip_arr()
         chip[[L.C_FLOPS_BF16, L.C_HBM_BPS, L.C_SRAM_B, L.C_UP_BPS]] *= rng.lognormal(0, 0.4, 4)
@@ -1183,7 +1202,8 @@ def test_search_population_matches_search_mappings_row_by_row():
         if st == L.S_OK:
             assert_ok_outputs((chips[i], clusters[i], model, job), mp, out)
     assert status[5] == L.S_OOM
-    assert (status == L.S_OK).sum() >= 7
+    assert status[6] == L.S_OK and best_mps[6][L.P_OFFLOAD] > 0
+    assert (status == L.S_OK).sum() >= 8
 
 
 def test_search_population_empty():
@@ -1201,7 +1221,8 @@ NOJIT_CASES = [
     ("h100-sxm", 8, "llama3-8b", 2048, 16, "bf16", "flash", "fat-tree"),
     ("h100-sxm", 8, "llama3-8b", 32768, 8, "bf16", "flash", "torus-2d"),  # context parallel
     ("h200", 16, "mixtral-8x7b", 4096, 32, "fp8", "flash", "dragonfly"),  # expert parallel
-    ("a100-sxm-80gb", 64, "gpt3-175b", 2048, 64, "fp16", "unfused", "rail-optimized"),  # vpp
+    # vpp, and host-memory offload (40 GB of HBM)
+    ("a100-sxm-40gb", 64, "gpt3-175b", 2048, 64, "fp16", "unfused", "rail-optimized"),
 ]
 
 _NOJIT_SCRIPT = textwrap.dedent(
@@ -1254,7 +1275,8 @@ def test_numba_disable_jit_end_to_end_matches_jitted():
         # same branch and bound on both paths: the same candidates evaluated
         assert (row["candidates"], row["feasible"]) == (res.n_candidates, res.n_feasible)
         used |= {k for k in ("cp", "ep", "vpp") if row["mapping"][k] > 1}
-    assert used == {"cp", "ep", "vpp"}
+        used |= {"offload"} if row["mapping"]["offload"] != "none" else set()
+    assert used == {"cp", "ep", "vpp", "offload"}
 
 
 # ---- DVFS: a chip over its TDP lowers its clock ------------------------------------------------

@@ -24,6 +24,12 @@ A change that is meant to move a number regenerates the files
   (new Parquet columns); ``tokens_per_s_per_mw`` divides by provisioned power (the budget,
   else chips at TDP + host + network, x PUE), not drawn power; the building's capital cost
   is paid on what it is built to feed. ``validate`` outputs are unchanged.
+* issue 15, host memory as a second tier: new keys only (``mapping.offload``,
+  ``host_memory_gb``, ``platform.host_memory_gb_per_chip`` and ``host_link_gbs``,
+  ``breakdown_s.host_offload_exposed``, and their Parquet columns) and the candidate counts
+  (a mapping out of memory is tried again with each offload); every other value, the chosen
+  mappings and every metric, compared with the earlier files after dropping those keys, is
+  identical.
 """
 
 from __future__ import annotations

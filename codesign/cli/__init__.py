@@ -93,7 +93,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from codesign.model.specs import ATTENTION_IMPLS, PRECISIONS, RECOMPUTE_MODES, TOPOLOGIES
+    from codesign.model.specs import (
+        ATTENTION_IMPLS,
+        OFFLOAD_MODES,
+        PRECISIONS,
+        RECOMPUTE_MODES,
+        TOPOLOGIES,
+    )
     from codesign.search.design import DESIGN_PARAMETERS
     from codesign.search.experiment import MAX_BATCH, MAX_TOKENS, SAMPLERS
 
@@ -208,6 +214,15 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--hybrid-shard", type=int, choices=(0, 1),
                    help="ZeRO-3: shard within the scale-up domain, replicate across (1), or "
                    "over the whole data-parallel group (0); searched when unset")
+    e.add_argument("--offload", choices=OFFLOAD_MODES,
+                   help="training: model states kept in host memory (optimizer: Adam on the "
+                   "host CPU; weights: streamed a layer at a time); searched when unset, used "
+                   "only where HBM does not hold the mapping")
+    e.add_argument("--host-memory-gb", type=_positive_float,
+                   help="host DRAM per chip, GB (default: the platform's)")
+    e.add_argument("--host-link-gbs", type=_positive_float,
+                   help="GB/s per direction between a chip and host memory (default: the "
+                   "platform's: PCIe or NVLink-C2C)")
     e.add_argument("--json", action="store_true")
 
     dr = sub.add_parser("doctor", help="check a run's journal; --repair mends a torn one")

@@ -19,6 +19,7 @@ from codesign.model.efficiency import Efficiency, Stack
 from codesign.model.kernels import layout
 from codesign.model.specs import (
     ATTENTION_IMPLS,
+    OFFLOAD_MODES,
     PRECISIONS,
     RECOMPUTE_MODES,
     SERVE_MEMORY_TERMS,
@@ -123,6 +124,9 @@ def cluster_array(cluster: ClusterSpec, overhead_w_per_chip: float | None = None
     a[layout.K_PUE] = cluster.pue
     a[layout.K_HOST_W] = (cluster.host_power_w_per_chip if overhead_w_per_chip is None
                           else overhead_w_per_chip)
+    a[layout.K_HOST_BPS] = cluster.host_link_gbs * 1e9
+    a[layout.K_HOST_MEM_B] = cluster.host_memory_gb_per_chip * 1e9
+    a[layout.K_HOST_DRAM_BPS] = cluster.host_memory_gbs_per_chip * 1e9
     return a
 
 
@@ -213,6 +217,11 @@ def fixed_array(mapping: Mapping | None) -> np.ndarray:
         a[layout.P_EPO] = int(mapping.ep_overlap)
     if mapping.hybrid_shard is not None:
         a[layout.P_HSDP] = int(mapping.hybrid_shard)
+    if mapping.offload is not None:
+        if mapping.offload not in OFFLOAD_MODES:
+            raise ValueError(f"`Mapping.offload` must be one of {', '.join(OFFLOAD_MODES)}, "
+                             f"but got {mapping.offload!r}")
+        a[layout.P_OFFLOAD] = OFFLOAD_MODES.index(mapping.offload)
     return a
 
 
@@ -231,6 +240,7 @@ def mapping_from_array(a: np.ndarray) -> Mapping:
         sequence_parallel=bool(a[layout.P_SP]),
         ep_overlap=bool(a[layout.P_EPO]),
         hybrid_shard=bool(a[layout.P_HSDP]),
+        offload=OFFLOAD_MODES[int(a[layout.P_OFFLOAD])],
     )
 
 
@@ -280,6 +290,7 @@ def result_from_arrays(
         clock_fraction=float(out[layout.O_CLOCK]),
         breakdown_s=train_breakdown_s(out),
         memory_gb=train_memory_gb(out),
+        host_memory_gb=float(out[layout.O_MEM_HOST]) / 1e9,
     )
 
 
@@ -287,7 +298,9 @@ def train_breakdown_s(out: np.ndarray) -> dict[str, float]:
     """Seconds of a training step by part from a kernel output (``O_*``): compute, the
     exposed communication (tp + cp + ep, with cp and ep also alone), the pipeline bubble and
     point-to-point sends, the exposed data-parallel communication (ZeRO-3 / FSDP gathers
-    alone too), the optimizer step; ``moe_compute`` and ``attention_compute`` are the parts
+    alone too), the optimizer step, the time host memory adds (``host_offload_exposed``: the
+    copies compute does not hide, the host Adam step's excess); ``moe_compute`` and
+    ``attention_compute`` are the parts
     of ``compute`` spent in MoE layers' router, permutation and experts and in the
     attention core."""
     return {
@@ -299,6 +312,7 @@ def train_breakdown_s(out: np.ndarray) -> dict[str, float]:
         "pipeline_p2p": float(out[layout.O_T_PP]),
         "dp_comm_exposed": float(out[layout.O_T_DP]),
         "fsdp_gather_exposed": float(out[layout.O_T_FSDP]),
+        "host_offload_exposed": float(out[layout.O_T_HOST]),
         "optimizer": float(out[layout.O_T_OPT]),
         "moe_compute": float(out[layout.O_T_MOE]),
         "attention_compute": float(out[layout.O_T_ATTN]),

@@ -21,6 +21,11 @@ scale-out network between scale-up domains; torus-2d/3d make the scale-up domain
 direct links (TPU-style) instead of a switched fabric."""
 
 RECOMPUTE_MODES = ("none", "selective", "full", "offload")
+OFFLOAD_MODES = ("none", "optimizer", "weights", "optimizer+weights")
+"""What a training mapping keeps in host memory (the index is the kernels' ``P_OFFLOAD``
+bits, :mod:`codesign.model.kernels.offload`): nothing; the optimizer states with Adam on the
+host CPU (ZeRO-Offload); the 16-bit weights and gradients, streamed a layer at a time
+(ZeRO-Infinity, Calculon); both. The layer inputs of recompute ``"offload"`` are separate."""
 """Activation recomputation: none; selective (Korthikanti et al. 2022: the attention core
 under unfused attention; under fused attention the cheap, memory-heavy tensors frameworks
 recompute: norms, the MLP activation function and latent attention's up-projections, as
@@ -137,6 +142,16 @@ class ClusterSpec:
     """The host CPU's catalog id ("" = the generic host of ``host_power_w_per_chip``)."""
     host_usd_per_chip: float | None = None
     """The host's price per accelerator, USD (None: ``Prices.host_usd_per_chip``)."""
+    host_link_gbs: float = 32.0
+    """GB/s one accelerator moves to or from host memory, per direction (the lesser of its
+    host link and its share of host DRAM bandwidth); default PCIe 4.0 x16 (31.5 GB/s), the
+    figure the model used before hosts were a choice."""
+    host_memory_gb_per_chip: float = 256.0
+    """Host DRAM per accelerator, GB: the second memory tier offloading fills; default a DGX
+    H100's 2 TB over 8 GPUs (docs.nvidia.com DGX BasePOD, as platforms.toml)."""
+    host_memory_gbs_per_chip: float = 76.8
+    """Host DRAM bandwidth per accelerator, GB/s (the host CPU's Adam step streams through
+    it); default a DGX H100's 2 x 307.2 GB/s (8-channel DDR5-4800, hosts.csv) over 8 GPUs."""
 
 
 @dataclass(frozen=True)
@@ -336,6 +351,9 @@ class Mapping:
     hybrid_shard: bool | None = None
     """ZeRO-3 shards within the scale-up domain and replicates across domains (PyTorch FSDP's
     HYBRID_SHARD, MaxText's multi-slice data parallelism); searched when None."""
+    offload: str | None = None
+    """Model states kept in host memory, one of :data:`OFFLOAD_MODES`; searched when None
+    (only for mappings HBM does not hold without it)."""
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict with the contract keys of ``codesign evaluate --json``."""
@@ -352,6 +370,7 @@ class Mapping:
             "sequence_parallel": self.sequence_parallel,
             "ep_overlap": self.ep_overlap,
             "hybrid_shard": self.hybrid_shard,
+            "offload": self.offload,
         }
 
 
@@ -452,3 +471,6 @@ class Result:
     memory_gb: dict[str, float] = field(default_factory=dict)
     """``memory_gb_per_chip`` by term, GB (see :data:`TRAIN_MEMORY_TERMS`); for a result
     that is out of memory, the terms of the fastest mapping if memory were no limit."""
+    host_memory_gb: float = 0.0
+    """Host memory the mapping fills per chip, GB (offloaded states and layer inputs; not
+    part of ``memory_gb_per_chip``, which is HBM)."""

@@ -217,10 +217,9 @@ def design_to_cluster(design: dict[str, Any], extra: dict[str, Any] | None = Non
         kwargs["scaleup_fabric"] = None  # by topology and chip, as before the parameter
     kwargs.update(extra or {})
     if host != "generic":
-        from codesign.model.cluster.build import host_figures
+        from codesign.model.cluster.build import host_fields
 
-        watts, usd = host_figures(host, 1, per_host, HOST_DRAM_GB)
-        kwargs.update(host_cpu=host, host_power_w_per_chip=watts, host_usd_per_chip=usd)
+        kwargs.update(host_fields(host, 1, per_host, HOST_DRAM_GB))
     return ClusterSpec(**kwargs)
 
 

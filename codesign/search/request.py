@@ -57,6 +57,13 @@ class EvaluateRequest:
     sequence_parallel: int | None = None
     ep_overlap: int | None = None
     hybrid_shard: int | None = None
+    offload: str | None = None
+    """Model states in host memory (specs.OFFLOAD_MODES; None: searched, used only where HBM
+    does not hold the mapping)."""
+    host_memory_gb: float | None = None
+    """Host DRAM per chip, GB (None: the platform's or the generic host's)."""
+    host_link_gbs: float | None = None
+    """GB/s per direction between a chip and host memory (None: the platform's)."""
     no_platform: bool = False
     """Evaluate a catalog chip in the generic cluster (fat-tree, NIC, generic host) instead
     of the platform it is sold in (``platforms.toml``)."""
@@ -126,7 +133,7 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
                       else bool(req.sequence_parallel),
                       ep_overlap=None if req.ep_overlap is None else bool(req.ep_overlap),
                       hybrid_shard=None if req.hybrid_shard is None
-                      else bool(req.hybrid_shard))
+                      else bool(req.hybrid_shard), offload=req.offload)
     try:
         res = evaluate(chip, cluster, job, mapping, scaleout_gbps=req.scaleout_gbps)
     except UnknownSpecError as exc:
@@ -149,6 +156,8 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
                      "scaleup_fabric": build_fabric(cluster, chip),
                      "chips_per_rack": cluster.chips_per_rack, "host_cpu": cluster.host_cpu,
                      "host_w_per_chip": cluster.host_power_w_per_chip,
+                     "host_memory_gb_per_chip": cluster.host_memory_gb_per_chip,
+                     "host_link_gbs": cluster.host_link_gbs,
                      "shared_ports": chip.shared_ports,
                      "scaleout_gbps": chip.scaleout_gbps},
     }
@@ -181,6 +190,7 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
         "feasible_candidates": res.n_feasible,
     })
     if not serving:
+        out["host_memory_gb"] = res.host_memory_gb
         out["breakdown_s"] = res.breakdown_s
     out["power_breakdown_w"] = res.power_w
     out["cluster_breakdown"] = cluster_breakdown(chip, cluster, res,
@@ -268,13 +278,16 @@ def _cluster(req: EvaluateRequest, chip: Any, catalog_chip: bool) -> tuple[Any, 
         host = req.host_cpu or (p.host if p else "cobalt-100")
         per_host = req.chips_per_host or (p.chips_per_host if p else 4)
         try:
-            watts, usd = build.host_figures(host, 1 if req.host_cpu else p.cpus_per_host,
-                                            per_host, p.host_dram_gb if p else 512.0)
+            host_kw = build.host_fields(host, 1 if req.host_cpu else p.cpus_per_host,
+                                        per_host, p.host_dram_gb if p else 512.0)
         except KeyError as exc:
             raise ConfigError(None, "--host-cpu", f"one of: {', '.join(platforms.host_cpus())}",
                               host) from exc
-        cluster = replace(cluster, host_cpu=host, host_power_w_per_chip=watts,
-                          host_usd_per_chip=usd)
+        cluster = replace(cluster, **host_kw)
+    if req.host_memory_gb is not None:
+        cluster = replace(cluster, host_memory_gb_per_chip=req.host_memory_gb)
+    if req.host_link_gbs is not None:
+        cluster = replace(cluster, host_link_gbs=req.host_link_gbs)
     if chip.shared_ports and req.scaleout_ports is not None and (
             req.scaleout_ports > chip.shared_ports):
         raise ConfigError(None, "--scaleout-ports", f"at most the chip's {chip.shared_ports} "

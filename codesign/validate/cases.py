@@ -295,6 +295,9 @@ def _case(row: _Row, input_len: int,
         tp=v["tp"] or 0, pp=v["pp"] or 0, dp=v["dp"] or 0, cp=v["cp"] or 0, ep=v["ep"] or 0,
         vpp=v["vpp"] or 0, micro_batch=v["micro_batch"] or 0, recompute=recompute,
         zero=v["zero"], sequence_parallel=None if sp is None else bool(sp),
+        # the published runs keep their model states in HBM (the schema has no column for
+        # offloaded states; MaxText's host offloading of layer inputs is recompute's)
+        offload="none",
     )
     return Case(case_id, workload, metric, measured, r["chip"].strip(), n_chips,
                 job if not row.reason else None, mapping, chip_spec, row.reason,

@@ -97,7 +97,9 @@ class Platform:
     where the chip's own Ethernet ports serve scale-out); ``shared_ports`` on-chip Ethernet
     ports of ``port_gbps`` Gbit/s shared by scale-up and scale-out, ``scaleout_ports`` of them
     facing scale-out. ``ocs``: optical circuit switches between torus blocks; ``cooling``: air
-    or liquid; ``source``: citations and estimates."""
+    or liquid; ``source``: citations and estimates. ``host_link_gbs`` (optional): GB/s per
+    direction of each chip's own link to its host where narrower than the host CPU's
+    (Maia 100: PCIe 5.0 x8); 0 = the CPU's (hosts.csv ``accel_link_gbs``)."""
 
     chip_id: str
     host: str
@@ -116,8 +118,10 @@ class Platform:
     cooling: str
     rack_kw: float
     source: str
+    host_link_gbs: float = 0.0
 
 
+_OPTIONAL_KEYS = frozenset({"host_link_gbs"})
 _HOST_TYPES = {f.name: f.type for f in fields(HostCpu)}
 _PLATFORM_KEYS = [f.name for f in fields(Platform) if f.name != "chip_id"]
 _PLATFORM_TYPES = {f.name: f.type for f in fields(Platform)}
@@ -208,11 +212,12 @@ def validate_platform(chip_id: str, table: Mapping[str, object]) -> Platform:
     unknown = sorted(set(table) - set(_PLATFORM_KEYS))
     if unknown:
         raise bad(unknown[0], f"is not a platform key (known: {', '.join(_PLATFORM_KEYS)})")
-    missing = [k for k in _PLATFORM_KEYS if k not in table]
+    missing = [k for k in _PLATFORM_KEYS if k not in table and k not in _OPTIONAL_KEYS]
     if missing:
         raise bad(missing[0], "is missing")
     p = Platform(chip_id=chip_id,
-                 **{k: _typed(chip_id, k, table[k]) for k in _PLATFORM_KEYS})  # type: ignore
+                 **{k: _typed(chip_id, k, table[k]) for k in _PLATFORM_KEYS  # type: ignore
+                    if k in table})
     if chip_id not in chip_ids():
         raise bad("chip_id", "is not a chip of chips.csv")
     if p.host not in host_cpus():
@@ -221,7 +226,7 @@ def validate_platform(chip_id: str, table: Mapping[str, object]) -> Platform:
                 "host_dram_gb", "rack_kw"):
         if not getattr(p, key) > 0:
             raise bad(key, f"must be positive, got {getattr(p, key)!r}")
-    for key in ("nic_gbps", "shared_ports", "port_gbps", "scaleout_ports"):
+    for key in ("nic_gbps", "shared_ports", "port_gbps", "scaleout_ports", "host_link_gbs"):
         if getattr(p, key) < 0:
             raise bad(key, f"must be >= 0, got {getattr(p, key)!r}")
     for key, allowed in (("scaleup", SCALEUPS), ("topology", TOPOLOGIES),
@@ -300,3 +305,22 @@ def host_usd_per_chip(host: HostCpu, cpus_per_host: int, chips_per_host: int,
     ``dram_gb`` GB x :data:`DRAM_USD_PER_GB` + :data:`HOST_BOARD_USD`) / ``chips_per_host``."""
     return _host_share(host.price_usd, DRAM_USD_PER_GB, HOST_BOARD_USD, cpus_per_host,
                        chips_per_host, dram_gb)
+
+
+def host_memory_per_chip(host: HostCpu, cpus_per_host: int, chips_per_host: int,
+                         dram_gb: float, link_gbs: float = 0.0) -> tuple[float, float, float]:
+    """Host memory as each accelerator sees it: ``(link GB/s per direction, DRAM GB, DRAM
+    GB/s)``. The DRAM (``dram_gb`` GB per host) and its bandwidth (``cpus_per_host`` x the
+    CPU's ``memory_bw_gbs``) are shared by ``chips_per_host`` chips; the link is each chip's
+    own PCIe link (``link_gbs`` where the chip's is narrower, else the CPU's), or the CPU's
+    NVLink-C2C shared by the chips attached to it; it moves no faster than the chip's share
+    of DRAM bandwidth."""
+    if cpus_per_host < 1 or chips_per_host < 1 or dram_gb < 0 or link_gbs < 0:
+        raise ValueError(f"need cpus_per_host >= 1, chips_per_host >= 1, dram_gb >= 0, "
+                         f"link_gbs >= 0; got {cpus_per_host}, {chips_per_host}, {dram_gb}, "
+                         f"{link_gbs}")
+    dram_bw = host.memory_bw_gbs * cpus_per_host / chips_per_host
+    link = link_gbs or host.accel_link_gbs
+    if host.accel_link == "nvlink-c2c" and not link_gbs:
+        link = link * cpus_per_host / chips_per_host
+    return min(link, dram_bw), dram_gb / chips_per_host, dram_bw

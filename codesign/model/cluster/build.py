@@ -126,6 +126,21 @@ def host_figures(host_cpu: str, cpus_per_host: int, chips_per_host: int,
             plat.host_usd_per_chip(host, cpus_per_host, chips_per_host, host_dram_gb))
 
 
+def host_fields(host_cpu: str, cpus_per_host: int, chips_per_host: int,
+                host_dram_gb: float, link_gbs: float = 0.0) -> dict[str, object]:
+    """The ClusterSpec fields of a host of catalog CPU ``host_cpu`` (``cpus_per_host`` CPUs
+    and ``host_dram_gb`` GB of DRAM serving ``chips_per_host`` accelerators, each on its own
+    ``link_gbs`` GB/s link where narrower than the CPU's): its W and USD per accelerator
+    and the host memory each accelerator sees (link GB/s, DRAM GB and GB/s). Raises
+    KeyError for an unknown CPU."""
+    w, usd = host_figures(host_cpu, cpus_per_host, chips_per_host, host_dram_gb)
+    link, dram_gb, dram_gbs = plat.host_memory_per_chip(
+        plat.get_host(host_cpu), cpus_per_host, chips_per_host, host_dram_gb, link_gbs)
+    return {"host_cpu": host_cpu, "host_power_w_per_chip": w, "host_usd_per_chip": usd,
+            "host_link_gbs": link, "host_memory_gb_per_chip": dram_gb,
+            "host_memory_gbs_per_chip": dram_gbs}
+
+
 def as_built(chip: ChipSpec, n_chips: int, **overrides: object) -> tuple[ChipSpec, ClusterSpec]:
     """A catalog chip and ``n_chips`` of it in the platform it is sold in
     (``platforms.toml``): its scale-up domain and fabric, host CPU, rack, NIC or shared
@@ -140,13 +155,13 @@ def as_built(chip: ChipSpec, n_chips: int, **overrides: object) -> tuple[ChipSpe
                    port_gbps=p.port_gbps)
     if p.nic_gbps and chip.scaleout_gbps is None:
         chip = replace(chip, scaleout_gbps=p.nic_gbps)
-    host_w, host_usd = host_figures(p.host, p.cpus_per_host, p.chips_per_host, p.host_dram_gb)
     fabric_kind = {"torus-3d": None, "torus-2d": None}.get(p.scaleup, p.scaleup)
     topology = p.scaleup if p.scaleup.startswith("torus") else p.topology
     kwargs: dict[str, object] = {
         "topology": topology, "scaleup_fabric": fabric_kind, "chips_per_rack": p.chips_per_rack,
-        "ocs": p.ocs, "host_cpu": p.host, "host_power_w_per_chip": host_w,
-        "host_usd_per_chip": host_usd,
+        "ocs": p.ocs,
+        **host_fields(p.host, p.cpus_per_host, p.chips_per_host, p.host_dram_gb,
+                      p.host_link_gbs),
         "scaleout_ports": p.scaleout_ports if p.shared_ports else None,
     }
     kwargs.update(given)

@@ -135,3 +135,36 @@ def level(inner, domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat):
     if inner <= domain:
         return scaleup_bw(inner, up_raw, topo, domain) * eff_net, up_lat
     return out_bps, out_lat
+
+
+@njit(cache=True)
+def gradient_sync(zero, hsdp, grad_b, p_nonexp, p_exp, dpc, edp, sh, sh_e, tp, ep, domain,
+                  up_raw, topo, eff_net, out_bps, up_lat, out_lat):
+    """``(t_rs, t_ag)`` seconds of one step's data-parallel reductions outside ZeRO-3: the
+    gradients (``grad_b`` bytes each) of ``p_nonexp`` weights over ``dpc`` = dp x cp replicas
+    and of ``p_exp`` expert weights over their ``edp`` replicas, reduce-scattered (ZeRO >= 1,
+    then the updated 16-bit weights all-gathered: ``t_ag``) or all-reduced; under ZeRO-3 with
+    hybrid sharding (``hsdp``) the ``sh``/``sh_e``-way shards all-reduced across domains."""
+    t_rs = 0.0  # gradient reduce-scatter or all-reduce of one step
+    t_ag = 0.0  # all-gather of the updated weights (distributed optimizer)
+    if zero == 3:
+        if hsdp == 1:
+            t_rs = allreduce_time(grad_b * p_nonexp / sh, dpc // sh, out_bps, out_lat)
+            if p_exp > 0 and edp // sh_e > 1:
+                t_rs += allreduce_time(grad_b * p_exp / sh_e, edp // sh_e, out_bps, out_lat)
+    else:
+        up_dp = scaleup_bw(tp * dpc, up_raw, topo, domain) * eff_net  # the in-domain level
+        t_ar = group_allreduce_time(grad_b * p_nonexp, dpc, tp, domain, up_dp, out_bps, up_lat,
+                                    out_lat)
+        if edp > 1 and p_exp > 0:
+            t_ar += group_allreduce_time(grad_b * p_exp, edp, tp * ep, domain, up_dp, out_bps,
+                                         up_lat, out_lat)
+        if zero >= 1:
+            # distributed optimizer: reduce-scatter the gradients, all-gather the updated
+            # 16-bit weights under the forward pass of the next step's first micro-batch
+            # (Megatron's overlap_grad_reduce and overlap_param_gather)
+            t_rs = 0.5 * t_ar
+            t_ag = t_rs * 2.0 / grad_b  # 16-bit weights
+        else:
+            t_rs = t_ar
+    return t_rs, t_ag

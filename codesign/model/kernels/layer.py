@@ -34,9 +34,6 @@ from codesign.model.kernels.moe import PERMUTE_KERNELS, moe_mlp_cost
 
 KERNELS_PER_LAYER = 12.0
 """Kernels per layer forward (norms, QKV, attention, projection, residuals, MLP: Megatron)."""
-HOST_LINK_BPS = 32e9
-"""Bytes/s one chip moves to or from host memory (PCIe 4.0 x16: 31.5 GB/s per direction; the
-PCIe 5.0 hosts of H100 and later double it: a conservative figure for every catalog chip)."""
 
 
 @njit(cache=True)
@@ -59,7 +56,7 @@ def gemm_flops_per_token(model):
 @njit(cache=True)
 def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_attn, act_b,
                 fp8_inputs):
-    """Forward, backward, recompute and offload seconds, FLOPs and HBM bytes of one dense
+    """Forward, backward and recompute seconds, FLOPs and HBM bytes of one dense
     and one MoE layer for a micro-batch of ``b`` sequences (1/cp of each on this chip) under
     tensor parallelism ``tp`` (sequence parallel if ``sp``), expert parallelism ``ep`` and
     recompute mode ``rc`` (0 none, 1 selective, 2 full, 3 offloaded); ``peak`` and
@@ -67,10 +64,11 @@ def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_at
     peak, ``act_b`` bytes per activation element, ``fp8_inputs`` whether GEMM inputs are
     kept at 1 byte. Returns a tuple (seconds, FLOPs, bytes per layer):
     (t_attn, t_attn_bwd, attn_flops, attn_bytes, attn_bwd_x, t_d_fwd, t_d_bwd, t_d_rc,
-    t_d_off, d_flops, d_bytes, t_m_fwd, t_m_bwd, t_m_rc, t_m_off, m_flops, m_bytes, moe_gemm,
+    x_off, d_flops, d_bytes, t_m_fwd, t_m_bwd, t_m_rc, m_flops, m_bytes, moe_gemm,
     moe_other, moe_act, latent_w): attention core forward and backward times, FLOPs, bytes
-    and backward-to-forward FLOP ratio; per dense (``d``) and MoE (``m``) layer forward,
-    backward, recompute and offload times, forward FLOPs and bytes; the MoE expert GEMM and
+    and backward-to-forward FLOP ratio; the bytes of a layer's input offloaded recompute
+    sends to host memory (and back); per dense (``d``) and MoE (``m``) layer forward,
+    backward and recompute times, forward FLOPs and bytes; the MoE expert GEMM and
     other (router, permutation) forward times, the MoE activation bytes per token, the MLA
     latent width kept whole."""
     h = model[L.M_HIDDEN]
@@ -194,16 +192,9 @@ def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_at
     # the norms, activation functions and up-projections (fused)
     t_d_rc = t_d_fwd if full else (t_sel_d if sel_fused else (t_attn if rc == 1 else 0.0))
     t_m_rc = t_m_fwd if full else (t_sel_m if sel_fused else (t_attn if rc == 1 else 0.0))
-    t_d_off = 0.0
-    t_m_off = 0.0
-    if rc == 3:
-        # each layer's input goes to host memory and comes back under the layer's compute;
-        # the copies also read and write it in HBM
-        x_bytes = act_b * tok * h / tsp
-        t_x = x_bytes / HOST_LINK_BPS
-        t_hbm_x = 2.0 * x_bytes / (hbm * eff_mem)
-        t_d_off = (max(0.0, t_x - t_d_fwd) + max(0.0, t_x - t_d_bwd - t_d_rc) + t_hbm_x)
-        t_m_off = (max(0.0, t_x - t_m_fwd) + max(0.0, t_x - t_m_bwd - t_m_rc) + t_hbm_x)
+    # offloaded recompute: each layer's input goes to host memory under the forward and comes
+    # back under the backward (:func:`.offload.layer_host_time` times the copies)
+    x_off = act_b * tok * h / tsp if rc == 3 else 0.0
     return (t_attn, t_attn_bwd, attn_flops, attn_bytes, attn_bwd_x, t_d_fwd, t_d_bwd, t_d_rc,
-            t_d_off, d_flops, d_bytes, t_m_fwd, t_m_bwd, t_m_rc, t_m_off, m_flops, m_bytes,
+            x_off, d_flops, d_bytes, t_m_fwd, t_m_bwd, t_m_rc, m_flops, m_bytes,
             moe_gemm, moe_other, moe_act, latent_w)

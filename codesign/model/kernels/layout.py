@@ -43,7 +43,10 @@ K_UP_LAT_S = 3
 K_OUT_LAT_S = 4
 K_PUE = 5
 K_HOST_W = 6  # host + NIC power per chip, W
-CLUSTER_LEN = 7
+K_HOST_BPS = 7  # bytes/s one chip moves to or from host memory, per direction (link and DRAM)
+K_HOST_MEM_B = 8  # host memory per chip, bytes (the second tier offloading fills)
+K_HOST_DRAM_BPS = 9  # host memory bandwidth per chip, bytes/s (the host CPU's Adam step)
+CLUSTER_LEN = 10
 
 TOPO_FAT_TREE = 0  # order of specs.TOPOLOGIES
 TOPO_RAIL = 1
@@ -97,7 +100,8 @@ P_ZERO = 8  # 0..3
 P_SP = 9  # sequence parallel 0/1
 P_EPO = 10  # 1: the expert-parallel all-to-all overlaps another micro-batch's compute
 P_HSDP = 11  # 1: ZeRO-3 shards within the scale-up domain and replicates across (hybrid)
-MAP_LEN = 12
+P_OFFLOAD = 12  # bits: 1 optimizer states in host memory, 2 weights + gradients (kernels/offload)
+MAP_LEN = 13
 
 # ---- result: float64[OUT_LEN] ------------------------------------------------------------
 O_STEP_S = 0
@@ -136,7 +140,10 @@ O_MEM_ACT = 32  # activations of the micro-batches in flight,
 O_MEM_LOGITS = 33  # output-layer logits,
 O_MEM_BUFFER = 34  # framework workspace, communication and prefetch buffers
 O_ZERO = 35  # the ZeRO stage the memory terms assume (= the mapping's)
-OUT_LEN = 36
+O_OFFLOAD = 36  # what the mapping keeps in host memory (P_OFFLOAD bits)
+O_MEM_HOST = 37  # bytes per chip in host memory (offloaded states, activation checkpoints)
+O_T_HOST = 38  # exposed host-memory time per step, s: copies compute does not hide, host Adam
+OUT_LEN = 39
 
 # ---- status codes ------------------------------------------------------------------------
 S_OK = 0

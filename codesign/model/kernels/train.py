@@ -38,19 +38,15 @@ import numpy as np
 from numba import njit
 
 from codesign.model.kernels import layout as L
-from codesign.model.kernels.attention import (
-    head_dims,
-    projection_params,
-)
+from codesign.model.kernels.attention import head_dims, projection_params
 from codesign.model.kernels.collectives import (
     allreduce_time,
     alltoall_time,
-    group_allreduce_time,
+    gradient_sync,
     level,
     ranks_in_domain,
     ring_allgather_time,
     scaleout_link,
-    scaleup_bw,
 )
 from codesign.model.kernels.common import (
     energy_per_flop,
@@ -69,6 +65,14 @@ from codesign.model.kernels.memory import (
     train_activation_bytes,
 )
 from codesign.model.kernels.moe import a2a_volume, exposed_a2a
+from codesign.model.kernels.offload import (
+    OFF_OPTIMIZER,
+    OFF_WEIGHTS,
+    host_adam_time,
+    layer_host_time,
+    offload_ok,
+    resident_states,
+)
 from codesign.model.kernels.pipeline import pipe_time, stage_layers, stage_time
 
 ADAM_BYTES_PER_PARAM = 30.0
@@ -109,11 +113,12 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     sp = mp[L.P_SP]
     epo = mp[L.P_EPO]
     hsdp = mp[L.P_HSDP]
+    off = mp[L.P_OFFLOAD]
     if tp < 1 or pp < 1 or dp < 1 or cp < 1 or ep < 1 or vpp < 1 or b < 1:
         return L.S_INVALID
     if rc < 0 or rc > 3 or zero < 0 or zero > 3 or sp < 0 or sp > 1 or epo < 0 or epo > 1:
         return L.S_INVALID
-    if hsdp < 0 or hsdp > 1:
+    if hsdp < 0 or hsdp > 1 or not offload_ok(off, zero):
         return L.S_INVALID
 
     n_chips = cluster[L.K_N_CHIPS]
@@ -228,15 +233,26 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
         w_b += we
         g_b += ge
         o_b += oe
-    if w_b + g_b + o_b + BUFFER_B > chip[L.C_HBM_B]:
+    big_p = layer_dense_p if n_d > 0 else 0.0  # the largest layer on the chip
+    if n_m > 0:
+        big_p = max(big_p, layer_moe_shared_p + layer_expert_p)
+    w_b, g_b, o_b, host_b = resident_states(w_b, g_b, o_b, off, big_p, WEIGHT_B, grad_b)
+    if w_b + g_b + o_b + BUFFER_B > chip[L.C_HBM_B] or host_b > cluster[L.K_HOST_MEM_B]:
         return L.S_OOM  # the model states alone do not fit: nothing else to evaluate
 
     # --- per-layer compute of one micro-batch on one chip (:mod:`.layer`) ---
     (t_attn, t_attn_bwd, attn_flops, attn_bytes, attn_bwd_x, t_d_fwd, t_d_bwd, t_d_rc,
-     t_d_off, d_flops, d_bytes, t_m_fwd, t_m_bwd, t_m_rc, t_m_off, m_flops, m_bytes, moe_gemm,
+     x_off, d_flops, d_bytes, t_m_fwd, t_m_bwd, t_m_rc, m_flops, m_bytes, moe_gemm,
      moe_other, moe_act, latent_w) = layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak,
                                                  eff_gemm, peak_attn, act_b, fp8_inputs)
     hbm = chip[L.C_HBM_BPS]
+    # host copies of a layer (offloaded layer inputs, offloaded weights) beside its compute
+    host_bps = cluster[L.K_HOST_BPS]
+    t_d_off, x_host_d = layer_host_time(x_off, layer_dense_p, off, t_d_fwd, t_d_bwd + t_d_rc,
+                                        WEIGHT_B, grad_b, host_bps, hbm * eff_mem)
+    t_m_off, x_host_m = layer_host_time(x_off, layer_moe_shared_p + layer_expert_p, off,
+                                        t_m_fwd, t_m_bwd + t_m_rc, WEIGHT_B, grad_b, host_bps,
+                                        hbm * eff_mem)
     s_loc = seq / cp
     tok = b * s_loc  # tokens per micro-batch on this chip's tp group
     kv_c = max(1.0, nkv / tp)
@@ -323,30 +339,9 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     else:
         ff_d, bb_d, ff_m, bb_m = f_d, b_d, f_m, b_m
 
-    # --- data-parallel reductions outside ZeRO-3: the gradients, over dp x cp (the experts
-    # over their own replicas); with hybrid sharding, the shards across the domains ---
-    t_rs = 0.0  # gradient reduce-scatter or all-reduce of one step
-    t_ag = 0.0  # all-gather of the updated weights (distributed optimizer)
-    if zero == 3:
-        if hsdp == 1:
-            t_rs = allreduce_time(grad_b * p_nonexp / sh, dpc // sh, out_bps, out_lat)
-            if p_exp > 0 and edp // sh_e > 1:
-                t_rs += allreduce_time(grad_b * p_exp / sh_e, edp // sh_e, out_bps, out_lat)
-    else:
-        up_dp = scaleup_bw(tp * dpc, up_raw, topo, domain) * eff_net  # the in-domain level
-        t_ar = group_allreduce_time(grad_b * p_nonexp, dpc, tp, domain, up_dp, out_bps, up_lat,
-                                    out_lat)
-        if edp > 1 and p_exp > 0:
-            t_ar += group_allreduce_time(grad_b * p_exp, edp, tp * ep, domain, up_dp, out_bps,
-                                         up_lat, out_lat)
-        if zero >= 1:
-            # distributed optimizer: reduce-scatter the gradients, all-gather the updated
-            # 16-bit weights under the forward pass of the next step's first micro-batch
-            # (Megatron's overlap_grad_reduce and overlap_param_gather)
-            t_rs = 0.5 * t_ar
-            t_ag = t_rs * WEIGHT_B / grad_b
-        else:
-            t_rs = t_ar
+    # --- data-parallel reductions outside ZeRO-3 (:func:`.collectives.gradient_sync`) ---
+    t_rs, t_ag = gradient_sync(zero, hsdp, grad_b, p_nonexp, p_exp, dpc, edp, sh, sh_e, tp, ep,
+                               domain, up_raw, topo, eff_net, out_bps, up_lat, out_lat)
     # ZeRO-2 keeps only its shard of the gradients: every micro-batch reduce-scatters its own
     # under its backward pass, part of each stage's work
     rs_mb = t_rs if zero == 2 else 0.0
@@ -391,6 +386,15 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     shard_e = sh_e if zero >= 1 else 1.0
     opt_bytes = ADAM_BYTES_PER_PARAM * (p_nonexp / shard_ne + p_exp / shard_e)
     t_opt = opt_bytes / (hbm * eff_mem)
+    t_opt_chip = t_opt
+    adam_link = 0.0
+    if off & OFF_OPTIMIZER:  # the host CPU's Adam, never faster than the chip's
+        t_host, adam_link = host_adam_time(p_nonexp / shard_ne + p_exp / shard_e,
+                                           (off & OFF_WEIGHTS) != 0, ADAM_BYTES_PER_PARAM,
+                                           WEIGHT_B, grad_b, host_bps,
+                                           cluster[L.K_HOST_DRAM_BPS])
+        t_opt = max(t_opt, t_host)
+        opt_bytes = 0.0
 
     step = t_pipe + t_dp_exposed + t_opt
     if not (step > 0) or not math.isfinite(step):
@@ -418,6 +422,10 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     out[L.O_MEM_LOGITS] = logits_b
     out[L.O_MEM_BUFFER] = buf
     out[L.O_ZERO] = zero
+    host_b += in_flight * (n_d + n_m) * x_off  # offloaded recompute's layer inputs
+    out[L.O_OFFLOAD] = off
+    out[L.O_MEM_HOST] = host_b
+    out[L.O_T_HOST] = m * (n_d * t_d_off + n_m * t_m_off) + t_opt - t_opt_chip
 
     tokens = seq * gbatch
     out[L.O_STEP_S] = step
@@ -446,7 +454,8 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     step_flops = m * (n_d * layer_flops_d + n_m * layer_flops_m
                       + 3.0 * 2.0 * tok * h * vocab / tp)
     step_hbm = m * (n_d * layer_bytes_d + n_m * layer_bytes_m + 3.0 * by_logits) + opt_bytes
-    step_link = (m * ((n_d + n_m) * layer_link + n_m * ep_link + p2p_bytes) + dp_link)
+    step_link = (m * ((n_d + n_m) * layer_link + n_m * ep_link + p2p_bytes) + dp_link
+                 + m * (n_d * x_host_d + n_m * x_host_m) + adam_link)
     w_compute = energy_per_flop(chip, prec) * step_flops / step
     w_hbm = chip[L.C_E_HBM] * step_hbm / step
     w_link = chip[L.C_E_LINK] * step_link / step
@@ -483,7 +492,7 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     out[L.O_BUSY] = busy
     out[L.O_N_USED] = n_used
     out[L.O_CLOCK] = 1.0
-    if mem > chip[L.C_HBM_B]:
+    if mem > chip[L.C_HBM_B] or host_b > cluster[L.K_HOST_MEM_B]:
         return L.S_OOM
     if chip_w > chip[L.C_TDP_W]:
         return L.S_POWER

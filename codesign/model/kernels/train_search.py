@@ -10,6 +10,7 @@ from numba import njit, prange
 from codesign.model.kernels import layout as L
 from codesign.model.kernels.common import choices, matmul_peak, worst_status
 from codesign.model.kernels.layer import gemm_flops_per_token
+from codesign.model.kernels.offload import offload_ok
 from codesign.model.kernels.train import eval_mapping
 
 MAX_MICRO_BATCH = 64
@@ -28,7 +29,8 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
     largest first), ep (powers of 2 dividing the experts and cp x dp), vpp (powers of 2), the
     micro-batch, recompute and ZeRO stage, and for MoE models with ep > 1 and at least two
     micro-batches the overlap of the all-to-all, and for ZeRO-3 groups that span scale-up
-    domains hybrid sharding; sequence parallel is on whenever tp > 1.
+    domains hybrid sharding; sequence parallel is on whenever tp > 1; host-memory offload
+    where the chip's memory does not hold a mapping without it (:func:`eval_offloaded`).
     Branch and bound: a (tp, cp, pp, dp) block whose compute lower bound (GEMM FLOPs at peak
     x efficiency on the chips it uses), and a micro-batch whose bound with the smallest
     pipeline bubble it can have ((pp - 1) / vpp of m stage times), cannot beat the best step
@@ -55,6 +57,7 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
     prune = rate > 0 and work > 0
     mp = np.zeros(L.MAP_LEN, np.int64)
     out = np.zeros(L.OUT_LEN)
+    spare = np.zeros(L.OUT_LEN)
     best_step = np.inf
     best_mem = np.inf
     tps = choices(fixed[L.P_TP], 1, max(1, min(domain, int(model[L.M_HEADS]))), True)
@@ -130,9 +133,9 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
                                                     mp[L.P_SP] = fixed[L.P_SP]
                                                 else:
                                                     mp[L.P_SP] = 1 if tp > 1 else 0
-                                                st = eval_mapping(chip, cluster, model, job,
-                                                                  mp, out)
-                                                counts[st] += 1
+                                                st = eval_offloaded(chip, cluster, model,
+                                                                    job, fixed[L.P_OFFLOAD],
+                                                                    mp, out, spare, counts)
                                                 if st != L.S_OK:
                                                     continue
                                                 step = out[L.O_STEP_S]
@@ -156,3 +159,31 @@ def search_population(chips, clusters, model, job, fixed, best_mps, best_outs, c
         status[i] = search_mappings(
             chips[i], clusters[i], model, job, fixed, best_mps[i], best_outs[i], counts[i]
         )
+
+
+@njit(cache=True)
+def eval_offloaded(chip, cluster, model, job, fixed_off, mp, out, spare, counts):
+    """Evaluate mapping ``mp`` with the offload ``fixed_off`` (>= 0), or (-1) without offload
+    and, where that is out of memory, with each offload its ZeRO stage allows, keeping the
+    fastest (ties: least HBM): offloading never speeds up a mapping that fits
+    (:mod:`.offload`), so nothing faster is missed. Sets ``mp[P_OFFLOAD]``, fills ``out``
+    (``spare`` is scratch of the same length), counts each evaluation in ``counts`` by status
+    and returns the status of the mapping kept."""
+    mp[L.P_OFFLOAD] = fixed_off if fixed_off >= 0 else 0
+    st = eval_mapping(chip, cluster, model, job, mp, out)
+    counts[st] += 1
+    if st != L.S_OOM or fixed_off >= 0:
+        return st
+    best = -1
+    for off in range(1, 4):
+        if not offload_ok(off, mp[L.P_ZERO]):
+            continue
+        mp[L.P_OFFLOAD] = off
+        s = eval_mapping(chip, cluster, model, job, mp, spare)
+        counts[s] += 1
+        if s == L.S_OK and (best < 0 or spare[L.O_STEP_S] < out[L.O_STEP_S] or (
+                spare[L.O_STEP_S] == out[L.O_STEP_S] and spare[L.O_MEM_B] < out[L.O_MEM_B])):
+            out[:] = spare
+            best = off
+    mp[L.P_OFFLOAD] = max(best, 0)
+    return L.S_OK if best >= 0 else st
