@@ -55,19 +55,19 @@ GOLDEN = {
         50.48997035099526,  # iteration_time_s
         {"tp": 8, "pp": 35, "dp": 1, "cp": 1, "ep": 1, "vpp": 3, "micro_batch": 1,
          "recompute": "full", "zero": 0, "sequence_parallel": False, "ep_overlap": False,
-         "hybrid_shard": False},
+         "hybrid_shard": False, "offload": "none"},
     ),
     "KOR22-T5-2b": (
         13.271278530667730,  # iteration_time_s
         {"tp": 8, "pp": 8, "dp": 1, "cp": 1, "ep": 1, "vpp": 3, "micro_batch": 1,
          "recompute": "selective", "zero": 0, "sequence_parallel": True, "ep_overlap": False,
-         "hybrid_shard": False},
+         "hybrid_shard": False, "offload": "none"},
     ),
     "NEMO2407-10a": (
         228.35786430429926,  # tokens_per_s_per_chip (recompute and ZeRO stage searched)
         {"tp": 8, "pp": 8, "dp": 2, "cp": 1, "ep": 1, "vpp": 12, "micro_batch": 1,
          "recompute": "full", "zero": 1, "sequence_parallel": True, "ep_overlap": False,
-         "hybrid_shard": False},
+         "hybrid_shard": False, "offload": "none"},
     ),
 }
 
@@ -163,7 +163,7 @@ branch kernels (kernel_s 8.19 us, gemm_share 0.853): 6.480175 -> 6.613433 s, sam
 multi-start refit (kernel_s 8.49 us, gemm_share 0.847): 6.646225 s, same mapping."""
 LLAMA405B_MAPPING = {"tp": 8, "pp": 64, "dp": 8, "cp": 4, "ep": 1, "vpp": 1, "micro_batch": 1,
                      "recompute": "none", "zero": 1, "sequence_parallel": True,
-                     "ep_overlap": False, "hybrid_shard": False}
+                     "ep_overlap": False, "hybrid_shard": False, "offload": "none"}
 
 
 def test_llama3_405b_on_16k_h100_golden():

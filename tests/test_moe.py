@@ -190,7 +190,8 @@ def test_training_ep_all_to_all_is_slower_across_domains(overlap):
     what shows is the share of the units its kernels take (moe.COMM_SM_SHARE)."""
     job = TrainJob(MIXTRAL, seq_len=4096, global_batch=512)
     fixed = Mapping(tp=1, pp=1, dp=64, cp=1, ep=8, vpp=1, micro_batch=1, recompute="full",
-                    zero=1, sequence_parallel=False, ep_overlap=overlap, hybrid_shard=False)
+                    zero=1, sequence_parallel=False, ep_overlap=overlap, hybrid_shard=False,
+                    offload="none")
     res = {}
     for domain in (8, 4):
         chip = dataclasses.replace(H100, scaleup_domain=domain)

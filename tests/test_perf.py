@@ -55,7 +55,8 @@ def test_fixed_mapping_is_honoured(h100_64):
     # fully fixed: one candidate, exactly that mapping (issue 12 added two searched fields,
     # ep_overlap and hybrid_shard; a mapping is fully fixed only with them)
     full = Mapping(tp=4, pp=2, dp=8, cp=1, ep=1, vpp=1, micro_batch=1, recompute="selective",
-                   zero=1, sequence_parallel=True, ep_overlap=False, hybrid_shard=False)
+                   zero=1, sequence_parallel=True, ep_overlap=False, hybrid_shard=False,
+                   offload="none")
     res = evaluate(H100, ClusterSpec(n_chips=64), LLAMA8B, full)
     assert res.n_candidates == 1
     assert res.feasible and res.mapping == full
@@ -135,8 +136,12 @@ def test_evaluate_designs_empty():
 
 
 def test_tiny_hbm_design_is_out_of_memory():
-    design = dict(DEFAULT_DESIGN, hbm_stacks=1, hbm_gen="HBM2e", n_chips=8)
+    """16 GB of HBM and 256 GB of host memory per chip: Llama-3 70B's 1.3 TB of model states
+    fit neither on one chip nor, offloaded, in its host; on 8 chips they fit only offloaded."""
+    design = dict(DEFAULT_DESIGN, hbm_stacks=1, hbm_gen="HBM2e", n_chips=1)
     job = TrainJob(get_model("llama3-70b"), seq_len=4096, global_batch=64)
+    eight = evaluate(design_to_chip(design), design_to_cluster(dict(design, n_chips=8)), job)
+    assert eight.feasible and eight.mapping.offload != "none"
     (m,) = evaluate_designs([design], job)
     assert m["hbm_gb"] == 16.0
     assert m["feasible"] is False

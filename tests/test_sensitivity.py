@@ -232,7 +232,8 @@ def test_unfused_attention_is_slower_and_stores_the_scores():
     cluster = ClusterSpec(n_chips=64)
     job = TrainJob(get_model("llama3-8b"), seq_len=2048, global_batch=64)
     mp = Mapping(tp=8, pp=1, dp=8, cp=1, ep=1, vpp=1, micro_batch=1, recompute="none", zero=1,
-                 sequence_parallel=True, ep_overlap=False, hybrid_shard=False)  # all fixed
+                 sequence_parallel=True, ep_overlap=False, hybrid_shard=False,
+                 offload="none")  # all fixed
     flash = evaluate(chip, cluster, job, mp)
     unfused = evaluate(chip, cluster, dataclasses.replace(job, attention="unfused"), mp)
     assert flash.feasible and unfused.feasible
@@ -251,7 +252,8 @@ def test_attention_work_per_chip_does_not_depend_on_the_dp_cp_split(attention):
     t = {}
     for dp, cp in ((8, 1), (4, 2), (2, 4)):
         mp = Mapping(tp=8, pp=1, dp=dp, cp=cp, ep=1, vpp=1, micro_batch=1, recompute="none",
-                     zero=1, sequence_parallel=True, ep_overlap=False, hybrid_shard=False)
+                     zero=1, sequence_parallel=True, ep_overlap=False, hybrid_shard=False,
+                     offload="none")
         res = evaluate(H100, ClusterSpec(n_chips=64), job, mp)
         assert res.feasible and res.mapping == mp, res.reason
         t[cp] = res.breakdown_s["attention_compute"]
