@@ -198,6 +198,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--scaleup-fabric", choices=("switched", "ethernet", "direct"),
                    help="how the scale-up domain is wired (default: the platform's)")
     e.add_argument("--chips-per-rack", type=_int_at_least(1, 1024))
+    e.add_argument("--cooling", choices=("air", "liquid"),
+                   help="rack cooling, which bounds rack kW and chip TDP (default: the "
+                        "platform's; else none stated, no limit)")
     e.add_argument("--scaleout-ports", type=_int_at_least(0, 256),
                    help="shared-port chips (Maia 100, Gaudi 3): ports facing scale-out")
     e.add_argument("--oversubscription", type=_float_in(over.low, over.high), default=1.0,

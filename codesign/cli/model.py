@@ -28,11 +28,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for key in ("chip", "die_area_mm2", "n_compute_dies", "tdp_w", "chip_cost_usd",
                     "n_chips", "model", "workload", "candidates"):
             print(f"{key:>22}: {out[key]}")
+        print(f"{'cooling':>22}: {_cooling_line(out['cooling'])}")
         print(f"infeasible: {out['reason']}")
         return 0
     for key, value in out.items():
-        print(f"{key:>22}: {value}")
+        print(f"{key:>22}: {_cooling_line(value) if key == 'cooling' else value}")
     return 0
+
+
+def _cooling_line(c: dict) -> str:
+    """``air: rack 117.8 kW of 50 kW, chip limit 1000 W: does not fit (why)``."""
+    import math
+
+    if c["kind"] is None:
+        return f"not stated (no limit): rack {c['rack_power_kw']:.1f} kW"
+    chip = ("" if c["chip_limit_w"] is None or math.isnan(c["chip_limit_w"])
+            else f", chip limit {c['chip_limit_w']:g} W")
+    fits = "fits" if c["cooling_ok"] else f"does not fit ({c['violation']})"
+    rack = f"rack {c['rack_power_kw']:.1f} kW of {c['rack_limit_kw']:g} kW"
+    return f"{c['kind']}: {rack}{chip}: {fits}"
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:

@@ -29,11 +29,16 @@ METRICS: dict[str, tuple[str, str]] = {
     "facility_usd_per_chip": ("USD of building per chip (built for its provisioned power)",
                               "minimize"),
     "tokens_per_s_per_mw": ("tokens/s per MW of provisioned facility power", "maximize"),
+    "tokens_per_s_per_gw": ("tokens/s per GW of provisioned facility power", "maximize"),
     "provisioned_power_w": ("W of facility power provisioned (budget, or chips at TDP + hosts "
                             "+ network, x PUE)", "minimize"),
     "idle_chips": ("chips the job's mapping leaves without work", "minimize"),
     "rack_power_kw": ("kW per rack (chips at TDP + their host and network share)",
                       "minimize"),
+    "rack_limit_kw": ("kW per rack the cluster's cooling removes (air or liquid; NaN: no "
+                      "cooling stated, no limit)", "maximize"),
+    "cooling_ok": ("1 if the rack's power and the chip's TDP are within what its cooling "
+                   "removes, else 0", "maximize"),
     "n_chips": ("chips", "maximize"),
     "energy_per_token_j": ("J/token (accelerators only)", "minimize"),
     "memory_gb_per_chip": ("GB", "minimize"),

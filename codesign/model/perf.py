@@ -20,7 +20,7 @@ import numpy as np
 from codesign.model import pack, tech
 from codesign.model.chip import datasheet as chip_area
 from codesign.model.chip import power
-from codesign.model.cluster import build, facility
+from codesign.model.cluster import build, cooling, facility
 from codesign.model.efficiency import Efficiency, Stack
 from codesign.model.kernels import layout
 from codesign.model.kernels.infer_search import infer_search, infer_search_population
@@ -202,6 +202,10 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
                                           overhead,
                                           cluster.pue, cluster.power_budget_mw)
                    if chip.tdp_w is not None else nan)
+    rack_kw = ((cluster.chips_per_rack or build.DEFAULT_CHIPS_PER_RACK)
+               * (chip.tdp_w + overhead) / 1000.0 if chip.tdp_w is not None else nan)
+    cool = cooling.check(cluster.cooling, rack_kw, chip.tdp_w)
+    per_mw = tps / (provisioned / 1e6) if res.feasible and provisioned > 0 else 0.0
     # infeasible results carry finite zeros (the constraint marks them), never NaN
     cost_mtok = cost_run = 0.0 if not res.feasible else nan
     if res.feasible and tps > 0:
@@ -220,13 +224,13 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
         "tokens_per_s": tps,
         "tokens_per_s_per_chip": res.tokens_per_s_per_chip,
         "tokens_per_joule": res.tokens_per_joule,
-        "tokens_per_s_per_mw": tps / (provisioned / 1e6) if res.feasible and provisioned > 0
-        else 0.0,
+        "tokens_per_s_per_mw": per_mw,
+        "tokens_per_s_per_gw": per_mw * 1000.0,
         "provisioned_power_w": provisioned,
         "idle_chips": idle_chips(res.mapping, cluster) if res.feasible else 0,
-        "rack_power_kw": ((cluster.chips_per_rack or build.DEFAULT_CHIPS_PER_RACK)
-                          * (chip.tdp_w + overhead)
-                          / 1000.0 if chip.tdp_w is not None else nan),
+        "rack_power_kw": rack_kw,
+        "rack_limit_kw": cool.rack_limit_kw,
+        "cooling_ok": int(cool.ok),
         "energy_per_token_j": (cluster.n_chips * res.chip_power_w / tps
                                if res.feasible and tps > 0 else 0.0),
         "mfu": nan if serving else res.mfu,

@@ -138,6 +138,10 @@ class ClusterSpec:
     """Of a shared-port chip's ports, how many face scale-out (None: a quarter)."""
     ocs: bool = False
     """A torus whose racks are joined through optical circuit switches (TPU v4/v5p)."""
+    cooling: str | None = None
+    """How the racks are cooled: ``"air"`` or ``"liquid"`` (direct-to-chip), which bounds a
+    rack's power and a chip's TDP (:mod:`codesign.model.cluster.cooling`); None: not stated,
+    no limit."""
     host_cpu: str = ""
     """The host CPU's catalog id ("" = the generic host of ``host_power_w_per_chip``)."""
     host_usd_per_chip: float | None = None

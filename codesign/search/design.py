@@ -76,6 +76,10 @@ DESIGN_PARAMETERS: dict[str, ParamInfo] = {
     "chips_per_host": ParamInfo("int", "chips", 1, 16,
                                 help="accelerators per host CPU socket (a searched host: one "
                                      "socket, 512 GB DRAM)"),
+    "cooling": ParamInfo("str", "", choices=("unstated", "air", "liquid"),
+                         help="rack cooling, air or direct liquid: each bounds a rack's power "
+                              "and a chip's TDP (codesign.model.cluster.cooling, the metric "
+                              "cooling_ok); unstated: no limit"),
     "topology": ParamInfo("str", "", choices=TOPOLOGIES, help="scale-out network topology"),
     "oversubscription": ParamInfo("float", "ratio", 1.0, 16.0,
                                   help="fat-tree taper above the leaf (1 = non-blocking)"),
@@ -86,14 +90,17 @@ DESIGN_PARAMETERS: dict[str, ParamInfo] = {
 NEUTRAL_VALUES: dict[str, Any] = {
     "power_limit": 1.0, "shared_ports": 0, "port_gbps": 400.0, "scaleout_ports": 0,
     "scaleup_fabric": "switched", "chips_per_rack": 8, "host_cpu": "generic",
-    "chips_per_host": 4,
+    "chips_per_host": 4, "cooling": "unstated",
 }
 """Parameters added after the first release, with the value that reproduces the behaviour
 from before they existed: a space that leaves one at this value keeps the fingerprint it had
-then (:meth:`codesign.search.experiment.SearchSpace.fingerprint`), so earlier runs still resume."""
+then (:meth:`codesign.search.experiment.SearchSpace.fingerprint`), so earlier runs still resume.
+``cooling`` is neutral at ``"unstated"`` (no rack or chip limit), not at ``"liquid"``: liquid
+bounds a rack at 250 kW, which a dense space (1,024 chips per rack) can exceed."""
 
 CLUSTER_PARAMETERS = ("n_chips", "topology", "oversubscription", "pue", "scaleout_ports",
-                      "scaleup_fabric", "chips_per_rack", "host_cpu", "chips_per_host")
+                      "scaleup_fabric", "chips_per_rack", "host_cpu", "chips_per_host",
+                      "cooling")
 
 HOST_DRAM_GB = 512.0
 """Host memory of a searched design's host CPU, GB (estimate: 8-16 DDR5 RDIMMs)."""
@@ -127,6 +134,7 @@ DEFAULT_DESIGN: dict[str, Any] = {
     "chips_per_rack": 8,
     "host_cpu": "generic",
     "chips_per_host": 4,
+    "cooling": "unstated",
 }
 
 
@@ -215,6 +223,8 @@ def design_to_cluster(design: dict[str, Any], extra: dict[str, Any] | None = Non
     kwargs["scaleout_ports"] = max(1, int(kwargs["scaleout_ports"])) if ports else None
     if kwargs["scaleup_fabric"] == "switched":
         kwargs["scaleup_fabric"] = None  # by topology and chip, as before the parameter
+    if kwargs["cooling"] == "unstated":
+        kwargs["cooling"] = None  # no cooling limit, as before the parameter
     kwargs.update(extra or {})
     if host != "generic":
         from codesign.model.cluster.build import host_fields
@@ -225,7 +235,8 @@ def design_to_cluster(design: dict[str, Any], extra: dict[str, Any] | None = Non
 
 def _platform_design(chip: ChipSpec) -> dict[str, Any]:
     """The design parameters of a catalog chip's platform as built (platforms.toml): shared
-    Ethernet ports and their split, scale-up fabric and domain, rack, host CPU."""
+    Ethernet ports and their split, scale-up fabric and domain, rack and its cooling, host
+    CPU."""
     from codesign.model.catalog.platforms import platform_of
 
     p = platform_of(chip.id) if chip.id else None
@@ -233,7 +244,7 @@ def _platform_design(chip: ChipSpec) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {"scaleup_domain": p.scaleup_domain, "chips_per_rack": p.chips_per_rack,
                            "chips_per_host": max(1, round(p.chips_per_host / p.cpus_per_host)),
-                           "host_cpu": p.host,
+                           "host_cpu": p.host, "cooling": p.cooling,
                            "scaleup_fabric": p.scaleup if p.scaleup in
                            DESIGN_PARAMETERS["scaleup_fabric"].choices else "switched"}
     if p.shared_ports:

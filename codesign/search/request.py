@@ -73,6 +73,9 @@ class EvaluateRequest:
     scaleup_fabric: str | None = None
     chips_per_rack: int | None = None
     scaleout_ports: int | None = None
+    cooling: str | None = None
+    """``"air"`` or ``"liquid"`` racks instead of the platform's cooling (None: the catalog
+    chip's platform's, else not stated: no limit)."""
 
 
 def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
@@ -103,6 +106,10 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
 
         chip = replace(chip, tdp_w=req.power_limit_w, throttles=True)
     _check_workload_flags(req)
+    from codesign.model.catalog.platforms import COOLINGS
+
+    if req.cooling is not None and req.cooling not in COOLINGS:
+        raise ConfigError(None, "--cooling", f"one of: {', '.join(COOLINGS)}", req.cooling)
     if req.workload.endswith(".toml"):
         job = load_workload(req.workload)
     elif req.workload in catalog.model_ids() and req.input_len is not None:
@@ -183,6 +190,7 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
         "tokens_per_joule": res.tokens_per_joule,
         "cost_per_mtoken_usd": m["cost_per_mtoken_usd"],
         "tokens_per_s_per_mw": m["tokens_per_s_per_mw"],
+        "tokens_per_s_per_gw": m["tokens_per_s_per_gw"],
         "energy_per_token_j": m["energy_per_token_j"],
         "feasible": res.feasible,
         "reason": res.reason,
@@ -196,6 +204,7 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
     out["cluster_breakdown"] = cluster_breakdown(chip, cluster, res,
                                                  scaleout_gbps=req.scaleout_gbps)
     out["clock_fraction"] = res.clock_fraction
+    out["cooling"] = _cooling(chip, cluster, m)
     out["assumed"] = assumed
     if not res.feasible:  # no mapping: no numbers to report, only the reason
         out = _without_numbers(out)
@@ -248,9 +257,21 @@ def _check_degrees(req: EvaluateRequest) -> None:
 
 _DESIGN_KEYS = ("chip", "die_area_mm2", "n_compute_dies", "tdp_w", "chip_cost_usd", "n_chips",
                 "model", "workload", "feasible", "reason", "candidates",
-                "feasible_candidates", "assumed")
+                "feasible_candidates", "cooling", "assumed")
 """Keys of ``evaluate``'s output that describe what was asked (the chip, its price, the
-cluster, the workload, why it failed), so they stay when no mapping is feasible."""
+cluster and its cooling, the workload, why it failed), so they stay when no mapping is
+feasible."""
+
+
+def _cooling(chip: Any, cluster: Any, m: dict[str, Any]) -> dict[str, Any]:
+    """``evaluate``'s ``cooling``: the kind (None: not stated), the rack's kW (chips at TDP
+    with their host and network share) and the limit of that cooling, the chip's TDP limit
+    (None: no limit), whether both fit (``cooling_ok``) and, when not, why."""
+    from codesign.model.cluster import cooling
+
+    c = cooling.check(cluster.cooling, m["rack_power_kw"], chip.tdp_w)
+    return {"kind": c.cooling, "rack_power_kw": c.rack_kw, "rack_limit_kw": c.rack_limit_kw,
+            "chip_limit_w": c.chip_limit_w, "cooling_ok": c.ok, "violation": c.reason}
 
 
 def _cluster(req: EvaluateRequest, chip: Any, catalog_chip: bool) -> tuple[Any, Any]:
@@ -265,7 +286,8 @@ def _cluster(req: EvaluateRequest, chip: Any, catalog_chip: bool) -> tuple[Any, 
     fields = {"topology": req.topology, "oversubscription": req.oversubscription,
               "power_budget_mw": req.power_budget_mw, "site_mw": req.site_mw,
               "job_chips": req.job_chips, "scaleup_fabric": req.scaleup_fabric,
-              "chips_per_rack": req.chips_per_rack, "scaleout_ports": req.scaleout_ports}
+              "chips_per_rack": req.chips_per_rack, "scaleout_ports": req.scaleout_ports,
+              "cooling": req.cooling}
     if catalog_chip and not req.no_platform:
         chip, cluster = build.as_built(chip, req.n_chips or 1, **fields)
     else:

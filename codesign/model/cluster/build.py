@@ -143,8 +143,8 @@ def host_fields(host_cpu: str, cpus_per_host: int, chips_per_host: int,
 
 def as_built(chip: ChipSpec, n_chips: int, **overrides: object) -> tuple[ChipSpec, ClusterSpec]:
     """A catalog chip and ``n_chips`` of it in the platform it is sold in
-    (``platforms.toml``): its scale-up domain and fabric, host CPU, rack, NIC or shared
-    ports, scale-out topology. ``overrides`` are ClusterSpec fields the caller sets (a
+    (``platforms.toml``): its scale-up domain and fabric, host CPU, rack and its cooling, NIC
+    or shared ports, scale-out topology. ``overrides`` are ClusterSpec fields the caller sets (a
     ``None`` value keeps the platform's). A chip without a platform comes back in the generic
     cluster (``ClusterSpec(n_chips)`` + overrides)."""
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -159,7 +159,7 @@ def as_built(chip: ChipSpec, n_chips: int, **overrides: object) -> tuple[ChipSpe
     topology = p.scaleup if p.scaleup.startswith("torus") else p.topology
     kwargs: dict[str, object] = {
         "topology": topology, "scaleup_fabric": fabric_kind, "chips_per_rack": p.chips_per_rack,
-        "ocs": p.ocs,
+        "ocs": p.ocs, "cooling": p.cooling,
         **host_fields(p.host, p.cpus_per_host, p.chips_per_host, p.host_dram_gb,
                       p.host_link_gbs),
         "scaleout_ports": p.scaleout_ports if p.shared_ports else None,
