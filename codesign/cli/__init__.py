@@ -3,7 +3,8 @@
 The flags and the dispatch are here; the commands, one module per group:
 :mod:`codesign.cli.model` (``evaluate``, ``catalog``, ``bench``), :mod:`codesign.cli.validate`
 (``validate``), :mod:`codesign.cli.study` (``search``, ``resume``, ``worker``, ``doctor``,
-``export``) and :mod:`codesign.cli.results` (``pareto``, ``report``, ``compare``); what they
+``export``) and :mod:`codesign.cli.results` (``pareto``, ``report``, ``compare``,
+``extend``); what they
 print in :mod:`codesign.cli.format`.
 
 Exit codes: 0 ok, 2 bad input (config, CSV, flags, storage URL; nothing is created or
@@ -21,7 +22,7 @@ from typing import Any
 
 from codesign.cli.format import PROG
 from codesign.cli.model import cmd_bench, cmd_catalog, cmd_evaluate
-from codesign.cli.results import cmd_compare, cmd_pareto, cmd_report
+from codesign.cli.results import cmd_compare, cmd_extend, cmd_pareto, cmd_report
 from codesign.cli.study import cmd_doctor, cmd_export, cmd_resume, cmd_search, cmd_worker
 from codesign.cli.validate import cmd_validate
 from codesign.errors import ConfigError
@@ -246,6 +247,27 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--against", required=True, help="catalog chip id, e.g. h100-sxm")
     cm.add_argument("--format", choices=("table", "json"), default="table")
 
+    xt = sub.add_parser(
+        "extend", help="from a baseline chip to a design, one change at a time",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Instantiate, then extend: start at one of the experiment's baseline chips\n"
+        "as the search projects it, apply the searched parameters in which the design differs\n"
+        "one per rung (greedily: the change best on the first objective next), each rung\n"
+        "evaluated by the model, and show what each extension buys; also each change alone\n"
+        "on the baseline (where the two gains differ, the changes interact).",
+        epilog="example:\n  codesign search experiments/instantiate_extend.toml\n"
+        "  codesign extend runs/instantiate_extend\n"
+        "  codesign extend runs/instantiate_extend --trial 42 --baseline h100-sxm --json")
+    xt.add_argument("run_dir", help="run directory of a study (codesign search wrote it)")
+    xt.add_argument("--trial", type=_int_at_least(0),
+                    help="target trial (default: the feasible front design best on the "
+                    "first objective)")
+    xt.add_argument("--baseline", metavar="CHIP_ID",
+                    help="baseline chip, one of the experiment's baselines (default: its "
+                    "first)")
+    xt.add_argument("--json", action="store_true",
+                    help="print one JSON object with a list of rungs (default: a table)")
+
     c = sub.add_parser("catalog", help="list reference chips and models")
     c.add_argument("--json", action="store_true")
 
@@ -290,6 +312,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "catalog": cmd_catalog,
     "compare": cmd_compare,
+    "extend": cmd_extend,
     "report": cmd_report,
     "doctor": cmd_doctor,
     "export": cmd_export,

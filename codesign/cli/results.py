@@ -1,4 +1,4 @@
-"""The ``codesign`` commands on a run's results: ``pareto``, ``report``, ``compare``.
+"""The ``codesign`` commands on a run's results: ``pareto``, ``report``, ``compare``, ``extend``.
 
 Each parses nothing (see :mod:`codesign.cli`), calls :mod:`codesign.results` and prints.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from codesign.cli.format import _fmt, _print_front, _strict_json
@@ -106,4 +107,61 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"  {k:<{width}}  {_fmt(ref):>14}  {_fmt(new):>14}  {_fmt(imp)}")
         changes = ", ".join(f"{k} {_fmt(a)} -> {_fmt(v)}" for k, (a, v) in b["changed"].items())
         print(f"  changed vs {base['id']} as a design point: {changes or 'nothing'}")
+    return 0
+
+
+def _pct_cell(value: object) -> str:
+    v = float(value) if isinstance(value, int | float) else math.nan
+    return "" if math.isnan(v) else f"{v:+.1f}%"
+
+
+def cmd_extend(args: argparse.Namespace) -> int:
+    from codesign.model.metrics import METRICS
+    from codesign.results.extend import extension_ladder
+
+    res = extension_ladder(args.run_dir, args.trial, args.baseline)
+    rungs = res.rungs()
+    if args.json:
+        print(json.dumps(_strict_json({
+            "study": res.study, "trial": res.trial, "baseline": res.baseline,
+            "baseline_trial": res.baseline_trial,
+            "objectives": [list(o) for o in res.objectives],
+            "order": f"greedy on {res.objectives[0][0]} ({res.objectives[0][1]})",
+            "units": {m: METRICS[m][0] for m in res.metrics},
+            "matches_stored": res.matches_stored, "rungs": rungs}), allow_nan=False))
+        return 0
+    first, direction = res.objectives[0]
+    start = f"{res.baseline} (trial {res.baseline_trial})" if res.baseline_trial is not None \
+        else f"{res.baseline} (projected)"
+    print(f"{res.study}: {start} -> trial {res.trial}, one change per rung, the best on "
+          f"{first} ({direction}) first")
+    head = [("rung", ""), ("change", "from -> to")]
+    for m in res.changed:
+        head += [(m, METRICS[m][0]), ("vs prev", "%"), ("alone", "%")]
+    rest = [m for m in res.metrics if m not in res.changed]
+    head += [(m, METRICS[m][0].split(" (")[0]) for m in rest] + [("status", "")]
+    table = []
+    for r in rungs:
+        change = (f"{res.baseline} as projected" if r["param"] is None else
+                  f"{r['param']} {_fmt(r['from'])} -> {_fmt(r['to'])} {r['unit']}".rstrip())
+        row = [str(r["rung"]), change]
+        for m in res.changed:
+            row += [_fmt(r[m]), _pct_cell(r[f"change_pct_{m}"]), _pct_cell(r[f"alone_pct_{m}"])]
+        row += [_fmt(r[m]) for m in rest]
+        status = "ok" if r["constraints_ok"] else f"infeasible: {r['why']}"
+        if r["alone_feasible"] is False:
+            status += f"; alone infeasible: {r['alone_why']}"
+        table.append([*row, status])
+    lines = [[h[0] for h in head], [h[1] for h in head], *table]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    for line in lines:
+        cells = [c.ljust(w) if i in (1, len(line) - 1) else c.rjust(w)
+                 for i, (c, w) in enumerate(zip(line, widths, strict=True))]
+        print("  ".join(cells).rstrip())
+    last = rungs[-1]
+    for m in res.changed:
+        print(f"{m}: {_fmt(rungs[0][m])} -> {_fmt(last[m])} {METRICS[m][0]} "
+              f"({_pct_cell(last[f'total_pct_{m}']) or 'n/a'} over {len(rungs) - 1} changes)")
+    print(f"vs prev: change from the rung above; alone: the change applied alone to "
+          f"{res.baseline} (where the two differ, the changes interact)")
     return 0

@@ -4,6 +4,7 @@
 :func:`sensitivity` re-evaluates one knob at a time around a design;
 :func:`hypervolume_history` and :func:`infeasible_reasons` summarise the search;
 :func:`compare_run` puts a run's best designs next to a reference chip;
+:func:`extension_ladder` walks from a baseline chip to a design, one change per rung;
 :func:`write_report` writes the offline HTML report. Results import the model and the search,
 never the CLI.
 """
@@ -16,6 +17,7 @@ from codesign._lazy import exports
 
 if TYPE_CHECKING:
     from codesign.results.compare import compare_run
+    from codesign.results.extend import ExtendResult, extension_ladder
     from codesign.results.hypervolume import hypervolume_history
     from codesign.results.inspect import Run, infeasible_reasons, load_run, read_trials
     from codesign.results.report import build_report, write_report
@@ -29,13 +31,17 @@ _PUBLIC = {
     "sensitivity": "codesign.results.sensitivity",
     "hypervolume_history": "codesign.results.hypervolume",
     "compare_run": "codesign.results.compare",
+    "extension_ladder": "codesign.results.extend",
+    "ExtendResult": "codesign.results.extend",
     "build_report": "codesign.results.report",
     "write_report": "codesign.results.report",
 }
 __all__ = [
+    "ExtendResult",
     "Run",
     "build_report",
     "compare_run",
+    "extension_ladder",
     "hypervolume_history",
     "infeasible_reasons",
     "load_run",
