@@ -30,6 +30,9 @@ A change that is meant to move a number regenerates the files
   (a mapping out of memory is tried again with each offload); every other value, the chosen
   mappings and every metric, compared with the earlier files after dropping those keys, is
   identical.
+* issue 15, cooling and per-GW: new keys only (``tokens_per_s_per_gw``, the ``cooling``
+  object of ``evaluate``, the metrics ``cooling_ok``, ``rack_limit_kw`` and the design
+  parameter ``cooling`` in the Parquet log); every other value identical.
 """
 
 from __future__ import annotations
