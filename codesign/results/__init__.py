@@ -5,7 +5,8 @@
 :func:`hypervolume_history` and :func:`infeasible_reasons` summarise the search;
 :func:`compare_run` puts a run's best designs next to a reference chip;
 :func:`extension_ladder` walks from a baseline chip to a design, one change per rung;
-:func:`write_report` writes the offline HTML report. Results import the model and the search,
+:func:`write_report` writes the offline HTML report (:func:`build_figures`: its Plotly
+figures by element id). Results import the model and the search,
 never the CLI.
 """
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from codesign.results.extend import ExtendResult, extension_ladder
     from codesign.results.hypervolume import hypervolume_history
     from codesign.results.inspect import Run, infeasible_reasons, load_run, read_trials
-    from codesign.results.report import build_report, write_report
+    from codesign.results.report import build_figures, build_report, write_report
     from codesign.results.sensitivity import sensitivity
 
 _PUBLIC = {
@@ -33,12 +34,14 @@ _PUBLIC = {
     "compare_run": "codesign.results.compare",
     "extension_ladder": "codesign.results.extend",
     "ExtendResult": "codesign.results.extend",
+    "build_figures": "codesign.results.report",
     "build_report": "codesign.results.report",
     "write_report": "codesign.results.report",
 }
 __all__ = [
     "ExtendResult",
     "Run",
+    "build_figures",
     "build_report",
     "compare_run",
     "extension_ladder",

@@ -7,20 +7,30 @@ infeasibility reasons, sensitivity re-evaluated with the model) and :mod:`codesi
 
 Sections, each with a stable element id (the browser test checks them):
 
-* ``plot-front2d``: the Pareto front over each pair of objectives, every feasible trial in
-  grey, the front in colour, reference chips as labelled stars;
+* ``plot-front2d``: the Pareto front over each pair of objectives (cost objectives
+  included), every feasible trial in grey, the front in colour, reference chips as labelled
+  stars;
 * ``plot-front3d``: the same in 3-D when the run has three or more objectives;
 * ``plot-parcoords``: parallel coordinates of the design parameters of feasible trials,
-  coloured by the first objective;
-* ``plot-hypervolume``: hypervolume of the feasible front after each trial;
+  coloured by the first objective; the first dimension, ``design``, is "search" or a
+  reference chip's id (a note names a chip with no feasible trial);
+* ``plot-hypervolume``: hypervolume of the feasible front after each trial, and a dashed
+  line: the hypervolume the feasible reference chips dominate alone;
 * ``plot-infeasible``: why trials were infeasible, counts by reason (numbers in the model's
   text replaced by ``#``, so "HBM stacks exceed die edge: 9 > 8" and "...: 5 > 4" count
-  together);
+  together), each infeasible reference chip named next to the bar of its reason ("all
+  baselines feasible" otherwise);
 * ``plot-sensitivity``: one parameter at a time around a design, re-evaluated by the model
   (``--design TRIAL``, or the best design of each objective with a picker:
-  ``plot-sensitivity-<trial>`` for the others), with its table;
+  ``plot-sensitivity-<trial>`` for the others), with its table; a hatched row per reference
+  chip: its change vs that design on the same axis;
+* ``plot-breakdown``: where the cluster's watts and dollars go, reference chips next to the
+  best designs (:mod:`codesign.results.breakdown`);
 * ``table-front``: the front designs with their parameters and mappings;
 * ``table-compare``: the best design per objective next to each reference chip.
+
+The figures themselves are built in :mod:`codesign.results.plots`; :func:`build_figures`
+returns them by element id.
 
 A run with no feasible trial gets the infeasibility section (and ``--design``'s sensitivity)
 only, with a note saying so.
@@ -33,38 +43,36 @@ Example:
 from __future__ import annotations
 
 import html
-import itertools
-import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from codesign.errors import ConfigError
 from codesign.model import catalog
-from codesign.model.metrics import METRICS
 from codesign.model.pack import UnknownSpecError
+from codesign.results import plots
+from codesign.results.plots import (  # the report's public names, defined with its figures
+    HYPERVOLUME_AXIS,
+    REFERENCE_NAME,
+    SENSITIVITY_AXIS,
+    WEBGL_ABOVE,
+)
+
+# the builders under their former names in this module (tests and notebooks use them)
+_front_2d, _front_3d, _sensitivity = plots.front_2d, plots.front_3d, plots.sensitivity
+_reference_points, _undrawn_notes, _fmt = plots.reference_points, plots.undrawn_notes, plots.fmt
+
+__all__ = ["HYPERVOLUME_AXIS", "PLOT_IDS", "REFERENCE_NAME", "SENSITIVITY_AXIS", "WEBGL_ABOVE",
+           "build_figures", "build_report", "write_report"]
 
 PLOT_IDS = ("plot-front2d", "plot-front3d", "plot-parcoords", "plot-hypervolume",
             "plot-infeasible", "plot-sensitivity", "plot-breakdown")
 """Ids of the plot elements (``plot-front3d`` only with three or more objectives)."""
 
 _CONFIG = {"displaylogo": False, "responsive": True}
-WEBGL_ABOVE = 2000
-"""Feasible trials above which the 2-D clouds are drawn with WebGL (``Scattergl``)."""
-_GREY = "rgba(150,150,150,0.35)"
-SENSITIVITY_AXIS = "← worse · change vs the chosen design (%) · better →"
-"""The sensitivity chart's x axis: bars are signed so that right is better."""
-HYPERVOLUME_AXIS = "hypervolume (0-1, share of box)"
-"""The hypervolume chart's y axis: the fraction of the reference box dominated (0 to 1)."""
-REFERENCE_NAME = "reference chips (as projected into the search space)"
-
-
-def _label(metric: str) -> str:
-    unit = METRICS.get(metric, ("", ""))[0]
-    return f"{metric} ({unit})" if unit else metric
 
 
 def _div(fig: Any, div_id: str) -> str:
@@ -92,192 +100,6 @@ def _compare(run: Any, chips: list[str]) -> tuple[list[dict[str, Any]], list[str
             notes.append(f"{chip_id}: infeasible on this workload ({doc['baseline']['reason']})")
         docs.append(doc)
     return docs, notes
-
-
-def _reference_points(run: Any, docs: list[dict[str, Any]]) -> pd.DataFrame:
-    """The objective values of each feasible reference chip (as projected into the search
-    space, :data:`codesign.results.compare.BASELINE_MEANING`), one row per chip."""
-    objs = [o for o, _ in run.objectives]
-    return pd.DataFrame([{"chip": d["baseline"]["id"]}
-                         | {o: _number(d["baseline"]["metrics"].get(o)) for o in objs}
-                         for d in docs if d["baseline"]["feasible"]], columns=["chip", *objs])
-
-
-def _number(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _drawable(refs: pd.DataFrame, axes: tuple[str, ...]) -> pd.DataFrame:
-    """The reference chips with a finite value on every one of ``axes``: a plot draws (and
-    its legend lists) only these."""
-    if refs.empty:
-        return refs
-    ok = np.all([np.isfinite(refs[a].to_numpy(dtype=float)) for a in axes], axis=0)
-    return refs[ok]
-
-
-def _undrawn_notes(run: Any, refs: pd.DataFrame) -> list[str]:
-    """A note for each feasible reference chip some objective of which is unknown (no
-    price, say), naming what it lacks: the plots over that objective leave it out."""
-    notes = []
-    for _, r in refs.iterrows():
-        missing = [o for o, _ in run.objectives if not math.isfinite(r[o])]
-        if missing:
-            notes.append(f"{r['chip']}: not drawn on plots over {', '.join(missing)} "
-                         "(no value for it)")
-    return notes
-
-
-def _front_2d(run: Any, feasible: pd.DataFrame, front: pd.DataFrame,
-              refs: pd.DataFrame) -> Any:
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    objs = [o for o, _ in run.objectives]
-    pairs = list(itertools.combinations(objs, 2)) or [(objs[0], objs[0])]
-    fig = make_subplots(rows=1, cols=len(pairs), horizontal_spacing=0.08)
-    # thousands of trials: WebGL (SVG markers would slow the page down); every trace of the
-    # plot in the same layer, so the front and the reference chips stay on top of the cloud
-    cloud = go.Scattergl if len(feasible) > WEBGL_ABOVE else go.Scatter
-    refs_listed = False
-    for i, (x, y) in enumerate(pairs, start=1):
-        first = i == 1
-        fig.add_trace(cloud(
-            x=feasible[x], y=feasible[y], mode="markers", name="feasible trials",
-            marker={"color": _GREY, "size": 5}, legendgroup="all", showlegend=first,
-            text=[f"trial {t}" for t in feasible["trial"]]), row=1, col=i)
-        f = front.sort_values(x)
-        fig.add_trace(cloud(
-            x=f[x], y=f[y], mode="markers", name="Pareto front",
-            marker={"color": "#1f77b4", "size": 9, "line": {"width": 1, "color": "white"}},
-            legendgroup="front", showlegend=first,
-            text=[f"trial {t}" for t in f["trial"]]), row=1, col=i)
-        shown = _drawable(refs, (x, y))
-        if len(shown):  # only chips it can draw; the legend lists the group once
-            fig.add_trace(cloud(
-                x=shown[x], y=shown[y], mode="markers+text", name=REFERENCE_NAME,
-                text=shown["chip"], textposition="top center",
-                marker={"symbol": "star", "size": 15, "color": "#d62728"},
-                legendgroup="refs", showlegend=not refs_listed), row=1, col=i)
-            refs_listed = True
-        fig.update_xaxes(title_text=_label(x), row=1, col=i)
-        fig.update_yaxes(title_text=_label(y), row=1, col=i)
-    fig.update_layout(height=430, margin={"t": 30, "l": 60, "r": 20, "b": 60},
-                      legend={"orientation": "h", "y": 1.12})
-    return fig
-
-
-def _front_3d(run: Any, feasible: pd.DataFrame, front: pd.DataFrame,
-              refs: pd.DataFrame) -> Any:
-    import plotly.graph_objects as go
-
-    x, y, z = (o for o, _ in run.objectives[:3])
-    fig = go.Figure()
-    fig.add_trace(go.Scatter3d(x=feasible[x], y=feasible[y], z=feasible[z], mode="markers",
-                               name="feasible trials",
-                               marker={"size": 2, "color": "rgba(110,110,110,0.6)"}))
-    fig.add_trace(go.Scatter3d(x=front[x], y=front[y], z=front[z], mode="markers",
-                               name="Pareto front", marker={"size": 5, "color": "#1f77b4"},
-                               text=[f"trial {t}" for t in front["trial"]]))
-    shown = _drawable(refs, (x, y, z))
-    if len(shown):
-        fig.add_trace(go.Scatter3d(x=shown[x], y=shown[y], z=shown[z], mode="markers+text",
-                                   text=shown["chip"], name=REFERENCE_NAME,
-                                   marker={"size": 7, "color": "#d62728", "symbol": "diamond"}))
-    fig.update_layout(height=560, margin={"t": 10, "l": 0, "r": 0, "b": 0},
-                      scene={"xaxis_title": x, "yaxis_title": y, "zaxis_title": z})
-    return fig
-
-
-def _parcoords(run: Any, feasible: pd.DataFrame) -> Any:
-    import plotly.graph_objects as go
-
-    dims = []
-    for p in run.experiment.space.params:
-        col = feasible[f"param_{p.name}"]
-        if p.kind == "categorical" or not pd.api.types.is_numeric_dtype(col):
-            choices = list(p.choices or sorted(col.dropna().unique(), key=str))
-            codes = col.map({c: i for i, c in enumerate(choices)})
-            dims.append({"label": p.name, "values": codes, "tickvals": list(range(len(choices))),
-                         "ticktext": [str(c) for c in choices]})
-        else:
-            dims.append({"label": p.name, "values": col.astype(float)})
-    first = run.objectives[0][0]
-    dims.append({"label": first, "values": feasible[first].astype(float)})
-    fig = go.Figure(go.Parcoords(
-        line={"color": feasible[first].astype(float), "colorscale": "Viridis",
-              "showscale": True, "colorbar": {"title": {"text": first}}},
-        dimensions=dims))
-    fig.update_layout(height=420, margin={"t": 50, "l": 60, "r": 60, "b": 30})
-    return fig
-
-
-def _hypervolume(hv: pd.DataFrame) -> Any:
-    import plotly.graph_objects as go
-
-    fig = go.Figure(go.Scatter(x=hv["n_complete"], y=hv["hypervolume"], mode="lines+markers",
-                               name="hypervolume", marker={"size": 4}))
-    fig.update_layout(height=320, margin={"t": 20, "l": 60, "r": 20, "b": 50},
-                      xaxis_title="trials completed",
-                      yaxis_title=HYPERVOLUME_AXIS)
-    return fig
-
-
-def _infeasible(reasons: pd.DataFrame, n_trials: int) -> Any:
-    import plotly.graph_objects as go
-
-    if len(reasons):
-        labels = [r if len(r) <= 90 else r[:87] + "..." for r in reasons["category"]]
-        counts = reasons["count"]
-    else:
-        labels, counts = ["(no infeasible trial)"], [0]
-    fig = go.Figure(go.Bar(x=counts, y=labels, orientation="h", marker={"color": "#ff7f0e"},
-                           text=[str(c) for c in counts], textposition="auto"))
-    fig.update_layout(height=max(220, 40 * len(labels) + 80),
-                      margin={"t": 20, "l": 20, "r": 20, "b": 50},
-                      xaxis_title=f"trials (of {n_trials})", yaxis={"automargin": True})
-    return fig
-
-
-def _sensitivity(sens: pd.DataFrame, metrics: list[str]) -> Any:
-    """Bars of the change (%) of each of ``metrics`` for every variant the model can build
-    and map, signed so that right (> 0) is better and left (< 0) worse whatever the metric's
-    direction (``better_<metric>``; each legend entry says which way the metric itself is
-    better); a variant that breaks a ``[constraints]`` bound says which."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    ok = sens[sens["feasible"].astype(bool)] if len(sens) else sens
-    labels = [f"{p}: {_fmt(a)} → {_fmt(b)}" + (f" [breaks {v}]" if v else "")
-              for p, a, b, v in zip(ok["param"], ok["from"], ok["to"], ok["violated"],
-                                    strict=True)]
-    directions = sens.attrs.get("directions", {})
-    for metric in metrics:
-        col = f"better_{metric}"
-        if col in ok.columns:
-            way = "higher" if directions.get(metric) == "maximize" else "lower"
-            fig.add_trace(go.Bar(y=labels, x=100.0 * ok[col].astype(float),
-                                 name=f"{metric} ({way} is better)", orientation="h"))
-    fig.add_vline(x=0, line_width=1, line_color="#444")
-    fig.update_layout(barmode="group", height=max(320, 22 * len(labels) * 2 + 120),
-                      margin={"t": 20, "l": 20, "r": 20, "b": 50},
-                      xaxis_title=SENSITIVITY_AXIS,
-                      yaxis={"automargin": True, "autorange": "reversed"},
-                      legend={"orientation": "h", "y": 1.05})
-    return fig
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool | np.bool_):
-        return str(bool(v))
-    if isinstance(v, float | np.floating):
-        if not math.isfinite(v):
-            return ""
-        return f"{v:.4g}"
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 
 def _table(df: pd.DataFrame, table_id: str) -> str:
@@ -334,9 +156,26 @@ td:first-child,th:first-child{text-align:left}
 """
 
 
-def _sensitivity_block(run: Any, designs: list[int], shown: list[str]) -> str:
+@dataclass
+class _Report:
+    """What :func:`build_report` lays out: notes, sections and every figure by element id."""
+
+    notes: list[str] = field(default_factory=list)
+    sections: list[tuple[str, str]] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def plot(self, fig: Any, div_id: str, notes: list[str] | tuple[str, ...] = ()) -> str:
+        """The figure's div (and a note under it for each of ``notes``); recorded by id."""
+        self.figures[div_id] = fig
+        return _div(fig, div_id) + "".join(f'<p class="note">{html.escape(n)}</p>'
+                                           for n in notes)
+
+
+def _sensitivity_block(run: Any, designs: list[int], shown: list[str], base: pd.DataFrame,
+                       rep: _Report) -> str:
     """One sensitivity chart and table per design, with a picker when there are several (the
-    first is shown; its chart has the id ``plot-sensitivity``)."""
+    first is shown; its chart has the id ``plot-sensitivity``); the reference chips of
+    ``base`` (:func:`codesign.results.plots.baseline_rows`) as hatched rows on each."""
     from codesign.results.inspect import sensitivity
 
     best_of = {}
@@ -353,9 +192,13 @@ def _sensitivity_block(run: Any, designs: list[int], shown: list[str]) -> str:
         label = f"trial {trial}" + (f" (best {best_of[trial]})" if trial in best_of else "")
         options.append(f'<option value="{i}">{html.escape(label)}</option>')
         hidden = "" if i == 0 else ' style="display:none"'
+        unmapped = [f"{r['chip']}: the model finds no mapping ({r['reason']}), no row"
+                    for _, r in base.iterrows() if not bool(r["feasible"])]
+        chart = rep.plot(plots.sensitivity(sens, shown, base), div_id, unmapped)
         blocks.append(f'<div class="sens" data-i="{i}"{hidden}><p class="meta">around '
                       f"{html.escape(label)}: each parameter moved one step, re-evaluated by "
-                      f"the model</p>{_div(_sensitivity(sens, shown), div_id)}"
+                      "the model; hatched rows: each reference chip as projected, vs this "
+                      f"design</p>{chart}"
                       + _table(sens[cols], f"table-sensitivity-{trial}") + "</div>")
     picker = ""
     if len(designs) > 1:
@@ -368,28 +211,74 @@ def _sensitivity_block(run: Any, designs: list[int], shown: list[str]) -> str:
     return picker + "".join(blocks)
 
 
-def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
-                 against: list[str] | None = None) -> str:
-    """The report of ``run_dir`` as one HTML string (Plotly inlined).
-
-    ``design``: trial number for the sensitivity chart (default: the best feasible trial for
-    each objective, with a picker); ``against``: reference chip ids (default: the
-    experiment's baselines, else ``h100-sxm``). A run with no feasible trial still gets a
-    report: why its trials failed (and the sensitivity of ``design``, if given, to see which
-    knob makes it feasible)."""
-    import plotly.offline
-    from optuna.trial import TrialState
-
+def _assemble(run: Any, chips: list[str], design: int | None) -> _Report:
+    """Every section and figure of the report of ``run`` (checked by :func:`_open`)."""
     from codesign.results.inspect import (
         REPORTED_METRICS,
         hypervolume_history,
         infeasible_reasons,
-        load_run,
     )
 
+    rep = _Report()
+    trials = run.trials
+    feasible = run.feasible  # every metric, the objectives included, is a column by name
+    front = run.pareto
+    designs = ([design] if design is not None else
+               list(dict.fromkeys(int(run.best(o)["trial"]) for o, _ in run.objectives))
+               if len(feasible) else [])
+    docs: list[dict[str, Any]] = []
+    if len(feasible):
+        docs, rep.notes = _compare(run, chips)
+        refs = plots.reference_points(run, docs)
+        rep.notes += plots.undrawn_notes(run, refs)
+        rep.notes += [f"vs {d['baseline']['label']}" for d in docs]
+    base = plots.baseline_rows(run, chips, docs)  # no docs: the baseline trials of the log
+    if len(feasible):
+        rep.sections.append(("Pareto front", rep.plot(
+            plots.front_2d(run, feasible, front, refs), "plot-front2d")))
+        if len(run.objectives) >= 3:
+            rep.sections.append(("Pareto front in 3-D", rep.plot(
+                plots.front_3d(run, feasible, front, refs), "plot-front3d")))
+        missing = plots.unplotted_notes(base)
+        rep.sections += [
+            ("Design parameters (feasible trials)",
+             rep.plot(plots.parcoords(run, feasible, base), "plot-parcoords", missing)),
+            ("Hypervolume over trials",
+             rep.plot(plots.hypervolume(hypervolume_history(run), base), "plot-hypervolume",
+                      missing)),
+        ]
+    else:
+        rep.notes.append(f"none of the {len(trials)} trials is feasible: no front to draw. "
+                         "The reasons are below; `codesign report RUN --design TRIAL` shows "
+                         "which knob makes a trial feasible.")
+    rep.sections.append(("Why trials were infeasible", rep.plot(
+        plots.infeasible(infeasible_reasons(run, by="category"), len(trials), base),
+        "plot-infeasible")))
+    if designs:
+        shown = list(dict.fromkeys([o for o, _ in run.objectives] + list(REPORTED_METRICS)))
+        rep.sections.append(("Sensitivity: what each design knob buys",
+                             _sensitivity_block(run, designs, shown, base, rep)))
+    if len(feasible):
+        if docs:
+            from codesign.results import breakdown
+
+            rep.sections.append(("Where the cluster's watts and dollars go",
+                                 rep.plot(breakdown.figure(docs), "plot-breakdown")))
+        rep.sections.append(("Front designs", _table(_front_table(run, front), "table-front")))
+        rep.sections.append(("Compared with reference chips",
+                             f'<div id="table-compare">{_compare_tables(docs)}</div>'))
+    return rep
+
+
+def _open(run_dir: str | os.PathLike[str], design: int | None,
+          against: list[str] | None) -> tuple[Any, list[str]]:
+    """The run and its reference chips, every argument checked (ConfigError)."""
+    from optuna.trial import TrialState
+
+    from codesign.results.inspect import load_run
+
     run = load_run(run_dir)
-    exp = run.experiment
-    chips = list(against or exp.baselines or ("h100-sxm",))
+    chips = list(against or run.experiment.baselines or ("h100-sxm",))
     for c in chips:
         if c not in catalog.chip_ids():
             raise ConfigError(None, "--against", f"one of: {', '.join(catalog.chip_ids())}", c)
@@ -401,57 +290,38 @@ def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
         raise ConfigError(str(run_dir), "trials", "at least one finished trial to report", hint)
     if design is not None and design not in set(trials["trial"]):
         raise ConfigError(None, "--design", "a trial number of the run", str(design))
-    feasible = run.feasible  # every metric, the objectives included, is a column by name
-    front = run.pareto
-    designs = ([design] if design is not None else
-               list(dict.fromkeys(int(run.best(o)["trial"]) for o, _ in run.objectives))
-               if len(feasible) else [])
-    notes: list[str] = []
-    sections: list[tuple[str, str]] = []
-    docs: list[dict[str, Any]] = []
-    if len(feasible):
-        docs, notes = _compare(run, chips)
-        refs = _reference_points(run, docs)
-        notes += _undrawn_notes(run, refs)
-        notes += [f"vs {d['baseline']['label']}" for d in docs]
-        sections.append(("Pareto front", _div(_front_2d(run, feasible, front, refs),
-                                              "plot-front2d")))
-        if len(run.objectives) >= 3:
-            sections.append(("Pareto front in 3-D",
-                             _div(_front_3d(run, feasible, front, refs), "plot-front3d")))
-        sections += [
-            ("Design parameters (feasible trials)",
-             _div(_parcoords(run, feasible), "plot-parcoords")),
-            ("Hypervolume over trials",
-             _div(_hypervolume(hypervolume_history(run)), "plot-hypervolume")),
-        ]
-    else:
-        notes.append(f"none of the {len(trials)} trials is feasible: no front to draw. The "
-                     "reasons are below; `codesign report RUN --design TRIAL` shows which "
-                     "knob makes a trial feasible.")
-    sections.append(("Why trials were infeasible",
-                     _div(_infeasible(infeasible_reasons(run, by="category"), len(trials)),
-                          "plot-infeasible")))
-    if designs:
-        shown = list(dict.fromkeys([o for o, _ in run.objectives] + list(REPORTED_METRICS)))
-        sections.append(("Sensitivity: what each design knob buys",
-                         _sensitivity_block(run, designs, shown)))
-    if len(feasible):
-        if docs:
-            from codesign.results import breakdown
+    return run, chips
 
-            sections.append(("Where the cluster's watts and dollars go",
-                             _div(breakdown.figure(docs), "plot-breakdown")))
-        sections.append(("Front designs", _table(_front_table(run, front), "table-front")))
-        sections.append(("Compared with reference chips",
-                         f'<div id="table-compare">{_compare_tables(docs)}</div>'))
+
+def build_figures(run_dir: str | os.PathLike[str], design: int | None = None,
+                  against: list[str] | None = None) -> dict[str, Any]:
+    """The Plotly figures of :func:`build_report` (same arguments), by element id: those of
+    :data:`PLOT_IDS` the run has, and ``plot-sensitivity-<trial>`` for each further design."""
+    run, chips = _open(run_dir, design, against)
+    return _assemble(run, chips, design).figures
+
+
+def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
+                 against: list[str] | None = None) -> str:
+    """The report of ``run_dir`` as one HTML string (Plotly inlined).
+
+    ``design``: trial number for the sensitivity chart (default: the best feasible trial for
+    each objective, with a picker); ``against``: reference chip ids (default: the
+    experiment's baselines, else ``h100-sxm``). A run with no feasible trial still gets a
+    report: why its trials failed (and the sensitivity of ``design``, if given, to see which
+    knob makes it feasible)."""
+    import plotly.offline
+
+    run, chips = _open(run_dir, design, against)
+    rep = _assemble(run, chips, design)
+    trials, feasible, front = run.trials, run.feasible, run.pareto
     objs = ", ".join(f"{d} {o}" for o, d in run.objectives)
     body = [f"<h1>{html.escape(run.study.study_name)}</h1>",
-            f'<p class="meta">{html.escape(exp.description)}<br>objectives: {objs} · '
+            f'<p class="meta">{html.escape(run.experiment.description)}<br>objectives: {objs} · '
             f"{len(trials)} trials, {len(feasible)} feasible, {len(front)} on the front · "
             f"reference chips: {html.escape(', '.join(chips))}</p>"]
-    body += [f'<p class="note">{html.escape(n)}</p>' for n in notes]
-    body += [f"<h2>{html.escape(title)}</h2>{part}" for title, part in sections]
+    body += [f'<p class="note">{html.escape(n)}</p>' for n in rep.notes]
+    body += [f"<h2>{html.escape(title)}</h2>{part}" for title, part in rep.sections]
     js = plotly.offline.get_plotlyjs()
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>codesign report: {html.escape(run.study.study_name)}</title>"
