@@ -227,6 +227,12 @@ def test_an_infeasible_baseline_is_named_in_the_bar_of_its_reason(qs_b200: Path,
     assert line[0].y[0] == plots.baseline_hypervolume(ok, hypervolume_history(run))
     page = build_report(qs_b200)
     assert html.escape(f"b200: no feasible trial ({reason}), not drawn") in page
+    # ... and named, with the reason, inside each plot that does not draw it
+    for key in ("plot-parcoords", "plot-hypervolume"):
+        text = " ".join(a.text for a in figs[key].layout.annotations)
+        assert f"not drawn here: b200 ({reason})" in text, key
+    for plot_id, fig in figs.items():
+        assert "b200" in fig.to_json(), plot_id
     # the model maps it: it keeps its sensitivity row, saying which bounds it breaks
     rows = list(figs["plot-sensitivity"].data[0].y)
     assert f"{plots.baseline_label('b200')} [breaks {reason}]" in rows

@@ -163,9 +163,21 @@ class _Report:
     notes: list[str] = field(default_factory=list)
     sections: list[tuple[str, str]] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, str] = field(default_factory=dict)
+    """Each reference chip and why a plot may not draw it ('' when nothing stops it)."""
 
     def plot(self, fig: Any, div_id: str, notes: list[str] | tuple[str, ...] = ()) -> str:
-        """The figure's div (and a note under it for each of ``notes``); recorded by id."""
+        """The figure's div (and a note under it for each of ``notes``); recorded by id. A
+        reference chip the figure does not draw is named in it, with the reason, so that
+        every plot shows every baseline."""
+        absent = [c for c in self.baselines if c not in fig.to_json()]
+        if absent:
+            fig.add_annotation(
+                text="not drawn here: " + "; ".join(
+                    f"{c} ({self.baselines[c] or 'no value on these axes'})"[:160]
+                    for c in absent),
+                xref="paper", yref="paper", x=1.0, y=1.0, xanchor="right", yanchor="bottom",
+                showarrow=False, font={"size": 10, "color": "#8a5300"})
         self.figures[div_id] = fig
         return _div(fig, div_id) + "".join(f'<p class="note">{html.escape(n)}</p>'
                                            for n in notes)
@@ -233,6 +245,8 @@ def _assemble(run: Any, chips: list[str], design: int | None) -> _Report:
         rep.notes += plots.undrawn_notes(run, refs)
         rep.notes += [f"vs {d['baseline']['label']}" for d in docs]
     base = plots.baseline_rows(run, chips, docs)  # no docs: the baseline trials of the log
+    why = {str(r["chip"]): str(r["category"] or r["reason"] or "") for _, r in base.iterrows()}
+    rep.baselines = {c: why.get(c, "not evaluated") for c in chips}
     if len(feasible):
         rep.sections.append(("Pareto front", rep.plot(
             plots.front_2d(run, feasible, front, refs), "plot-front2d")))
