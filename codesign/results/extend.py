@@ -30,7 +30,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from codesign.errors import ConfigError
-from codesign.results.sensitivity import better_direction, evaluate_params, violations
+from codesign.results.sensitivity import _rel, better_direction, evaluate_params, violations
 from codesign.search.baselines import BASELINE_ATTR
 from codesign.search.design import DESIGN_PARAMETERS
 from codesign.search.experiment import Experiment
@@ -96,13 +96,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def _pct(new: Any, old: Any) -> float:
     """100 x (new - old) / |old|; NaN unless both are finite numbers and old is not 0."""
-    try:
-        a, b = float(new), float(old)
-    except (TypeError, ValueError):
-        return math.nan
-    if not (math.isfinite(a) and math.isfinite(b)) or b == 0.0:
-        return math.nan
-    return 100.0 * (a - b) / abs(b)
+    return 100.0 * _rel(new, old)
 
 
 def _ranges(numbers: list[int]) -> str:
