@@ -291,6 +291,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="fewer search trials (300 instead of 2000)")
     b.add_argument("--search-trials", type=_int_at_least(1),
                    help="trials of the search-loop benchmark (overrides --quick)")
+    b.add_argument("--repeats", type=_int_at_least(1), default=2,
+                   help="runs of each side of the search comparison, interleaved (default 2)")
+    b.add_argument("--long", type=_int_at_least(1), metavar="N",
+                   help="also one search of N trials (e.g. 100000): trials/s along the run, "
+                        "per-trial cost end/start, peak RSS")
+    b.add_argument("--long-trivial", action="store_true",
+                   help="the --long search with a trivial objective instead of the model")
     return p
 
 

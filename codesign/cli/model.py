@@ -84,7 +84,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from codesign.search.bench import format_text, run_bench
 
     log = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    doc = run_bench(quick=args.quick, search_trials=args.search_trials, log=log)
+    doc = run_bench(quick=args.quick, search_trials=args.search_trials, log=log,
+                    repeats=args.repeats, long=args.long, long_trivial=args.long_trivial)
     if args.json:
         print(json.dumps(_strict_json(doc), allow_nan=False))
         return 0

@@ -26,7 +26,6 @@ import math
 import os
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,85 +165,34 @@ def experiments_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "experiments"
 
 
-def _suggest(trial: Any, name: str, dist: Any) -> Any:
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
-    if isinstance(dist, CategoricalDistribution):
-        return trial.suggest_categorical(name, dist.choices)
-    if isinstance(dist, IntDistribution):
-        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
-    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+SEARCH_REPEATS = 2
+"""Runs of each side of the search comparison, interleaved (ours, plain, ours, plain)."""
 
 
-def _plain_optuna(exp: Any, n_trials: int, journal: Path) -> tuple[float, int]:
-    """A plain Optuna loop on ``exp``: one design evaluated per trial. Returns (seconds,
-    feasible trials)."""
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-    from optuna.trial import TrialState
+def search(n_trials: int, experiment: Path | None = None, repeats: int = SEARCH_REPEATS,
+           trivial: bool = True) -> dict[str, Any] | None:
+    """Trials/s of the engine and of a plain Optuna loop on the quickstart experiment, run
+    alternately ``repeats`` times each (see :mod:`codesign.search.bench_loop`), and with
+    ``trivial`` the same comparison with a trivial objective on both sides (``trivial``
+    key). None if the experiment file is not there (e.g. in an installed package).
 
-    from codesign.search.evaluate import evaluate_designs
-    from codesign.search.space import base_design, cluster_extra, design_from_params, distributions
-    from codesign.search.storage.rundir import constraint_values, make_sampler, objective_values
-
-    dists = distributions(exp.space)
-    base = base_design(exp)
-    extra = cluster_extra(exp)
-
-    def objective(trial: optuna.Trial) -> list[float]:
-        params = {name: _suggest(trial, name, d) for name, d in dists.items()}
-        metrics = evaluate_designs([design_from_params(base, params)], exp.job, extra)[0]
-        for key, value in constraint_values(exp, metrics).items():
-            trial.set_constraint(key, value)
-        return objective_values(exp, metrics)
-
-    t0 = time.perf_counter()
-    study = optuna.create_study(
-        storage=JournalStorage(JournalFileBackend(str(journal))),
-        directions=[o.direction for o in exp.objectives],
-        sampler=make_sampler(exp.sampler, exp.seed, exp.population),
-    )
-    study.optimize(objective, n_trials=n_trials)
-    seconds = time.perf_counter() - t0
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    feasible = sum(1 for t in complete if all(v <= 0 for v in t.constraints.values()))
-    return seconds, feasible
-
-
-def _edge_rates(marks: list[tuple[int, float]], t0: float, window: int) -> tuple[float, float]:
-    """Trials/s over the first and the last ``window`` trials of a run (population marks)."""
-    if not marks:
-        return 0.0, 0.0
-    first = next(m for m in marks if m[0] >= window)
-    total = marks[-1][0]
-    before_last = max((m for m in marks if m[0] <= total - window), default=(0, t0))
-    return first[0] / (first[1] - t0), (total - before_last[0]) / (marks[-1][1] - before_last[1])
-
-
-def search(n_trials: int, experiment: Path | None = None) -> dict[str, Any] | None:
-    """Trials/s of the engine and of a plain Optuna loop on the quickstart experiment (None if
-    the experiment file is not there, e.g. in an installed package)."""
+    The keys of the first version are kept: ``durable_seconds`` and
+    ``plain_optuna_seconds`` are medians over the runs, ``speedup`` their ratio; the ratio per
+    pair is ``speedup_min`` / ``speedup_median`` / ``speedup_max``."""
+    from codesign.search.bench_loop import compare, trivial_evaluator
     from codesign.search.evaluate import evaluate_designs
     from codesign.search.experiment import load_experiment
     from codesign.search.space import base_design, cluster_extra
-    from codesign.search.storage.rundir import prepare_run
-    from codesign.search.study import run_search
 
     path = experiment or experiments_dir() / SEARCH_EXPERIMENT
     if not path.is_file():
         return None
     exp = load_experiment(path)
     evaluate_designs([base_design(exp)], exp.job, cluster_extra(exp))  # warm-up the kernel
-    with tempfile.TemporaryDirectory(prefix="codesign-bench-") as tmp:
-        t0 = time.perf_counter()
-        run = prepare_run(exp, out=Path(tmp) / "engine", study="bench", storage=None)
-        marks: list[tuple[int, float]] = []
-        summary = run_search(exp, run, n_trials, progress=False, timings=marks)
-        engine_s = time.perf_counter() - t0
-        start_rate, end_rate = _edge_rates(marks, t0, min(1000, max(1, n_trials // 4)))
-        plain_s, plain_feasible = _plain_optuna(exp, n_trials, Path(tmp) / "plain.log")
-    return {
+    model = compare(exp, n_trials, repeats)
+    engine_s = statistics.median(model["durable_seconds_runs"])
+    plain_s = statistics.median(model["plain_optuna_seconds_runs"])
+    out = {
         "experiment": str(path),
         "trials": n_trials,
         "sampler": exp.sampler,
@@ -255,12 +203,20 @@ def search(n_trials: int, experiment: Path | None = None) -> dict[str, Any] | No
         "durable_trials_per_s": n_trials / engine_s,
         "plain_optuna_trials_per_s": n_trials / plain_s,
         "speedup": plain_s / engine_s,
-        "durable_feasible": summary.feasible,
-        "durable_trials_per_s_first": start_rate,
-        "durable_trials_per_s_last": end_rate,
-        "per_trial_cost_end_over_start": start_rate / end_rate if end_rate else None,
-        "plain_optuna_feasible": plain_feasible,
+        "speedup_min": model["speedup"]["min"],
+        "speedup_median": model["speedup"]["median"],
+        "speedup_max": model["speedup"]["max"],
+        "durable_feasible": model["durable_feasible"],
+        "durable_trials_per_s_first": model["durable_trials_per_s_first"],
+        "durable_trials_per_s_last": model["durable_trials_per_s_last"],
+        "per_trial_cost_end_over_start": model["per_trial_cost_end_over_start"],
+        "plain_optuna_feasible": model["plain_optuna_feasible"],
+        "per_trial_ms_start": model["per_trial_ms_start"],
+        "per_trial_ms_end": model["per_trial_ms_end"],
+        "model": model,
+        "trivial": compare(exp, n_trials, repeats, trivial_evaluator(exp)) if trivial else None,
     }
+    return out
 
 
 # --------------------------------------------------------------------------- all parts
@@ -276,18 +232,23 @@ def _version() -> str | None:
 
 
 def run_bench(quick: bool = False, search_trials: int | None = None,
-              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+              log: Callable[[str], None] | None = None, repeats: int = SEARCH_REPEATS,
+              long: int | None = None, long_trivial: bool = False) -> dict[str, Any]:
     """All benchmarks as one JSON-ready dict (the document of ``codesign bench --json``).
 
     ``search_trials`` overrides the trial count of the search part (default
     :data:`SEARCH_TRIALS`, :data:`QUICK_SEARCH_TRIALS` with ``quick``); ``log`` receives a
-    line as each part starts (progress for a terminal).
+    line as each part starts (progress for a terminal); ``repeats``: runs of each side of
+    the interleaved search comparison; ``long``: also one search of that many trials
+    (``long_search`` key; ``long_trivial``: with the trivial objective), else None.
     """
     import numba
     import optuna
 
     if search_trials is not None and search_trials < 1:
         raise ValueError(f"`search_trials >= 1` must hold, but got {search_trials}")
+    if repeats < 1 or (long is not None and long < 1):
+        raise ValueError(f"`repeats >= 1` and `long >= 1` must hold, got {repeats}, {long}")
     say = log or (lambda _msg: None)
     n_trials = search_trials or (QUICK_SEARCH_TRIALS if quick else SEARCH_TRIALS)
     notes = [
@@ -304,14 +265,25 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
     us, eval_mapping_used = single_eval_us()
     first = searches[0]
     say(f"search loop ({n_trials} trials, engine and plain Optuna) ...")
-    search_part = search(n_trials)
+    search_part = search(n_trials, repeats=repeats)
     if search_part is None:
         notes.append(f"search skipped: {experiments_dir() / SEARCH_EXPERIMENT} not found "
                      "(run from a source checkout)")
     else:
         notes.append("search: wall time from study creation to the last trial; engine = "
                      "codesign.search.study.run_search (one parallel kernel call per population, "
-                     "Parquet log), plain = study.optimize evaluating one design per trial")
+                     "Parquet log), plain = study.optimize evaluating one design per trial; "
+                     f"run alternately (ours, plain) {repeats} times each, speedup_min/median/"
+                     "max over the pairs; search.trivial: the same with a trivial objective "
+                     "(a CRC of the design, no model) on both sides")
+    long_part = None
+    if long is not None and search_part is not None:
+        from codesign.search.bench_loop import long_run
+        from codesign.search.experiment import load_experiment
+
+        say(f"long search ({long} trials) ...")
+        long_part = long_run(load_experiment(experiments_dir() / SEARCH_EXPERIMENT), long,
+                             trivial=long_trivial)
     return {
         "evaluator": {
             "evals_per_s": first["candidates"] / first["seconds"],
@@ -320,6 +292,7 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
         },
         "mapping_search": searches,
         "search": search_part,
+        "long_search": long_part,
         "environment": {
             "codesign": _version(),
             "python": platform.python_version(),
@@ -333,6 +306,10 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
     }
 
 
+
+
+def _runs(rates: list[float]) -> str:
+    return "/".join(f"{r:.0f}" for r in rates)
 
 
 def format_text(doc: dict[str, Any]) -> str:
@@ -371,6 +348,22 @@ def format_text(doc: dict[str, Any]) -> str:
             f"{se['durable_trials_per_s_last']:.1f} trials/s "
             f"(per-trial cost end/start {se['per_trial_cost_end_over_start']:.2f})",
         ]
+        for name, part in (("model", se.get("model")), ("trivial objective", se.get("trivial"))):
+            if part:
+                sp = part["speedup"]
+                lines.append(
+                    f"  {name:<18} ours {_runs(part['durable_trials_per_s_runs'])} vs plain "
+                    f"{_runs(part['plain_optuna_trials_per_s_runs'])} trials/s; plain/ours "
+                    f"min {sp['min']:.1f}x median {sp['median']:.1f}x max {sp['max']:.1f}x; "
+                    f"per trial {part['per_trial_ms_start']:.2f} -> "
+                    f"{part['per_trial_ms_end']:.2f} ms")
+    lo = doc.get("long_search")
+    if lo:
+        lines += ["", f"long search ({lo['trials']} trials, {lo['objective']} objective): "
+                  f"{lo['trials_per_s']:.1f} trials/s, per-trial cost end/start "
+                  f"{lo['per_trial_cost_end_over_start']:.2f}, peak RSS {lo['peak_rss_mb']:.0f} MB",
+                  "  trials/s by window: " + " ".join(
+                      f"{w['trials']}:{w['trials_per_s']:.0f}" for w in lo["windows"])]
     env = doc["environment"]
     lines += ["", f"python {env['python']}, numba {env['numba']} ({env['numba_threads']} "
               f"threads), optuna {env['optuna']}, {env['cpus']} CPUs {env['machine']}", "notes"]

@@ -88,11 +88,11 @@ def repeats_of(trials: Iterable[FrozenTrial]) -> int:
                for t in trials)
 
 
-def commit_repeat(study: optuna.Study, dists: dict[str, Any], params: dict[str, Any],
-                  prior: FrozenTrial, writer: str, gen: int | None,
-                  redraws: int = 0) -> FrozenTrial:
-    """Record a proposal of a design already stored in ``prior`` as a finished trial with
-    ``prior``'s values, constraints and metrics, marked ``codesign:repeat_of`` (one write)."""
+def repeat_template(study: optuna.Study, dists: dict[str, Any], params: dict[str, Any],
+                    prior: FrozenTrial, writer: str, gen: int | None,
+                    redraws: int = 0) -> FrozenTrial:
+    """The finished trial :func:`commit_repeat` stores (not yet stored): ``prior``'s values,
+    constraints and metrics, marked ``codesign:repeat_of``."""
     system: dict[str, Any] = {k: v for k, v in prior.system_attrs.items()
                               if k.startswith(_CONSTRAINTS_KEY)}
     if gen is not None:
@@ -101,8 +101,16 @@ def commit_repeat(study: optuna.Study, dists: dict[str, Any], params: dict[str, 
             REPEAT_ATTR: prior.number}
     if redraws:
         user[REDRAWS_ATTR] = redraws
-    template = optuna.trial.create_trial(params=params, distributions=dists, values=prior.values,
-                                         user_attrs=user, system_attrs=system)
+    return optuna.trial.create_trial(params=params, distributions=dists, values=prior.values,
+                                     user_attrs=user, system_attrs=system)
+
+
+def commit_repeat(study: optuna.Study, dists: dict[str, Any], params: dict[str, Any],
+                  prior: FrozenTrial, writer: str, gen: int | None,
+                  redraws: int = 0) -> FrozenTrial:
+    """Record a proposal of a design already stored in ``prior`` as a finished trial with
+    ``prior``'s values, constraints and metrics, marked ``codesign:repeat_of`` (one write)."""
+    template = repeat_template(study, dists, params, prior, writer, gen, redraws)
     trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
     return study._storage.get_trial(trial_id)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -30,13 +31,14 @@ from codesign.search import parquet_log
 from codesign.search.baselines import enqueue_baselines
 from codesign.search.evaluate import evaluate_designs
 from codesign.search.experiment import Experiment
-from codesign.search.front import SNAPSHOT_EVERY, pareto_rows, snapshot_pareto
+from codesign.search.feed import TrialFeed, create_trials
+from codesign.search.front import SNAPSHOT_EVERY, ParetoFront, pareto_rows, snapshot_pareto
 from codesign.search.recovery import _rdb, recover_stale_trials, sync_parquet
 from codesign.search.repeats import (
     MAX_REDRAWS,
     REDRAWS_ATTR,
     DesignIndex,
-    commit_repeat,
+    repeat_template,
     tell_repeat,
 )
 from codesign.search.repeats import repeats_since as repeats_since
@@ -119,7 +121,8 @@ def _generation(study: optuna.Study, sampler: optuna.samplers.BaseGASampler) -> 
 
 def propose_population(study: optuna.Study, dists: dict[str, Any], k: int,
                        index: DesignIndex | None = None,
-                       taken: set[Any] | None = None) -> tuple[list[dict[str, Any]], int | None]:
+                       taken: set[Any] | None = None, feed: TrialFeed | None = None,
+                       ) -> tuple[list[dict[str, Any]], int | None]:
     """``k`` parameter sets from the study's sampler without touching the storage.
 
     GA samplers (NSGA-II/III): the parent population of the new generation is read once and
@@ -129,15 +132,23 @@ def propose_population(study: optuna.Study, dists: dict[str, Any], k: int,
     With ``index``, a proposal that repeats a stored design or one already in this population
     (``taken``: keys of the population so far, updated) is drawn again, up to
     :data:`MAX_REDRAWS` times, and counted in ``index.repeats``. Returns the proposals and the
-    GA generation (None for other samplers), which :func:`commit_trial` records."""
+    GA generation (None for other samplers), which :func:`commit_trial` records.
+    With ``feed`` (the loop's :class:`~codesign.search.feed.TrialFeed`), the study is read
+    only where it changed since the last population (same proposals as without)."""
     sampler = study.sampler
     if k <= 0:
         return [], None
     # Optuna caches the trial list per thread until the next ask; the samplers read it
-    # (use_cache=True), so drop it: this population must see every trial committed so far
-    study._thread_local.cached_all_trials = None
+    # (use_cache=True): this population must see every trial committed so far, so the cache
+    # is the feed's list, brought up to date (or dropped: read again in full)
+    if feed is not None:
+        feed.refresh()
+    study._thread_local.cached_all_trials = None if feed is None else feed.trials
     ga = isinstance(sampler, optuna.samplers.BaseGASampler)
-    gen = _generation(study, sampler) if ga else None
+    gen = None
+    if ga:
+        gen = (feed.generations.generation() if feed is not None and feed.generations
+               else _generation(study, sampler))
     system = {sampler._get_generation_key(): gen} if ga else {}
     stand_in = optuna.trial.FrozenTrial(
         number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(),
@@ -147,9 +158,11 @@ def propose_population(study: optuna.Study, dists: dict[str, Any], k: int,
     parents: list[FrozenTrial] = []
     strategy = getattr(sampler, "_child_generation_strategy", None)
     if ga and gen:
-        parents = sampler.get_parent_population(study, gen)
+        parents = (sampler.get_parent_population(study, gen) if feed is None
+                   else feed.parent_population(sampler, gen))
     if index is not None:
-        index.update(study._get_trials(deepcopy=False, use_cache=True))
+        index.update(study._get_trials(deepcopy=False, use_cache=True) if feed is None
+                     else feed.trials)
     taken = set() if taken is None else taken
 
     def draw() -> dict[str, Any]:
@@ -182,12 +195,10 @@ def propose_population(study: optuna.Study, dists: dict[str, Any], k: int,
     return proposals, gen
 
 
-def commit_trial(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
-                 params: dict[str, Any], metrics: dict[str, Any], writer: str,
-                 gen: int | None, redraws: int = 0) -> FrozenTrial:
-    """Record one evaluated proposal as a finished trial in a single storage write:
-    COMPLETE with its constraints (and GA generation), or FAIL if non-finite (``redraws``:
-    how many earlier draws of it repeated a stored design)."""
+def trial_template(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
+                   params: dict[str, Any], metrics: dict[str, Any], writer: str,
+                   gen: int | None, redraws: int = 0) -> FrozenTrial:
+    """The finished trial :func:`commit_trial` stores (not yet stored)."""
     values = objective_values(exp, metrics)
     system: dict[str, Any] = {}
     if gen is not None:
@@ -197,13 +208,20 @@ def commit_trial(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
         user[REDRAWS_ATTR] = redraws
     if all(_finite(v) for v in values):
         system[CONSTRAINTS_KEY] = list(constraint_values(exp, metrics).values())
-        template = optuna.trial.create_trial(params=params, distributions=dists, values=values,
-                                             user_attrs=user, system_attrs=system)
-    else:
-        user["fail_reason"] = f"non-finite objective values {values}"
-        template = optuna.trial.create_trial(params=params, distributions=dists,
-                                             user_attrs=user, system_attrs=system,
-                                             state=TrialState.FAIL)
+        return optuna.trial.create_trial(params=params, distributions=dists, values=values,
+                                         user_attrs=user, system_attrs=system)
+    user["fail_reason"] = f"non-finite objective values {values}"
+    return optuna.trial.create_trial(params=params, distributions=dists, user_attrs=user,
+                                     system_attrs=system, state=TrialState.FAIL)
+
+
+def commit_trial(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
+                 params: dict[str, Any], metrics: dict[str, Any], writer: str,
+                 gen: int | None, redraws: int = 0) -> FrozenTrial:
+    """Record one evaluated proposal as a finished trial in a single storage write:
+    COMPLETE with its constraints (and GA generation), or FAIL if non-finite (``redraws``:
+    how many earlier draws of it repeated a stored design)."""
+    template = trial_template(exp, study, dists, params, metrics, writer, gen, redraws)
     trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
     return study._storage.get_trial(trial_id)
 
@@ -222,11 +240,14 @@ def run_search(
     progress: bool = True,
     worker: int = 0,
     timings: list[tuple[int, float]] | None = None,
+    evaluate: Callable[..., list[dict[str, Any]]] | None = None,
 ) -> SearchSummary:
     """Run ``n_trials`` more trials of the study in ``run``, a population at a time.
 
     ``timings``, if given, receives ``(trials done, perf_counter seconds)`` after each
-    population (the benchmark measures per-trial cost along the run with it).
+    population (the benchmark measures per-trial cost along the run with it); ``evaluate``
+    replaces :func:`~codesign.search.evaluate.evaluate_designs` (same arguments; the
+    benchmark's trivial objective).
 
     Each population is asked from the sampler, evaluated in one parallel kernel call, told,
     and appended to the Parquet log as one file; a Pareto snapshot is written at the end.
@@ -253,13 +274,18 @@ def run_search(
     done = 0
     index = DesignIndex(dists)
     asks = _asks_trials(study)
+    # the study as this loop sees it, read incrementally; the Pareto front kept from it
+    feed = TrialFeed(study)
+    front = ParetoFront(study.directions)
+    feed.on_finished.append(front.add)
     try:
         while done < n_trials:
             k = min(exp.population, n_trials - done)
             # enqueued trials (baselines, re-runs of a dead worker's trials) and the proposals
             # of samplers that write to their trial go through ask/tell; fresh proposals of
             # the others are drawn in memory and committed finished (one write)
-            waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            feed.refresh()
+            waiting = feed.waiting()
             trials = []
             for _ in range(k if asks else min(k, waiting)):
                 trials.append(study.ask(dists))
@@ -267,7 +293,8 @@ def run_search(
                 rdb = _rdb(study)
                 if rdb is not None:  # alive, for workers on other machines
                     rdb.record_heartbeat(trials[-1]._trial_id)
-            index.update(study._get_trials(deepcopy=False, use_cache=False))
+            feed.refresh()
+            index.update(feed.trials)
             # an asked trial whose design is stored (or earlier in this population) is not
             # evaluated: it takes the stored result (or its twin's, once evaluated)
             taken: dict[Any, int] = {}
@@ -279,17 +306,17 @@ def run_search(
                 index.repeats += plan[-1] is not None
                 taken.setdefault(key, len(plan) - 1)
             proposals, gen = propose_population(study, dists, k - len(trials), index,
-                                                set(taken))
+                                                set(taken), feed)
             told = 0
             rows = []
             try:
-                evaluate = [t.params for t, p in zip(trials, plan, strict=True) if p is None]
+                asked = [t.params for t, p in zip(trials, plan, strict=True) if p is None]
                 # a proposal still repeating a stored design after its redraws (a space too
                 # small to draw a new one) takes the stored result too
                 stored = [index.stored(p) for p in proposals]
-                params = evaluate + [p for p, s in zip(proposals, stored, strict=True) if not s]
+                params = asked + [p for p, s in zip(proposals, stored, strict=True) if not s]
                 designs = [design_from_params(base, p) for p in params]
-                metrics = evaluate_designs(designs, exp.job, extra, exp.prices)
+                metrics = (evaluate or evaluate_designs)(designs, exp.job, extra, exp.prices)
                 fresh = iter(metrics)
                 finished: list[FrozenTrial] = []
                 for t, p in zip(trials, plan, strict=True):
@@ -304,10 +331,12 @@ def run_search(
                     told += 1
                     if frozen.state == TrialState.COMPLETE:
                         rows.append(row_from_trial(exp, frozen, writer))
-                for p, prior, n in zip(proposals, stored, index.redraws, strict=True):
-                    frozen = (commit_repeat(study, dists, p, prior, writer, gen, n) if prior
-                              else commit_trial(exp, study, dists, p, next(fresh), writer,
-                                                gen, n))
+                # every proposal of the population in one storage write (journal: one fsync)
+                templates = [
+                    repeat_template(study, dists, p, prior, writer, gen, n) if prior
+                    else trial_template(exp, study, dists, p, next(fresh), writer, gen, n)
+                    for p, prior, n in zip(proposals, stored, index.redraws, strict=True)]
+                for frozen in create_trials(study, templates):
                     if frozen.state == TrialState.COMPLETE:
                         rows.append(row_from_trial(exp, frozen, writer))
             finally:
@@ -319,32 +348,41 @@ def run_search(
             if timings is not None:
                 timings.append((done, time.perf_counter()))
             if (done // SNAPSHOT_EVERY) > ((done - k) // SNAPSHOT_EVERY) and done < n_trials:
-                snapshot_pareto(exp, run, study, writer)
+                feed.refresh()
+                snapshot_pareto(exp, run, study, writer, front)
             if bar is not None:
                 bar.update(k)
     finally:
         if bar is not None:
             bar.close()
-    return finalize(exp, run, done, time.perf_counter() - t0, writer, study, index.repeats)
+    feed.refresh()
+    return finalize(exp, run, done, time.perf_counter() - t0, writer, study, index.repeats,
+                    front)
 
 
 def finalize(exp: Experiment, run: RunSpec, done: int, seconds: float, writer: str,
-             study: optuna.Study | None = None, repeats: int = 0) -> SearchSummary:
+             study: optuna.Study | None = None, repeats: int = 0,
+             front: ParetoFront | None = None) -> SearchSummary:
     """Write a Pareto snapshot of the study as it stands and summarise the run (``repeats``:
-    proposals of the run that repeated a stored design)."""
+    proposals of the run that repeated a stored design; ``front``: the study's front kept up
+    to date by the loop, else the study is read)."""
     if study is None:
         study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    rows = pareto_rows(exp, study)
+    if front is None:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        n_complete = len(complete)
+        feasible = sum(1 for t in complete if all(v <= 0 for v in t.constraints.values()))
+    else:
+        n_complete, feasible = front.n_complete, front.n_feasible
+    rows = pareto_rows(exp, study, front)
     pareto_path = run.run_dir / "pareto"
     if rows:
-        pareto_path = parquet_log.write_pareto(run.run_dir, exp, rows, len(complete), writer)
-    feasible = sum(1 for t in complete if all(v <= 0 for v in t.constraints.values()))
+        pareto_path = parquet_log.write_pareto(run.run_dir, exp, rows, n_complete, writer)
     return SearchSummary(
         run_dir=str(run.run_dir),
         study_name=run.study_name,
         trials_run=done,
-        trials_total_complete=len(complete),
+        trials_total_complete=n_complete,
         feasible=feasible,
         pareto_size=len(rows),
         seconds=seconds,
