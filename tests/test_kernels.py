@@ -429,11 +429,14 @@ def test_huge_model_does_not_fit():
     assert res.reason.startswith(pack.STATUS_REASONS[L.S_OOM])
     assert f"{counts.sum()} candidates" in res.reason
     # a single mapping whose model states alone (18 bytes per parameter: 530B / 8 chips x 18
-    # = 1.2 TB) exceed the 80 GB of HBM is S_OOM before anything is timed, every output 0
-    # (until the previous commit it was timed and its memory reported)
+    # = 1.2 TB) exceed the 80 GB of HBM is S_OOM before anything is timed: every timing
+    # output 0, its memory by term reported (the offload search bounds with them)
     mp = mapping(tp=8, zero=3)
     st, out = eval_both(arrays, mp)
-    assert st == L.S_OOM and not np.any(out)
+    assert st == L.S_OOM and out[L.O_STEP_S] == 0 and out[L.O_CHIP_W] == 0
+    assert not np.any(out[L.O_T_COMPUTE:L.O_T_PP + 1])
+    states = out[L.O_MEM_WEIGHTS] + out[L.O_MEM_GRADS] + out[L.O_MEM_OPT]
+    assert states == pytest.approx(530e9 / 8 * (2 + 4 + 12), rel=0.02)  # tp 8, dp 1
     roomy = arrays[0].copy()
     roomy[L.C_HBM_B], roomy[L.C_TDP_W] = 1e18, np.inf
     st, out = eval_both((roomy, *arrays[1:]), mp)

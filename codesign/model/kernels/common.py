@@ -86,3 +86,58 @@ def choices(fixed_value, lo, hi, pow2):
         res[i] = v
         v = v * 2 if pow2 else v + 1
     return res
+
+
+@njit(cache=True)
+def divisors(fixed_value, n, hi, pow2_too):
+    """Candidate values for one mapping field that must divide ``n``: the fixed value, or
+    the divisors of ``n`` up to ``hi`` ascending (with ``pow2_too``, the powers of 2 up to
+    ``hi`` as well, divisors or not). Found in O(sqrt(n)), not by walking every integer."""
+    if fixed_value >= 0:
+        res = np.empty(1, np.int64)
+        res[0] = fixed_value
+        return res
+    if n < 1 or hi < 1:
+        return np.empty(0, np.int64)
+    small = np.empty(64, np.int64)  # divisors <= sqrt(n): at most 2 sqrt(n), grown below
+    large = np.empty(64, np.int64)
+    ns = 0
+    nl = 0
+    d = 1
+    while d * d <= n:
+        if n % d == 0:
+            if ns == small.shape[0]:
+                small = np.concatenate((small, np.empty(ns, np.int64)))
+                large = np.concatenate((large, np.empty(ns, np.int64)))
+            small[ns] = d
+            ns += 1
+            if d * d != n:
+                large[nl] = n // d
+                nl += 1
+        d += 1
+    cnt = 0
+    out = np.empty(ns + nl + 64, np.int64)
+    i = 0
+    j = nl - 1
+    p = 1
+    while True:  # merge the divisors ascending (small up, large down) with the powers of 2
+        v = small[i] if i < ns else (large[j] if j >= 0 else -1)
+        if pow2_too and p <= hi and (v < 0 or p < v):
+            out[cnt] = p
+            cnt += 1
+            p *= 2
+            continue
+        if v < 0 or v > hi:
+            break
+        if not (pow2_too and v == p):
+            out[cnt] = v
+            cnt += 1
+        else:
+            p *= 2
+            out[cnt] = v
+            cnt += 1
+        if i < ns:
+            i += 1
+        else:
+            j -= 1
+    return out[:cnt].copy()

@@ -30,6 +30,7 @@ from codesign.model.kernels.attention import (
     window_share,
 )
 from codesign.model.kernels.gemm import gemm_cost, tile_elems
+from codesign.model.kernels.memory import mla_latent_width, moe_token_bytes
 from codesign.model.kernels.moe import PERMUTE_KERNELS, moe_mlp_cost
 
 KERNELS_PER_LAYER = 12.0
@@ -114,12 +115,11 @@ def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_at
         t_qkv += t1 + t2
         by_qkv += b1 + b2
         t_up_proj = t1 + t2
-        latent_w = q_lora + kv_lora + rope
     else:
         t_qkv, by_qkv = gemm_cost(tok, h, (heads * dqk + nkv * (dqk + dv)) / tp, peak,
                                   eff_gemm, hbm, eff_mem, sram, el_b, units, tile, min_tm)
         t_up_proj = 0.0
-        latent_w = 0.0
+    latent_w = mla_latent_width(model)
     t_proj, by_proj = gemm_cost(tok, heads * dv / tp, h, peak, eff_gemm, hbm, eff_mem, sram,
                                 el_b, units, tile, min_tm)
     proj_flops = 2.0 * tok * (p_split / tp + p_whole)
@@ -169,7 +169,7 @@ def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_at
     moe_gemm = 0.0
     moe_other = 0.0
     t_sel_m = 0.0
-    moe_act = 0.0
+    moe_act = moe_token_bytes(model, tsp, fp8_inputs)
     if is_moe:
         res = moe_mlp_cost(tok, tok / tsp, h, experts, topk, f_moe, shared, mlp_mats, ep, tp,
                            imbalance, peak, eff_gemm, hbm, eff_mem, sram, el_b, act_b, units,
@@ -186,8 +186,6 @@ def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_at
                    + 2.0 * (t_overhead + t_moe_kernels))
         m_flops = proj_flops + res[2]
         m_bytes = by_qkv + by_proj + res[3] + elem_bytes + moe_elem
-        # router logits (fp32) and the permuted token copies, per token of this chip
-        moe_act = (4.0 * experts + 2.0 * topk * h * (1.0 if fp8_inputs else 2.0)) / tsp
     # recompute: full = one more forward; selective = one more attention core (unfused), or
     # the norms, activation functions and up-projections (fused)
     t_d_rc = t_d_fwd if full else (t_sel_d if sel_fused else (t_attn if rc == 1 else 0.0))

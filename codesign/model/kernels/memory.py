@@ -194,3 +194,22 @@ def serving_weight_kv_bytes(layers, h, heads, kv_heads, head_dim, qk_dim, v_dim,
         kv_width = kv_latent
     kv_seq = math.ceil(layers / pp) * kv_width * kv_b * tokens
     return params * w_b, kv_seq
+
+
+@njit(cache=True)
+def mla_latent_width(model):
+    """Width of what multi-head latent attention keeps whole on every tp rank per token: the
+    query and key/value latents and the shared RoPE key (0 for standard attention)."""
+    if model[L.M_KV_LORA] <= 0.0:
+        return 0.0
+    return model[L.M_Q_LORA] + model[L.M_KV_LORA] + model[L.M_ROPE_DIM]
+
+
+@njit(cache=True)
+def moe_token_bytes(model, tsp, fp8_inputs):
+    """MoE activation bytes per token of a chip (0 for a dense model): the router logits
+    (fp32) and the permuted token copies (1 byte under fp8 recipes), split over ``tsp``."""
+    if model[L.M_EXPERTS] <= 0:
+        return 0.0
+    return (4.0 * model[L.M_EXPERTS]
+            + 2.0 * model[L.M_TOPK] * model[L.M_HIDDEN] * (1.0 if fp8_inputs else 2.0)) / tsp

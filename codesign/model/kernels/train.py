@@ -61,7 +61,9 @@ from codesign.model.kernels.memory import (
     WEIGHT_B,
     ZERO3_PREFETCH_LAYERS,
     in_flight_micro_batches,
+    mla_latent_width,
     model_state_bytes,
+    moe_token_bytes,
     train_activation_bytes,
 )
 from codesign.model.kernels.moe import a2a_volume, exposed_a2a
@@ -80,7 +82,7 @@ ADAM_BYTES_PER_PARAM = 30.0
 m, v (12 B) and the 16-bit weight copy (2 B)."""
 
 
-@njit(cache=True)
+@njit(cache=True, inline='always')  # no call of its own: the search calls it per candidate
 def eval_mapping(chip, cluster, model, job, mp, out):
     """Evaluate one mapping; fills ``out`` (layout ``O_*``) and returns a status code ``S_*``.
 
@@ -89,9 +91,18 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     even the clock floor does not fit."""
     st = eval_at_clock(chip, cluster, model, job, mp, out)
     if st == L.S_POWER and chip[L.C_THROTTLES] > 0.5:
-        scaled, state = np.empty(chip.shape[0]), np.array([0.0, 1.0, 1.0, 0.0])
-        while next_clock(chip, out[L.O_CHIP_W], scaled, state, out, L.O_CLOCK):
-            st = eval_at_clock(scaled, cluster, model, job, mp, out)
+        st = _throttled(chip, cluster, model, job, mp, out)
+    return st
+
+
+@njit(cache=True)
+def _throttled(chip, cluster, model, job, mp, out):
+    """The clock search of :func:`eval_mapping` (apart, so that the common path allocates
+    nothing)."""
+    scaled, state = np.empty(chip.shape[0]), np.array([0.0, 1.0, 1.0, 0.0])
+    st = L.S_POWER
+    while next_clock(chip, out[L.O_CHIP_W], scaled, state, out, L.O_CLOCK):
+        st = eval_at_clock(scaled, cluster, model, job, mp, out)
     return st
 
 
@@ -237,13 +248,44 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     if n_m > 0:
         big_p = max(big_p, layer_moe_shared_p + layer_expert_p)
     w_b, g_b, o_b, host_b = resident_states(w_b, g_b, o_b, off, big_p, WEIGHT_B, grad_b)
-    if w_b + g_b + o_b + BUFFER_B > chip[L.C_HBM_B] or host_b > cluster[L.K_HOST_MEM_B]:
-        return L.S_OOM  # the model states alone do not fit: nothing else to evaluate
+
+    # --- memory on the busiest (first) stage: exact before any timing, so a mapping that
+    # does not fit costs no more than this ---
+    s_loc = seq / cp
+    unfused = job[L.J_ATTN] > 0.5
+    tsp = tp if sp == 1 else 1.0
+    in_flight = in_flight_micro_batches(pp, m, vpp)
+    act_total = train_activation_bytes(model, tp, sp, rc, unfused, s_loc * b, seq,
+                                       mla_latent_width(model),
+                                       moe_token_bytes(model, tsp, fp8_inputs), act_b,
+                                       fp8_inputs, in_flight, n_d, n_m)
+    # logits of one micro-batch on the last stage: fp32 in the frameworks of the unfused
+    # attention era (Megatron-LM 2021-22 casts them for its cross-entropy), 16-bit under the
+    # fused cross-entropy kernels of later frameworks (NeMo, MaxText, torchtitan)
+    logits_b = (4.0 if unfused else 2.0) * s_loc * b * vocab / tp
+    buf = BUFFER_B
+    if zero == 3 and dpc > 1:  # gathered (unsharded) weights of the layers in flight
+        buf += ZERO3_PREFETCH_LAYERS * WEIGHT_B * big_p
+    mem = w_b + g_b + o_b + act_total + logits_b + buf
+    out[L.O_MEM_WEIGHTS] = w_b
+    out[L.O_MEM_GRADS] = g_b
+    out[L.O_MEM_OPT] = o_b
+    out[L.O_MEM_ACT] = act_total
+    out[L.O_MEM_LOGITS] = logits_b
+    out[L.O_MEM_BUFFER] = buf
+    out[L.O_MEM_B] = mem
+    out[L.O_ZERO] = zero
+    if rc == 3:  # offloaded recompute's layer inputs wait in host memory
+        host_b += in_flight * (n_d + n_m) * act_b * s_loc * b * h / tsp
+    out[L.O_OFFLOAD] = off
+    out[L.O_MEM_HOST] = host_b
+    if mem > chip[L.C_HBM_B] or host_b > cluster[L.K_HOST_MEM_B]:
+        return L.S_OOM
 
     # --- per-layer compute of one micro-batch on one chip (:mod:`.layer`) ---
     (t_attn, t_attn_bwd, attn_flops, attn_bytes, attn_bwd_x, t_d_fwd, t_d_bwd, t_d_rc,
      x_off, d_flops, d_bytes, t_m_fwd, t_m_bwd, t_m_rc, m_flops, m_bytes, moe_gemm,
-     moe_other, moe_act, latent_w) = layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak,
+     moe_other, _moe_act, _latent_w) = layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak,
                                                  eff_gemm, peak_attn, act_b, fp8_inputs)
     hbm = chip[L.C_HBM_BPS]
     # host copies of a layer (offloaded layer inputs, offloaded weights) beside its compute
@@ -253,10 +295,8 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     t_m_off, x_host_m = layer_host_time(x_off, layer_moe_shared_p + layer_expert_p, off,
                                         t_m_fwd, t_m_bwd + t_m_rc, WEIGHT_B, grad_b, host_bps,
                                         hbm * eff_mem)
-    s_loc = seq / cp
     tok = b * s_loc  # tokens per micro-batch on this chip's tp group
     kv_c = max(1.0, nkv / tp)
-    unfused = job[L.J_ATTN] > 0.5
 
     # --- communication per layer and micro-batch (forward + backward) ---
     t_layer_tp = 0.0
@@ -400,31 +440,6 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     if not (step > 0) or not math.isfinite(step):
         return L.S_BAD_INPUT
 
-    # --- memory on the busiest (first) stage ---
-    in_flight = in_flight_micro_batches(pp, m, vpp)
-    act_total = train_activation_bytes(model, tp, sp, rc, unfused, s_loc * b, seq, latent_w,
-                                       moe_act, act_b, fp8_inputs, in_flight, n_d, n_m)
-    # logits of one micro-batch on the last stage: fp32 in the frameworks of the unfused
-    # attention era (Megatron-LM 2021-22 casts them for its cross-entropy), 16-bit under the
-    # fused cross-entropy kernels of later frameworks (NeMo, MaxText, torchtitan)
-    logits_b = (4.0 if unfused else 2.0) * s_loc * b * vocab / tp
-    buf = BUFFER_B
-    if zero == 3 and dpc > 1:  # gathered (unsharded) weights of the layers in flight
-        big = layer_dense_p if n_d > 0 else 0.0
-        if n_m > 0:
-            big = max(big, layer_moe_shared_p + layer_expert_p)
-        buf += ZERO3_PREFETCH_LAYERS * WEIGHT_B * big
-    mem = w_b + g_b + o_b + act_total + logits_b + buf
-    out[L.O_MEM_WEIGHTS] = w_b
-    out[L.O_MEM_GRADS] = g_b
-    out[L.O_MEM_OPT] = o_b
-    out[L.O_MEM_ACT] = act_total
-    out[L.O_MEM_LOGITS] = logits_b
-    out[L.O_MEM_BUFFER] = buf
-    out[L.O_ZERO] = zero
-    host_b += in_flight * (n_d + n_m) * x_off  # offloaded recompute's layer inputs
-    out[L.O_OFFLOAD] = off
-    out[L.O_MEM_HOST] = host_b
     out[L.O_T_HOST] = m * (n_d * t_d_off + n_m * t_m_off) + t_opt - t_opt_chip
 
     tokens = seq * gbatch
@@ -435,7 +450,6 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     model_flops_tok = (3.0 * gemm_flops_per_token(model)
                        + 6.0 * layers * heads * (dqk + dv) * seq)
     out[L.O_MFU] = model_flops_tok * tokens / (step * n_chips * peak)
-    out[L.O_MEM_B] = mem
     t_comp = n_d * (t_d_fwd + t_d_bwd + t_d_rc) + n_m * (t_m_fwd + t_m_bwd + t_m_rc)
     busy = m * t_comp / step
     if busy > 1.0:
@@ -492,8 +506,6 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     out[L.O_BUSY] = busy
     out[L.O_N_USED] = n_used
     out[L.O_CLOCK] = 1.0
-    if mem > chip[L.C_HBM_B] or host_b > cluster[L.K_HOST_MEM_B]:
-        return L.S_OOM
     if chip_w > chip[L.C_TDP_W]:
         return L.S_POWER
     return L.S_OK

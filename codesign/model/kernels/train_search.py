@@ -8,9 +8,9 @@ import numpy as np
 from numba import njit, prange
 
 from codesign.model.kernels import layout as L
-from codesign.model.kernels.common import choices, matmul_peak, worst_status
+from codesign.model.kernels.common import choices, divisors, matmul_peak, worst_status
 from codesign.model.kernels.layer import gemm_flops_per_token
-from codesign.model.kernels.offload import offload_ok
+from codesign.model.kernels.offload import OFF_OPTIMIZER, OFF_WEIGHTS, offload_ok
 from codesign.model.kernels.train import eval_mapping
 
 MAX_MICRO_BATCH = 64
@@ -32,11 +32,13 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
     domains hybrid sharding; sequence parallel is on whenever tp > 1; host-memory offload
     where the chip's memory does not hold a mapping without it (:func:`eval_offloaded`).
     Branch and bound: a (tp, cp, pp, dp) block whose compute lower bound (GEMM FLOPs at peak
-    x efficiency on the chips it uses), and a micro-batch whose bound with the smallest
-    pipeline bubble it can have ((pp - 1) / vpp of m stage times), cannot beat the best step
-    so far is skipped, so the result equals that of the full enumeration. ``counts[s]``
-    counts evaluated candidates by status (``counts[S_OK]`` feasible ones). Returns S_OK if
-    a feasible mapping was found, else the most frequent failure.
+    x efficiency on the chips it uses), a micro-batch whose bound with the smallest
+    pipeline bubble it can have ((pp - 1) / vpp of m stage times), and full recompute whose
+    bound with its extra forward GEMMs, cannot beat the best step so far are skipped,
+    so the result equals that of the full enumeration. ``counts[s]``
+    counts evaluated candidates by status (``counts[S_OK]`` feasible ones; a longer array
+    gets in ``counts[N_STATUS]`` the mappings the bounds ruled out unevaluated). Returns
+    S_OK if a feasible mapping was found, else the most frequent failure.
     """
     for i in range(counts.shape[0]):
         counts[i] = 0
@@ -54,12 +56,14 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
     peak, eff = matmul_peak(chip, prec)
     rate = peak * eff
     work = 3.0 * gemm_flops_per_token(model) * seq * gbatch  # fwd + bwd GEMM FLOPs per step
+    # full recompute runs every layer's forward GEMMs once more (not the output layer's)
+    redo = (gemm_flops_per_token(model) - 2.0 * model[L.M_VOCAB] * model[L.M_HIDDEN]) * (
+        seq * gbatch)
     prune = rate > 0 and work > 0
     mp = np.zeros(L.MAP_LEN, np.int64)
     out = np.zeros(L.OUT_LEN)
     spare = np.zeros(L.OUT_LEN)
-    best_step = np.inf
-    best_mem = np.inf
+    best = np.array([np.inf, np.inf, 0.0])  # best step, its memory, candidates pruned
     tps = choices(fixed[L.P_TP], 1, max(1, min(domain, int(model[L.M_HEADS]))), True)
     cp_max = 1
     while cp_max * 2 <= MAX_CP and seq // (cp_max * 2) >= MIN_TOKENS_PER_CP_RANK:
@@ -74,82 +78,97 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
         for cp in cps:
             if tp * cp > n_chips:
                 continue
-            pps = choices(fixed[L.P_PP], 1, layers, False)
+            pps = divisors(fixed[L.P_PP], layers, layers, True)
             for pp in pps:
-                if fixed[L.P_PP] < 0 and layers % pp != 0 and (pp & (pp - 1)) != 0:
-                    continue
                 if tp * cp * pp > n_chips:
                     break
                 dp_max = n_chips // (tp * cp * pp)
-                dps = choices(fixed[L.P_DP], 1, dp_max, False)
+                dps = divisors(fixed[L.P_DP], gbatch, dp_max, False)
                 vpps = choices(fixed[L.P_VPP], 1, max(1, layers // pp) if pp > 1 else 1, True)
                 for di in range(dps.shape[0] - 1, -1, -1):  # largest dp first
                     dp = dps[di]
-                    if fixed[L.P_DP] < 0 and gbatch % dp != 0:
-                        continue
-                    if prune and work / (rate * tp * cp * pp * dp) >= best_step:
-                        continue
                     per_dp = gbatch // dp if gbatch % dp == 0 else 0
-                    mbs = choices(fixed[L.P_MB], 1, min(per_dp, MAX_MICRO_BATCH), False)
+                    mbs = divisors(fixed[L.P_MB], per_dp, min(per_dp, MAX_MICRO_BATCH),
+                                   False)
                     lb = work / (rate * tp * cp * pp * dp) if prune else 0.0
+                    block_out = prune and lb >= best[0]
                     for b in mbs:
-                        if fixed[L.P_MB] < 0 and per_dp % b != 0:
-                            continue
                         # the pipeline bubble adds at least (pp - 1) / vpp stage times of m
-                        if prune and per_dp // b >= 1 and lb * (1.0 + (pp - 1.0) / (
-                                vpps[vpps.shape[0] - 1] * (per_dp // b))) >= best_step:
-                            continue
-                        for ep in eps:
-                            if fixed[L.P_EP] < 0 and (experts % ep != 0
-                                                      or (cp * dp) % ep != 0):
-                                continue
-                            for vpp in vpps:
-                                if fixed[L.P_VPP] < 0 and vpp > 1 and (
-                                        layers % (pp * vpp) != 0 or (per_dp // b) % pp != 0):
-                                    continue
-                                for rc in rcs:
-                                    for zero in zeros:
-                                        for epo in epos:
-                                            if fixed[L.P_EPO] < 0 and epo == 1 and (
-                                                    ep == 1 or per_dp // b < 2):
-                                                continue
-                                            for hsdp in hsdps:
-                                                if fixed[L.P_HSDP] < 0 and hsdp == 1 and (
-                                                        zero != 3
-                                                        or tp * dp * cp <= domain):
-                                                    continue
-                                                mp[L.P_TP] = tp
-                                                mp[L.P_PP] = pp
-                                                mp[L.P_DP] = dp
-                                                mp[L.P_CP] = cp
-                                                mp[L.P_EP] = ep
-                                                mp[L.P_VPP] = vpp
-                                                mp[L.P_MB] = b
-                                                mp[L.P_RECOMPUTE] = rc
-                                                mp[L.P_ZERO] = zero
-                                                mp[L.P_EPO] = epo
-                                                mp[L.P_HSDP] = hsdp
-                                                if fixed[L.P_SP] >= 0:
-                                                    mp[L.P_SP] = fixed[L.P_SP]
-                                                else:
-                                                    mp[L.P_SP] = 1 if tp > 1 else 0
-                                                st = eval_offloaded(chip, cluster, model,
-                                                                    job, fixed[L.P_OFFLOAD],
-                                                                    mp, out, spare, counts)
-                                                if st != L.S_OK:
-                                                    continue
-                                                step = out[L.O_STEP_S]
-                                                mem = out[L.O_MEM_B]
-                                                if step < best_step or (
-                                                    step == best_step and mem < best_mem
-                                                ):
-                                                    best_step = step
-                                                    best_mem = mem
-                                                    best_mp[:] = mp
-                                                    best_out[:] = out
-    if best_step < np.inf:
+                        bubble = 1.0
+                        if per_dp // b >= 1:
+                            bubble += (pp - 1.0) / (vpps[vpps.shape[0] - 1] * (per_dp // b))
+                        lb_redo = ((work + redo) / (rate * tp * cp * pp * dp) * bubble
+                                   if prune else 0.0)
+                        # evaluate, or (bound out) count what is skipped
+                        go = not block_out and not (prune and lb * bubble >= best[0])
+                        if not go and counts.shape[0] <= L.N_STATUS:
+                            continue  # nothing to evaluate, no count asked for
+                        _tail(go, chip, cluster, model, job, fixed, eps, vpps, rcs, zeros,
+                              epos, hsdps, tp, cp, pp, dp, b, per_dp, experts, layers,
+                              domain, prune, lb_redo, mp, out, spare, counts, best, best_mp,
+                              best_out)
+    if counts.shape[0] > L.N_STATUS:
+        counts[L.N_STATUS] = best[2]
+    if best[0] < np.inf:
         return L.S_OK
     return worst_status(counts)
+
+
+@njit(cache=True)
+def _tail(go, chip, cluster, model, job, fixed, eps, vpps, rcs, zeros, epos, hsdps, tp, cp,
+          pp, dp, b, per_dp, experts, layers, domain, prune, lb_redo, mp, out, spare, counts,
+          best, best_mp, best_out):
+    """The candidates of one (tp, cp, pp, dp, micro-batch): every (ep, vpp, recompute, ZeRO,
+    overlap, hybrid sharding) the search allows. With ``go``, each is evaluated (full
+    recompute skipped when its bound ``lb_redo`` cannot beat ``best[0]``) and the best kept
+    in ``best`` (step, memory), ``best_mp``, ``best_out``; candidates a bound rules out
+    (all of them without ``go``) are counted in ``best[2]``."""
+    for ep in eps:
+        if fixed[L.P_EP] < 0 and (experts % ep != 0 or (cp * dp) % ep != 0):
+            continue
+        for vpp in vpps:
+            if fixed[L.P_VPP] < 0 and vpp > 1 and (
+                    layers % (pp * vpp) != 0 or (per_dp // b) % pp != 0):
+                continue
+            for rc in rcs:
+                bound_out = not go or (prune and rc >= 2 and lb_redo >= best[0])
+                for zero in zeros:
+                    for epo in epos:
+                        if fixed[L.P_EPO] < 0 and epo == 1 and (ep == 1 or per_dp // b < 2):
+                            continue
+                        for hsdp in hsdps:
+                            if fixed[L.P_HSDP] < 0 and hsdp == 1 and (
+                                    zero != 3 or tp * dp * cp <= domain):
+                                continue
+                            if bound_out:
+                                best[2] += 1
+                                continue
+                            mp[L.P_TP] = tp
+                            mp[L.P_PP] = pp
+                            mp[L.P_DP] = dp
+                            mp[L.P_CP] = cp
+                            mp[L.P_EP] = ep
+                            mp[L.P_VPP] = vpp
+                            mp[L.P_MB] = b
+                            mp[L.P_RECOMPUTE] = rc
+                            mp[L.P_ZERO] = zero
+                            mp[L.P_EPO] = epo
+                            mp[L.P_HSDP] = hsdp
+                            if fixed[L.P_SP] >= 0:
+                                mp[L.P_SP] = fixed[L.P_SP]
+                            else:
+                                mp[L.P_SP] = 1 if tp > 1 else 0
+                            st = eval_offloaded(chip, cluster, model, job, fixed[L.P_OFFLOAD],
+                                                mp, out, spare, counts)
+                            if st != L.S_OK:
+                                continue
+                            step = out[L.O_STEP_S]
+                            mem = out[L.O_MEM_B]
+                            if step < best[0] or (step == best[0] and mem < best[1]):
+                                best[0] = step
+                                best[1] = mem
+                                best_mp[:] = mp
+                                best_out[:] = out
 
 
 @njit(cache=True, parallel=True)
@@ -161,22 +180,37 @@ def search_population(chips, clusters, model, job, fixed, best_mps, best_outs, c
         )
 
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def eval_offloaded(chip, cluster, model, job, fixed_off, mp, out, spare, counts):
     """Evaluate mapping ``mp`` with the offload ``fixed_off`` (>= 0), or (-1) without offload
     and, where that is out of memory, with each offload its ZeRO stage allows, keeping the
     fastest (ties: least HBM): offloading never speeds up a mapping that fits
-    (:mod:`.offload`), so nothing faster is missed. Sets ``mp[P_OFFLOAD]``, fills ``out``
-    (``spare`` is scratch of the same length), counts each evaluation in ``counts`` by status
-    and returns the status of the mapping kept."""
+    (:mod:`.offload`), so nothing faster is missed; an offload whose HBM lower bound (the
+    terms it does not move) or host memory does not fit is counted out of memory
+    unevaluated. Sets ``mp[P_OFFLOAD]``, fills ``out`` (``spare`` is scratch of the same
+    length), counts each evaluation in ``counts`` by status and returns the status of the
+    mapping kept."""
     mp[L.P_OFFLOAD] = fixed_off if fixed_off >= 0 else 0
     st = eval_mapping(chip, cluster, model, job, mp, out)
     counts[st] += 1
     if st != L.S_OOM or fixed_off >= 0:
         return st
     best = -1
+    # ``out`` holds the mapping's memory by term: an offload that cannot bring HBM (or fill
+    # host memory) within bounds is decided out of memory without its evaluation (exact)
+    rest = out[L.O_MEM_ACT] + out[L.O_MEM_LOGITS] + out[L.O_MEM_BUFFER]
+    wg = out[L.O_MEM_WEIGHTS] + out[L.O_MEM_GRADS]
+    opt = out[L.O_MEM_OPT]
+    host0 = out[L.O_MEM_HOST]
     for off in range(1, 4):
         if not offload_ok(off, mp[L.P_ZERO]):
+            continue
+        hbm_lb = rest + (0.0 if off & OFF_OPTIMIZER else opt) + (0.0 if off & OFF_WEIGHTS
+                                                                  else wg)
+        host = host0 + (opt if off & OFF_OPTIMIZER else 0.0) + (
+            wg if off & OFF_WEIGHTS else 0.0)
+        if hbm_lb > chip[L.C_HBM_B] or host > cluster[L.K_HOST_MEM_B]:
+            counts[L.S_OOM] += 1
             continue
         mp[L.P_OFFLOAD] = off
         s = eval_mapping(chip, cluster, model, job, mp, spare)
