@@ -33,6 +33,10 @@ A change that is meant to move a number regenerates the files
 * issue 15, cooling and per-GW: new keys only (``tokens_per_s_per_gw``, the ``cooling``
   object of ``evaluate``, the metrics ``cooling_ok``, ``rack_limit_kw`` and the design
   parameter ``cooling`` in the Parquet log); every other value identical.
+* issue 16, the mapping search at its floor (divisors, exact memory before timing, offloads
+  and full recompute bounded out, widest tp first, no throttling of a candidate already
+  slower than the best): the candidate counts only (fewer evaluated); every chosen mapping
+  and every metric identical.
 """
 
 from __future__ import annotations

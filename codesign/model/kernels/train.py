@@ -91,14 +91,15 @@ def eval_mapping(chip, cluster, model, job, mp, out):
     even the clock floor does not fit."""
     st = eval_at_clock(chip, cluster, model, job, mp, out)
     if st == L.S_POWER and chip[L.C_THROTTLES] > 0.5:
-        st = _throttled(chip, cluster, model, job, mp, out)
+        st = throttled(chip, cluster, model, job, mp, out)
     return st
 
 
 @njit(cache=True)
-def _throttled(chip, cluster, model, job, mp, out):
-    """The clock search of :func:`eval_mapping` (apart, so that the common path allocates
-    nothing)."""
+def throttled(chip, cluster, model, job, mp, out):
+    """The clock search of :func:`eval_mapping` for a chip over its TDP at full clock (the
+    evaluation in ``out``): the mapping at the highest clock that fits, or S_POWER. Apart,
+    so that the common path allocates nothing."""
     scaled, state = np.empty(chip.shape[0]), np.array([0.0, 1.0, 1.0, 0.0])
     st = L.S_POWER
     while next_clock(chip, out[L.O_CHIP_W], scaled, state, out, L.O_CLOCK):

@@ -11,7 +11,7 @@ from codesign.model.kernels import layout as L
 from codesign.model.kernels.common import choices, divisors, matmul_peak, worst_status
 from codesign.model.kernels.layer import gemm_flops_per_token
 from codesign.model.kernels.offload import OFF_OPTIMIZER, OFF_WEIGHTS, offload_ok
-from codesign.model.kernels.train import eval_mapping
+from codesign.model.kernels.train import eval_at_clock, throttled
 
 MAX_MICRO_BATCH = 64
 MAX_CP = 16
@@ -74,7 +74,8 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
     zeros = choices(fixed[L.P_ZERO], 0, 3, False)
     epos = choices(fixed[L.P_EPO], 0, 1 if experts > 0 else 0, False)
     hsdps = choices(fixed[L.P_HSDP], 0, 1, False)
-    for tp in tps:
+    for ti in range(tps.shape[0] - 1, -1, -1):  # widest tp first: a good bound early
+        tp = tps[ti]
         for cp in cps:
             if tp * cp > n_chips:
                 continue
@@ -159,7 +160,7 @@ def _tail(go, chip, cluster, model, job, fixed, eps, vpps, rcs, zeros, epos, hsd
                             else:
                                 mp[L.P_SP] = 1 if tp > 1 else 0
                             st = eval_offloaded(chip, cluster, model, job, fixed[L.P_OFFLOAD],
-                                                mp, out, spare, counts)
+                                                mp, out, spare, counts, best)
                             if st != L.S_OK:
                                 continue
                             step = out[L.O_STEP_S]
@@ -181,21 +182,26 @@ def search_population(chips, clusters, model, job, fixed, best_mps, best_outs, c
 
 
 @njit(cache=True, inline='always')
-def eval_offloaded(chip, cluster, model, job, fixed_off, mp, out, spare, counts):
+def eval_offloaded(chip, cluster, model, job, fixed_off, mp, out, spare, counts, best):
     """Evaluate mapping ``mp`` with the offload ``fixed_off`` (>= 0), or (-1) without offload
     and, where that is out of memory, with each offload its ZeRO stage allows, keeping the
     fastest (ties: least HBM): offloading never speeds up a mapping that fits
     (:mod:`.offload`), so nothing faster is missed; an offload whose HBM lower bound (the
     terms it does not move) or host memory does not fit is counted out of memory
-    unevaluated. Sets ``mp[P_OFFLOAD]``, fills ``out`` (``spare`` is scratch of the same
-    length), counts each evaluation in ``counts`` by status and returns the status of the
-    mapping kept."""
+    unevaluated. A chip over its TDP whose step at full clock already exceeds ``best[0]``
+    (the best step so far) is not throttled: slower at any lower clock, it is ruled out and
+    counted in ``best[2]``, and the status is S_POWER. Sets ``mp[P_OFFLOAD]``, fills ``out``
+    (``spare`` is scratch of the same length), counts each evaluation in ``counts`` by
+    status and returns the status of the mapping kept."""
     mp[L.P_OFFLOAD] = fixed_off if fixed_off >= 0 else 0
-    st = eval_mapping(chip, cluster, model, job, mp, out)
-    counts[st] += 1
+    st = _eval_below(chip, cluster, model, job, mp, out, best)
+    if st >= 0:
+        counts[st] += 1
+    else:
+        st = L.S_POWER
     if st != L.S_OOM or fixed_off >= 0:
         return st
-    best = -1
+    kept = -1
     # ``out`` holds the mapping's memory by term: an offload that cannot bring HBM (or fill
     # host memory) within bounds is decided out of memory without its evaluation (exact)
     rest = out[L.O_MEM_ACT] + out[L.O_MEM_LOGITS] + out[L.O_MEM_BUFFER]
@@ -213,11 +219,27 @@ def eval_offloaded(chip, cluster, model, job, fixed_off, mp, out, spare, counts)
             counts[L.S_OOM] += 1
             continue
         mp[L.P_OFFLOAD] = off
-        s = eval_mapping(chip, cluster, model, job, mp, spare)
+        s = _eval_below(chip, cluster, model, job, mp, spare, best)
+        if s < 0:
+            continue
         counts[s] += 1
-        if s == L.S_OK and (best < 0 or spare[L.O_STEP_S] < out[L.O_STEP_S] or (
+        if s == L.S_OK and (kept < 0 or spare[L.O_STEP_S] < out[L.O_STEP_S] or (
                 spare[L.O_STEP_S] == out[L.O_STEP_S] and spare[L.O_MEM_B] < out[L.O_MEM_B])):
             out[:] = spare
-            best = off
-    mp[L.P_OFFLOAD] = max(best, 0)
-    return L.S_OK if best >= 0 else st
+            kept = off
+    mp[L.P_OFFLOAD] = max(kept, 0)
+    return L.S_OK if kept >= 0 else st
+
+
+@njit(cache=True)
+def _eval_below(chip, cluster, model, job, mp, out, best):
+    """:func:`.train.eval_mapping`, except that a chip over its TDP whose step at full clock
+    exceeds ``best[0]`` is not throttled (a lower clock is never faster): -1, and one more
+    in ``best[2]``."""
+    st = eval_at_clock(chip, cluster, model, job, mp, out)
+    if st == L.S_POWER and chip[L.C_THROTTLES] > 0.5:
+        if out[L.O_STEP_S] > best[0]:
+            best[2] += 1
+            return -1
+        st = throttled(chip, cluster, model, job, mp, out)
+    return st
