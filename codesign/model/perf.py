@@ -140,9 +140,12 @@ def evaluate(
               pack.model_array(job.model), pack_job(job), pack.fixed_array(mapping))
     best_mp = np.zeros(layout.MAP_LEN, np.int64)
     best_out = np.zeros(out_len)
-    counts = np.zeros(layout.N_STATUS, np.int64)
+    train = isinstance(job, TrainJob)  # its search also counts what its bounds rule out
+    counts = np.zeros(layout.N_STATUS + (1 if train else 0), np.int64)
     status = search(*arrays, best_mp, best_out, counts)
-    res = unpack(int(status), best_mp, best_out, counts, cluster.n_chips)
+    res = unpack(int(status), best_mp, best_out, counts[:layout.N_STATUS], cluster.n_chips)
+    if train:
+        res = replace(res, n_ruled_out=int(counts[layout.N_STATUS]))
     if res.feasible:
         first = _POWER_OUT[type(job)]
         macs = chip_area.macs_per_unit(chip) or chip_area.DEFAULT_MACS_PER_UNIT

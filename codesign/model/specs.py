@@ -478,3 +478,6 @@ class Result:
     host_memory_gb: float = 0.0
     """Host memory the mapping fills per chip, GB (offloaded states and layer inputs; not
     part of ``memory_gb_per_chip``, which is HBM)."""
+    n_ruled_out: int = 0
+    """Mappings the search's exact bounds ruled out without evaluating them (with
+    ``n_candidates``, every mapping of the space is decided)."""

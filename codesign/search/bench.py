@@ -79,6 +79,8 @@ PROBLEMS = (
     # are re-evaluated at lower clocks (DVFS), the costliest path of the evaluator
     Problem("llama3-70b-mi300x-1024-throttled", "llama3-70b", 8192, 1024, "mi300x", 1024,
             scaleout_gbps=400.0),
+    # a 1 GW site of H100 as one job (825k chips at ~1.2 kW each, PUE 1.2)
+    Problem("1gw-825k-chips", "llama3-405b", 8192, 16384, "h100-sxm", 825_000),
 )
 """The problems of ``mapping_search``, in output order (names are part of the contract)."""
 
@@ -86,7 +88,7 @@ PROBLEMS = (
 # --------------------------------------------------------------------------- evaluator
 
 
-@njit(cache=True)
+@njit(cache=False)  # numba's cache would not see a change in the kernels' modules
 def _eval_loop(chip, cluster, model, job, mp, out, k):
     """Call :func:`eval_mapping` ``k`` times on one mapping; returns a checksum so the loop
     is not optimised away."""
@@ -147,6 +149,8 @@ def mapping_search(p: Problem, repeats: int = MAPPING_SEARCH_REPEATS) -> dict[st
         "candidates": res.n_candidates,
         "feasible": res.n_feasible,
         "candidates_per_s": res.n_candidates / best if best > 0 else None,
+        "ruled_out": res.n_ruled_out,
+        "decided_per_s": (res.n_candidates + res.n_ruled_out) / best if best > 0 else None,
         "best_step_time_s": res.step_time_s if res.feasible else None,
         "mapping": res.mapping.as_dict() if res.feasible else None,
         "clock_fraction": res.clock_fraction if res.feasible else None,
@@ -258,6 +262,9 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
         f"evaluator.single_eval_us: median of {SINGLE_EVAL_REPEATS} jitted loops of "
         f"{SINGLE_EVAL_CALLS} eval_mapping calls on the best {PROBLEMS[0].name} mapping",
         f"evaluator.evals_per_s: candidates / seconds of the {PROBLEMS[0].name} mapping search",
+        "evaluator.decided_per_s: (candidates evaluated + mappings ruled out by the search's "
+        "exact bounds, which tests/test_search_floor.py checks sum to the whole space) / "
+        "seconds",
     ]
     say("mapping search ...")
     searches = [mapping_search(p) for p in PROBLEMS]
@@ -287,6 +294,7 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
     return {
         "evaluator": {
             "evals_per_s": first["candidates"] / first["seconds"],
+            "decided_per_s": first["decided_per_s"],
             "single_eval_us": us,
             "single_eval_mapping": eval_mapping_used,
         },
@@ -306,8 +314,6 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
     }
 
 
-
-
 def _runs(rates: list[float]) -> str:
     return "/".join(f"{r:.0f}" for r in rates)
 
@@ -320,11 +326,15 @@ def format_text(doc: dict[str, Any]) -> str:
     lines = ["evaluator",
              f"  single eval_mapping call   {ev['single_eval_us']:.3f} us"
              f"   ({mapping_short(ev.get('single_eval_mapping')) or '-'})",
-             f"  mapping search rate        {ev['evals_per_s']:,.0f} evals/s",
+             f"  mapping search rate        {ev['evals_per_s']:,.0f} evals/s, "
+             f"{ev.get('decided_per_s') or 0:,.0f} mappings decided/s (evaluated + ruled out "
+             "by exact bounds)",
              "", "mapping search (codesign.model.perf.evaluate, all mappings of one problem)"]
     rows = [{"name": s["name"], "n_chips": s["n_chips"], "seconds": f"{s['seconds']:.4f}",
              "candidates": s["candidates"], "feasible": s["feasible"],
              "evals/s": f"{s['candidates_per_s']:,.0f}" if s["candidates_per_s"] else "-",
+             "ruled out": s.get("ruled_out", 0),
+             "decided/s": f"{s['decided_per_s']:,.0f}" if s.get("decided_per_s") else "-",
              "best_step_s": "-" if s["best_step_time_s"] is None
              else f"{s['best_step_time_s']:.3f}",
              "clock": "-" if s.get("clock_fraction") is None else f"{s['clock_fraction']:.3f}",

@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from codesign.model.kernels import layout as L
+from codesign.model.kernels.attention import head_dims, layers_flash_cost, window_share
 from codesign.model.kernels.common import choices, divisors, matmul_peak, worst_status
 from codesign.model.kernels.layer import gemm_flops_per_token
 from codesign.model.kernels.offload import OFF_OPTIMIZER, OFF_WEIGHTS, offload_ok
@@ -17,6 +18,9 @@ MAX_MICRO_BATCH = 64
 MAX_CP = 16
 MIN_TOKENS_PER_CP_RANK = 2048
 """Context parallelism is searched only while each rank keeps >= 2k tokens of the sequence."""
+SEED_SLACK = 1e-9
+"""The coarse pass's best step, raised by this fraction, bounds the full search: strictly
+above every mapping exactly as fast, far below any difference the model resolves."""
 
 
 @njit(cache=True)
@@ -46,6 +50,29 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
         if fixed[i] == 0 and i <= L.P_MB:  # a degree or micro-batch fixed at 0 is invalid
             counts[L.S_INVALID] += 1
             return L.S_INVALID
+    # a first bound: the best of a coarse subspace (micro-batch 1, no interleaving, ZeRO-1,
+    # no hybrid sharding or overlap, where those are free); used strictly (slightly
+    # inflated), it never rules out a mapping as fast as itself, so the search below keeps
+    # every mapping it would keep without it and finds the same one
+    coarse = fixed.copy()
+    for i, v in ((L.P_MB, 1), (L.P_VPP, 1), (L.P_ZERO, 1), (L.P_HSDP, 0), (L.P_EPO, 0)):
+        if coarse[i] < 0:
+            coarse[i] = v
+    seed = np.inf
+    mp = np.zeros(L.MAP_LEN, np.int64)
+    out = np.zeros(L.OUT_LEN)
+    scratch = np.zeros(L.N_STATUS, np.int64)
+    if _search(chip, cluster, model, job, coarse, mp, out, scratch, np.inf) == L.S_OK:
+        seed = out[L.O_STEP_S] * (1.0 + SEED_SLACK)
+    return _search(chip, cluster, model, job, fixed, best_mp, best_out, counts, seed)
+
+
+@njit(cache=True)
+def _search(chip, cluster, model, job, fixed, best_mp, best_out, counts, seed):
+    """The branch and bound of :func:`search_mappings` with an outside bound ``seed``: a
+    candidate whose lower bound reaches ``seed`` (or the best step found) is ruled out."""
+    for i in range(counts.shape[0]):
+        counts[i] = 0
     n_chips = int(cluster[L.K_N_CHIPS])
     layers = int(model[L.M_LAYERS])
     gbatch = int(job[L.J_GBATCH])
@@ -60,10 +87,24 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
     redo = (gemm_flops_per_token(model) - 2.0 * model[L.M_VOCAB] * model[L.M_HIDDEN]) * (
         seq * gbatch)
     prune = rate > 0 and work > 0
+    # seconds one chip would take for all of it: the GEMMs at their best rate, and the fused
+    # attention core's forward and backward (split evenly over tp x cp x pp x dp whatever
+    # the mapping: its efficiency depends on the sequence and head width alone)
+    t_all = work / rate if prune else 0.0
+    t_redo = redo / rate if prune else 0.0
+    peak_attn = chip[L.C_FLOPS_FP32] if prec == 0 else chip[L.C_FLOPS_BF16]
+    if prune and job[L.J_ATTN] < 0.5 and peak_attn > 0 and chip[L.C_ATTN_EFF] > 0:
+        dqk, dv, nkv, _kv_lora = head_dims(model)
+        t_f, t_b, _f, _b = layers_flash_cost(1.0, seq, seq, model[L.M_HEADS], dqk, dv, nkv,
+                                             model[L.M_WINDOW], window_share(model),
+                                             peak_attn, chip[L.C_ATTN_EFF], np.inf, 1.0, 2.0)
+        t_all += layers * gbatch * (t_f + t_b)
+        t_redo += layers * gbatch * t_f
     mp = np.zeros(L.MAP_LEN, np.int64)
     out = np.zeros(L.OUT_LEN)
     spare = np.zeros(L.OUT_LEN)
-    best = np.array([np.inf, np.inf, 0.0])  # best step, its memory, candidates pruned
+    # best step, its memory, candidates ruled out, the outside bound
+    best = np.array([np.inf, np.inf, 0.0, seed])
     tps = choices(fixed[L.P_TP], 1, max(1, min(domain, int(model[L.M_HEADS]))), True)
     cp_max = 1
     while cp_max * 2 <= MAX_CP and seq // (cp_max * 2) >= MIN_TOKENS_PER_CP_RANK:
@@ -74,8 +115,7 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
     zeros = choices(fixed[L.P_ZERO], 0, 3, False)
     epos = choices(fixed[L.P_EPO], 0, 1 if experts > 0 else 0, False)
     hsdps = choices(fixed[L.P_HSDP], 0, 1, False)
-    for ti in range(tps.shape[0] - 1, -1, -1):  # widest tp first: a good bound early
-        tp = tps[ti]
+    for tp in tps:
         for cp in cps:
             if tp * cp > n_chips:
                 continue
@@ -91,17 +131,17 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
                     per_dp = gbatch // dp if gbatch % dp == 0 else 0
                     mbs = divisors(fixed[L.P_MB], per_dp, min(per_dp, MAX_MICRO_BATCH),
                                    False)
-                    lb = work / (rate * tp * cp * pp * dp) if prune else 0.0
-                    block_out = prune and lb >= best[0]
+                    lb = t_all / (tp * cp * pp * dp)
+                    block_out = prune and lb >= min(best[0], best[3])
                     for b in mbs:
                         # the pipeline bubble adds at least (pp - 1) / vpp stage times of m
                         bubble = 1.0
                         if per_dp // b >= 1:
                             bubble += (pp - 1.0) / (vpps[vpps.shape[0] - 1] * (per_dp // b))
-                        lb_redo = ((work + redo) / (rate * tp * cp * pp * dp) * bubble
-                                   if prune else 0.0)
+                        lb_redo = (t_all + t_redo) / (tp * cp * pp * dp) * bubble
                         # evaluate, or (bound out) count what is skipped
-                        go = not block_out and not (prune and lb * bubble >= best[0])
+                        go = not block_out and not (
+                            prune and lb * bubble >= min(best[0], best[3]))
                         if not go and counts.shape[0] <= L.N_STATUS:
                             continue  # nothing to evaluate, no count asked for
                         _tail(go, chip, cluster, model, job, fixed, eps, vpps, rcs, zeros,
@@ -132,7 +172,8 @@ def _tail(go, chip, cluster, model, job, fixed, eps, vpps, rcs, zeros, epos, hsd
                     layers % (pp * vpp) != 0 or (per_dp // b) % pp != 0):
                 continue
             for rc in rcs:
-                bound_out = not go or (prune and rc >= 2 and lb_redo >= best[0])
+                bound_out = not go or (prune and rc >= 2
+                                       and lb_redo >= min(best[0], best[3]))
                 for zero in zeros:
                     for epo in epos:
                         if fixed[L.P_EPO] < 0 and epo == 1 and (ep == 1 or per_dp // b < 2):
@@ -238,7 +279,7 @@ def _eval_below(chip, cluster, model, job, mp, out, best):
     in ``best[2]``."""
     st = eval_at_clock(chip, cluster, model, job, mp, out)
     if st == L.S_POWER and chip[L.C_THROTTLES] > 0.5:
-        if out[L.O_STEP_S] > best[0]:
+        if out[L.O_STEP_S] > min(best[0], best[3]):
             best[2] += 1
             return -1
         st = throttled(chip, cluster, model, job, mp, out)
