@@ -195,6 +195,24 @@ def _train_act_args(rng):
             float(rng.uniform(1.0, 16.0)), float(rng.integers(0, 8)), float(rng.integers(0, 8)))
 
 
+def _train_memory_args(rng):
+    """(model, job, tp, cp, pp, vpp, b, sp, rc, zero, off, m, dpc, p_nonexp, p_exp, sh, sh_e,
+    big_p, n_d, n_m, out)."""
+    spec = _model_spec(rng)
+    job = pack.job_array(TrainJob(spec, seq_len=int(rng.choice([1024, 4096, 32768])),
+                                  global_batch=8, precision=str(rng.choice(PRECISIONS)),
+                                  attention=str(rng.choice(["flash", "unfused"]))))
+    zero = int(rng.integers(0, 4))
+    off = int(rng.integers(0, 4))
+    return (pack.model_array(spec), job, int(rng.choice([1, 2, 8])), int(rng.choice([1, 2])),
+            int(rng.choice([1, 4])), int(rng.choice([1, 2])), int(rng.choice([1, 4])),
+            int(rng.integers(0, 2)), int(rng.integers(0, 4)), zero, off,
+            int(rng.integers(1, 32)), float(rng.choice([1, 8, 64])), _pos(rng, 1e9, 2.0),
+            float(rng.choice([0.0, 1e10])), float(rng.choice([1, 8])),
+            float(rng.choice([1, 4])), _pos(rng, 1e8), float(rng.integers(0, 8)),
+            float(rng.integers(0, 8)), np.zeros(L.OUT_LEN))
+
+
 def _stage_args(layers: int, rng):
     pp = int(rng.integers(1, layers + 1))
     return float(layers), pp, float(rng.integers(0, layers + 1))
@@ -319,6 +337,7 @@ RANDOM_INPUTS = {
                                           int(r.choice([1, 2, 4, 8]))),
     "serving_weight_kv_bytes": _serving_args,
     "train_activation_bytes": _train_act_args,
+    "train_memory": _train_memory_args,
     # layer
     "gemm_flops_per_token": lambda r: (_model(r),),
     "layer_costs": _layer_args,

@@ -34,6 +34,7 @@ from numba import njit
 
 from codesign.model.kernels import layout as L
 from codesign.model.kernels.attention import head_dims
+from codesign.model.kernels.offload import resident_states
 
 WEIGHT_B, GRAD_B, OPT_B = 2.0, 2.0, 12.0
 """Mixed-precision Adam memory per parameter, bytes (Rajbhandari et al. 2020, ZeRO, Sec. 3.1):
@@ -213,3 +214,59 @@ def moe_token_bytes(model, tsp, fp8_inputs):
         return 0.0
     return (4.0 * model[L.M_EXPERTS]
             + 2.0 * model[L.M_TOPK] * model[L.M_HIDDEN] * (1.0 if fp8_inputs else 2.0)) / tsp
+
+
+@njit(cache=True)
+def train_memory(model, job, tp, cp, pp, vpp, b, sp, rc, zero, off, m, dpc, p_nonexp, p_exp,
+                 sh, sh_e, big_p, n_d, n_m, out):
+    """``(HBM bytes, host bytes)`` of a training chip on the busiest (first) stage, each
+    HBM term written to ``out`` (``O_MEM_*``, with ``O_ZERO``, ``O_OFFLOAD``,
+    ``O_MEM_HOST``): the model states of ``p_nonexp`` weights sharded over ``sh`` ranks
+    and ``p_exp`` expert weights over ``sh_e`` by ZeRO stage ``zero``, less what offload
+    bits ``off`` keep in host memory (``big_p`` the largest layer's parameters); the
+    activations of the micro-batches in flight (``m`` per pipeline, ``vpp`` interleaving)
+    through ``n_d`` dense and ``n_m`` MoE layers under tensor parallelism ``tp`` (sequence
+    parallel if ``sp``) and recompute ``rc`` (3: the layer inputs in host memory); one
+    micro-batch's logits; the buffers (ZeRO-3 over ``dpc`` > 1 ranks: gathered layers)."""
+    h = model[L.M_HIDDEN]
+    seq = job[L.J_SEQ]
+    el_b = job[L.J_BYTES]
+    grad_b = job[L.J_GRAD_B]
+    act_b = max(el_b, 2.0)  # activations stay 16-bit in fp8 recipes
+    fp8_inputs = el_b < 2.0  # ... which keep the fp8 copy of GEMM inputs
+    w_b, g_b, o_b = model_state_bytes(p_nonexp, zero, sh, grad_b)
+    if p_exp > 0:
+        we, ge, oe = model_state_bytes(p_exp, zero, sh_e, grad_b)
+        w_b += we
+        g_b += ge
+        o_b += oe
+    w_b, g_b, o_b, host_b = resident_states(w_b, g_b, o_b, off, big_p, WEIGHT_B, grad_b)
+    s_loc = seq / cp
+    unfused = job[L.J_ATTN] > 0.5
+    tsp = tp if sp == 1 else 1.0
+    in_flight = in_flight_micro_batches(pp, m, vpp)
+    act_total = train_activation_bytes(model, tp, sp, rc, unfused, s_loc * b, seq,
+                                       mla_latent_width(model),
+                                       moe_token_bytes(model, tsp, fp8_inputs), act_b,
+                                       fp8_inputs, in_flight, n_d, n_m)
+    # logits of one micro-batch on the last stage: fp32 in the frameworks of the unfused
+    # attention era (Megatron-LM 2021-22 casts them for its cross-entropy), 16-bit under the
+    # fused cross-entropy kernels of later frameworks (NeMo, MaxText, torchtitan)
+    logits_b = (4.0 if unfused else 2.0) * s_loc * b * model[L.M_VOCAB] / tp
+    buf = BUFFER_B
+    if zero == 3 and dpc > 1:  # gathered (unsharded) weights of the layers in flight
+        buf += ZERO3_PREFETCH_LAYERS * WEIGHT_B * big_p
+    mem = w_b + g_b + o_b + act_total + logits_b + buf
+    out[L.O_MEM_WEIGHTS] = w_b
+    out[L.O_MEM_GRADS] = g_b
+    out[L.O_MEM_OPT] = o_b
+    out[L.O_MEM_ACT] = act_total
+    out[L.O_MEM_LOGITS] = logits_b
+    out[L.O_MEM_BUFFER] = buf
+    out[L.O_MEM_B] = mem
+    out[L.O_ZERO] = zero
+    if rc == 3:  # offloaded recompute's layer inputs wait in host memory
+        host_b += in_flight * (n_d + n_m) * act_b * s_loc * b * h / tsp
+    out[L.O_OFFLOAD] = off
+    out[L.O_MEM_HOST] = host_b
+    return mem, host_b

@@ -56,16 +56,7 @@ from codesign.model.kernels.common import (
 from codesign.model.kernels.dvfs import next_clock
 from codesign.model.kernels.gemm import gemm_cost, tile_elems
 from codesign.model.kernels.layer import gemm_flops_per_token, layer_costs
-from codesign.model.kernels.memory import (
-    BUFFER_B,
-    WEIGHT_B,
-    ZERO3_PREFETCH_LAYERS,
-    in_flight_micro_batches,
-    mla_latent_width,
-    model_state_bytes,
-    moe_token_bytes,
-    train_activation_bytes,
-)
+from codesign.model.kernels.memory import WEIGHT_B, train_memory
 from codesign.model.kernels.moe import a2a_volume, exposed_a2a
 from codesign.model.kernels.offload import (
     OFF_OPTIMIZER,
@@ -73,7 +64,6 @@ from codesign.model.kernels.offload import (
     host_adam_time,
     layer_host_time,
     offload_ok,
-    resident_states,
 )
 from codesign.model.kernels.pipeline import pipe_time, stage_layers, stage_time
 
@@ -239,49 +229,17 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     n_m = mix[0] - mix[1]
     p_nonexp = n_d * layer_dense_p + n_m * layer_moe_shared_p + vocab * h / tp
     p_exp = n_m * layer_expert_p
-    w_b, g_b, o_b = model_state_bytes(p_nonexp, zero, sh, grad_b)
-    if p_exp > 0:
-        we, ge, oe = model_state_bytes(p_exp, zero, sh_e, grad_b)
-        w_b += we
-        g_b += ge
-        o_b += oe
     big_p = layer_dense_p if n_d > 0 else 0.0  # the largest layer on the chip
     if n_m > 0:
         big_p = max(big_p, layer_moe_shared_p + layer_expert_p)
-    w_b, g_b, o_b, host_b = resident_states(w_b, g_b, o_b, off, big_p, WEIGHT_B, grad_b)
-
     # --- memory on the busiest (first) stage: exact before any timing, so a mapping that
-    # does not fit costs no more than this ---
-    s_loc = seq / cp
-    unfused = job[L.J_ATTN] > 0.5
-    tsp = tp if sp == 1 else 1.0
-    in_flight = in_flight_micro_batches(pp, m, vpp)
-    act_total = train_activation_bytes(model, tp, sp, rc, unfused, s_loc * b, seq,
-                                       mla_latent_width(model),
-                                       moe_token_bytes(model, tsp, fp8_inputs), act_b,
-                                       fp8_inputs, in_flight, n_d, n_m)
-    # logits of one micro-batch on the last stage: fp32 in the frameworks of the unfused
-    # attention era (Megatron-LM 2021-22 casts them for its cross-entropy), 16-bit under the
-    # fused cross-entropy kernels of later frameworks (NeMo, MaxText, torchtitan)
-    logits_b = (4.0 if unfused else 2.0) * s_loc * b * vocab / tp
-    buf = BUFFER_B
-    if zero == 3 and dpc > 1:  # gathered (unsharded) weights of the layers in flight
-        buf += ZERO3_PREFETCH_LAYERS * WEIGHT_B * big_p
-    mem = w_b + g_b + o_b + act_total + logits_b + buf
-    out[L.O_MEM_WEIGHTS] = w_b
-    out[L.O_MEM_GRADS] = g_b
-    out[L.O_MEM_OPT] = o_b
-    out[L.O_MEM_ACT] = act_total
-    out[L.O_MEM_LOGITS] = logits_b
-    out[L.O_MEM_BUFFER] = buf
-    out[L.O_MEM_B] = mem
-    out[L.O_ZERO] = zero
-    if rc == 3:  # offloaded recompute's layer inputs wait in host memory
-        host_b += in_flight * (n_d + n_m) * act_b * s_loc * b * h / tsp
-    out[L.O_OFFLOAD] = off
-    out[L.O_MEM_HOST] = host_b
+    # does not fit costs no more than this (:func:`.memory.train_memory`) ---
+    mem, host_b = train_memory(model, job, tp, cp, pp, vpp, b, sp, rc, zero, off, m, dpc,
+                               p_nonexp, p_exp, sh, sh_e, big_p, n_d, n_m, out)
     if mem > chip[L.C_HBM_B] or host_b > cluster[L.K_HOST_MEM_B]:
         return L.S_OOM
+    s_loc = seq / cp
+    unfused = job[L.J_ATTN] > 0.5
 
     # --- per-layer compute of one micro-batch on one chip (:mod:`.layer`) ---
     (t_attn, t_attn_bwd, attn_flops, attn_bytes, attn_bwd_x, t_d_fwd, t_d_bwd, t_d_rc,
