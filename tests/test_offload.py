@@ -45,7 +45,8 @@ def test_eval_offloaded_matches_its_py_func_and_tries_offload_only_when_out_of_m
             m, out, spare = mp.copy(), np.zeros(L.OUT_LEN), np.zeros(L.OUT_LEN)
             counts = np.zeros(L.N_STATUS, np.int64)
             bound = np.array([np.inf, np.inf, 0.0, np.inf])  # no incumbent, no outside bound
-            st = fn(*arrays, fixed_off, m, out, spare, counts, bound)
+            cache = np.zeros((0, 21))
+            st = fn(*arrays, fixed_off, m, out, spare, counts, bound, cache, -1, 0.0)
             res.append((st, m, out, counts))
         (st, m, out, counts), (st2, m2, out2, counts2) = res
         assert st == st2

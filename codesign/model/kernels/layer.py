@@ -196,3 +196,23 @@ def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_at
     return (t_attn, t_attn_bwd, attn_flops, attn_bytes, attn_bwd_x, t_d_fwd, t_d_bwd, t_d_rc,
             x_off, d_flops, d_bytes, t_m_fwd, t_m_bwd, t_m_rc, m_flops, m_bytes,
             moe_gemm, moe_other, moe_act, latent_w)
+
+
+COSTS_LEN = 20
+"""Values :func:`layer_costs` returns."""
+
+
+@njit(cache=True)
+def costs_to(row, costs, stamp):
+    """Store :func:`layer_costs`' tuple in ``row[1:]`` and ``stamp`` in ``row[0]``."""
+    row[0] = stamp
+    for i in range(COSTS_LEN):
+        row[i + 1] = costs[i]
+
+
+@njit(cache=True)
+def costs_from(row):
+    """The :func:`layer_costs` tuple stored by :func:`costs_to`."""
+    return (row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10],
+            row[11], row[12], row[13], row[14], row[15], row[16], row[17], row[18], row[19],
+            row[20])

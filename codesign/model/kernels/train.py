@@ -55,7 +55,13 @@ from codesign.model.kernels.common import (
 )
 from codesign.model.kernels.dvfs import next_clock
 from codesign.model.kernels.gemm import gemm_cost, tile_elems
-from codesign.model.kernels.layer import gemm_flops_per_token, layer_costs
+from codesign.model.kernels.layer import (
+    COSTS_LEN,
+    costs_from,
+    costs_to,
+    gemm_flops_per_token,
+    layer_costs,
+)
 from codesign.model.kernels.memory import WEIGHT_B, train_memory
 from codesign.model.kernels.moe import a2a_volume, exposed_a2a
 from codesign.model.kernels.offload import (
@@ -101,6 +107,18 @@ def throttled(chip, cluster, model, job, mp, out):
 def eval_at_clock(chip, cluster, model, job, mp, out):
     """Evaluate one mapping on the chip as given (no throttling: over its TDP is S_POWER);
     fills ``out`` (layout ``O_*``, ``O_CLOCK`` = 1) and returns a status code ``S_*``."""
+    return eval_cached(chip, cluster, model, job, mp, out, np.empty((0, COSTS_LEN + 1)), -1,
+                       0.0)
+
+
+@njit(cache=True)
+def eval_cached(chip, cluster, model, job, mp, out, cache, key, gen):
+    """:func:`eval_at_clock`, taking the per-layer costs (:func:`.layer.layer_costs`) from row
+    ``key`` of ``cache`` when its first column holds ``gen``, else computing them and (for
+    ``key`` >= 0) storing them there. The costs depend on (tp, cp, ep, micro-batch, sequence
+    parallel, recompute) of the chip as given: the caller keys and stamps rows so that one
+    row is one such combination (the mapping search: per tp x cp, a row per (micro-batch,
+    ep, recompute))."""
     for i in range(out.shape[0]):
         out[i] = 0.0
     tp = mp[L.P_TP]
@@ -242,10 +260,16 @@ def eval_at_clock(chip, cluster, model, job, mp, out):
     unfused = job[L.J_ATTN] > 0.5
 
     # --- per-layer compute of one micro-batch on one chip (:mod:`.layer`) ---
+    if key >= 0 and cache[key, 0] == gen:
+        costs = costs_from(cache[key])
+    else:
+        costs = layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm,
+                            peak_attn, act_b, fp8_inputs)
+        if key >= 0:
+            costs_to(cache[key], costs, gen)
     (t_attn, t_attn_bwd, attn_flops, attn_bytes, attn_bwd_x, t_d_fwd, t_d_bwd, t_d_rc,
      x_off, d_flops, d_bytes, t_m_fwd, t_m_bwd, t_m_rc, m_flops, m_bytes, moe_gemm,
-     moe_other, _moe_act, _latent_w) = layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak,
-                                                 eff_gemm, peak_attn, act_b, fp8_inputs)
+     moe_other, _moe_act, _latent_w) = costs
     hbm = chip[L.C_HBM_BPS]
     # host copies of a layer (offloaded layer inputs, offloaded weights) beside its compute
     host_bps = cluster[L.K_HOST_BPS]

@@ -10,9 +10,9 @@ from numba import njit, prange
 from codesign.model.kernels import layout as L
 from codesign.model.kernels.attention import head_dims, layers_flash_cost, window_share
 from codesign.model.kernels.common import choices, divisors, matmul_peak, worst_status
-from codesign.model.kernels.layer import gemm_flops_per_token
+from codesign.model.kernels.layer import COSTS_LEN, gemm_flops_per_token
 from codesign.model.kernels.offload import OFF_OPTIMIZER, OFF_WEIGHTS, offload_ok
-from codesign.model.kernels.train import eval_at_clock, throttled
+from codesign.model.kernels.train import eval_cached, throttled
 
 MAX_MICRO_BATCH = 64
 MAX_CP = 16
@@ -115,25 +115,37 @@ def _search(chip, cluster, model, job, fixed, best_mp, best_out, counts, seed):
     zeros = choices(fixed[L.P_ZERO], 0, 3, False)
     epos = choices(fixed[L.P_EPO], 0, 1 if experts > 0 else 0, False)
     hsdps = choices(fixed[L.P_HSDP], 0, 1, False)
+    # per-layer costs depend on (tp, cp, micro-batch, ep, recompute) alone: computed once
+    # per tp x cp (a new stamp) for each (micro-batch, ep, recompute) row
+    cache = np.empty(((MAX_MICRO_BATCH + 1) * eps.shape[0] * 4, COSTS_LEN + 1))
+    cache[:, 0] = -1.0
+    stamp = 0.0
+    # candidate lists made once: pp (divisors of the layers, powers of 2), dp and the
+    # micro-batch (divisors of the global batch; filtered per block, nothing allocated there)
+    pps = divisors(fixed[L.P_PP], layers, layers, True)
+    dps = divisors(fixed[L.P_DP], gbatch, n_chips, False)
+    mbs = divisors(fixed[L.P_MB], gbatch, MAX_MICRO_BATCH, False)
+    free_mb = fixed[L.P_MB] < 0
     for tp in tps:
         for cp in cps:
             if tp * cp > n_chips:
                 continue
-            pps = divisors(fixed[L.P_PP], layers, layers, True)
+            stamp += 1.0
             for pp in pps:
                 if tp * cp * pp > n_chips:
                     break
                 dp_max = n_chips // (tp * cp * pp)
-                dps = divisors(fixed[L.P_DP], gbatch, dp_max, False)
                 vpps = choices(fixed[L.P_VPP], 1, max(1, layers // pp) if pp > 1 else 1, True)
                 for di in range(dps.shape[0] - 1, -1, -1):  # largest dp first
                     dp = dps[di]
+                    if dp > dp_max and fixed[L.P_DP] < 0:
+                        continue
                     per_dp = gbatch // dp if gbatch % dp == 0 else 0
-                    mbs = divisors(fixed[L.P_MB], per_dp, min(per_dp, MAX_MICRO_BATCH),
-                                   False)
                     lb = t_all / (tp * cp * pp * dp)
                     block_out = prune and lb >= min(best[0], best[3])
                     for b in mbs:
+                        if free_mb and (per_dp < b or per_dp % b != 0):
+                            continue  # the micro-batches of this dp: divisors of its batch
                         # the pipeline bubble adds at least (pp - 1) / vpp stage times of m
                         bubble = 1.0
                         if per_dp // b >= 1:
@@ -147,7 +159,7 @@ def _search(chip, cluster, model, job, fixed, best_mp, best_out, counts, seed):
                         _tail(go, chip, cluster, model, job, fixed, eps, vpps, rcs, zeros,
                               epos, hsdps, tp, cp, pp, dp, b, per_dp, experts, layers,
                               domain, prune, lb_redo, mp, out, spare, counts, best, best_mp,
-                              best_out)
+                              best_out, cache, stamp)
     if counts.shape[0] > L.N_STATUS:
         counts[L.N_STATUS] = best[2]
     if best[0] < np.inf:
@@ -158,13 +170,15 @@ def _search(chip, cluster, model, job, fixed, best_mp, best_out, counts, seed):
 @njit(cache=True)
 def _tail(go, chip, cluster, model, job, fixed, eps, vpps, rcs, zeros, epos, hsdps, tp, cp,
           pp, dp, b, per_dp, experts, layers, domain, prune, lb_redo, mp, out, spare, counts,
-          best, best_mp, best_out):
+          best, best_mp, best_out, cache, stamp):
     """The candidates of one (tp, cp, pp, dp, micro-batch): every (ep, vpp, recompute, ZeRO,
     overlap, hybrid sharding) the search allows. With ``go``, each is evaluated (full
     recompute skipped when its bound ``lb_redo`` cannot beat ``best[0]``) and the best kept
     in ``best`` (step, memory), ``best_mp``, ``best_out``; candidates a bound rules out
-    (all of them without ``go``) are counted in ``best[2]``."""
-    for ep in eps:
+    (all of them without ``go``) are counted in ``best[2]``. ``cache`` rows stamped
+    ``stamp`` hold per-layer costs (:func:`.train.eval_cached`)."""
+    for ei in range(eps.shape[0]):
+        ep = eps[ei]
         if fixed[L.P_EP] < 0 and (experts % ep != 0 or (cp * dp) % ep != 0):
             continue
         for vpp in vpps:
@@ -200,8 +214,11 @@ def _tail(go, chip, cluster, model, job, fixed, eps, vpps, rcs, zeros, epos, hsd
                                 mp[L.P_SP] = fixed[L.P_SP]
                             else:
                                 mp[L.P_SP] = 1 if tp > 1 else 0
+                            key = ((b * eps.shape[0] + ei) * 4 + rc
+                                   if b <= MAX_MICRO_BATCH and 0 <= rc <= 3 else -1)
                             st = eval_offloaded(chip, cluster, model, job, fixed[L.P_OFFLOAD],
-                                                mp, out, spare, counts, best)
+                                                mp, out, spare, counts, best, cache, key,
+                                                stamp)
                             if st != L.S_OK:
                                 continue
                             step = out[L.O_STEP_S]
@@ -223,7 +240,8 @@ def search_population(chips, clusters, model, job, fixed, best_mps, best_outs, c
 
 
 @njit(cache=True, inline='always')
-def eval_offloaded(chip, cluster, model, job, fixed_off, mp, out, spare, counts, best):
+def eval_offloaded(chip, cluster, model, job, fixed_off, mp, out, spare, counts, best, cache,
+                   key, stamp):
     """Evaluate mapping ``mp`` with the offload ``fixed_off`` (>= 0), or (-1) without offload
     and, where that is out of memory, with each offload its ZeRO stage allows, keeping the
     fastest (ties: least HBM): offloading never speeds up a mapping that fits
@@ -233,9 +251,10 @@ def eval_offloaded(chip, cluster, model, job, fixed_off, mp, out, spare, counts,
     (the best step so far) is not throttled: slower at any lower clock, it is ruled out and
     counted in ``best[2]``, and the status is S_POWER. Sets ``mp[P_OFFLOAD]``, fills ``out``
     (``spare`` is scratch of the same length), counts each evaluation in ``counts`` by
-    status and returns the status of the mapping kept."""
+    status and returns the status of the mapping kept. ``cache``, ``key``, ``stamp``: the
+    per-layer costs' cache (:func:`.train.eval_cached`)."""
     mp[L.P_OFFLOAD] = fixed_off if fixed_off >= 0 else 0
-    st = _eval_below(chip, cluster, model, job, mp, out, best)
+    st = _eval_below(chip, cluster, model, job, mp, out, best, cache, key, stamp)
     if st >= 0:
         counts[st] += 1
     else:
@@ -260,7 +279,7 @@ def eval_offloaded(chip, cluster, model, job, fixed_off, mp, out, spare, counts,
             counts[L.S_OOM] += 1
             continue
         mp[L.P_OFFLOAD] = off
-        s = _eval_below(chip, cluster, model, job, mp, spare, best)
+        s = _eval_below(chip, cluster, model, job, mp, spare, best, cache, key, stamp)
         if s < 0:
             continue
         counts[s] += 1
@@ -273,11 +292,11 @@ def eval_offloaded(chip, cluster, model, job, fixed_off, mp, out, spare, counts,
 
 
 @njit(cache=True)
-def _eval_below(chip, cluster, model, job, mp, out, best):
+def _eval_below(chip, cluster, model, job, mp, out, best, cache, key, stamp):
     """:func:`.train.eval_mapping`, except that a chip over its TDP whose step at full clock
     exceeds ``best[0]`` is not throttled (a lower clock is never faster): -1, and one more
     in ``best[2]``."""
-    st = eval_at_clock(chip, cluster, model, job, mp, out)
+    st = eval_cached(chip, cluster, model, job, mp, out, cache, key, stamp)
     if st == L.S_POWER and chip[L.C_THROTTLES] > 0.5:
         if out[L.O_STEP_S] > min(best[0], best[3]):
             best[2] += 1
