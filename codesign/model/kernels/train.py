@@ -56,7 +56,6 @@ from codesign.model.kernels.common import (
 from codesign.model.kernels.dvfs import next_clock
 from codesign.model.kernels.gemm import gemm_cost, tile_elems
 from codesign.model.kernels.layer import (
-    COSTS_LEN,
     costs_from,
     costs_to,
     gemm_flops_per_token,
@@ -107,7 +106,8 @@ def throttled(chip, cluster, model, job, mp, out):
 def eval_at_clock(chip, cluster, model, job, mp, out):
     """Evaluate one mapping on the chip as given (no throttling: over its TDP is S_POWER);
     fills ``out`` (layout ``O_*``, ``O_CLOCK`` = 1) and returns a status code ``S_*``."""
-    return eval_cached(chip, cluster, model, job, mp, out, np.empty((0, COSTS_LEN + 1)), -1,
+    # key -1: no cache row is read or written (``out`` viewed as one serves as the array)
+    return eval_cached(chip, cluster, model, job, mp, out, out.reshape((1, out.shape[0])), -1,
                        0.0)
 
 
