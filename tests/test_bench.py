@@ -21,7 +21,7 @@ from codesign.cli import main
 from codesign.search.bench import PROBLEMS
 
 NAMES = ["mtnlg530b-a100-5128", "llama3-405b-h100-16384", "100k-chips",
-         "llama3-70b-mi300x-1024-throttled"]
+         "llama3-70b-mi300x-1024-throttled", "1gw-825k-chips"]
 SEARCH_TRIALS = 64
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,12 @@ def test_mapping_search_problems(doc) -> None:
         m = s["mapping"]
         assert m["tp"] * m["pp"] * m["dp"] * m["cp"] <= s["n_chips"], s
         assert 0 < s["clock_fraction"] <= 1, s
-    assert searches[-1]["clock_fraction"] < 1  # the throttled problem throttles
+        # every mapping decided: evaluated or ruled out by an exact bound
+        assert isinstance(s["ruled_out"], int) and s["ruled_out"] >= 0, s
+        assert s["decided_per_s"] == pytest.approx((s["candidates"] + s["ruled_out"])
+                                                   / s["seconds"])
+    throttled = searches[NAMES.index("llama3-70b-mi300x-1024-throttled")]
+    assert throttled["clock_fraction"] < 1  # the throttled problem throttles
 
 
 def test_evals_per_s_is_the_mtnlg_search_rate(doc) -> None:
