@@ -120,6 +120,7 @@ def evaluate(
     mapping: Mapping | None = None,
     scaleout_gbps: float | None = None,
     eff: Efficiency | Stack | None = None,
+    count_ruled_out: bool = False,
 ) -> AnyResult:
     """Predict ``job`` (training step or serving) on ``cluster.n_chips`` copies of ``chip``
     (or as many as the cluster's power budget feeds: see :func:`sized_cluster`).
@@ -128,8 +129,10 @@ def evaluate(
     (training: fastest step; serving: most output tokens/s within the latency limits).
     ``scaleout_gbps`` (Gbit/s per chip) overrides the chip's NIC; ``eff`` the software-stack
     efficiencies (default: the calibrated ones of the chip's generation, see
-    :func:`codesign.model.efficiency.for_chip`). Raises
-    :class:`codesign.model.pack.UnknownSpecError` if the chip lacks a needed number.
+    :func:`codesign.model.efficiency.for_chip`). ``count_ruled_out`` (training): also count
+    the mappings the search's bounds rule out (``Result.n_ruled_out``; costs a walk over
+    them). Raises :class:`codesign.model.pack.UnknownSpecError` if the chip lacks a needed
+    number.
     """
     chip = build.port_split(chip, cluster)
     whole = sized_cluster(chip, cluster, scaleout_gbps)
@@ -140,7 +143,7 @@ def evaluate(
               pack.model_array(job.model), pack_job(job), pack.fixed_array(mapping))
     best_mp = np.zeros(layout.MAP_LEN, np.int64)
     best_out = np.zeros(out_len)
-    train = isinstance(job, TrainJob)  # its search also counts what its bounds rule out
+    train = isinstance(job, TrainJob) and count_ruled_out
     counts = np.zeros(layout.N_STATUS + (1 if train else 0), np.int64)
     status = search(*arrays, best_mp, best_out, counts)
     res = unpack(int(status), best_mp, best_out, counts[:layout.N_STATUS], cluster.n_chips)

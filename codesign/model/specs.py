@@ -480,4 +480,5 @@ class Result:
     part of ``memory_gb_per_chip``, which is HBM)."""
     n_ruled_out: int = 0
     """Mappings the search's exact bounds ruled out without evaluating them (with
-    ``n_candidates``, every mapping of the space is decided)."""
+    ``n_candidates``, every mapping of the space is decided); counted only when asked
+    (``evaluate(..., count_ruled_out=True)``), else 0."""
