@@ -9,6 +9,7 @@ from numba import njit, prange
 
 from codesign.model.kernels import layout as L
 from codesign.model.kernels.attention import head_dims, layers_flash_cost, window_share
+from codesign.model.kernels.collectives import allreduce_time, level, scaleout_link
 from codesign.model.kernels.common import choices, divisors, matmul_peak, worst_status
 from codesign.model.kernels.layer import COSTS_LEN, gemm_flops_per_token
 from codesign.model.kernels.offload import OFF_OPTIMIZER, OFF_WEIGHTS, offload_ok
@@ -100,6 +101,10 @@ def _search(chip, cluster, model, job, fixed, best_mp, best_out, counts, seed):
                                              peak_attn, chip[L.C_ATTN_EFF], np.inf, 1.0, 2.0)
         t_all += layers * gbatch * (t_f + t_b)
         t_redo += layers * gbatch * t_f
+    # tensor parallelism's all-reduces (4 per layer and micro-batch, never hidden) join the
+    # bound of each micro-batch
+    out_bps, out_lat = scaleout_link(chip, cluster)
+    act_h = max(job[L.J_BYTES], 2.0) * model[L.M_HIDDEN] * seq  # a sequence's activations
     mp = np.zeros(L.MAP_LEN, np.int64)
     out = np.zeros(L.OUT_LEN)
     spare = np.zeros(L.OUT_LEN)
@@ -131,6 +136,9 @@ def _search(chip, cluster, model, job, fixed, best_mp, best_out, counts, seed):
             if tp * cp > n_chips:
                 continue
             stamp += 1.0
+            tp_bw, tp_lat = level(tp, chip[L.C_DOMAIN], chip[L.C_UP_BPS],
+                                  int(cluster[L.K_TOPOLOGY]), chip[L.C_NET_EFF], out_bps,
+                                  cluster[L.K_UP_LAT_S], out_lat)
             for pp in pps:
                 if tp * cp * pp > n_chips:
                     break
@@ -150,10 +158,14 @@ def _search(chip, cluster, model, job, fixed, best_mp, best_out, counts, seed):
                         bubble = 1.0
                         if per_dp // b >= 1:
                             bubble += (pp - 1.0) / (vpps[vpps.shape[0] - 1] * (per_dp // b))
-                        lb_redo = (t_all + t_redo) / (tp * cp * pp * dp) * bubble
+                        t_tp = 0.0
+                        if prune and tp > 1 and tp_bw > 0:
+                            t_tp = (per_dp // b) * (layers / pp) * 4.0 * allreduce_time(
+                                act_h * b / cp, tp, tp_bw, tp_lat)
+                        lb_b = (lb + t_tp) * bubble
+                        lb_redo = ((t_all + t_redo) / (tp * cp * pp * dp) + t_tp) * bubble
                         # evaluate, or (bound out) count what is skipped
-                        go = not block_out and not (
-                            prune and lb * bubble >= min(best[0], best[3]))
+                        go = not block_out and not (prune and lb_b >= min(best[0], best[3]))
                         if not go and counts.shape[0] <= L.N_STATUS:
                             continue  # nothing to evaluate, no count asked for
                         _tail(go, chip, cluster, model, job, fixed, eps, vpps, rcs, zeros,
