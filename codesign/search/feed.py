@@ -17,7 +17,8 @@ Every answer is the one Optuna's own full scans give (``study.get_trials``,
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC
 from typing import Any
 
@@ -27,6 +28,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal._base import BaseJournalSnapshot
 from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import FrozenTrial, TrialState
+
+from codesign.search.storage.trial_rows import METRICS_ATTR
 
 
 class TrialFeed:
@@ -40,7 +43,7 @@ class TrialFeed:
         self.by_id: dict[int, FrozenTrial] = {}
         self.on_finished: list[Callable[[list[FrozenTrial]], None]] = []
         self._open: list[int] = []  # numbers of trials unfinished at the last refresh
-        self._shared: dict[tuple[Any, ...], dict[str, Any]] = {}  # distributions dicts
+        self._shared: dict[tuple[Any, ...], Any] = {}  # distributions, metrics layouts
         sampler = study.sampler
         self.generations: GenerationCounter | None = None
         """The GA generation counter (None for other samplers)."""
@@ -96,6 +99,9 @@ class TrialFeed:
             for value in attrs.values():
                 if isinstance(value, dict):
                     _intern_keys(value)
+        metrics = t._user_attrs.get(METRICS_ATTR)
+        if type(metrics) is dict:
+            t._user_attrs[METRICS_ATTR] = PackedMetrics(metrics, self._shared)
         try:
             key = tuple(t._distributions.items())
             t._distributions = self._shared.setdefault(key, t._distributions)
@@ -219,3 +225,54 @@ def create_trials(study: optuna.Study, templates: list[FrozenTrial]) -> list[Fro
         last = storage._replay_result._last_created_trial_id_by_this_process
         trials = storage._replay_result._trials
         return [trials[i] for i in range(last - len(templates) + 1, last + 1)]
+
+
+class PackedMetrics(Mapping[str, Any]):
+    """A finished trial's metrics, read-only, in a fraction of a dict's memory: the names
+    (and where each value sits) shared by every trial with the same ones, the float values
+    in one ``array('d')``, the others (ints, bools, strings, None) in a tuple. Reads as the
+    dict it replaces (``[]``, ``get``, ``dict(m)``, ``{**m}``, iteration in the same order,
+    equality with a dict); a copy, deep copy or pickle of it is that plain dict."""
+
+    __slots__ = ("_floats", "_layout", "_others")
+
+    def __init__(self, metrics: dict[str, Any], shared: dict[Any, Any]) -> None:
+        kinds = tuple(type(v) is float for v in metrics.values())
+        key = ("packed-metrics", tuple(metrics), kinds)
+        layout = shared.get(key)
+        if layout is None:
+            where, n_float, n_other = {}, 0, 0
+            for name, is_float in zip(key[1], kinds, strict=True):
+                where[name] = (True, n_float) if is_float else (False, n_other)
+                n_float, n_other = n_float + is_float, n_other + (not is_float)
+            layout = shared.setdefault(key, (key[1], where))
+        self._layout = layout
+        self._floats = array("d", (v for v in metrics.values() if type(v) is float))
+        self._others = tuple(v for v in metrics.values() if type(v) is not float)
+
+    def __getitem__(self, name: str) -> Any:
+        is_float, i = self._layout[1][name]
+        return self._floats[i] if is_float else self._others[i]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._layout[0])
+
+    def __len__(self) -> int:
+        return len(self._layout[0])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
+
+    def _dict(self) -> dict[str, Any]:
+        return {name: self[name] for name in self._layout[0]}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return self._dict()
+
+    def __copy__(self) -> dict[str, Any]:
+        return self._dict()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (self._dict(),))
+
+    __hash__ = None  # type: ignore[assignment]
