@@ -47,6 +47,7 @@ from codesign.search.space import (
     design_from_params,
     distributions,
 )
+from codesign.search.storage.log_state import finish as finish_log
 from codesign.search.storage.rundir import (
     METRICS_ATTR,
     WRITER_KEY,
@@ -340,6 +341,7 @@ def finalize(exp: Experiment, run: RunSpec, done: int, seconds: float, writer: s
     if rows:
         pareto_path = parquet_log.write_pareto(run.run_dir, exp, rows, len(complete), writer)
     feasible = sum(1 for t in complete if all(v <= 0 for v in t.constraints.values()))
+    finish_log(exp, run, study, writer)  # compact the Parquet log, record its state
     return SearchSummary(
         run_dir=str(run.run_dir),
         study_name=run.study_name,
