@@ -86,13 +86,16 @@ def compact_in_child(point: str) -> None:
 # ----------------------------------------------------------------------------- compaction
 
 
-def test_a_search_records_its_log_state_and_a_snapshot_with_exact_rows(work: Path) -> None:
+def test_a_search_records_its_log_state_and_the_exact_front(work: Path) -> None:
     state = json.loads((RUN / log_state.STATE_FILE).read_text())
     assert state["n_complete"] == len(complete(RUN)) == TRIALS
     assert state["journal"][0] == (RUN / "study.log").stat().st_size
-    snap = RUN / "pareto" / state["snapshot"]
-    rows = [json.loads(r) for r in pq.read_table(snap)[parquet_log.ROW_JSON].to_pylist()]
-    assert rows and all(r["writer"] == "pareto" for r in rows)
+    from codesign.search.front import pareto_rows
+
+    exp, _ = rd.load_run(RUN)
+    assert state["front"] == json.loads(json.dumps(pareto_rows(exp, load_run(RUN).study),
+                                                   default=str))
+    assert state["front"] and all(r["writer"] == "pareto" for r in state["front"])
     assert len(parts(RUN)) == TRIALS // 8  # fewer small files than KEEP_SMALL: left alone
 
 

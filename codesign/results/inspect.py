@@ -150,7 +150,7 @@ class Run:
     def log_view(self) -> log_state.LogView:
         """Whether the Parquet log stands in for the storage
         (:func:`codesign.search.storage.log_state.log_view`): when it does, :attr:`pareto`,
-        :meth:`front_trials` and :attr:`stored` read the log and its Pareto snapshot, not the
+        :meth:`front_trials` and :attr:`stored` read the log and its recorded front, not the
         journal; ``log_view.note`` says when the log may be behind a running search."""
         return log_state.log_view(self.path, self.spec)
 
@@ -234,7 +234,7 @@ def front_source(run_dir: str | os.PathLike[str], exp: Experiment,
                  spec: _rundir.RunSpec) -> tuple[list[dict[str, Any]], Any, str]:
     """The rows of the Pareto front (:func:`codesign.search.front.pareto_rows`), what
     :func:`codesign.results.compare.projection` reads of the study, and a note ('' if none):
-    from the Parquet log and its snapshot when the log stands in for the storage
+    from the Parquet log and its recorded front when the log stands in for the storage
     (:func:`codesign.search.storage.log_state.log_view`), else from the storage."""
     view = log_state.log_view(run_dir, spec)
     if view.usable:

@@ -163,24 +163,11 @@ def write_trials(run_dir: Path, exp: Experiment, rows: list[dict[str, Any]], wri
 
 
 def write_pareto(
-    run_dir: Path, exp: Experiment, rows: list[dict[str, Any]], n_trials: int, writer: str,
-    exact: bool = False,
+    run_dir: Path, exp: Experiment, rows: list[dict[str, Any]], n_trials: int, writer: str
 ) -> Path:
-    """Write one Pareto-front snapshot (the front after ``n_trials`` trials). ``exact`` (the
-    snapshot of :func:`codesign.search.storage.log_state.record`) adds :data:`ROW_JSON`: each
-    row exactly as :func:`codesign.search.front.pareto_rows` gave it (its types, the
-    improvement over each baseline, the mapping's extra keys), so ``codesign pareto`` prints
-    it as the storage would without replaying the journal."""
+    """Write one Pareto-front snapshot (the front after ``n_trials`` trials)."""
     name = f"front-{n_trials:08d}-{writer}.parquet"
-    table = _table(rows, schema(exp))
-    if exact:
-        text = [json.dumps(r, default=str) for r in rows]
-        table = table.append_column(pa.field(ROW_JSON, pa.string()), pa.array(text, pa.string()))
-    return atomic_write(table, run_dir / "pareto" / name)
-
-
-ROW_JSON = "row_json"
-"""Column of a Pareto snapshot: the front row as JSON (see :func:`write_pareto`)."""
+    return atomic_write(_table(rows, schema(exp)), run_dir / "pareto" / name)
 
 
 def remove_stale_temp_files(run_dir: Path, is_alive: Callable[[int], bool]) -> int:

@@ -10,10 +10,13 @@ then knows, without replaying the journal:
 
 * ``complete``: the journal is untouched since (or a database counts the same COMPLETE
   trials) and the log holds at least that many trials: the log is the whole run, and the
-  Pareto snapshot written for that count (:data:`codesign.search.parquet_log.ROW_JSON`)
-  is the front, exactly as the storage gives it;
+  front recorded with the count is the front, exactly as the storage gives it (its rows as
+  :func:`codesign.search.front.pareto_rows` made them: types, improvement over each
+  baseline, the mapping's keys the log has no column for);
 * ``changed``: the storage has changed since (a search or worker is running, or was
-  killed): the log is read as it is, possibly a few populations behind, and the note says so;
+  killed): the log is read as it is, possibly a few populations behind, and the note says so
+  (a journal is checked first, :func:`codesign.search.journal.check.check_journal`: a damaged
+  one stops the command, as reading it would; an unchanged one was whole at the record);
 * ``behind``: the storage is untouched but the log lacks trials (a file lost), or
   ``unknown``: no record (a run written before this version), or a database that cannot be
   counted: the caller reads the storage (replay), as before.
@@ -54,7 +57,7 @@ def _journal_key(path: Path | None) -> list[int] | None:
 
 
 class _Fixed:
-    """A study whose COMPLETE trials are a fixed list (the snapshot of :func:`record`)."""
+    """A study whose COMPLETE trials are a fixed list (the trials :func:`record` counted)."""
 
     def __init__(self, study: Any, complete: list[Any]) -> None:
         self.directions = study.directions
@@ -66,8 +69,9 @@ class _Fixed:
 
 def record(exp: Experiment, run: Any, study: Any, writer: str) -> dict[str, Any]:
     """Record the storage's COMPLETE count (and the journal's identity, taken first) in
-    ``RUN_DIR/log_state.json`` with the name of the Pareto snapshot of exactly those trials
-    (written here; None for an empty front). Returns the record."""
+    ``RUN_DIR/log_state.json`` (one atomic write) with the rows of the Pareto front of exactly
+    those trials (``front``: :func:`codesign.search.front.pareto_rows`, JSON keeps their
+    types). Returns the record."""
     from optuna.trial import TrialState
 
     from codesign.search.front import pareto_rows
@@ -77,14 +81,13 @@ def record(exp: Experiment, run: Any, study: Any, writer: str) -> dict[str, Any]
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     n = len(complete)
     rows = pareto_rows(exp, _Fixed(study, complete))
-    snap = pl.write_pareto(run.run_dir, exp, rows, n, writer, exact=True).name if rows else None
-    state = {"n_complete": n, "journal": key, "snapshot": snap,
-             "written": datetime.now(UTC).isoformat(timespec="seconds")}
+    state = {"n_complete": n, "journal": key, "writer": writer,
+             "written": datetime.now(UTC).isoformat(timespec="seconds"), "front": rows}
     path = run.run_dir / STATE_FILE
     tmp = pl.temp_path(path, os.getpid())
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(state, fh)
+            json.dump(state, fh, default=str)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -121,8 +124,8 @@ class LogView:
     n_log: int
     n_stored: int | None
     note: str = ""
-    snapshot: str | None = None
-    """The Pareto snapshot of the recorded trials (``complete`` only; None: empty front)."""
+    front: list[dict[str, Any]] | None = None
+    """The recorded front's rows (``complete``), or one of them as a type hint (else)."""
 
     @property
     def usable(self) -> bool:
@@ -181,13 +184,20 @@ def log_view(run_dir: str | os.PathLike[str], run: Any) -> LogView:
         return LogView("unknown", 0, None)
     n_log = log_count(run_dir)
     if stored is not None and n_log >= stored and stored == recorded:
-        return LogView("complete", n_log, stored, snapshot=state.get("snapshot"))
+        return LogView("complete", n_log, stored, front=state.get("front"))
     if not changed:
         return LogView("behind", n_log, stored)
     if n_log == 0:  # nothing logged to stand in for the storage
         return LogView("unknown", 0, stored)
+    if journal is not None:  # changed: damaged? (every command stops on a damaged journal)
+        from codesign.search.journal.check import check_journal
+
+        health = check_journal(journal, run_dir=run_dir)
+        if health.damaged:
+            raise ConfigError(journal, "<journal>", "an undamaged journal", health.message)
     since = f" ({stored} COMPLETE now)" if stored is not None else ""
-    return LogView("changed", n_log, stored, (
+    hint = (state or {}).get("front") or []
+    return LogView("changed", n_log, stored, front=hint[:1], note=(
         f"{run_dir}: read from the Parquet log ({n_log} trials); the storage has changed "
         f"since the log was last known complete{since}: a search or worker is running (or "
         "was killed), and trials it finished may not be logged yet; run this again when it "
@@ -257,7 +267,7 @@ def baseline_rows(run_dir: str | os.PathLike[str], exp: Experiment) -> list[dict
 
 
 def _typed(row: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
-    """A log row with the types of a stored row (``hint``: a snapshot's row): Parquet keeps
+    """A log row with the types of a stored row (``hint``: a recorded front row): Parquet keeps
     every metric as a float, the storage an int where the model gave one."""
     for k, v in row.items():
         if isinstance(hint.get(k), int) and not isinstance(hint.get(k), bool) \
@@ -269,33 +279,17 @@ def _typed(row: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
 def front_rows(run_dir: str | os.PathLike[str], exp: Experiment,
                view: LogView) -> list[dict[str, Any]]:
     """The rows of :func:`codesign.search.front.pareto_rows` without the storage: the exact
-    rows of the Pareto snapshot when the log is ``complete``; otherwise computed from the log
+    rows recorded with the count when the log is ``complete``; otherwise computed from the log
     (:func:`front_numbers`, the improvement over each baseline as ``pareto_rows`` computes
     it; a key only the storage holds, a mapping extra the log has no column for, is absent)."""
-    import pyarrow.parquet as pq
 
     run_dir = Path(run_dir)
-    if view.status == "complete":
-        if view.snapshot is None:
-            return []
-        snap = run_dir / "pareto" / view.snapshot
-        try:
-            return [json.loads(s) for s in pq.read_table(snap, columns=[pl.ROW_JSON])
-                    .column(pl.ROW_JSON).to_pylist()]
-        except (OSError, pa.ArrowException, KeyError, ValueError):
-            pass  # a snapshot gone or damaged: computed from the log below
+    if view.status == "complete" and view.front is not None:
+        return view.front
     numbers = front_numbers(run_dir, exp)
     if not numbers:
         return []
-    hint: dict[str, Any] = {}
-    snaps = sorted((run_dir / "pareto").glob("front-*.parquet"))
-    for snap in reversed(snaps):
-        try:
-            first = pq.read_table(snap, columns=[pl.ROW_JSON]).column(pl.ROW_JSON)
-            hint = json.loads(first[0].as_py()) if len(first) else {}
-            break
-        except (OSError, pa.ArrowException, KeyError):
-            continue
+    hint = view.front[0] if view.front else {}
     rows = [_typed(r, hint) for r in
             _rows_where(run_dir, exp, pc.field("trial").isin(pa.array(numbers, pa.int64())))]
     baselines = {b["baseline"]: b for b in baseline_rows(run_dir, exp)}
