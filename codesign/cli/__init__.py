@@ -23,7 +23,14 @@ from typing import Any
 from codesign.cli.format import PROG
 from codesign.cli.model import cmd_bench, cmd_catalog, cmd_evaluate
 from codesign.cli.results import cmd_compare, cmd_extend, cmd_pareto, cmd_report
-from codesign.cli.study import cmd_doctor, cmd_export, cmd_resume, cmd_search, cmd_worker
+from codesign.cli.study import (
+    cmd_compact,
+    cmd_doctor,
+    cmd_export,
+    cmd_resume,
+    cmd_search,
+    cmd_worker,
+)
 from codesign.cli.validate import cmd_validate
 from codesign.errors import ConfigError
 from codesign.model.traffic import ASSUMED_INPUT_LEN
@@ -242,6 +249,11 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="rebuild a run's Parquet log from its storage")
     ex.add_argument("run_dir")
 
+    cp = sub.add_parser("compact", help="merge a run's small Parquet files into larger ones "
+                        "and record the log's state (pareto and report then skip the journal)")
+    cp.add_argument("run_dir")
+    cp.add_argument("--json", action="store_true")
+
     cm = sub.add_parser("compare", help="best designs of a run next to a reference chip")
     cm.add_argument("run_dir")
     cm.add_argument("--against", required=True, help="catalog chip id, e.g. h100-sxm")
@@ -323,6 +335,7 @@ COMMANDS = {
     "report": cmd_report,
     "doctor": cmd_doctor,
     "export": cmd_export,
+    "compact": cmd_compact,
     "validate": cmd_validate,
     "bench": cmd_bench,
 }

@@ -15,16 +15,15 @@ from codesign.errors import ConfigError
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    import optuna
-
     from codesign.results.compare import BASELINE_MEANING, baseline_label, projection
+    from codesign.results.inspect import front_source
     from codesign.search.parquet_log import schema
-    from codesign.search.storage.rundir import load_run, open_storage
-    from codesign.search.study import pareto_rows
+    from codesign.search.storage.rundir import load_run
 
     exp, run = load_run(args.run_dir)
-    study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
-    rows = pareto_rows(exp, study)
+    rows, study, note = front_source(args.run_dir, exp, run)  # the log, if it is whole
+    if note:
+        print(note, file=sys.stderr)
     # every column of the run, in every format: the familiar ones first, then the rest of
     # the Parquet schema (cp, ep, vpp, sequence_parallel, TTFT/ITL, ...), then what the
     # front adds (improvement over each baseline for every objective, mapping extras)

@@ -8,6 +8,7 @@ and ``doctor`` rebuild or mend a run. Each parses nothing (see
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import sys
@@ -142,3 +143,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from codesign.search.export import compact_run
+
+    res = compact_run(args.run_dir)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"{args.run_dir}: {res['files_before']} Parquet files -> {res['files_after']} "
+          f"({res['rows']} rows; {res['sources']} files merged into {len(res['merged'])})"
+          + (f"; {res['skipped']}" if res["skipped"] else "")
+          + f"; log state recorded: {res['n_complete']} COMPLETE trials")
+    return 0

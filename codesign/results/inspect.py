@@ -26,6 +26,7 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -44,8 +45,9 @@ from codesign.results.sensitivity import (
 )
 from codesign.search import parquet_log
 from codesign.search.experiment import Experiment
-from codesign.search.front import pareto_rows
+from codesign.search.front import front_trials, pareto_rows
 from codesign.search.journal.check import check_journal
+from codesign.search.storage import log_state
 from codesign.search.storage import rundir as _rundir
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "REPORTED_METRICS",
     "Run",
     "evaluate_params",
+    "front_source",
     "hypervolume_history",
     "infeasible_reasons",
     "load_run",
@@ -135,13 +138,45 @@ class Run:
         :attr:`trials` plus ``<objective>_vs_<baseline>`` improvement factors over each
         baseline chip as projected into the search space (its baseline trial; see
         :mod:`codesign.results.compare`, which lists what the projection changes)."""
-        rows = pareto_rows(self.experiment, self.study)
+        rows = self._front[0]
         names = parquet_log.schema(self.experiment).names
         if not rows:
             return _empty_trials(self.experiment)
         df = pd.DataFrame(rows)
         extra = [c for c in df.columns if c not in names and not c.startswith("_")]
         return df[[c for c in names if c in df.columns] + extra].reset_index(drop=True)
+
+    @cached_property
+    def log_view(self) -> log_state.LogView:
+        """Whether the Parquet log stands in for the storage
+        (:func:`codesign.search.storage.log_state.log_view`): when it does, :attr:`pareto`,
+        :meth:`front_trials` and :attr:`stored` read the log and its recorded front, not the
+        journal; ``log_view.note`` says when the log may be behind a running search."""
+        return log_state.log_view(self.path, self.spec)
+
+    @cached_property
+    def _front(self) -> tuple[list[dict[str, Any]], Any]:
+        view = self.log_view
+        if view.usable:
+            return (log_state.front_rows(self.path, self.experiment, view),
+                    log_state.LogStudy(self.name, self.experiment, self.path))
+        return pareto_rows(self.experiment, self.study), self.study
+
+    @property
+    def stored(self) -> Any:
+        """What :func:`codesign.results.compare.compare_run` reads of the study: the study
+        itself, or its baseline trials from the log (:class:`~codesign.search.storage.
+        log_state.LogStudy`) when the log stands in for it."""
+        return self._front[1]
+
+    def front_trials(self) -> list[Any]:
+        """The front's trials (:func:`codesign.search.front.front_trials`), read from the
+        log when it stands in for the storage (:class:`~codesign.search.storage.log_state.
+        LogTrial`: number, params, values, the metrics in ``user_attrs``)."""
+        rows, study = self._front
+        if isinstance(study, log_state.LogStudy):
+            return [log_state.LogTrial(self.experiment, r) for r in rows]
+        return front_trials(study)
 
     @property
     def baselines(self) -> pd.DataFrame:
@@ -178,7 +213,7 @@ class Run:
 
     def refresh(self) -> Run:
         """Forget cached trials, front and study, so the next access reads them again."""
-        for key in ("trials", "pareto", "study", "storage"):
+        for key in ("trials", "pareto", "study", "storage", "log_view", "_front"):
             self.__dict__.pop(key, None)
         return self
 
@@ -193,6 +228,20 @@ class Run:
         front = f", pareto {len(self.__dict__['pareto'])}" if "pareto" in self.__dict__ else ""
         return (f"<codesign.Run {self.name!r} at {str(self.path)!r}: {counts}{front}; "
                 f"objectives: {objectives}>")
+
+
+def front_source(run_dir: str | os.PathLike[str], exp: Experiment,
+                 spec: _rundir.RunSpec) -> tuple[list[dict[str, Any]], Any, str]:
+    """The rows of the Pareto front (:func:`codesign.search.front.pareto_rows`), what
+    :func:`codesign.results.compare.projection` reads of the study, and a note ('' if none):
+    from the Parquet log and its recorded front when the log stands in for the storage
+    (:func:`codesign.search.storage.log_state.log_view`), else from the storage."""
+    view = log_state.log_view(run_dir, spec)
+    if view.usable:
+        return (log_state.front_rows(run_dir, exp, view),
+                log_state.LogStudy(spec.study_name, exp, run_dir), view.note)
+    study = optuna.load_study(study_name=spec.study_name, storage=_rundir.open_storage(spec))
+    return pareto_rows(exp, study), study, ""
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:
@@ -229,6 +278,21 @@ def read_trials(run_dir: str | os.PathLike[str], exp: Experiment) -> pd.DataFram
 
 # --------------------------------------------------------------------------- infeasibility
 
+
+def _violations(exp: Experiment, df: pd.DataFrame) -> list[str]:
+    """:func:`codesign.results.sensitivity.violations` of every row of ``df``, by column."""
+    parts = []
+    for c in exp.constraints:
+        v = (pd.to_numeric(df[c.metric], errors="coerce").to_numpy(dtype=float)
+             if c.metric in df.columns else np.full(len(df), np.nan))
+        with np.errstate(invalid="ignore"):
+            if c.max is not None:
+                parts.append(np.where(~(v <= c.max), f"{c.metric} > {c.max:g}", ""))
+            if c.min is not None:
+                parts.append(np.where(~(v >= c.min), f"{c.metric} < {c.min:g}", ""))
+    return [", ".join(p for p in row if p) for row in zip(*parts, strict=True)] if parts \
+        else [""] * len(df)
+
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
@@ -260,10 +324,10 @@ def infeasible_reasons(run: Run, by: str = "reason") -> pd.DataFrame:
                                           "float64" if c == "share" else object)
                              for c in cols})
     model = ~bad["feasible"].astype(bool)
+    missed = _violations(run.experiment, bad)
     reasons = [
-        (str(r) or "(no reason given)") if m
-        else violations(run.experiment, row) or "constraint violated"
-        for m, r, (_, row) in zip(model, bad["reason"].fillna(""), bad.iterrows(), strict=True)
+        (str(r) or "(no reason given)") if m else v or "constraint violated"
+        for m, r, v in zip(model, bad["reason"].fillna(""), missed, strict=True)
     ]
     table = pd.DataFrame({
         "reason": reasons,

@@ -80,19 +80,96 @@ def _div(fig: Any, div_id: str) -> str:
                        config=_CONFIG)
 
 
+CLOUD_MAX = 20_000
+"""Feasible trials the clouds (2-D and 3-D fronts, parallel coordinates) draw at most: above
+it a random sample of them (seed 0), the front and the baseline trials always drawn whole and
+a note saying so; every count, the hypervolume and the infeasibility chart use every trial.
+Estimate: 20k points per plot keep the file near 10 MB and WebGL plots smooth."""
+
+
+class _View:
+    """The run as the report reads it, in memory bounded by the columns it draws: the trial
+    log projected on them (``trials``), the feasible trials (``all_feasible``) and the cloud
+    drawn of them (``feasible``, at most :data:`CLOUD_MAX` + the front and baselines), the
+    front (:attr:`codesign.results.inspect.Run.pareto`, from the log when it is whole), and
+    ``study``: what sensitivity reads of the chosen designs (:meth:`designs`)."""
+
+    def __init__(self, run: Any) -> None:
+        from codesign.results.inspect import REPORTED_METRICS
+        from codesign.search import parquet_log
+
+        self.run, self.experiment, self.path, self.name = run, run.experiment, run.path, run.name
+        self.objectives = run.objectives
+        exp = run.experiment
+        sch = parquet_log.schema(exp)
+        cols = ["trial", "is_baseline", "baseline", "feasible", "constraints_ok", "reason",
+                *(f"param_{p.name}" for p in exp.space.params),
+                *(f"value_{o}" for o, _ in run.objectives), *(o for o, _ in run.objectives),
+                *(c.metric for c in exp.constraints), *REPORTED_METRICS]
+        cols = [c for c in dict.fromkeys(cols) if c in sch.names]
+        table = parquet_log.read_log(run.path, sch, columns=cols)
+        df = (sch.empty_table().select(cols) if table is None else table).to_pandas()
+        df = df.drop_duplicates("trial", keep="last").sort_values("trial", kind="stable")
+        self.trials = df.reset_index(drop=True)
+        self.all_feasible = self.trials[self.trials["constraints_ok"].astype(bool)]
+        self.all_feasible = self.all_feasible.reset_index(drop=True)
+        self.feasible = self.all_feasible
+        self.sampled = False
+        self.study: Any = None
+
+    @property
+    def pareto(self) -> pd.DataFrame:
+        return self.run.pareto
+
+    def sample(self) -> None:
+        """Draw at most :data:`CLOUD_MAX` feasible trials in the clouds (plus the front's and
+        the baselines')."""
+        ok = self.all_feasible
+        if len(ok) <= CLOUD_MAX:
+            return
+        import numpy as np
+
+        keep = np.zeros(len(ok), bool)
+        keep[np.random.default_rng(0).choice(len(ok), CLOUD_MAX, replace=False)] = True
+        keep |= ok["trial"].isin(set(self.pareto["trial"])).to_numpy()
+        keep |= ok["is_baseline"].fillna(False).astype(bool).to_numpy()
+        self.feasible, self.sampled = ok[keep].reset_index(drop=True), True
+
+    def best(self, objective: str) -> pd.Series:
+        """:meth:`codesign.results.inspect.Run.best` over the projected columns."""
+        directions = dict(self.objectives)
+        if objective not in directions:
+            raise ValueError(f"{objective!r} is not an objective of study {self.name!r}")
+        ok = self.all_feasible
+        if ok.empty:
+            raise ValueError(f"study {self.name!r} has no feasible trial yet")
+        col = ok[f"value_{objective}"]
+        return ok.loc[col.idxmax() if directions[objective] == "maximize" else col.idxmin()]
+
+    def designs(self, numbers: list[int]) -> None:
+        """What sensitivity reads of trials ``numbers``: the study, or their log rows when the
+        log stands in for it (no journal replay)."""
+        if not self.run.log_view.usable:
+            self.study = self.run.study
+            return
+        from codesign.search.storage.log_state import LogStudy
+
+        self.study = LogStudy(self.name, self.experiment, self.path, numbers)
+
+
 def _compare(run: Any, chips: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """:func:`codesign.results.compare.compare_run` for each reference chip (each chip evaluated
-    once:
-    its metrics mark the plots and fill the tables), and a note for each chip that cannot be
-    evaluated (unknown catalog values) or is infeasible on the run's workload."""
+    once: its metrics mark the plots and fill the tables), and a note for each chip that
+    cannot be evaluated (unknown catalog values) or is infeasible on the run's workload.
+    ``run``: the :class:`codesign.results.inspect.Run` (its front and baseline trials from the
+    log when the log is whole)."""
     from codesign.results.compare import compare_run
-    from codesign.search.front import front_trials
 
-    front = front_trials(run.study)  # once for every chip
+    front = run.front_trials()  # once for every chip
     docs, notes = [], []
     for chip_id in chips:
         try:
-            doc = compare_run(run.path, chip_id, run.study, front)
+            doc = compare_run(run.path, chip_id, run.stored, front)
         except UnknownSpecError as exc:  # an unknown catalog value: say so, show the rest
             notes.append(f"{chip_id}: not evaluated ({exc})")
             continue
@@ -233,17 +310,27 @@ def _assemble(run: Any, chips: list[str], design: int | None) -> _Report:
 
     rep = _Report()
     trials = run.trials
+    run.sample()
     feasible = run.feasible  # every metric, the objectives included, is a column by name
     front = run.pareto
     designs = ([design] if design is not None else
                list(dict.fromkeys(int(run.best(o)["trial"]) for o, _ in run.objectives))
                if len(feasible) else [])
+    run.designs(designs)
     docs: list[dict[str, Any]] = []
+    if run.run.log_view.note:
+        rep.notes.append(run.run.log_view.note)
     if len(feasible):
-        docs, rep.notes = _compare(run, chips)
+        docs, notes = _compare(run.run, chips)
+        rep.notes += notes
         refs = plots.reference_points(run, docs)
         rep.notes += plots.undrawn_notes(run, refs)
         rep.notes += [f"vs {d['baseline']['label']}" for d in docs]
+        if run.sampled:
+            rep.notes.append(f"the clouds of feasible trials draw {len(feasible):,} of "
+                             f"{len(run.all_feasible):,}: a random sample (seed 0), the front "
+                             "and the baseline trials whole; counts, hypervolume and reasons "
+                             "use every trial")
     base = plots.baseline_rows(run, chips, docs)  # no docs: the baseline trials of the log
     why = {str(r["chip"]): str(r["category"] or r["reason"] or "") for _, r in base.iterrows()}
     rep.baselines = {c: why.get(c, "not evaluated") for c in chips}
@@ -291,14 +378,14 @@ def _open(run_dir: str | os.PathLike[str], design: int | None,
 
     from codesign.results.inspect import load_run
 
-    run = load_run(run_dir)
+    run = _View(load_run(run_dir))
     chips = list(against or run.experiment.baselines or ("h100-sxm",))
     for c in chips:
         if c not in catalog.chip_ids():
             raise ConfigError(None, "--against", f"one of: {', '.join(catalog.chip_ids())}", c)
     trials = run.trials
     if trials.empty:
-        stored = len(run.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        stored = len(run.run.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         hint = (f"none in the Parquet log but {stored} in the study: rebuild the log with "
                 f"`codesign export {run_dir}`" if stored else "none (run a search first)")
         raise ConfigError(str(run_dir), "trials", "at least one finished trial to report", hint)
@@ -328,9 +415,9 @@ def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
 
     run, chips = _open(run_dir, design, against)
     rep = _assemble(run, chips, design)
-    trials, feasible, front = run.trials, run.feasible, run.pareto
+    trials, feasible, front = run.trials, run.all_feasible, run.pareto
     objs = ", ".join(f"{d} {o}" for o, d in run.objectives)
-    body = [f"<h1>{html.escape(run.study.study_name)}</h1>",
+    body = [f"<h1>{html.escape(run.name)}</h1>",
             f'<p class="meta">{html.escape(run.experiment.description)}<br>objectives: {objs} · '
             f"{len(trials)} trials, {len(feasible)} feasible, {len(front)} on the front · "
             f"reference chips: {html.escape(', '.join(chips))}</p>"]
@@ -338,7 +425,7 @@ def build_report(run_dir: str | os.PathLike[str], design: int | None = None,
     body += [f"<h2>{html.escape(title)}</h2>{part}" for title, part in rep.sections]
     js = plotly.offline.get_plotlyjs()
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>codesign report: {html.escape(run.study.study_name)}</title>"
+            f"<title>codesign report: {html.escape(run.name)}</title>"
             f"<style>{_CSS}</style><script>{js}</script></head><body>"
             + "\n".join(body) + "</body></html>")
 

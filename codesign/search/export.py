@@ -1,4 +1,5 @@
-"""``codesign export``: a run's whole Parquet log rebuilt from its storage (the truth)."""
+"""``codesign export``: a run's whole Parquet log rebuilt from its storage (the truth);
+``codesign compact``: its small files merged into larger ones."""
 
 from __future__ import annotations
 
@@ -52,3 +53,24 @@ def export_run(run_dir: str | os.PathLike[str]) -> tuple[int, str]:
                                    [row_from_trial(exp, t, tag) for t in complete], tag)
         summary = finalize(exp, run, 0, 0.0, tag, study)
     return len(complete), summary.pareto_path
+
+
+def compact_run(run_dir: str | os.PathLike[str]) -> dict[str, object]:
+    """Compact the Parquet log of a run (:func:`codesign.search.storage.compact.compact_log`:
+    safe while searches append; waits for another compaction) and record its state
+    (:func:`codesign.search.storage.log_state.record`: one read of the storage), so that
+    ``pareto``, ``report`` and ``load_run`` read the log instead of replaying the journal.
+    Returns what was done (files before and after, rows, merged files, the COMPLETE count)."""
+    from dataclasses import asdict
+
+    from codesign.search.storage import log_state
+    from codesign.search.storage.compact import compact_log
+    from codesign.search.storage.rundir import _writable
+
+    exp, run = load_run(run_dir)
+    _writable(run.run_dir)
+    preflight_journal(run)
+    res = asdict(compact_log(run.run_dir, exp))
+    study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
+    state = log_state.record(exp, run, study, f"compact-{_writer_tag(0)}")
+    return {**res, "n_complete": state["n_complete"]}

@@ -14,20 +14,30 @@ new one, never both. Where the file system cannot exchange, two renames go throu
 ``.trials.old/`` and :func:`live_dir` / :func:`recover_log` resolve the in-between state (the new
 log once it is marked complete, else the old one).
 
+At the end of a search the small files are merged into ``part-compact-<first>-<last>.parquet``
+files of up to 50,000 rows (:mod:`codesign.search.storage.compact`: a rename, then the sources
+deleted; readers de-duplicate by trial number, and :func:`recover_log` deletes the sources a
+killed compaction left) and the log's state is recorded (:mod:`codesign.search.storage.
+log_state`), so readers need not replay the journal.
+
 Layout::
 
     RUN_DIR/trials/part-<writer>-<first trial>-<last trial>.parquet
+    RUN_DIR/trials/part-compact-<first trial>-<last trial>.parquet
     RUN_DIR/pareto/front-<n trials>-<writer>.parquet
+    RUN_DIR/log_state.json
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +246,7 @@ def recover_log(run_dir: str | os.PathLike[str]) -> None:
     for leftover in (STAGING_DIR, RETIRED_DIR):
         if (run_dir / leftover).exists():
             shutil.rmtree(run_dir / leftover, ignore_errors=True)
+    mend(run_dir)  # a compaction killed after its rename: its sources go
 
 
 def replace_trials(run_dir: Path, exp: Experiment, rows: list[dict[str, Any]],
@@ -244,6 +255,12 @@ def replace_trials(run_dir: Path, exp: Experiment, rows: list[dict[str, Any]],
     allowed change of the search space) in one atomic step: every reader sees the old log or
     the new one. The caller holds the run (no writer appends meanwhile)."""
     run_dir = Path(run_dir)
+    with log_lock(run_dir):  # no compaction merges the old log meanwhile
+        _replace_trials(run_dir, exp, rows, writer)
+
+
+def _replace_trials(run_dir: Path, exp: Experiment, rows: list[dict[str, Any]],
+                    writer: str) -> None:
     new = run_dir / STAGING_DIR
     swapped = False
     try:
@@ -319,3 +336,70 @@ def logged_trials(run_dir: Path) -> set[int]:
     """Trial numbers already in ``RUN_DIR/trials/`` (read from the files' ``trial`` column)."""
     table = read_log(run_dir, columns=["trial"])
     return set() if table is None else set(table.column("trial").to_pylist())
+
+
+# --------------------------------------------------------------------------- compaction's switch
+# (the merge itself: codesign.search.storage.compact)
+
+WRITER = "compact"
+"""The writer part of a merged file's name (``part-compact-<first>-<last>.parquet``)."""
+SOURCES_KEY = "codesign.compacted_from"
+"""Schema metadata of a merged file: the JSON list of the file names merged into it."""
+LOCK_FILE = ".compact.lock"
+"""In the run directory: held while the log is compacted or replaced (one at a time)."""
+
+
+@contextmanager
+def log_lock(run_dir: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold the run's log lock (compaction, log replacement). Yields False when ``wait`` is
+    False and another process holds it, or when the run directory refuses the lock file
+    (read-only: nothing will be written anyway)."""
+    try:
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def compacted_sources(f: Path) -> list[str]:
+    """The file names a merged file of the log was made of (its schema metadata)."""
+    meta = pq.read_schema(f).metadata or {}
+    raw = meta.get(SOURCES_KEY.encode())
+    return json.loads(raw) if raw else []
+
+
+def _trials(f: Path) -> set[int]:
+    return set(pq.read_table(f, columns=["trial"]).column("trial").to_pylist())
+
+
+def mend(run_dir: str | os.PathLike[str]) -> int:
+    """Finish a compaction killed after its rename: delete every source a merged file names
+    that is still there and whose trial numbers the merged file all holds. Returns the files
+    deleted. Best effort: a file that does not read is left for the readers to name."""
+    folder = live_dir(run_dir)
+    removed = 0
+    for merged in sorted(folder.glob(f"part-{WRITER}-*.parquet")) if folder.is_dir() else ():
+        try:
+            present = [folder / s for s in compacted_sources(merged)
+                       if s != merged.name and (folder / s).is_file()]
+            if not present:
+                continue
+            have = _trials(merged)
+            for src in present:
+                if _trials(src) <= have:
+                    src.unlink(missing_ok=True)
+                    removed += 1
+        except (OSError, pa.ArrowException, ValueError):
+            continue
+    if removed:
+        fsync_dir(folder)
+    return removed

@@ -49,6 +49,7 @@ from codesign.search.space import (
     design_from_params,
     distributions,
 )
+from codesign.search.storage.log_state import finish as finish_log
 from codesign.search.storage.rundir import (
     METRICS_ATTR,
     WRITER_KEY,
@@ -378,6 +379,7 @@ def finalize(exp: Experiment, run: RunSpec, done: int, seconds: float, writer: s
     pareto_path = run.run_dir / "pareto"
     if rows:
         pareto_path = parquet_log.write_pareto(run.run_dir, exp, rows, n_complete, writer)
+    finish_log(exp, run, study, writer)  # compact the Parquet log, record its state
     return SearchSummary(
         run_dir=str(run.run_dir),
         study_name=run.study_name,

@@ -5,7 +5,10 @@
   is made;
 * :mod:`~codesign.search.storage.runfile`: run.json, and a change of experiment as one
   transaction;
-* :mod:`~codesign.search.storage.trial_rows`: a finished trial as one log row.
+* :mod:`~codesign.search.storage.trial_rows`: a finished trial as one log row;
+* :mod:`~codesign.search.storage.compact`: the Parquet log's small files merged, crash-safe;
+* :mod:`~codesign.search.storage.log_state`: whether the Parquet log stands in for the
+  storage (read without replaying the journal).
 """
 
 from __future__ import annotations

@@ -1,0 +1,183 @@
+"""Compaction of the Parquet trial log: the small per-population files merged into larger ones.
+
+A search writes one file per population (``part-<writer>-<first>-<last>.parquet``, 32 rows in
+the quickstart): 3,125 files at 100,000 trials, each opened by every reader. :func:`compact_log`
+merges the small files, oldest first, into ``part-compact-<first>-<last>.parquet`` files of up
+to :data:`TARGET_ROWS` rows in one row group, once more than :data:`KEEP_SMALL` exist.
+
+The switch, for each merged file, is crash-safe without stopping the writers that append:
+
+1. the merged rows are written under a hidden temporary name (no reader or glob sees it),
+   flushed and fsynced (crash point ``compact-written``); the file's schema metadata names its
+   sources (:data:`SOURCES_KEY`);
+2. one ``rename`` makes it visible and the folder is fsynced (``compact-renamed``): from here
+   until step 3 ends, every row of the sources is in the log twice, and every reader of the
+   package de-duplicates by trial number (:func:`codesign.results.inspect.read_trials`,
+   :func:`codesign.search.parquet_log.logged_trials`), so it reads each row exactly once at
+   any instant; a reader that listed a source just deleted reads the log again
+   (:func:`codesign.search.parquet_log.read_log`);
+3. the sources are deleted (``compact-deleting`` after the first one).
+
+A process killed anywhere leaves a complete, readable log: before the rename, a hidden
+temporary file (removed with the other stale temporaries at the next worker start); after it,
+sources whose rows the merged file also holds, which :func:`mend` deletes (called by
+:func:`codesign.search.parquet_log.recover_log` at every worker start, and by the next
+compaction). A source is deleted only when every trial number of it is in the merged file,
+so nothing stored is ever lost, and only one compaction (or log replacement) runs at a time
+(:func:`log_lock`: a lock file in the run directory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from codesign.search import parquet_log as pl
+from codesign.search.experiment import Experiment
+from codesign.search.parquet_log import (  # noqa: F401 - re-exported: the switch's parts
+    LOCK_FILE,
+    SOURCES_KEY,
+    WRITER,
+    log_lock,
+    mend,
+)
+
+TARGET_ROWS = 50_000
+"""Rows of a merged file (one row group): large enough that 100,000 trials are two files,
+small enough that a merge holds ~50 MB in memory (estimate: ~100 columns of 8 bytes)."""
+KEEP_SMALL = 16
+"""Compaction runs when more small files than this exist (then every small file is merged,
+oldest first, into files of up to :data:`TARGET_ROWS` rows)."""
+
+
+@dataclass
+class CompactResult:
+    """What :func:`compact_log` did: files and rows before and after, the merged files."""
+
+    files_before: int = 0
+    files_after: int = 0
+    rows: int = 0
+    merged: list[str] = field(default_factory=list)
+    sources: int = 0
+    skipped: str = ""
+    """Why nothing was done, if so ('' otherwise)."""
+
+
+def _rows(f: Path) -> int:
+    return pq.ParquetFile(f).metadata.num_rows
+
+
+def _footer(f: Path) -> tuple[int, set[str]]:
+    """Rows and column names of a file (its footer only)."""
+    meta = pq.ParquetFile(f).metadata
+    return meta.num_rows, set(meta.schema.to_arrow_schema().names)
+
+
+def _first_trial(f: Path) -> int:
+    """The first trial number a file's name gives (``...-<first>-<last>.parquet``)."""
+    parts = f.name.removesuffix(".parquet").rsplit("-", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 0
+
+
+def _merge(folder: Path, batch: list[Path], sch: pa.Schema, target_rows: int) -> Path | None:
+    """Merge ``batch`` into one file (the switch of the module text); None if its name is
+    taken by a file outside the batch."""
+    import pyarrow.dataset as pads
+
+    table = pads.dataset([str(f) for f in batch], format="parquet", schema=sch).to_table()
+    if len(pc.unique(table.column("trial"))) < len(table):  # a trial logged twice: the last
+        table = pa.concat_tables([pads.dataset(str(f), format="parquet", schema=sch).to_table()
+                                  for f in batch])  # in file order, as read_trials keeps it
+        seen: dict[int, int] = {}
+        for i, t in enumerate(table.column("trial").to_pylist()):
+            seen[t] = i
+        table = table.take(pa.array(sorted(seen.values())))
+    table = table.sort_by("trial")
+    trials = table.column("trial")
+    first, last = pc.min(trials).as_py(), pc.max(trials).as_py()
+    path = folder / f"part-{WRITER}-{first:08d}-{last:08d}.parquet"
+    if path.exists() and path not in batch:
+        return None
+    meta = dict(sch.metadata or {})
+    meta[SOURCES_KEY.encode()] = json.dumps([f.name for f in batch]).encode()
+    table = table.replace_schema_metadata(meta)
+    tmp = pl.temp_path(path, os.getpid())
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, row_group_size=max(target_rows, len(table)))
+            fh.flush()
+            os.fsync(fh.fileno())
+        pl.crash_point("compact-written")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    pl.fsync_dir(folder)
+    pl.crash_point("compact-renamed")
+    for i, src in enumerate(f for f in batch if f != path):
+        src.unlink(missing_ok=True)
+        if i == 0:
+            pl.crash_point("compact-deleting")
+    pl.fsync_dir(folder)
+    return path
+
+
+def compact_log(run_dir: str | os.PathLike[str], exp: Experiment, keep_small: int | None = None,
+                target_rows: int | None = None, wait: bool = True) -> CompactResult:
+    """Merge the small files of ``RUN_DIR/trials/`` (fewer than ``target_rows`` rows), oldest
+    first, into files of up to ``target_rows`` rows when more than ``keep_small`` small files
+    exist (defaults :data:`KEEP_SMALL`, :data:`TARGET_ROWS`); safe while searches append (see
+    the module text). Files are read under ``exp``'s
+    schema (a column added since is null in older rows); a file with a column outside it
+    (none in a live log) is left alone. ``wait=False``: skip if another compaction runs."""
+    keep_small = KEEP_SMALL if keep_small is None else keep_small
+    target_rows = TARGET_ROWS if target_rows is None else target_rows
+    run_dir = Path(run_dir)
+    res = CompactResult()
+    folder = run_dir / pl.LOG_DIR
+    if not folder.is_dir():
+        res.skipped = "no trial log"
+        return res
+    sch = pl.schema(exp)
+    with log_lock(run_dir, wait) as held:
+        if not held:
+            res.skipped = "another compaction is running"
+            return res
+        mend(run_dir)
+        files = sorted(folder.glob("part-*.parquet"))
+        res.files_before = len(files)
+        footers = {f: _footer(f) for f in files}
+        rows = {f: n for f, (n, _) in footers.items()}
+        names = set(sch.names)
+        small = sorted((f for f in files if rows[f] < target_rows and footers[f][1] <= names),
+                       key=lambda f: (_first_trial(f), f.name))
+        while len(small) > keep_small:
+            batch, n = [], 0
+            for f in small:
+                if batch and n + rows[f] > target_rows:
+                    break
+                batch.append(f)
+                n += rows[f]
+            if len(batch) < 2:  # the oldest cannot join the next: leave it
+                small = small[1:]
+                continue
+            path = _merge(folder, batch, sch, target_rows)
+            small = [f for f in small if f not in batch]
+            if path is None:
+                continue
+            res.merged.append(path.name)
+            res.sources += len(batch)
+            merged_rows = _rows(path)
+            if merged_rows < target_rows:
+                rows[path] = merged_rows
+                small = sorted([*small, path], key=lambda f: (_first_trial(f), f.name))
+        after = sorted(folder.glob("part-*.parquet"))
+        res.files_after = len(after)
+        res.rows = sum(_rows(f) for f in after)
+    return res
