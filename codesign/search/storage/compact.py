@@ -3,7 +3,8 @@
 A search writes one file per population (``part-<writer>-<first>-<last>.parquet``, 32 rows in
 the quickstart): 3,125 files at 100,000 trials, each opened by every reader. :func:`compact_log`
 merges the small files, oldest first, into ``part-compact-<first>-<last>.parquet`` files of up
-to :data:`TARGET_ROWS` rows in one row group, once more than :data:`KEEP_SMALL` exist.
+to :data:`TARGET_ROWS` rows in row groups of :data:`ROW_GROUP_ROWS`, once more than
+:data:`KEEP_SMALL` exist.
 
 The switch, for each merged file, is crash-safe without stopping the writers that append:
 
@@ -35,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from codesign.search import parquet_log as pl
@@ -49,8 +49,11 @@ from codesign.search.parquet_log import (  # noqa: F401 - re-exported: the switc
 )
 
 TARGET_ROWS = 50_000
-"""Rows of a merged file (one row group): large enough that 100,000 trials are two files,
-small enough that a merge holds ~50 MB in memory (estimate: ~100 columns of 8 bytes)."""
+"""Rows of a merged file: 100,000 trials are two files."""
+ROW_GROUP_ROWS = 8_192
+"""Rows of a merged file's row groups: what a merge holds in memory at once (a 30,000-trial
+quickstart log merged in one piece took 300 MB more than the search; row groups of this size
+keep it to a few tens of MB), and large enough that a reader reads few."""
 KEEP_SMALL = 16
 """Compaction runs when more small files than this exist (then every small file is merged,
 oldest first, into files of up to :data:`TARGET_ROWS` rows)."""
@@ -87,30 +90,44 @@ def _first_trial(f: Path) -> int:
 
 def _merge(folder: Path, batch: list[Path], sch: pa.Schema, target_rows: int) -> Path | None:
     """Merge ``batch`` into one file (the switch of the module text); None if its name is
-    taken by a file outside the batch."""
+    taken by a file outside the batch. Streamed: the trial numbers are read first (a trial
+    logged twice keeps its last row, in file order, as read_trials does), then each source
+    in turn, written in row groups of up to :data:`ROW_GROUP_ROWS` rows: memory bounded by
+    one row group, whatever the batch."""
     import pyarrow.dataset as pads
 
-    table = pads.dataset([str(f) for f in batch], format="parquet", schema=sch).to_table()
-    if len(pc.unique(table.column("trial"))) < len(table):  # a trial logged twice: the last
-        table = pa.concat_tables([pads.dataset(str(f), format="parquet", schema=sch).to_table()
-                                  for f in batch])  # in file order, as read_trials keeps it
-        seen: dict[int, int] = {}
-        for i, t in enumerate(table.column("trial").to_pylist()):
-            seen[t] = i
-        table = table.take(pa.array(sorted(seen.values())))
-    table = table.sort_by("trial")
-    trials = table.column("trial")
-    first, last = pc.min(trials).as_py(), pc.max(trials).as_py()
-    path = folder / f"part-{WRITER}-{first:08d}-{last:08d}.parquet"
+    trials = [pq.read_table(f, columns=["trial"]).column("trial").to_pylist() for f in batch]
+    last: dict[int, tuple[int, int]] = {}
+    for fi, ts in enumerate(trials):
+        for ri, t in enumerate(ts):
+            last[t] = (fi, ri)
+    keep = [[last[t] == (fi, ri) for ri, t in enumerate(ts)] for fi, ts in enumerate(trials)]
+    first, final = min(last), max(last)
+    path = folder / f"part-{WRITER}-{first:08d}-{final:08d}.parquet"
     if path.exists() and path not in batch:
         return None
     meta = dict(sch.metadata or {})
     meta[SOURCES_KEY.encode()] = json.dumps([f.name for f in batch]).encode()
-    table = table.replace_schema_metadata(meta)
+    out_schema = sch.with_metadata(meta)
     tmp = pl.temp_path(path, os.getpid())
     try:
         with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, row_group_size=max(target_rows, len(table)))
+            with pq.ParquetWriter(fh, out_schema) as writer:
+                pending: list[pa.Table] = []
+                n = 0
+                for f, mask in zip(batch, keep, strict=True):
+                    table = pads.dataset(str(f), format="parquet", schema=sch).to_table()
+                    if not all(mask):
+                        table = table.filter(pa.array(mask))
+                    pending.append(table)
+                    n += len(table)
+                    if n >= ROW_GROUP_ROWS:
+                        writer.write_table(pa.concat_tables(pending).cast(out_schema),
+                                           row_group_size=max(n, 1))
+                        pending, n = [], 0
+                if pending:
+                    writer.write_table(pa.concat_tables(pending).cast(out_schema),
+                                       row_group_size=max(n, 1))
             fh.flush()
             os.fsync(fh.fileno())
         pl.crash_point("compact-written")
