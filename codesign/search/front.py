@@ -140,7 +140,11 @@ class ParetoFront:
 
 
 SNAPSHOT_EVERY = 1000
-"""A Pareto-front snapshot is written every this many trials of a run (and at its end)."""
+"""A Pareto-front snapshot is written every this many trials of a run (and at its end)..."""
+SNAPSHOT_ROWS_EVERY = 2
+"""... or, once the front has more than SNAPSHOT_EVERY / this designs, every this many
+trials per design of the front (rounded to SNAPSHOT_EVERY): a snapshot rewrites the whole
+front, so its cost per trial stays bounded however large the front grows."""
 
 
 def snapshot_pareto(exp: Experiment, run: RunSpec, study: optuna.Study,

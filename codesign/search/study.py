@@ -32,7 +32,13 @@ from codesign.search.baselines import enqueue_baselines
 from codesign.search.evaluate import evaluate_designs
 from codesign.search.experiment import Experiment
 from codesign.search.feed import TrialFeed, create_trials
-from codesign.search.front import SNAPSHOT_EVERY, ParetoFront, pareto_rows, snapshot_pareto
+from codesign.search.front import (
+    SNAPSHOT_EVERY,
+    SNAPSHOT_ROWS_EVERY,
+    ParetoFront,
+    pareto_rows,
+    snapshot_pareto,
+)
 from codesign.search.recovery import _rdb, recover_stale_trials, sync_parquet
 from codesign.search.repeats import (
     MAX_REDRAWS,
@@ -273,6 +279,7 @@ def run_search(
 
         bar = tqdm(total=n_trials, desc=f"{run.study_name}", unit="trial", file=sys.stderr)
     done = 0
+    next_snapshot = SNAPSHOT_EVERY
     index = DesignIndex(dists)
     asks = _asks_trials(study)
     # the study as this loop sees it, read incrementally; the Pareto front kept from it
@@ -348,9 +355,13 @@ def run_search(
             done += k
             if timings is not None:
                 timings.append((done, time.perf_counter()))
-            if (done // SNAPSHOT_EVERY) > ((done - k) // SNAPSHOT_EVERY) and done < n_trials:
+            if done >= next_snapshot and done < n_trials:
                 feed.refresh()
                 snapshot_pareto(exp, run, study, writer, front)
+                # every SNAPSHOT_EVERY trials, or less often once the front is large: a
+                # snapshot rewrites the whole front, at most half a row per trial
+                steps = max(1, SNAPSHOT_ROWS_EVERY * len(front.trials()) // SNAPSHOT_EVERY)
+                next_snapshot = (done // SNAPSHOT_EVERY + steps) * SNAPSHOT_EVERY
             if bar is not None:
                 bar.update(k)
     finally:
