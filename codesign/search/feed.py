@@ -248,7 +248,9 @@ class PackedMetrics(Mapping[str, Any]):
             layout = shared.setdefault(key, (key[1], where))
         self._layout = layout
         self._floats = array("d", (v for v in metrics.values() if type(v) is float))
-        self._others = tuple(v for v in metrics.values() if type(v) is not float)
+        # strings repeat across trials (the mapping, the writer, a reason): one copy each
+        self._others = tuple(sys.intern(v) if type(v) is str else v
+                             for v in metrics.values() if type(v) is not float)
 
     def __getitem__(self, name: str) -> Any:
         is_float, i = self._layout[1][name]
