@@ -390,7 +390,8 @@ def finalize(exp: Experiment, run: RunSpec, done: int, seconds: float, writer: s
     pareto_path = run.run_dir / "pareto"
     if rows:
         pareto_path = parquet_log.write_pareto(run.run_dir, exp, rows, n_complete, writer)
-    finish_log(exp, run, study, writer)  # compact the Parquet log, record its state
+    # compact the Parquet log, record its state (with the front just computed)
+    finish_log(exp, run, study, writer, (n_complete, rows))
     return SearchSummary(
         run_dir=str(run.run_dir),
         study_name=run.study_name,

@@ -67,11 +67,13 @@ class _Fixed:
         return self._complete
 
 
-def record(exp: Experiment, run: Any, study: Any, writer: str) -> dict[str, Any]:
+def record(exp: Experiment, run: Any, study: Any, writer: str,
+           front: tuple[int, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     """Record the storage's COMPLETE count (and the journal's identity, taken first) in
     ``RUN_DIR/log_state.json`` (one atomic write) with the rows of the Pareto front of exactly
     those trials (``front``: :func:`codesign.search.front.pareto_rows`, JSON keeps their
-    types). Returns the record."""
+    types; ``front``: (COMPLETE trials, front rows) the caller already has, used when that
+    count is the storage's, instead of computing the front again). Returns the record."""
     from optuna.trial import TrialState
 
     from codesign.search.front import pareto_rows
@@ -80,7 +82,10 @@ def record(exp: Experiment, run: Any, study: Any, writer: str) -> dict[str, Any]
     key = _journal_key(journal_file(run))
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     n = len(complete)
-    rows = pareto_rows(exp, _Fixed(study, complete))
+    if front is not None and front[0] == n:
+        rows = front[1]
+    else:
+        rows = pareto_rows(exp, _Fixed(study, complete))
     state = {"n_complete": n, "journal": key, "writer": writer,
              "written": datetime.now(UTC).isoformat(timespec="seconds"), "front": rows}
     path = run.run_dir / STATE_FILE
@@ -96,14 +101,15 @@ def record(exp: Experiment, run: Any, study: Any, writer: str) -> dict[str, Any]
     return state
 
 
-def finish(exp: Experiment, run: Any, study: Any, writer: str) -> None:
+def finish(exp: Experiment, run: Any, study: Any, writer: str,
+           front: tuple[int, list[dict[str, Any]]] | None = None) -> None:
     """The end of a search: compact the log (skipped if another process is compacting) and
     :func:`record`. Neither is needed for the run to be whole: a refused write (full disk,
     read-only directory) is one warning, and readers then read the storage."""
     from codesign.search.storage.compact import compact_log
 
     for step in (lambda: compact_log(run.run_dir, exp, wait=False),
-                 lambda: record(exp, run, study, writer)):
+                 lambda: record(exp, run, study, writer, front)):
         try:
             step()
         except (OSError, pa.ArrowException, ConfigError) as exc:
