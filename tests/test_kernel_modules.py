@@ -341,9 +341,10 @@ RANDOM_INPUTS = {
     # layer
     "gemm_flops_per_token": lambda r: (_model(r),),
     "layer_costs": _layer_args,
-    "costs_to": lambda r: (np.zeros(21), tuple(float(x) for x in r.normal(size=20)),
+    "costs_to": lambda r: (np.zeros(layer.COSTS_LEN + 1),
+                           tuple(float(x) for x in r.normal(size=layer.COSTS_LEN)),
                            float(r.integers(0, 9))),
-    "costs_from": lambda r: (r.normal(size=21),),
+    "costs_from": lambda r: (r.normal(size=layer.COSTS_LEN + 1),),
     # dvfs
     "voltage": lambda r: (float(r.uniform(0.0, 1.2)),),
     "at_clock": lambda r: (_chip(r), float(r.uniform(dvfs.CLOCK_FLOOR, 1.0)), np.zeros(

@@ -51,17 +51,28 @@ def pareto_rows(exp: Experiment, study: optuna.Study,
 
 def _rows(exp: Experiment, front: list[FrozenTrial],
           baselines: dict[str, FrozenTrial]) -> list[dict[str, Any]]:
+    base = {name: (b.values, b.user_attrs.get(METRICS_ATTR, {}).get("feasible"))
+            for name, b in baselines.items()}
     rows = []
     for t in front:
         row = row_from_trial(exp, t, "pareto")
-        for name, b in baselines.items():
-            for i, o in enumerate(exp.objectives):
-                d, r = t.values[i], b.values[i]
-                ok = d > 0 and r > 0 and b.user_attrs.get(METRICS_ATTR, {}).get("feasible")
-                ratio = (d / r if o.direction == "maximize" else r / d) if ok else None
-                row[f"{o.metric}_vs_{name}"] = ratio
+        add_improvements(exp, row, t.values, base)
         rows.append(row)
     return rows
+
+
+def add_improvements(exp: Experiment, row: dict[str, Any], values: Sequence[float],
+                     baselines: dict[str, tuple[Sequence[float], Any]]) -> None:
+    """Set ``<objective>_vs_<baseline>`` in ``row`` for a design of objective ``values``:
+    its improvement over each baseline (name -> (its values, whether it is feasible)),
+    > 1 = better (design/baseline when maximising, baseline/design when minimising); None
+    where a value is not positive or the baseline is infeasible."""
+    for name, (b_values, feasible) in baselines.items():
+        for i, o in enumerate(exp.objectives):
+            d, r = values[i], b_values[i]
+            ok = d > 0 and r > 0 and feasible
+            row[f"{o.metric}_vs_{name}"] = (d / r if o.direction == "maximize"
+                                            else r / d) if ok else None
 
 
 class _NonDominated:

@@ -91,8 +91,8 @@ def repeats_of(trials: Iterable[FrozenTrial]) -> int:
 def repeat_template(study: optuna.Study, dists: dict[str, Any], params: dict[str, Any],
                     prior: FrozenTrial, writer: str, gen: int | None,
                     redraws: int = 0) -> FrozenTrial:
-    """The finished trial :func:`commit_repeat` stores (not yet stored): ``prior``'s values,
-    constraints and metrics, marked ``codesign:repeat_of``."""
+    """A proposal of a design already stored in ``prior`` as a finished trial (not yet
+    stored): ``prior``'s values, constraints and metrics, marked ``codesign:repeat_of``."""
     system: dict[str, Any] = {k: v for k, v in prior.system_attrs.items()
                               if k.startswith(_CONSTRAINTS_KEY)}
     if gen is not None:
@@ -103,16 +103,6 @@ def repeat_template(study: optuna.Study, dists: dict[str, Any], params: dict[str
         user[REDRAWS_ATTR] = redraws
     return optuna.trial.create_trial(params=params, distributions=dists, values=prior.values,
                                      user_attrs=user, system_attrs=system)
-
-
-def commit_repeat(study: optuna.Study, dists: dict[str, Any], params: dict[str, Any],
-                  prior: FrozenTrial, writer: str, gen: int | None,
-                  redraws: int = 0) -> FrozenTrial:
-    """Record a proposal of a design already stored in ``prior`` as a finished trial with
-    ``prior``'s values, constraints and metrics, marked ``codesign:repeat_of`` (one write)."""
-    template = repeat_template(study, dists, params, prior, writer, gen, redraws)
-    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
-    return study._storage.get_trial(trial_id)
 
 
 def tell_repeat(study: optuna.Study, trial: optuna.Trial, prior: FrozenTrial,

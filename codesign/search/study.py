@@ -114,18 +114,6 @@ def _tell(exp: Experiment, study: optuna.Study, trial: optuna.Trial,
     return study.tell(trial, values)
 
 
-def _generation(study: optuna.Study, sampler: optuna.samplers.BaseGASampler) -> int:
-    """The generation a new population belongs to, by the GA samplers' own rule (the newest
-    generation until it has ``population_size`` COMPLETE trials): one pass per population."""
-    key = sampler._get_generation_key()
-    gens = [t.system_attrs.get(key, -1) for t in study._get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)]
-    newest = max(gens, default=0)
-    if newest < 0:
-        return 0
-    return newest if gens.count(newest) < sampler.population_size else newest + 1
-
-
 def propose_population(study: optuna.Study, dists: dict[str, Any], k: int,
                        index: DesignIndex | None = None,
                        taken: set[Any] | None = None, feed: TrialFeed | None = None,
@@ -139,23 +127,20 @@ def propose_population(study: optuna.Study, dists: dict[str, Any], k: int,
     With ``index``, a proposal that repeats a stored design or one already in this population
     (``taken``: keys of the population so far, updated) is drawn again, up to
     :data:`MAX_REDRAWS` times, and counted in ``index.repeats``. Returns the proposals and the
-    GA generation (None for other samplers), which :func:`commit_trial` records.
-    With ``feed`` (the loop's :class:`~codesign.search.feed.TrialFeed`), the study is read
-    only where it changed since the last population (same proposals as without)."""
+    GA generation (None for other samplers), which the trial templates record.
+    ``feed``: the loop's :class:`~codesign.search.feed.TrialFeed`, so that the study is read
+    only where it changed since the last population (without, a new one reads it whole)."""
     sampler = study.sampler
     if k <= 0:
         return [], None
     # Optuna caches the trial list per thread until the next ask; the samplers read it
     # (use_cache=True): this population must see every trial committed so far, so the cache
-    # is the feed's list, brought up to date (or dropped: read again in full)
-    if feed is not None:
-        feed.refresh()
-    study._thread_local.cached_all_trials = None if feed is None else feed.trials
-    ga = isinstance(sampler, optuna.samplers.BaseGASampler)
-    gen = None
-    if ga:
-        gen = (feed.generations.generation() if feed is not None and feed.generations
-               else _generation(study, sampler))
+    # is the feed's list, brought up to date
+    feed = TrialFeed(study) if feed is None else feed
+    feed.refresh()
+    study._thread_local.cached_all_trials = feed.trials
+    ga = feed.generations is not None  # a GA sampler (NSGA-II/III)
+    gen = feed.generations.generation() if feed.generations is not None else None
     system = {sampler._get_generation_key(): gen} if ga else {}
     stand_in = optuna.trial.FrozenTrial(
         number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(),
@@ -165,11 +150,9 @@ def propose_population(study: optuna.Study, dists: dict[str, Any], k: int,
     parents: list[FrozenTrial] = []
     strategy = getattr(sampler, "_child_generation_strategy", None)
     if ga and gen:
-        parents = (sampler.get_parent_population(study, gen) if feed is None
-                   else feed.parent_population(sampler, gen))
+        parents = feed.parent_population(sampler, gen)
     if index is not None:
-        index.update(study._get_trials(deepcopy=False, use_cache=True) if feed is None
-                     else feed.trials)
+        index.update(feed.trials)
     taken = set() if taken is None else taken
 
     def draw() -> dict[str, Any]:
@@ -205,7 +188,10 @@ def propose_population(study: optuna.Study, dists: dict[str, Any], k: int,
 def trial_template(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
                    params: dict[str, Any], metrics: dict[str, Any], writer: str,
                    gen: int | None, redraws: int = 0) -> FrozenTrial:
-    """The finished trial :func:`commit_trial` stores (not yet stored)."""
+    """The finished trial that records one evaluated proposal (stored by
+    :func:`~codesign.search.feed.create_trials`, a population in one write): COMPLETE with
+    its constraints (and GA generation), or FAIL if non-finite (``redraws``: how many earlier
+    draws of it repeated a stored design)."""
     values = objective_values(exp, metrics)
     system: dict[str, Any] = {}
     if gen is not None:
@@ -220,17 +206,6 @@ def trial_template(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
     user["fail_reason"] = f"non-finite objective values {values}"
     return optuna.trial.create_trial(params=params, distributions=dists, user_attrs=user,
                                      system_attrs=system, state=TrialState.FAIL)
-
-
-def commit_trial(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
-                 params: dict[str, Any], metrics: dict[str, Any], writer: str,
-                 gen: int | None, redraws: int = 0) -> FrozenTrial:
-    """Record one evaluated proposal as a finished trial in a single storage write:
-    COMPLETE with its constraints (and GA generation), or FAIL if non-finite (``redraws``:
-    how many earlier draws of it repeated a stored design)."""
-    template = trial_template(exp, study, dists, params, metrics, writer, gen, redraws)
-    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
-    return study._storage.get_trial(trial_id)
 
 
 def _asks_trials(study: optuna.Study) -> bool:

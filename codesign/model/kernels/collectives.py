@@ -21,6 +21,7 @@ import math
 from numba import njit
 
 from codesign.model.kernels import layout as L
+from codesign.model.kernels.memory import WEIGHT_B
 
 RAIL_LATENCY_FACTOR = 0.75
 """Rail-optimised networks skip one switch tier for rail-aligned traffic (estimate)."""
@@ -164,7 +165,7 @@ def gradient_sync(zero, hsdp, grad_b, p_nonexp, p_exp, dpc, edp, sh, sh_e, tp, e
             # 16-bit weights under the forward pass of the next step's first micro-batch
             # (Megatron's overlap_grad_reduce and overlap_param_gather)
             t_rs = 0.5 * t_ar
-            t_ag = t_rs * 2.0 / grad_b  # 16-bit weights
+            t_ag = t_rs * WEIGHT_B / grad_b
         else:
             t_rs = t_ar
     return t_rs, t_ag

@@ -30,7 +30,6 @@ from codesign.model.kernels.attention import (
     window_share,
 )
 from codesign.model.kernels.gemm import gemm_cost, tile_elems
-from codesign.model.kernels.memory import mla_latent_width, moe_token_bytes
 from codesign.model.kernels.moe import PERMUTE_KERNELS, moe_mlp_cost
 
 KERNELS_PER_LAYER = 12.0
@@ -66,12 +65,12 @@ def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_at
     kept at 1 byte. Returns a tuple (seconds, FLOPs, bytes per layer):
     (t_attn, t_attn_bwd, attn_flops, attn_bytes, attn_bwd_x, t_d_fwd, t_d_bwd, t_d_rc,
     x_off, d_flops, d_bytes, t_m_fwd, t_m_bwd, t_m_rc, m_flops, m_bytes, moe_gemm,
-    moe_other, moe_act, latent_w): attention core forward and backward times, FLOPs, bytes
+    moe_other): attention core forward and backward times, FLOPs, bytes
     and backward-to-forward FLOP ratio; the bytes of a layer's input offloaded recompute
     sends to host memory (and back); per dense (``d``) and MoE (``m``) layer forward,
     backward and recompute times, forward FLOPs and bytes; the MoE expert GEMM and
-    other (router, permutation) forward times, the MoE activation bytes per token, the MLA
-    latent width kept whole."""
+    other (router, permutation) forward times (the activations they keep are
+    :func:`.memory.train_memory`'s)."""
     h = model[L.M_HIDDEN]
     heads = model[L.M_HEADS]
     f = model[L.M_FFN]
@@ -119,7 +118,6 @@ def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_at
         t_qkv, by_qkv = gemm_cost(tok, h, (heads * dqk + nkv * (dqk + dv)) / tp, peak,
                                   eff_gemm, hbm, eff_mem, sram, el_b, units, tile, min_tm)
         t_up_proj = 0.0
-    latent_w = mla_latent_width(model)
     t_proj, by_proj = gemm_cost(tok, heads * dv / tp, h, peak, eff_gemm, hbm, eff_mem, sram,
                                 el_b, units, tile, min_tm)
     proj_flops = 2.0 * tok * (p_split / tp + p_whole)
@@ -169,7 +167,6 @@ def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_at
     moe_gemm = 0.0
     moe_other = 0.0
     t_sel_m = 0.0
-    moe_act = moe_token_bytes(model, tsp, fp8_inputs)
     if is_moe:
         res = moe_mlp_cost(tok, tok / tsp, h, experts, topk, f_moe, shared, mlp_mats, ep, tp,
                            imbalance, peak, eff_gemm, hbm, eff_mem, sram, el_b, act_b, units,
@@ -195,10 +192,10 @@ def layer_costs(chip, model, job, tp, cp, ep, b, sp, rc, peak, eff_gemm, peak_at
     x_off = act_b * tok * h / tsp if rc == 3 else 0.0
     return (t_attn, t_attn_bwd, attn_flops, attn_bytes, attn_bwd_x, t_d_fwd, t_d_bwd, t_d_rc,
             x_off, d_flops, d_bytes, t_m_fwd, t_m_bwd, t_m_rc, m_flops, m_bytes,
-            moe_gemm, moe_other, moe_act, latent_w)
+            moe_gemm, moe_other)
 
 
-COSTS_LEN = 20
+COSTS_LEN = 18
 """Values :func:`layer_costs` returns."""
 
 
@@ -214,5 +211,4 @@ def costs_to(row, costs, stamp):
 def costs_from(row):
     """The :func:`layer_costs` tuple stored by :func:`costs_to`."""
     return (row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10],
-            row[11], row[12], row[13], row[14], row[15], row[16], row[17], row[18], row[19],
-            row[20])
+            row[11], row[12], row[13], row[14], row[15], row[16], row[17], row[18])

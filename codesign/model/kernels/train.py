@@ -77,7 +77,7 @@ ADAM_BYTES_PER_PARAM = 30.0
 m, v (12 B) and the 16-bit weight copy (2 B)."""
 
 
-@njit(cache=True, inline='always')  # no call of its own: the search calls it per candidate
+@njit(cache=True)
 def eval_mapping(chip, cluster, model, job, mp, out):
     """Evaluate one mapping; fills ``out`` (layout ``O_*``) and returns a status code ``S_*``.
 
@@ -269,7 +269,7 @@ def eval_cached(chip, cluster, model, job, mp, out, cache, key, gen):
             costs_to(cache[key], costs, gen)
     (t_attn, t_attn_bwd, attn_flops, attn_bytes, attn_bwd_x, t_d_fwd, t_d_bwd, t_d_rc,
      x_off, d_flops, d_bytes, t_m_fwd, t_m_bwd, t_m_rc, m_flops, m_bytes, moe_gemm,
-     moe_other, _moe_act, _latent_w) = costs
+     moe_other) = costs
     hbm = chip[L.C_HBM_BPS]
     # host copies of a layer (offloaded layer inputs, offloaded weights) beside its compute
     host_bps = cluster[L.K_HOST_BPS]

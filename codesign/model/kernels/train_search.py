@@ -36,11 +36,12 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
     micro-batches the overlap of the all-to-all, and for ZeRO-3 groups that span scale-up
     domains hybrid sharding; sequence parallel is on whenever tp > 1; host-memory offload
     where the chip's memory does not hold a mapping without it (:func:`eval_offloaded`).
-    Branch and bound: a (tp, cp, pp, dp) block whose compute lower bound (GEMM FLOPs at peak
-    x efficiency on the chips it uses), a micro-batch whose bound with the smallest
-    pipeline bubble it can have ((pp - 1) / vpp of m stage times), and full recompute whose
-    bound with its extra forward GEMMs, cannot beat the best step so far are skipped,
-    so the result equals that of the full enumeration. ``counts[s]``
+    Branch and bound: a (tp, cp, pp, dp) block whose compute lower bound (the GEMMs and the
+    fused attention core at their best rates, over the chips it uses), a micro-batch whose
+    bound with tensor parallelism's all-reduces and the smallest pipeline bubble it can have
+    ((pp - 1) / vpp of m stage times), and full recompute whose bound with its extra forward
+    cannot beat the best step so far (or the best of a coarse first pass, used strictly) are
+    skipped, so the result equals that of the full enumeration. ``counts[s]``
     counts evaluated candidates by status (``counts[S_OK]`` feasible ones; a longer array
     gets in ``counts[N_STATUS]`` the mappings the bounds ruled out unevaluated). Returns
     S_OK if a feasible mapping was found, else the most frequent failure.

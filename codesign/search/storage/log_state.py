@@ -298,15 +298,16 @@ def front_rows(run_dir: str | os.PathLike[str], exp: Experiment,
     hint = view.front[0] if view.front else {}
     rows = [_typed(r, hint) for r in
             _rows_where(run_dir, exp, pc.field("trial").isin(pa.array(numbers, pa.int64())))]
-    baselines = {b["baseline"]: b for b in baseline_rows(run_dir, exp)}
+    from codesign.search.front import add_improvements
+
+    def values(row: dict[str, Any]) -> list[Any]:
+        return [row[f"value_{o.metric}"] for o in exp.objectives]
+
+    baselines = {b["baseline"]: (values(b), b.get("feasible"))
+                 for b in baseline_rows(run_dir, exp)}
     for row in rows:
         row["writer"] = "pareto"
-        for name, b in baselines.items():
-            for o in exp.objectives:
-                d, r = row[f"value_{o.metric}"], b[f"value_{o.metric}"]
-                ok = d > 0 and r > 0 and b.get("feasible")
-                row[f"{o.metric}_vs_{name}"] = (d / r if o.direction == "maximize"
-                                                else r / d) if ok else None
+        add_improvements(exp, row, values(row), baselines)
     return rows
 
 
