@@ -17,18 +17,18 @@ Every answer is the one Optuna's own full scans give (``study.get_trials``,
 from __future__ import annotations
 
 import sys
-from array import array
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
 import optuna
-from optuna.distributions import distribution_to_json
+from optuna.distributions import CategoricalDistribution, distribution_to_json
 from optuna.storages import JournalStorage
 from optuna.storages.journal._base import BaseJournalSnapshot
 from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import FrozenTrial, TrialState
 
+from codesign.search.journal.packed import PackedMetrics
 from codesign.search.storage.trial_rows import METRICS_ATTR
 
 
@@ -106,7 +106,13 @@ class TrialFeed:
             key = tuple(t._distributions.items())
             t._distributions = self._shared.setdefault(key, t._distributions)
         except TypeError:  # an unhashable distribution: left as it is
-            pass
+            return
+        for name, d in t._distributions.items():  # a choice: the distribution's own object
+            if isinstance(d, CategoricalDistribution) and name in t._params:
+                try:
+                    t._params[name] = d.choices[d.to_internal_repr(t._params[name])]
+                except ValueError:  # not one of the choices: left as it is
+                    pass
 
     def waiting(self) -> int:
         """Trials WAITING at the last refresh (enqueued, not yet asked)."""
@@ -225,56 +231,3 @@ def create_trials(study: optuna.Study, templates: list[FrozenTrial]) -> list[Fro
         last = storage._replay_result._last_created_trial_id_by_this_process
         trials = storage._replay_result._trials
         return [trials[i] for i in range(last - len(templates) + 1, last + 1)]
-
-
-class PackedMetrics(Mapping[str, Any]):
-    """A finished trial's metrics, read-only, in a fraction of a dict's memory: the names
-    (and where each value sits) shared by every trial with the same ones, the float values
-    in one ``array('d')``, the others (ints, bools, strings, None) in a tuple. Reads as the
-    dict it replaces (``[]``, ``get``, ``dict(m)``, ``{**m}``, iteration in the same order,
-    equality with a dict); a copy, deep copy or pickle of it is that plain dict."""
-
-    __slots__ = ("_floats", "_layout", "_others")
-
-    def __init__(self, metrics: dict[str, Any], shared: dict[Any, Any]) -> None:
-        kinds = tuple(type(v) is float for v in metrics.values())
-        key = ("packed-metrics", tuple(metrics), kinds)
-        layout = shared.get(key)
-        if layout is None:
-            where, n_float, n_other = {}, 0, 0
-            for name, is_float in zip(key[1], kinds, strict=True):
-                where[name] = (True, n_float) if is_float else (False, n_other)
-                n_float, n_other = n_float + is_float, n_other + (not is_float)
-            layout = shared.setdefault(key, (key[1], where))
-        self._layout = layout
-        self._floats = array("d", (v for v in metrics.values() if type(v) is float))
-        # strings repeat across trials (the mapping, the writer, a reason): one copy each
-        self._others = tuple(sys.intern(v) if type(v) is str else v
-                             for v in metrics.values() if type(v) is not float)
-
-    def __getitem__(self, name: str) -> Any:
-        is_float, i = self._layout[1][name]
-        return self._floats[i] if is_float else self._others[i]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._layout[0])
-
-    def __len__(self) -> int:
-        return len(self._layout[0])
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
-
-    def _dict(self) -> dict[str, Any]:
-        return {name: self[name] for name in self._layout[0]}
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
-        return self._dict()
-
-    def __copy__(self) -> dict[str, Any]:
-        return self._dict()
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (dict, (self._dict(),))
-
-    __hash__ = None  # type: ignore[assignment]

@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from codesign.search import parquet_log
 from codesign.search.baselines import BASELINE_ATTR
 from codesign.search.experiment import Experiment
+from codesign.search.journal.packed import keep_in_memory
 from codesign.search.repeats import unique_designs
 from codesign.search.storage.rundir import METRICS_ATTR, RunSpec, row_from_trial
 
@@ -83,17 +84,19 @@ class _NonDominated:
         self.trials: list[FrozenTrial] = []
         self.loss = np.empty((0, n_objectives))
 
-    def insert(self, trial: FrozenTrial, loss: np.ndarray) -> None:
+    def insert(self, trial: FrozenTrial, loss: np.ndarray) -> bool:
+        """Insert ``trial`` unless dominated; True if it joined the front."""
         front = self.loss
         if len(front):
             if np.any(np.all(front <= loss, axis=1) & np.any(front < loss, axis=1)):
-                return  # dominated
+                return False  # dominated
             keep = ~(np.all(loss <= front, axis=1) & np.any(loss < front, axis=1))
             if not keep.all():
                 self.trials = [t for t, k in zip(self.trials, keep, strict=True) if k]
                 front = front[keep]
         self.trials.append(trial)
         self.loss = np.vstack([front, loss[None, :]])
+        return True
 
 
 class ParetoFront:
@@ -114,6 +117,7 @@ class ParetoFront:
         self.n_feasible = 0
         self._baselines: dict[str, FrozenTrial] = {}  # name -> its last trial by number
         self._baseline_first: dict[str, int] = {}  # name -> its first trial's number
+        self._shared: dict[Any, Any] = {}  # metrics layouts of the front's trials
 
     def add(self, trials: Iterable[FrozenTrial]) -> None:
         """Insert the COMPLETE trials of ``trials`` (others are ignored)."""
@@ -125,12 +129,13 @@ class ParetoFront:
             if constraints and not self.constrained:
                 self.constrained, self._all = True, None
             loss = np.array([np.inf if v is None else v for v in t.values]) * self.signs
-            if self._all is not None:
-                self._all.insert(t, loss)
+            joined = self._all is not None and self._all.insert(t, loss)
             if all(x <= 0.0 for x in constraints.values()):
                 self.n_feasible += 1
-                self._feasible.insert(t, loss)
+                joined = self._feasible.insert(t, loss) or joined
             name = t.user_attrs.get(BASELINE_ATTR)
+            if joined or name is not None:  # read at every snapshot: held in memory
+                keep_in_memory(t, self._shared)
             if name is not None:
                 if name not in self._baselines or t.number >= self._baselines[name].number:
                     self._baselines[name] = t

@@ -301,13 +301,35 @@ def unreadable(path: Path, run_dir: Path, exc: BaseException) -> ConfigError:
                        "storage is lost)", detail[:160])
 
 
+def conform(table: pa.Table, sch: pa.Schema) -> pa.Table:
+    """``table`` under ``sch``, as a dataset read with that schema gives it: the columns of
+    ``sch`` in its order, each cast to its type, null where the table lacks it; others
+    dropped. (Without ``pyarrow.dataset``, whose import alone costs 38 MB.)"""
+    cols = [table.column(f.name).cast(f.type) if f.name in table.column_names
+            else pa.nulls(len(table), f.type) for f in sch]
+    return pa.Table.from_arrays(cols, schema=sch)
+
+
+def read_file(path: str | os.PathLike[str], sch: pa.Schema | None = None,
+              columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file of the log as a table (``columns`` only, if given; under ``sch`` if
+    given, see :func:`conform`). Read through ``ParquetFile``: ``pq.read_table`` and
+    ``pyarrow.dataset`` would load the dataset module, 38 MB, in every searching process."""
+    with pq.ParquetFile(path) as pf:
+        names = pf.schema_arrow.names
+        if sch is None:
+            return pf.read(columns=columns)
+        want = sch.names if columns is None else columns
+        table = pf.read(columns=[c for c in want if c in names])
+    return conform(table, pa.schema([sch.field(c) for c in want]))
+
+
 def read_log(run_dir: str | os.PathLike[str], sch: pa.Schema | None = None,
              columns: list[str] | None = None) -> pa.Table | None:
     """The trial log as one table (None if there are no files), read from :func:`live_dir`;
-    files are read under ``sch`` if given. A log swapped while it is read is read again; a
-    file that does not read is a ConfigError naming it and ``codesign export``."""
-    import pyarrow.dataset as pads
-
+    files are read under ``sch`` if given (else under the first file's schema, as a Parquet
+    dataset reads them). A log swapped while it is read is read again; a file that does not
+    read is a ConfigError naming it and ``codesign export``."""
     run_dir = Path(run_dir)
     for _ in range(20):
         folder = live_dir(run_dir)
@@ -315,20 +337,19 @@ def read_log(run_dir: str | os.PathLike[str], sch: pa.Schema | None = None,
         if not files:
             return None
         try:
-            data = pads.dataset([str(f) for f in files], format="parquet", schema=sch)
-            return data.to_table(columns=columns)
-        except FileNotFoundError:
-            continue  # the log was replaced meanwhile: read the new one
-        except (pa.ArrowException, OSError) as exc:
+            tables = []
             for f in files:
                 try:
-                    pq.read_table(f, columns=["trial"])
-                except FileNotFoundError:
-                    break
+                    if sch is None:
+                        sch = pq.read_schema(f).remove_metadata()
+                    tables.append(read_file(f, sch, columns))
                 except (pa.ArrowException, OSError) as bad:
-                    raise unreadable(f, run_dir, bad) from exc
-            else:
-                raise unreadable(folder, run_dir, exc) from exc
+                    if isinstance(bad, FileNotFoundError):
+                        raise
+                    raise unreadable(f, run_dir, bad) from bad
+            return pa.concat_tables(tables)
+        except FileNotFoundError:
+            continue  # the log was replaced meanwhile: read the new one
     raise RuntimeError(f"{run_dir / LOG_DIR}: the log kept changing while it was read")
 
 
@@ -378,7 +399,7 @@ def compacted_sources(f: Path) -> list[str]:
 
 
 def _trials(f: Path) -> set[int]:
-    return set(pq.read_table(f, columns=["trial"]).column("trial").to_pylist())
+    return set(read_file(f, columns=["trial"]).column("trial").to_pylist())
 
 
 def mend(run_dir: str | os.PathLike[str]) -> int:

@@ -381,18 +381,22 @@ def preflight(run_dir_or_journal: str | os.PathLike[str], *,
 
 
 def open_journal(path: str | os.PathLike[str],
-                 run_dir: str | os.PathLike[str] | None = None) -> JournalStorage:
+                 run_dir: str | os.PathLike[str] | None = None,
+                 compact: bool = False) -> JournalStorage:
     """Open a journal file as an Optuna storage that keeps checksums
     (:class:`codesign.search.journal.sums.ChecksummedJournalBackend`), refusing a damaged one.
 
     A torn or glued line, a line that does not match its checksum, or a journal Optuna cannot
     replay is a :class:`~codesign.errors.ConfigError` (exit 2) naming the file and the
     ``codesign doctor`` command that mends it, instead of a traceback or a silently shortened
-    study. A missing file is created (as Optuna does).
+    study. A missing file is created (as Optuna does). ``compact``: a
+    :class:`~codesign.search.journal.packed.CompactJournalStorage` (see
+    :func:`codesign.search.storage.rundir.open_storage`).
     """
     from optuna.storages import JournalStorage
 
     from codesign.errors import ConfigError
+    from codesign.search.journal.packed import CompactJournalStorage
     from codesign.search.journal.sums import ChecksummedJournalBackend
 
     path = Path(path)
@@ -404,7 +408,8 @@ def open_journal(path: str | os.PathLike[str],
         if health.damaged:
             raise ConfigError(path, "<journal>", "an undamaged journal", health.message)
     try:
-        return JournalStorage(ChecksummedJournalBackend(os.fspath(path)))
+        backend = ChecksummedJournalBackend(os.fspath(path), lazy_metrics=compact)
+        return CompactJournalStorage(backend) if compact else JournalStorage(backend)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
             raise  # not damage: a full disk or a read-only path (the CLI says so in one line)

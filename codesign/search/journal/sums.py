@@ -25,11 +25,14 @@ import json
 import os
 import re
 import zlib
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import get_lock_file
+
+from codesign.search.journal.packed import JournalFile, pack_log
 
 SUMS_SUFFIX = ".sums"
 _RECORD = re.compile(rb"(\d{1,15}) (\d{1,12}) ([0-9a-f]{8})")
@@ -113,7 +116,30 @@ def correct_bit(line: bytes, want_crc: int) -> bytes | None:
 
 
 class ChecksummedJournalBackend(JournalFileBackend):
-    """Optuna's journal file backend that also keeps :func:`sums_path` (see the module)."""
+    """Optuna's journal file backend that also keeps :func:`sums_path` (see the module), and
+    with ``lazy_metrics`` hands the replay each trial's metrics left in the journal
+    (:func:`~codesign.search.journal.packed.pack_log`): a replay of N trials holds N places,
+    never N dicts."""
+
+    def __init__(self, file_path: str, lock_obj: Any = None, lazy_metrics: bool = False) -> None:
+        super().__init__(file_path, lock_obj)
+        self._lazy = lazy_metrics
+        self._shared: dict[Any, Any] = {}
+        self._source = JournalFile(file_path)
+
+    def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
+        """Optuna's decoded operations from ``log_number_from`` on, each trial's metrics
+        left in the journal (its line's place: the offsets Optuna's reader records)."""
+        if not self._lazy:
+            yield from super().read_logs(log_number_from)
+            return
+        number = log_number_from
+        offsets = self._log_number_offset
+        for log in super().read_logs(log_number_from):
+            start, end = offsets.get(number), offsets.get(number + 1)
+            where = None if start is None or end is None else (self._source, start, end - start)
+            number += 1
+            yield pack_log(log, self._shared, where)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         """Append ``logs`` as Optuna does, recording each line's checksum first."""

@@ -356,14 +356,20 @@ def rebuild_run_file(run_dir: str | os.PathLike[str]) -> Path | None:
 # --------------------------------------------------------------------------- storage, sampler
 
 
-def open_storage(run: RunSpec) -> BaseStorage:
-    """The Optuna storage of a run (default: the journal file in the run directory)."""
+def open_storage(run: RunSpec, compact: bool = False) -> BaseStorage:
+    """The Optuna storage of a run (default: the journal file in the run directory).
+
+    ``compact`` (a journal file; what a search opens): trials share their distributions and
+    leave their metrics in the journal (:mod:`codesign.search.journal.packed`), a fraction of
+    the memory; their ``user_attrs`` then hold read-only mappings, not dicts (``json.dumps``
+    refuses them), so storages handed to other tools (optuna-dashboard) are opened plain."""
     url = run.storage_url
     if url is None or "://" not in url:
         # absolute: Optuna's lock is a symlink to this path, relative ones would dangle
         path = run.run_dir / JOURNAL_FILE if url is None else Path(url)
         return open_journal(path.resolve(),
-                            run.run_dir if (run.run_dir / RUN_FILE).is_file() else None)
+                            run.run_dir if (run.run_dir / RUN_FILE).is_file() else None,
+                            compact=compact)
     from sqlalchemy.exc import NoSuchModuleError, OperationalError
 
     scheme = url.split("://", 1)[0]
@@ -445,7 +451,7 @@ def heartbeat_s() -> int:
 def open_study(exp: Experiment, run: RunSpec, worker: int = 0) -> optuna.Study:
     """Create or load the study; the sampler seed is derived from the trials already there
     and the worker index. After an allowed change the stored fingerprint is updated."""
-    storage = open_storage(run)
+    storage = open_storage(run, compact=True)
     directions = [o.direction for o in exp.objectives]
     probe = optuna.create_study(storage=storage, study_name=run.study_name,
                                 directions=directions, load_if_exists=True)
