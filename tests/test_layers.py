@@ -53,6 +53,7 @@ MODEL_ORDER = [
     {"codesign.model.catalog.assume"},
     {"codesign.model.pack"},
     {"codesign.model.perf"},
+    {"codesign.model.serving"},
 ]
 
 

@@ -198,7 +198,7 @@ CALIBRATION_MATCHES = {
     "GPT 529.6B (ZeRO-3, no model parallel)": None,
     "GPT 529.6B (PTD parallelism)": None,
     "GPT 529.6B": None,
-    "LLAMA2-70B": None,  # Llama 2: vocab 32000
+    "LLAMA2-70B": "llama2-70b",  # Llama 2 (vocab 32000), in the catalog since issue 17
     "LLAMA2-13B": None,
     "LLAMA2-7B": None,
     "MPT-70b": None,  # MPT: MHA, 4x GELU MLP, vocab 50368
@@ -247,8 +247,9 @@ def test_calibration_row_matches_its_catalog_model(row):
     ("Qwen/Qwen3-235B-A22B", "qwen3-235b-a22b"),
     ("nvidia/Nemotron-4-340B-Instruct", "nemotron-4-340b"),
     # similar names, other architectures
-    ("Llama 2 70B", None),
-    ("meta-llama/Llama-2-70b-hf", None),
+    ("Llama 2 70B", "llama2-70b"),
+    ("meta-llama/Llama-2-70b-hf", "llama2-70b"),
+    ("Llama 2 13B", None),
     ("mosaicml/mpt-70b", None),
     ("openai/gpt-oss-20b", None),
     ("Qwen/Qwen3-30B-A3B", None),

@@ -234,6 +234,33 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--host-link-gbs", type=_positive_float,
                    help="GB/s per direction between a chip and host memory (default: the "
                    "platform's: PCIe or NVLink-C2C)")
+    tg = e.add_argument_group(
+        "serving under traffic", "any of these adds serving_traffic: the best deployment's "
+        "goodput and P50/P90/P99 TTFT and ITL (limits: --ttft-slo-s, --itl-slo-s)")
+    tg.add_argument("--rate-rps", type=_positive_float,
+                    help="offered requests/s (default: report the goodput)")
+    tg.add_argument("--input-cv", type=_float_in(0.0, 10.0),
+                    help="coefficient of variation of prompt length, lognormal (default 0)")
+    tg.add_argument("--output-cv", type=_float_in(0.0, 10.0),
+                    help="coefficient of variation of output length, lognormal (default 0)")
+    tg.add_argument("--prefix-hit", type=_float_in(0.0, 0.99),
+                    help="share of prompt tokens served from the prefix cache (default 0)")
+    tg.add_argument("--spec-k", type=_int_at_least(0, 16),
+                    help="speculative decoding: draft tokens per step (default 0: none)")
+    tg.add_argument("--spec-accept", type=_float_in(0.0, 1.0),
+                    help="speculative decoding: acceptance rate per draft token")
+    tg.add_argument("--chunk", type=_int_at_least(0, MAX_TOKENS),
+                    help="one pool: prefill tokens per step, 0 = whole prompts (default: searched)")
+    tg.add_argument("--slo-percentile", type=_float_in(0.5, 0.9999),
+                    help="percentile the latency limits apply to (default 0.99)")
+    tg.add_argument("--disaggregated", action="store_true",
+                    help="separate prefill and decode pools (split searched)")
+    tg.add_argument("--prefill-chips", type=_int_at_least(1, n_info.high),
+                    help="with --disaggregated: chips of the prefill pool")
+    tg.add_argument("--decode-chip", help="with --disaggregated: catalog chip of the decode "
+                    "pool (default: --chip)")
+    tg.add_argument("--kv-over-scaleup", action="store_true",
+                    help="with --disaggregated: the KV cache moves over the scale-up network")
     e.add_argument("--json", action="store_true")
 
     dr = sub.add_parser("doctor", help="check a run's journal; --repair mends a torn one")
@@ -297,6 +324,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--hardware", action="store_true",
                    help="predicted vs published die area and TDP of the catalog chips "
                    "(instead of the LLM measurements)")
+    v.add_argument("--serving", action="store_true",
+                   help="serving under traffic: disaggregated and percentile-latency "
+                   "measurements (serving_cases.csv, or --cases with its columns)")
 
     b = sub.add_parser("bench", help="evaluator, mapping-search and search-loop throughput")
     b.add_argument("--json", action="store_true", help="print one JSON object")

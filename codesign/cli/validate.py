@@ -60,11 +60,38 @@ def _validate_hardware(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate_serving(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from codesign.validate.serving import serving_errors
+
+    if args.cases is not None and not Path(args.cases).is_file():
+        raise ConfigError(Path(args.cases), "--cases", "a readable CSV with the columns of "
+                          "serving_cases.csv", "no such file")
+    res = serving_errors(args.cases)
+    if args.json:
+        print(json.dumps(_strict_json(res), allow_nan=False))
+        return 0
+    for r in res["rows"]:
+        print(f"{r['case_id']:<30} {r['metric']:<30} measured {r['measured']:>12.4g}  "
+              f"predicted {r['predicted']:>12.4g}  error {r['error'] * 100:+7.1f} %")
+    for r in res["skipped"]:
+        print(f"{r['case_id']:<30} {r['metric']:<30} skipped: {r['reason']}")
+    print()
+    for fam, s in res["summary"].items():
+        med = s["median_abs_error"]
+        print(f"{fam:<11} {s['rows']:>3} rows  median |error| "
+              f"{'-' if med is None else f'{med * 100:.1f} %'}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from codesign.model.specs import mapping_short
 
     if args.hardware:
         return _validate_hardware(args)
+    if getattr(args, "serving", False):
+        return _validate_serving(args)
     from codesign.validate.predictions import (
         CASE_KEYS,
         compact,

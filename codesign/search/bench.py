@@ -264,6 +264,8 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
         f"evaluator.single_eval_us: median of {SINGLE_EVAL_REPEATS} jitted loops of "
         f"{SINGLE_EVAL_CALLS} eval_mapping calls on the best {PROBLEMS[0].name} mapping",
         f"evaluator.evals_per_s: candidates / seconds of the {PROBLEMS[0].name} mapping search",
+        "serving_traffic: serve_eval (goodput by bisection and P50/P90/P99 latencies of one "
+        "disaggregated deployment) in a jitted loop, one thread, median of 5 loops",
         "evaluator.decided_per_s: (candidates evaluated + mappings ruled out by the search's "
         "exact bounds, which tests/test_search_floor.py checks sum to the whole space) / "
         "seconds",
@@ -272,6 +274,10 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
     searches = [mapping_search(p) for p in PROBLEMS]
     say("single evaluation ...")
     us, eval_mapping_used = single_eval_us()
+    say("serving under traffic ...")
+    from codesign.search.bench_serving import serving_traffic
+
+    serving = serving_traffic()
     first = searches[0]
     say(f"search loop ({n_trials} trials, engine and plain Optuna) ...")
     search_part = search(n_trials, repeats=repeats)
@@ -301,6 +307,7 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
             "single_eval_mapping": eval_mapping_used,
         },
         "mapping_search": searches,
+        "serving_traffic": serving,
         "search": search_part,
         "long_search": long_part,
         "environment": {
@@ -343,6 +350,17 @@ def format_text(doc: dict[str, Any]) -> str:
              "best mapping": mapping_short(s["mapping"]) or "-"} for s in doc["mapping_search"]]
     table = pd.DataFrame(rows).to_string(index=False)
     lines += ["  " + line for line in table.splitlines()]
+    sv = doc.get("serving_traffic")
+    if sv:
+        srch = sv["search"]
+        lines += ["", f"serving under traffic ({sv['name']}): {sv['evals_per_s']:,.0f} "
+                  f"evaluations/s ({sv['single_eval_us']:.1f} us, goodput "
+                  f"{sv['goodput_rps']:.1f} req/s, P99 TTFT {sv['ttft_p99_s']:.2f} s, "
+                  f"P99 ITL {sv['itl_p99_s'] * 1e3:.1f} ms)",
+                  f"  deployment search: one pool {srch['one_pool']['seconds'] * 1e3:.2f} ms "
+                  f"(goodput {srch['one_pool']['goodput_rps']:.1f} req/s), disaggregated "
+                  f"{srch['disaggregated']['seconds'] * 1e3:.2f} ms (goodput "
+                  f"{srch['disaggregated']['goodput_rps']:.1f} req/s)"]
     lines += ["", "search loop"]
     se = doc["search"]
     if se is None:

@@ -76,6 +76,71 @@ class EvaluateRequest:
     cooling: str | None = None
     """``"air"`` or ``"liquid"`` racks instead of the platform's cooling (None: the catalog
     chip's platform's, else not stated: no limit)."""
+    # serving under traffic (any of these set: the ``serving_traffic`` part of the answer)
+    rate_rps: float | None = None
+    """Offered requests/s (unset: the goodput, the highest rate within the limits)."""
+    input_cv: float | None = None
+    output_cv: float | None = None
+    prefix_hit: float | None = None
+    spec_k: int | None = None
+    spec_accept: float | None = None
+    chunk: int | None = None
+    slo_percentile: float | None = None
+    disaggregated: bool = False
+    prefill_chips: int | None = None
+    decode_chip: str | None = None
+    """A catalog chip id for the decode pool (disaggregated; default: --chip)."""
+    kv_over_scaleup: bool = False
+
+
+_TRAFFIC_FLAGS = ("rate_rps", "input_cv", "output_cv", "prefix_hit", "spec_k", "spec_accept",
+                  "chunk", "slo_percentile", "prefill_chips", "decode_chip")
+
+
+def wants_traffic(req: EvaluateRequest) -> bool:
+    """Whether the request asks for serving under traffic."""
+    return (req.disaggregated or req.kv_over_scaleup
+            or any(getattr(req, k) is not None for k in _TRAFFIC_FLAGS))
+
+
+def traffic_part(req: EvaluateRequest, chip: Any, cluster: Any, job: Any) -> dict[str, Any]:
+    """:func:`codesign.model.serving.evaluate_traffic` of the request (the chip and cluster
+    as built)."""
+    from dataclasses import replace
+
+    from codesign.model import catalog
+    from codesign.model.pack import UnknownSpecError
+    from codesign.model.serving import Traffic, evaluate_traffic
+
+    if (req.prefill_chips is not None or req.decode_chip is not None) and not req.disaggregated:
+        key = "--prefill-chips" if req.prefill_chips is not None else "--decode-chip"
+        raise ConfigError(None, key, "with --disaggregated", "one pool (no --disaggregated)")
+    from codesign.model.catalog.assume import explain_unknowns
+
+    decode = None
+    if req.decode_chip is not None:
+        if req.decode_chip not in catalog.chip_ids():
+            raise ConfigError(None, "--decode-chip", "a catalog chip id",
+                              repr(req.decode_chip))
+        # as the prefill chip: its stated assumptions, wired as its platform builds it
+        decode, _ = explain_unknowns(catalog.get_chip(req.decode_chip))
+        decode, _ = _cluster(replace(req, chip=req.decode_chip), decode, catalog_chip=True)
+    if req.prefill_chips is not None and req.prefill_chips >= cluster.n_chips:
+        raise ConfigError(None, "--prefill-chips", f"fewer than the {cluster.n_chips} chips",
+                          str(req.prefill_chips))
+    tr = Traffic(rate_rps=req.rate_rps or 0.0, input_cv=req.input_cv or 0.0,
+                 output_cv=req.output_cv or 0.0, prefix_hit=req.prefix_hit or 0.0,
+                 spec_k=req.spec_k or 0, spec_accept=req.spec_accept or 0.0,
+                 chunk=req.chunk,
+                 percentile=0.99 if req.slo_percentile is None else req.slo_percentile,
+                 disaggregated=req.disaggregated, prefill_chips=req.prefill_chips or 0,
+                 kv_over_scaleup=req.kv_over_scaleup)
+    try:
+        return evaluate_traffic(chip, cluster, job, tr, decode_chip=decode,
+                                scaleout_gbps=req.scaleout_gbps)
+    except UnknownSpecError as exc:
+        raise ConfigError(None, "--decode-chip", "a chip with every number the model needs",
+                          str(exc)) from None
 
 
 def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
@@ -206,6 +271,11 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
     out["clock_fraction"] = res.clock_fraction
     out["cooling"] = _cooling(chip, cluster, m)
     out["assumed"] = assumed
+    if wants_traffic(req):
+        if not serving:
+            raise ConfigError(None, "--disaggregated", "a serving workload (--input-len) for "
+                              "the traffic flags", "a training workload")
+        out["serving_traffic"] = traffic_part(req, chip, cluster, job)
     if not res.feasible:  # no mapping: no numbers to report, only the reason
         out = _without_numbers(out)
     return out

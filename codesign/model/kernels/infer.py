@@ -253,6 +253,19 @@ def forward_time(chip, cluster, model, job, tp, pp, ep, tokens, n_seq, ctx, pref
 
 
 @njit(cache=True)
+def serving_chip_status(chip, cluster, job):
+    """S_OK if the chip can serve at the job's precision, else S_BAD_INPUT (its platform
+    numbers, or either GEMM efficiency, whatever the precision) or S_NO_COMPUTE."""
+    if not (platform_ok(chip, cluster, int(job[L.I_PREC])) and 0 < chip[L.C_GEMM_EFF] <= 1
+            and 0 < chip[L.C_GEMM_EFF_LOWP] <= 1):
+        return L.S_BAD_INPUT
+    peak, _ = matmul_peak(chip, int(job[L.I_PREC]))
+    if not (peak > 0 and chip[L.C_FLOPS_BF16] > 0):
+        return L.S_NO_COMPUTE
+    return L.S_OK
+
+
+@njit(cache=True)
 def infer_eval(chip, cluster, model, job, mp, out):
     """Evaluate one serving mapping (tp, pp, ep, replicas = dp, batch = micro_batch: sequences
     per pipelined batch, up to pp such batches in flight per replica); fills
@@ -298,13 +311,9 @@ def infer_at_clock(chip, cluster, model, job, mp, out):
         return L.S_BAD_INPUT
     if not (job[L.I_MOE_IMB] >= 1.0):
         return L.S_BAD_INPUT
-    # serving also requires both GEMM efficiencies to be valid, whatever its precision
-    if not (platform_ok(chip, cluster, int(job[L.I_PREC])) and 0 < chip[L.C_GEMM_EFF] <= 1
-            and 0 < chip[L.C_GEMM_EFF_LOWP] <= 1):
-        return L.S_BAD_INPUT
-    peak, _ = matmul_peak(chip, int(job[L.I_PREC]))
-    if not (peak > 0 and chip[L.C_FLOPS_BF16] > 0):
-        return L.S_NO_COMPUTE
+    st = serving_chip_status(chip, cluster, job)
+    if st != L.S_OK:
+        return st
     _, _, nkv, _ = head_dims(model)
     if tp * pp * dp > n_chips or pp > layers or heads % tp != 0:
         return L.S_INVALID

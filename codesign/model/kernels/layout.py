@@ -199,3 +199,42 @@ IO_MEM_KV = 24  # KV cache of the sequences in flight, bytes
 IO_MEM_BUFFER = 25  # workspace and buffers, bytes
 IO_PREFILL_BATCH = 26  # prompts prefilled together (chunked-prefill token budget)
 IOUT_LEN = 27
+
+# ---- serving traffic: float64[TR_LEN] (kernels/serving.py) --------------------------------
+TR_RATE = 0  # requests/s offered (0 = the goodput: the highest rate within the SLOs)
+TR_ISL_CV = 1  # coefficient of variation of prompt length (lognormal; 0 = all I_ISL)
+TR_OSL_CV = 2  # coefficient of variation of output length (lognormal; 0 = all I_OSL)
+TR_PREFIX_HIT = 3  # share of prompt tokens found in the prefix cache, 0..1
+TR_SPEC_K = 4  # draft tokens per speculative-decoding step (0 = none)
+TR_SPEC_ACCEPT = 5  # probability that a draft token is accepted, 0..1
+TR_SPEC_COST = 6  # one draft token's cost relative to a target decode step
+TR_CHUNK = 7  # one pool: prefill tokens a mixed step carries (<= 0: whole prompts; the
+#   search: 0 = searched, -1 = whole prompts)
+TR_PCT = 8  # the percentile the latency limits apply to, 0..1 (0.99 = P99)
+TR_N_PREFILL = 9  # disaggregated: chips of the prefill pool (0 = co-located, one pool)
+TR_KV_UP = 10  # disaggregated: 1 = the KV cache moves over the scale-up network
+TR_LEN = 11
+
+# ---- serving result: float64[SV_LEN] ----------------------------------------------------
+SV_RATE = 0  # requests/s served: the offered rate, or the goodput
+SV_TPS = 1  # output tokens/s
+SV_TTFT_P50 = 2  # s
+SV_TTFT_P90 = 3
+SV_TTFT_P99 = 4
+SV_ITL_P50 = 5  # s per output token
+SV_ITL_P90 = 6
+SV_ITL_P99 = 7
+SV_TTFT_PCT = 8  # at TR_PCT
+SV_ITL_PCT = 9
+SV_E2E_PCT = 10  # request latency at TR_PCT, s
+SV_PREFILL_CAP = 11  # requests/s the prefill side sustains at full load
+SV_DECODE_CAP = 12  # requests/s the decode side sustains at full batches
+SV_KV_S = 13  # moving a mean prompt's KV cache from prefill to decode, s
+SV_RHO_PREFILL = 14  # prefill utilisation
+SV_BATCH = 15  # mean decode batch per replica
+SV_CLUSTER_W = 16
+SV_TOK_PER_J = 17
+SV_TOKENS_PER_STEP = 18  # tokens one decode step emits per sequence (speculative decoding)
+SV_N_PREFILL = 19  # chips of the prefill pool (0 = co-located)
+SV_MEM_DECODE_B = 20  # memory per decode chip, bytes
+SV_LEN = 21
