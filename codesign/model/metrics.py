@@ -45,6 +45,20 @@ METRICS: dict[str, tuple[str, str]] = {
     "hbm_gb": ("GB", "maximize"),
     "peak_tflops_bf16": ("TFLOP/s", "maximize"),
     "clock_fraction": ("sustained clock / peak clock (< 1: throttled to the TDP)", "maximize"),
+    # serving under traffic (an experiment's [traffic]): at the goodput of the best deployment
+    "goodput_rps": ("requests/s whose TTFT and ITL meet the limits at the [traffic] "
+                    "percentile (the highest such rate)", "maximize"),
+    "goodput_tokens_per_s": ("output tokens/s at the goodput", "maximize"),
+    "ttft_p99_s": ("s, P99 time to first token at the goodput", "minimize"),
+    "itl_p99_s": ("s, P99 inter-token latency at the goodput", "minimize"),
+    "goodput_cost_per_mtoken_usd": ("USD per 1e6 output tokens at the goodput", "minimize"),
+    "goodput_tokens_per_joule": ("output tokens/J at the goodput", "maximize"),
+    "disaggregated": ("1 if the best deployment splits prefill and decode pools, else 0",
+                      "maximize"),
+    "one_pool_goodput_rps": ("goodput of the best one-pool deployment, requests/s",
+                             "maximize"),
+    "disaggregated_goodput_rps": ("goodput of the best disaggregated deployment, requests/s",
+                                  "maximize"),
 }
 """Every metric name an experiment may use as an objective or constraint."""
 
@@ -52,5 +66,9 @@ DIRECTIONS = ("maximize", "minimize")
 
 TRAIN_ONLY = ("mfu", "step_time_s", "cost_per_run_usd", "train_days")
 INFER_ONLY = ("ttft_s", "itl_s")
+TRAFFIC_ONLY = ("goodput_rps", "goodput_tokens_per_s", "ttft_p99_s", "itl_p99_s",
+                "goodput_cost_per_mtoken_usd", "goodput_tokens_per_joule", "disaggregated",
+                "one_pool_goodput_rps", "disaggregated_goodput_rps")
+"""Metrics of serving under traffic: NaN unless the experiment has a ``[traffic]`` table."""
 """Metrics that exist for one workload kind only (NaN for the other). For serving,
 ``tokens_per_s`` counts output tokens of the whole system."""

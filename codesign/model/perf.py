@@ -25,6 +25,7 @@ from codesign.model.efficiency import Efficiency, Stack
 from codesign.model.kernels import layout
 from codesign.model.kernels.infer_search import infer_search, infer_search_population
 from codesign.model.kernels.train_search import search_mappings, search_population
+from codesign.model.metrics import TRAFFIC_ONLY
 from codesign.model.specs import (
     ChipSpec,
     ClusterSpec,
@@ -265,6 +266,7 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
     }
     metrics.update(_breakdown_per_chip(chip, cluster, res, prices, net))
     metrics.update({f"map_{k}": v for k, v in res.mapping.as_dict().items()})
+    metrics.update({m: nan for m in TRAFFIC_ONLY})  # filled by model.serving, when asked
     return metrics
 
 

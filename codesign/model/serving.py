@@ -162,3 +162,38 @@ def evaluate_traffic(chip: ChipSpec, cluster: ClusterSpec, job: InferJob, traffi
         "prefill_capacity_rps": num(L.SV_PREFILL_CAP) if disagg else None,
         "decode_capacity_rps": num(L.SV_DECODE_CAP),
     }
+
+
+def traffic_metrics(chip: ChipSpec, cluster: ClusterSpec, job: InferJob, traffic: Traffic,
+                    pools: str = "both", prices: tech.Prices = tech.PRICES
+                    ) -> dict[str, float]:
+    """The :data:`~codesign.model.metrics.TRAFFIC_ONLY` metrics of one design (``cluster``
+    sized): the best deployment by goodput among one pool, disaggregated pools, or both
+    (``pools``: ``"one"``, ``"disaggregated"``, ``"both"``); zeros where nothing meets the
+    limits (finite, as infeasible results report)."""
+    from dataclasses import replace
+
+    modes = {"one": (False,), "disaggregated": (True,), "both": (False, True)}[pools]
+    got = {}
+    for dis in modes:
+        try:
+            got[dis] = evaluate_traffic(chip, cluster, job,
+                                        replace(traffic, disaggregated=dis), prices=prices)
+        except pack.UnknownSpecError:
+            got[dis] = None
+    good = {d: (r["goodput_rps"] or r["rate_rps"] or 0.0) if r and r["feasible"] else 0.0
+            for d, r in got.items()}
+    best = max(good, key=lambda d: (good[d], -d))
+    r = got[best] if good[best] > 0 else None
+    nan = float("nan")
+    return {
+        "goodput_rps": good[best],
+        "goodput_tokens_per_s": (r["output_tokens_per_s"] or 0.0) if r else 0.0,
+        "ttft_p99_s": r["ttft_s"]["p99"] if r else 0.0,
+        "itl_p99_s": r["itl_s"]["p99"] if r else 0.0,
+        "goodput_cost_per_mtoken_usd": (r["cost_per_mtoken_usd"] or 0.0) if r else 0.0,
+        "goodput_tokens_per_joule": (r["tokens_per_joule"] or 0.0) if r else 0.0,
+        "disaggregated": float(best) if r else 0.0,
+        "one_pool_goodput_rps": good.get(False, nan),
+        "disaggregated_goodput_rps": good.get(True, nan),
+    }

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from codesign.search.experiment import Experiment, ParamSpec
 from codesign.search.storage.rundir import constraint_values, objective_values
+from codesign.search.study import traffic_kw
 
 
 class StudyRun(Protocol):
@@ -142,7 +143,8 @@ def evaluate_params(exp: Experiment, params: list[dict[str, Any]]) -> list[dict[
 
     base = base_design(exp)
     designs = [design_from_params(base, p) for p in params]
-    metrics = evaluate_designs(designs, exp.job, cluster_extra(exp), exp.prices)
+    metrics = evaluate_designs(designs, exp.job, cluster_extra(exp), exp.prices,
+                               **traffic_kw(exp))
     for m in metrics:
         m["constraints_ok"] = all(v <= 0 for v in constraint_values(exp, m).values())
     return metrics

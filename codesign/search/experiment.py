@@ -23,7 +23,7 @@ from typing import Any
 
 from codesign.errors import ConfigError
 from codesign.model import catalog, tech
-from codesign.model.metrics import DIRECTIONS, INFER_ONLY, METRICS, TRAIN_ONLY
+from codesign.model.metrics import DIRECTIONS, INFER_ONLY, METRICS, TRAFFIC_ONLY, TRAIN_ONLY
 from codesign.model.specs import InferJob, TrainJob
 from codesign.search.design import (
     CLUSTER_PARAMETERS,
@@ -156,6 +156,10 @@ class Experiment:
     storage_url: str | None = None
     baselines: tuple[str, ...] = ()
     prices: tech.Prices = tech.PRICES  # [tco]: capex, amortisation, energy price
+    traffic: Any = None
+    """``[traffic]`` (serving): a :class:`~codesign.model.serving.Traffic`, or None."""
+    pools: str = "both"
+    """``[traffic] pools``: "one", "disaggregated" or "both"."""
 
     def fingerprint(self) -> str:
         """sha256 hex of what defines the problem: space, workload, objectives, constraints,
@@ -167,6 +171,8 @@ class Experiment:
             "constraints": [[c.metric, c.min, c.max] for c in self.constraints],
             "cluster": self.cluster,
             "tco": asdict(self.prices),
+            # only when given: the fingerprints of experiments without it stay as they were
+            **({"traffic": [asdict(self.traffic), self.pools]} if self.traffic else {}),
         })
 
 
@@ -275,7 +281,7 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
     """
     text, doc = _read(path)
     doc.only(("experiment", "workload", "cluster", "objectives", "constraints", "budget",
-              "search", "storage", "tco"))
+              "search", "storage", "tco", "traffic"))
 
     head = doc.table("experiment")
     head.only(("name", "description", "search_space", "baselines"))
@@ -298,9 +304,11 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
 
     job = _workload(doc.table("workload"))
     cluster = _cluster(doc.table("cluster", required=False), space, fixed)
-    # metrics that exist for this workload kind only
+    traffic, pools = _traffic(doc.table("traffic", required=False), job)
+    # metrics that exist for this workload kind (and, serving, with its [traffic]) only
     kind_metrics = [m for m in METRICS
-                    if m not in (INFER_ONLY if isinstance(job, TrainJob) else TRAIN_ONLY)]
+                    if m not in (INFER_ONLY if isinstance(job, TrainJob) else TRAIN_ONLY)
+                    and (traffic is not None or m not in TRAFFIC_ONLY)]
 
     obj_t = doc.table("objectives")
     obj_t.only(kind_metrics)
@@ -341,7 +349,38 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
         storage_url=_storage_url(storage),
         baselines=baselines,
         prices=prices,
+        traffic=traffic,
+        pools=pools,
     )
+
+
+TRAFFIC_KEYS = {  # key: (type, low, high), as Traffic's fields
+    "rate_rps": ("float", 0.0, None), "input_cv": ("float", 0.0, 10.0),
+    "output_cv": ("float", 0.0, 10.0), "prefix_hit": ("float", 0.0, 0.99),
+    "spec_k": ("int", 0, 16), "spec_accept": ("float", 0.0, 1.0),
+    "spec_cost": ("float", 0.0, 1.0), "chunk": ("int", 0, 1_000_000),
+    "percentile": ("float", 0.5, 0.9999), "prefill_chips": ("int", 1, None),
+}
+POOLS = ("one", "disaggregated", "both")
+
+
+def _traffic(t: _Table, job: Any) -> tuple[Any, str]:
+    """``[traffic]``: (a :class:`~codesign.model.serving.Traffic`, pools), or (None, "both")
+    when the table is absent. Serving workloads only; ``pools``: one pool, disaggregated
+    pools, or both (each design's best, and both goodputs logged)."""
+    from codesign.model.serving import Traffic
+
+    if not t.data:
+        return None, "both"
+    t.only((*TRAFFIC_KEYS, "pools", "kv_over_scaleup"))
+    if not isinstance(job, InferJob):
+        raise t.error(next(iter(t.data)), "a serving workload (kind = \"infer\") for "
+                      "[traffic]", _Plain("a training workload"))
+    values = {k: t.get(k, kind, low=low, high=high) for k, (kind, low, high)
+              in TRAFFIC_KEYS.items() if k in t.data}
+    pools = t.get("pools", "str", default="both", choices=POOLS)
+    kv_up = t.get("kv_over_scaleup", "bool", default=False)
+    return Traffic(**values, kv_over_scaleup=kv_up), pools
 
 
 def _cluster(t: _Table, space: SearchSpace, fixed: frozenset[str]) -> dict[str, Any]:

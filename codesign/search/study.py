@@ -208,6 +208,11 @@ def trial_template(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
                                      system_attrs=system, state=TrialState.FAIL)
 
 
+def traffic_kw(exp: Experiment) -> dict[str, Any]:
+    """The experiment's ``[traffic]`` as :func:`evaluate_designs`' keywords (none without)."""
+    return {"traffic": exp.traffic, "pools": exp.pools} if exp.traffic is not None else {}
+
+
 def _asks_trials(study: optuna.Study) -> bool:
     """Samplers that write to the trial they sample (TPE's constant liar, GP) need a real
     trial: they go through ``study.ask``; GA and random samplers draw in memory."""
@@ -299,7 +304,8 @@ def run_search(
                 stored = [index.stored(p) for p in proposals]
                 params = asked + [p for p, s in zip(proposals, stored, strict=True) if not s]
                 designs = [design_from_params(base, p) for p in params]
-                metrics = (evaluate or evaluate_designs)(designs, exp.job, extra, exp.prices)
+                metrics = (evaluate or evaluate_designs)(designs, exp.job, extra, exp.prices,
+                                                         **traffic_kw(exp))
                 fresh = iter(metrics)
                 finished: list[FrozenTrial] = []
                 for t, p in zip(trials, plan, strict=True):
