@@ -37,6 +37,11 @@ A change that is meant to move a number regenerates the files
   and full recompute bounded out, widest tp first, no throttling of a candidate already
   slower than the best): the candidate counts only (fewer evaluated); every chosen mapping
   and every metric identical.
+* issue 17, serving under traffic: new Parquet columns and their units only (the metrics of
+  an experiment's ``[traffic]``: ``goodput_rps`` ... ``disaggregated_goodput_rps``, NaN
+  without it), and ``validate``'s ``catalog_model`` of NEMO2407-07a (LLAMA2-70B), now
+  ``llama2-70b`` of the catalog; after dropping those, every row, front, baseline,
+  fingerprint and prediction is identical.
 """
 
 from __future__ import annotations
