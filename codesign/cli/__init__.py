@@ -130,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-space-change", action="store_true",
                    help="continue a study whose experiment file has changed")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    s.add_argument("--warm-start", action="append", metavar="RUN_DIR",
+                   help="queue the feasible Pareto front of another run first, projected "
+                        "into this search space (once per study; repeatable)")
 
     r = sub.add_parser("resume", help="continue a study from its run directory")
     r.add_argument("run_dir")

@@ -21,7 +21,7 @@ from codesign.errors import ConfigError
 
 
 def _run(exp: Any, run: Any, trials: int | None, workers: int, progress: bool,
-         as_json: bool, first_worker: int = 0) -> int:
+         as_json: bool, first_worker: int = 0, warm_start: Any = ()) -> int:
     from codesign.search.pool import remaining_trials, run_workers
     from codesign.search.samplers import check_sampler
 
@@ -31,7 +31,7 @@ def _run(exp: Any, run: Any, trials: int | None, workers: int, progress: bool,
               f"pass --trials N to run more. Front: codesign pareto {run.run_dir}")
         return 0
     check_sampler(exp, run)  # a missing optional dependency: exit 2 before any file
-    summary, failed = run_workers(exp, run, n, workers, progress, first_worker)
+    summary, failed = run_workers(exp, run, n, workers, progress, first_worker, warm_start)
     _print_summary(summary, as_json)
     if failed:
         print(f"{PROG}: {failed} worker process(es) failed", file=sys.stderr)
@@ -44,9 +44,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     from codesign.search.storage.rundir import prepare_run
 
     exp = load_experiment(args.experiment)
+    warm = []
+    for other in args.warm_start or ():  # read before the run exists: bad input touches nothing
+        from codesign.search.warm_start import warm_start_params
+
+        warm += warm_start_params(exp, other)
     run = prepare_run(exp, args.out, args.study, args.storage, args.sampler, args.seed,
                       args.allow_space_change)
-    return _run(exp, run, args.trials, args.workers, not args.no_progress, args.json)
+    return _run(exp, run, args.trials, args.workers, not args.no_progress, args.json,
+                warm_start=warm)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -59,6 +59,14 @@ METRICS: dict[str, tuple[str, str]] = {
                              "maximize"),
     "disaggregated_goodput_rps": ("goodput of the best disaggregated deployment, requests/s",
                                   "maximize"),
+    "prefill_chip_share": ("share of the chips in the prefill pool of the best deployment "
+                           "(0: one pool)", "minimize"),
+    # the decode pool's chip (a search space's decode_* parameters; else the design's chip)
+    "decode_die_area_mm2": ("mm^2 (one compute die of the decode pool's chip)", "minimize"),
+    "decode_n_compute_dies": ("dies (the decode pool's chip)", "minimize"),
+    "decode_tdp_w": ("W (the decode pool's chip)", "minimize"),
+    "decode_chip_cost_usd": ("USD (the decode pool's chip)", "minimize"),
+    "decode_hbm_gb": ("GB (the decode pool's chip)", "maximize"),
 }
 """Every metric name an experiment may use as an objective or constraint."""
 
@@ -68,7 +76,13 @@ TRAIN_ONLY = ("mfu", "step_time_s", "cost_per_run_usd", "train_days")
 INFER_ONLY = ("ttft_s", "itl_s")
 TRAFFIC_ONLY = ("goodput_rps", "goodput_tokens_per_s", "ttft_p99_s", "itl_p99_s",
                 "goodput_cost_per_mtoken_usd", "goodput_tokens_per_joule", "disaggregated",
-                "one_pool_goodput_rps", "disaggregated_goodput_rps")
+                "one_pool_goodput_rps", "disaggregated_goodput_rps", "prefill_chip_share",
+                "decode_die_area_mm2", "decode_n_compute_dies", "decode_tdp_w",
+                "decode_chip_cost_usd", "decode_hbm_gb")
 """Metrics of serving under traffic: NaN unless the experiment has a ``[traffic]`` table."""
+DECODE_CHIP_METRICS = {"decode_die_area_mm2": "die_area_mm2",
+                       "decode_n_compute_dies": "n_compute_dies", "decode_tdp_w": "tdp_w",
+                       "decode_chip_cost_usd": "chip_cost_usd", "decode_hbm_gb": "hbm_gb"}
+"""The decode pool's chip: each metric and the chip metric it mirrors."""
 """Metrics that exist for one workload kind only (NaN for the other). For serving,
 ``tokens_per_s`` counts output tokens of the whole system."""

@@ -165,12 +165,14 @@ def evaluate_traffic(chip: ChipSpec, cluster: ClusterSpec, job: InferJob, traffi
 
 
 def traffic_metrics(chip: ChipSpec, cluster: ClusterSpec, job: InferJob, traffic: Traffic,
-                    pools: str = "both", prices: tech.Prices = tech.PRICES
-                    ) -> dict[str, float]:
-    """The :data:`~codesign.model.metrics.TRAFFIC_ONLY` metrics of one design (``cluster``
-    sized): the best deployment by goodput among one pool, disaggregated pools, or both
-    (``pools``: ``"one"``, ``"disaggregated"``, ``"both"``); zeros where nothing meets the
-    limits (finite, as infeasible results report)."""
+                    pools: str = "both", prices: tech.Prices = tech.PRICES,
+                    decode_chip: ChipSpec | None = None) -> dict[str, float]:
+    """The :data:`~codesign.model.metrics.TRAFFIC_ONLY` serving metrics of one design
+    (``cluster`` sized; the decode chip's own metrics are the caller's): the best deployment
+    by goodput among one pool, disaggregated pools, or both (``pools``: ``"one"``,
+    ``"disaggregated"``, ``"both"``); zeros where nothing meets the limits (finite, as
+    infeasible results report). ``decode_chip``: the decode pool's chip when disaggregated
+    (one pool runs on ``chip`` alone)."""
     from dataclasses import replace
 
     modes = {"one": (False,), "disaggregated": (True,), "both": (False, True)}[pools]
@@ -178,7 +180,9 @@ def traffic_metrics(chip: ChipSpec, cluster: ClusterSpec, job: InferJob, traffic
     for dis in modes:
         try:
             got[dis] = evaluate_traffic(chip, cluster, job,
-                                        replace(traffic, disaggregated=dis), prices=prices)
+                                        replace(traffic, disaggregated=dis),
+                                        decode_chip=decode_chip if dis else None,
+                                        prices=prices)
         except pack.UnknownSpecError:
             got[dis] = None
     good = {d: (r["goodput_rps"] or r["rate_rps"] or 0.0) if r and r["feasible"] else 0.0
@@ -196,4 +200,6 @@ def traffic_metrics(chip: ChipSpec, cluster: ClusterSpec, job: InferJob, traffic
         "disaggregated": float(best) if r else 0.0,
         "one_pool_goodput_rps": good.get(False, nan),
         "disaggregated_goodput_rps": good.get(True, nan),
+        "prefill_chip_share": (r["prefill_chips"] / (r["prefill_chips"] + r["decode_chips"])
+                               if r and r["prefill_chips"] else 0.0),
     }

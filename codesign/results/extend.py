@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 from codesign.errors import ConfigError
 from codesign.results.sensitivity import _rel, better_direction, evaluate_params, violations
 from codesign.search.baselines import BASELINE_ATTR
-from codesign.search.design import DESIGN_PARAMETERS
+from codesign.search.design import SPACE_PARAMETERS
 from codesign.search.experiment import Experiment
 from codesign.search.front import front_trials
 from codesign.search.storage.rundir import METRICS_ATTR, objective_values
@@ -239,7 +239,7 @@ def extension_ladder(run_dir: str | os.PathLike[str], trial: int | None = None,
         baseline (``param`` None), rung k applies the k-th change, chosen among those left
         as the best on the first objective, changes that keep the design within every
         constraint before those that do not (:func:`_greedy`). Columns: ``rung``,
-        ``param``, ``unit`` (of :data:`codesign.search.design.DESIGN_PARAMETERS`), ``from``,
+        ``param``, ``unit`` (of :data:`codesign.search.design.SPACE_PARAMETERS`), ``from``,
         ``to``; every metric of ``metrics`` (the objectives, :data:`HEADLINE_METRICS`,
         :data:`CHIP_METRICS`, the constraint metrics; units of
         :data:`codesign.model.metrics.METRICS`); for each metric of ``changed``:
@@ -279,7 +279,7 @@ def extension_ladder(run_dir: str | os.PathLike[str], trial: int | None = None,
         one = alone.get(name) if name else None
         row: dict[str, Any] = {
             "rung": k, "param": name,
-            "unit": DESIGN_PARAMETERS[name].unit if name else None,
+            "unit": SPACE_PARAMETERS[name].unit if name else None,
             "from": start[name] if name else None, "to": target[name] if name else None}
         row.update({c: m[c] for c in shown})
         ok = m["feasible"] and prev["feasible"] and k > 0

@@ -4,6 +4,7 @@ queued once per study (again only when its trial was killed)."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -21,13 +22,17 @@ BASELINE_ATTR = "baseline"
 FAIL_REASON_ATTR = "fail_reason"  # a trial evaluated and failed for good (not killed)
 
 
-def baselines_settled(study: optuna.Study) -> set[str]:
-    """The reference chips that need no new trial: one of their trials is COMPLETE, waiting,
-    running, or evaluated and failed for good (``fail_reason``). A baseline trial killed or
-    interrupted (FAIL without a reason) does not count, so it is queued again."""
+WARM_START_ATTR = "warm_start"  # "<other study>#<trial>" of a design queued by --warm-start
+
+
+def baselines_settled(study: optuna.Study, attr: str = BASELINE_ATTR) -> set[str]:
+    """The reference chips (or, ``attr`` = :data:`WARM_START_ATTR`, warm-start designs) that
+    need no new trial: one of their trials is COMPLETE, waiting, running, or evaluated and
+    failed for good (``fail_reason``). A trial killed or interrupted (FAIL without a reason)
+    does not count, so it is queued again."""
     settled = set()
     for t in study.get_trials(deepcopy=False):
-        chip = t.user_attrs.get(BASELINE_ATTR)
+        chip = t.user_attrs.get(attr)
         if chip is None:
             continue
         if t.state != TrialState.FAIL or FAIL_REASON_ATTR in t.user_attrs:
@@ -64,4 +69,24 @@ def enqueue_baselines(exp: Experiment, run: RunSpec, study: optuna.Study) -> lis
             study.enqueue_trial(project_params(exp.space, design),
                                 user_attrs={BASELINE_ATTR: chip_id})
             enqueued.append(chip_id)
+    return enqueued
+
+
+def enqueue_warm_start(run: RunSpec, study: optuna.Study,
+                       designs: list[tuple[dict[str, Any], str]]) -> list[str]:
+    """Queue designs of another study (:func:`codesign.search.warm_start.warm_start_params`:
+    ``(params, tag)``) at the head of the queue, once per study as :func:`enqueue_baselines`
+    does, with the user attribute ``warm_start`` = tag. Returns the tags enqueued now."""
+    todo = [(p, tag) for p, tag in designs
+            if tag not in baselines_settled(study, WARM_START_ATTR)]
+    if not todo:
+        return []
+    enqueued = []
+    with recovery_lock(run):
+        study._thread_local.cached_all_trials = None
+        done = baselines_settled(study, WARM_START_ATTR)
+        for params, tag in todo:
+            if tag not in done:
+                study.enqueue_trial(params, user_attrs={WARM_START_ATTR: tag})
+                enqueued.append(tag)
     return enqueued

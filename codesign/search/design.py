@@ -102,6 +102,36 @@ CLUSTER_PARAMETERS = ("n_chips", "topology", "oversubscription", "pue", "scaleou
                       "scaleup_fabric", "chips_per_rack", "host_cpu", "chips_per_host",
                       "cooling")
 
+DECODE_PREFIX = "decode_"
+"""Prefix of the decode pool's chip parameters (``decode_hbm_stacks``, ...): a search space
+that sets or searches any of them describes two chips, a prefill chip (the plain names) and
+a decode chip (the plain names overridden by the ``decode_`` ones), deployed as disaggregated
+prefill and decode pools (an experiment's ``[traffic]``)."""
+
+DECODE_PARAMETERS: dict[str, ParamInfo] = {
+    DECODE_PREFIX + k: ParamInfo(v.kind, v.unit, v.low, v.high, v.choices,
+                                 f"decode pool's chip: {v.help}")
+    for k, v in DESIGN_PARAMETERS.items() if k not in CLUSTER_PARAMETERS
+}
+"""The chip parameters of the decode pool, when it is another chip than the prefill pool's
+(cluster parameters are shared by both pools)."""
+
+SPACE_PARAMETERS: dict[str, ParamInfo] = {**DESIGN_PARAMETERS, **DECODE_PARAMETERS}
+"""Every name a search space's ``[base]`` or ``[params]`` may use."""
+
+
+def decode_design(design: dict[str, Any]) -> dict[str, Any] | None:
+    """The decode pool's design of a heterogeneous design: ``design`` with its ``decode_*``
+    values in place of the plain ones (a chip parameter without a ``decode_`` value is the
+    prefill chip's); None when ``design`` has no ``decode_*`` key (one chip for both pools)."""
+    over = {k[len(DECODE_PREFIX):]: v for k, v in design.items()
+            if k.startswith(DECODE_PREFIX)}
+    if not over:
+        return None
+    plain = {k: v for k, v in design.items() if not k.startswith(DECODE_PREFIX)}
+    return plain | over
+
+
 HOST_DRAM_GB = 512.0
 """Host memory of a searched design's host CPU, GB (estimate: 8-16 DDR5 RDIMMs)."""
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from codesign.model import tech
-from codesign.model.metrics import TRAFFIC_ONLY
-from codesign.model.perf import Job, evaluate_population, sized_cluster
-from codesign.search.design import design_area, design_to_chip, design_to_cluster
+from codesign.model.metrics import DECODE_CHIP_METRICS, TRAFFIC_ONLY
+from codesign.model.perf import Job, chip_price_usd, evaluate_population, sized_cluster
+from codesign.search.design import decode_design, design_area, design_to_chip, design_to_cluster
 
 
 def evaluate_designs(
@@ -31,7 +31,10 @@ def evaluate_designs(
     dict per design (see :func:`codesign.model.perf.result_metrics`). A design whose chip
     cannot be built (its area estimate gives a reason) is infeasible whatever its mapping.
     ``traffic`` (a :class:`~codesign.model.serving.Traffic`, serving jobs): also each design's
-    serving under that traffic (:func:`~codesign.model.serving.traffic_metrics`, ``pools``).
+    serving under that traffic (:func:`~codesign.model.serving.traffic_metrics`, ``pools``),
+    its decode pool on the chip of its ``decode_*`` parameters when it has any (a
+    heterogeneous design: the metrics ``decode_*`` describe that chip; a decode chip that
+    cannot be built makes the design infeasible).
     """
     areas = [design_area(d) for d in designs]
     chips = [design_to_chip(d, area=a) for d, a in zip(designs, areas, strict=True)]
@@ -43,11 +46,32 @@ def evaluate_designs(
             m["feasible"] = False
             m["reason"] = area.reason
     if traffic is not None:
-        from codesign.model.serving import traffic_metrics
-
-        for m, chip, cluster in zip(results, chips, clusters, strict=True):
-            if m["feasible"]:
-                m.update(traffic_metrics(chip, cluster, job, traffic, pools, prices))
-            else:
-                m.update({k: 0.0 for k in TRAFFIC_ONLY})
+        _add_traffic(results, designs, chips, clusters, job, traffic, pools, prices)
     return results
+
+
+def _add_traffic(results: list[dict[str, Any]], designs: list[dict[str, Any]],
+                 chips: list[Any], clusters: list[Any], job: Job, traffic: Any, pools: str,
+                 prices: tech.Prices) -> None:
+    """Each design's serving under ``traffic`` into its metrics, its decode pool on its
+    ``decode_*`` chip (:func:`~codesign.search.design.decode_design`) or on its own chip."""
+    from codesign.model.serving import traffic_metrics
+
+    for m, design, chip, cluster in zip(results, designs, chips, clusters, strict=True):
+        dec_design = decode_design(design)
+        dec, dec_m = chip, m
+        if dec_design is not None:
+            area = design_area(dec_design)
+            dec = design_to_chip(dec_design, name="decode", area=area)
+            dec_m = {"die_area_mm2": dec.die_area_mm2, "n_compute_dies": dec.n_compute_dies,
+                     "tdp_w": dec.tdp_w, "chip_cost_usd": chip_price_usd(dec, prices),
+                     "hbm_gb": dec.hbm_gb}
+            if area.reason and m["feasible"]:
+                m["feasible"] = False
+                m["reason"] = f"decode chip: {area.reason}"
+        if m["feasible"]:
+            m.update(traffic_metrics(chip, cluster, job, traffic, pools, prices,
+                                     decode_chip=None if dec is chip else dec))
+        else:
+            m.update({k: 0.0 for k in TRAFFIC_ONLY})
+        m.update({k: dec_m[v] for k, v in DECODE_CHIP_METRICS.items()})

@@ -27,9 +27,11 @@ from codesign.model.metrics import DIRECTIONS, INFER_ONLY, METRICS, TRAFFIC_ONLY
 from codesign.model.specs import InferJob, TrainJob
 from codesign.search.design import (
     CLUSTER_PARAMETERS,
+    DECODE_PREFIX,
     DEFAULT_DESIGN,
     DESIGN_PARAMETERS,
     NEUTRAL_VALUES,
+    SPACE_PARAMETERS,
 )
 from codesign.search.toml_checks import (
     _MISSING,
@@ -198,11 +200,11 @@ def _load_space(path: str | os.PathLike[str]) -> tuple[SearchSpace, frozenset[st
     head.get("description", "str", default="")
 
     base_t = doc.table("base", required=False)
-    base_t.only(DESIGN_PARAMETERS)
+    base_t.only(SPACE_PARAMETERS)
     fixed = {k: _check_design(doc.file, base_t.at(k), k, v) for k, v in base_t.data.items()}
 
     params_t = doc.table("params")
-    params_t.only(DESIGN_PARAMETERS)
+    params_t.only(SPACE_PARAMETERS)
     if not params_t.data:
         raise doc.error("params", "at least one [params.NAME] table", params_t.data)
     params = []
@@ -219,7 +221,7 @@ def _load_space(path: str | os.PathLike[str]) -> tuple[SearchSpace, frozenset[st
 
 
 def _param(t: _Table, name: str) -> ParamSpec:
-    info = DESIGN_PARAMETERS[name]
+    info = SPACE_PARAMETERS[name]
     if info.choices is not None or info.kind == "str":
         types, note = ("categorical",), f" ({name} takes {_one_of(info.choices or ())})"
     elif info.kind == "int":
@@ -305,6 +307,7 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
     job = _workload(doc.table("workload"))
     cluster = _cluster(doc.table("cluster", required=False), space, fixed)
     traffic, pools = _traffic(doc.table("traffic", required=False), job)
+    _check_decode_pool(doc, space, traffic, pools)
     # metrics that exist for this workload kind (and, serving, with its [traffic]) only
     kind_metrics = [m for m in METRICS
                     if m not in (INFER_ONLY if isinstance(job, TrainJob) else TRAIN_ONLY)
@@ -381,6 +384,22 @@ def _traffic(t: _Table, job: Any) -> tuple[Any, str]:
     pools = t.get("pools", "str", default="both", choices=POOLS)
     kv_up = t.get("kv_over_scaleup", "bool", default=False)
     return Traffic(**values, kv_over_scaleup=kv_up), pools
+
+
+def _check_decode_pool(doc: _Table, space: SearchSpace, traffic: Any, pools: str) -> None:
+    """A space with ``decode_*`` parameters (a second chip for the decode pool) needs a
+    ``[traffic]`` table whose pools may be disaggregated."""
+    decode = [k for k in [p.name for p in space.params] + list(space.base)
+              if k.startswith(DECODE_PREFIX)]
+    if not decode:
+        return
+    if traffic is None:
+        raise doc.error("traffic", "a [traffic] table with pools = \"disaggregated\" or "
+                        f"\"both\" (the search space {space.path} gives the decode pool its "
+                        f"own chip: {decode[0]})", _MISSING)
+    if pools == "one":
+        raise doc.error("traffic.pools", "\"disaggregated\" or \"both\" (the search space "
+                        f"{space.path} gives the decode pool its own chip: {decode[0]})", pools)
 
 
 def _cluster(t: _Table, space: SearchSpace, fixed: frozenset[str]) -> dict[str, Any]:

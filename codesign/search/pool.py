@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -29,10 +31,12 @@ def remaining_trials(exp: Experiment, run: RunSpec) -> int:
 
 
 def run_workers(exp: Experiment, run: RunSpec, n: int, workers: int, progress: bool,
-                first_worker: int = 0) -> tuple[st.SearchSummary, int]:
+                first_worker: int = 0, warm_start: Sequence[tuple[dict[str, Any], str]] = ()
+                ) -> tuple[st.SearchSummary, int]:
     """Run ``n`` trials shared by ``workers`` processes (this one and ``workers - 1`` spawned,
     worker indices from ``first_worker``). Returns the summary (of all of them when there
-    are several) and how many spawned processes failed."""
+    are several) and how many spawned processes failed. ``warm_start``: designs this
+    process queues first (:func:`codesign.search.warm_start.warm_start_params`)."""
     before = st.trials_so_far(run) if workers > 1 else 0
     write_run_files(exp, run)
     procs = []
@@ -46,7 +50,8 @@ def run_workers(exp: Experiment, run: RunSpec, n: int, workers: int, progress: b
             proc.start()
             procs.append(proc)
     t0 = time.perf_counter()
-    summary = st.run_search(exp, run, shares[0], progress=progress, worker=first_worker)
+    summary = st.run_search(exp, run, shares[0], progress=progress, worker=first_worker,
+                            warm_start=warm_start)
     failed = 0
     for proc in procs:
         proc.join()

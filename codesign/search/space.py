@@ -20,7 +20,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from codesign.search.design import CLUSTER_PARAMETERS
+from codesign.search.design import CLUSTER_PARAMETERS, DECODE_PREFIX
 from codesign.search.experiment import CLUSTER_EXTRA, Experiment, SearchSpace
 
 
@@ -63,10 +63,13 @@ def design_from_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str
 def project_params(space: SearchSpace, design: dict[str, Any]) -> dict[str, Any]:
     """The searched parameters of ``design`` moved into the space: numbers clamped to
     ``[low, high]`` and onto the step grid, categorical values to the nearest choice (numeric)
-    or the same choice (text; the first choice when absent)."""
+    or the same choice (text; the first choice when absent). A ``decode_*`` parameter that
+    ``design`` lacks takes the plain parameter's value (a catalog chip in both pools)."""
     out: dict[str, Any] = {}
     for p in space.params:
         value = design.get(p.name)
+        if value is None and p.name.startswith(DECODE_PREFIX):  # one chip in both pools
+            value = design.get(p.name[len(DECODE_PREFIX):])
         if p.kind == "categorical":
             choices = list(p.choices or ())
             if value in choices:

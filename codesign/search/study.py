@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -28,7 +28,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from codesign.search import parquet_log
-from codesign.search.baselines import enqueue_baselines
+from codesign.search.baselines import enqueue_baselines, enqueue_warm_start
 from codesign.search.evaluate import evaluate_designs
 from codesign.search.experiment import Experiment
 from codesign.search.feed import TrialFeed, create_trials
@@ -228,13 +228,15 @@ def run_search(
     worker: int = 0,
     timings: list[tuple[int, float]] | None = None,
     evaluate: Callable[..., list[dict[str, Any]]] | None = None,
+    warm_start: Sequence[tuple[dict[str, Any], str]] = (),
 ) -> SearchSummary:
     """Run ``n_trials`` more trials of the study in ``run``, a population at a time.
 
     ``timings``, if given, receives ``(trials done, perf_counter seconds)`` after each
     population (the benchmark measures per-trial cost along the run with it); ``evaluate``
     replaces :func:`~codesign.search.evaluate.evaluate_designs` (same arguments; the
-    benchmark's trivial objective).
+    benchmark's trivial objective); ``warm_start``: designs of another study queued first,
+    once per study (:func:`~codesign.search.warm_start.warm_start_params`).
 
     Each population is asked from the sampler, evaluated in one parallel kernel call, told,
     and appended to the Parquet log as one file; a Pareto snapshot is written at the end.
@@ -247,6 +249,8 @@ def run_search(
     name_study(exp, study)
     recover_stale_trials(run, study)
     enqueue_baselines(exp, run, study)
+    if warm_start:
+        enqueue_warm_start(run, study, list(warm_start))
     sync_parquet(exp, run, study)
     owner = owner_tag()
     dists = distributions(exp.space)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from codesign.errors import ConfigError
-from codesign.search.design import DESIGN_PARAMETERS
+from codesign.search.design import SPACE_PARAMETERS
 
 
 class _Plain(str):
@@ -83,7 +83,7 @@ def _check(file: str, key: str, value: Any, kind: str, *, low: float | None = No
 
 def _check_design(file: str, key: str, name: str, value: Any) -> Any:
     """Check a value for design parameter ``name`` against its kind, range or choices."""
-    info = DESIGN_PARAMETERS[name]
+    info = SPACE_PARAMETERS[name]
     return _check(file, key, value, info.kind, low=info.low, high=info.high, choices=info.choices)
 
 
