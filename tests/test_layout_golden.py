@@ -43,8 +43,9 @@ A change that is meant to move a number regenerates the files
   ``llama2-70b`` of the catalog; after dropping those, every row, front, baseline,
   fingerprint and prediction is identical.
 * issue 17, heterogeneous pools: new Parquet columns and their units only
-  (``prefill_chip_share`` and the decode pool's chip, ``decode_die_area_mm2`` ...
-  ``decode_hbm_gb``, NaN without ``[traffic]``); after dropping those, identical.
+  (``prefill_chip_share``, ``ttft_p50_s`` ... ``itl_p90_s`` and the decode pool's chip,
+  ``decode_die_area_mm2`` ... ``decode_hbm_gb``, NaN without ``[traffic]``); after dropping
+  those, identical.
 """
 
 from __future__ import annotations

@@ -76,6 +76,10 @@ def test_a_heterogeneous_design_is_evaluated_as_evaluate_traffic_deploys_the_pai
     assert m["goodput_rps"] == pytest.approx(ref["goodput_rps"], rel=1e-12)
     assert m["goodput_cost_per_mtoken_usd"] == pytest.approx(ref["cost_per_mtoken_usd"],
                                                              rel=1e-12)
+    for k in ("ttft", "itl"):  # every percentile is a metric objectives may use
+        for q in (50, 90, 99):
+            assert m[f"{k}_p{q}_s"] == pytest.approx(ref[f"{k}_s"][f"p{q}"], rel=1e-12)
+        assert m[f"{k}_p50_s"] <= m[f"{k}_p90_s"] <= m[f"{k}_p99_s"]
     assert m["prefill_chip_share"] == pytest.approx(
         ref["prefill_chips"] / (ref["prefill_chips"] + ref["decode_chips"]))
     # the decode_* metrics are the decode chip's, the plain ones the prefill chip's
@@ -154,6 +158,16 @@ def test_a_decode_chip_without_disaggregated_pools_is_rejected(tmp_path: Path, t
     assert main(["search", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     assert "decode_hbm_stacks" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_objectives_and_constraints_may_use_any_percentile(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[traffic]\npercentile = 0.9\n[constraints]\n'
+                            'ttft_p90_s = { max = 1.0 }\nitl_p50_s = { max = 0.03 }\n')
+    path.write_text(path.read_text().replace('goodput_rps = "maximize"',
+                                             'goodput_rps = "maximize"\nitl_p90_s = "minimize"'))
+    exp = load_experiment(path)
+    assert [o.metric for o in exp.objectives] == ["goodput_rps", "itl_p90_s"]
+    assert {c.metric for c in exp.constraints} == {"ttft_p90_s", "itl_p50_s"}
 
 
 def test_an_unknown_decode_parameter_is_rejected_with_a_suggestion(tmp_path: Path) -> None:

@@ -97,7 +97,9 @@ def test_latencies_grow_with_the_rate_and_goodput_is_the_slo_edge() -> None:
     st, good = run(serve_eval, arr, traffic(n_pre=16, isl_cv=1.0), PRE, DEC)
     assert st == L.S_OK and good[L.SV_RATE] > 0
     limit = max(good[L.SV_TTFT_PCT] / 2.0, good[L.SV_ITL_PCT] / 0.05)
-    assert limit == pytest.approx(1.0, abs=1e-6) or good[L.SV_RATE] == pytest.approx(
+    # at the edge: the bisection's last rate (within 1e-6 of the capacity) is a few 1e-6
+    # below the limit, where the latency is steep
+    assert limit == pytest.approx(1.0, abs=1e-5) or good[L.SV_RATE] == pytest.approx(
         0.95 * min(good[L.SV_PREFILL_CAP], good[L.SV_DECODE_CAP]))
     st, _ = run(serve_eval, arr, traffic(n_pre=16, isl_cv=1.0, rate=good[L.SV_RATE] * 1.01),
                 PRE, DEC)

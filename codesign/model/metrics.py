@@ -51,6 +51,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "goodput_tokens_per_s": ("output tokens/s at the goodput", "maximize"),
     "ttft_p99_s": ("s, P99 time to first token at the goodput", "minimize"),
     "itl_p99_s": ("s, P99 inter-token latency at the goodput", "minimize"),
+    "ttft_p50_s": ("s, median time to first token at the goodput", "minimize"),
+    "ttft_p90_s": ("s, P90 time to first token at the goodput", "minimize"),
+    "itl_p50_s": ("s, median inter-token latency at the goodput", "minimize"),
+    "itl_p90_s": ("s, P90 inter-token latency at the goodput", "minimize"),
     "goodput_cost_per_mtoken_usd": ("USD per 1e6 output tokens at the goodput", "minimize"),
     "goodput_tokens_per_joule": ("output tokens/J at the goodput", "maximize"),
     "disaggregated": ("1 if the best deployment splits prefill and decode pools, else 0",
@@ -77,6 +81,7 @@ INFER_ONLY = ("ttft_s", "itl_s")
 TRAFFIC_ONLY = ("goodput_rps", "goodput_tokens_per_s", "ttft_p99_s", "itl_p99_s",
                 "goodput_cost_per_mtoken_usd", "goodput_tokens_per_joule", "disaggregated",
                 "one_pool_goodput_rps", "disaggregated_goodput_rps", "prefill_chip_share",
+                "ttft_p50_s", "ttft_p90_s", "itl_p50_s", "itl_p90_s",
                 "decode_die_area_mm2", "decode_n_compute_dies", "decode_tdp_w",
                 "decode_chip_cost_usd", "decode_hbm_gb")
 """Metrics of serving under traffic: NaN unless the experiment has a ``[traffic]`` table."""

@@ -200,6 +200,8 @@ def traffic_metrics(chip: ChipSpec, cluster: ClusterSpec, job: InferJob, traffic
         "disaggregated": float(best) if r else 0.0,
         "one_pool_goodput_rps": good.get(False, nan),
         "disaggregated_goodput_rps": good.get(True, nan),
+        **{f"{k}_p{q}_s": r[f"{k}_s"][f"p{q}"] if r else 0.0
+           for k in ("ttft", "itl") for q in (50, 90)},
         "prefill_chip_share": (r["prefill_chips"] / (r["prefill_chips"] + r["decode_chips"])
                                if r and r["prefill_chips"] else 0.0),
     }
