@@ -241,3 +241,15 @@ def test_a_bad_warm_start_is_exit_2_and_creates_no_run(tmp_path: Path, make: str
     err = capsys.readouterr().err
     assert "--warm-start" in err and str(other) in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_pareto_prints_units_with_brackets_as_written(tmp_path: Path, capsys) -> None:
+    """``goodput_rps``'s unit names ``[traffic]``: the table prints it, not as rich markup."""
+    run_dir = tmp_path / "run"
+    assert main(["search", str(HET), "--trials", "32", "--out", str(run_dir),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["pareto", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "limits at the [traffic] percentile" in out
+    assert "decode_hbm_stacks" in out

@@ -56,6 +56,7 @@ def _print_front(study_name: str, exp: Any, rows: list[dict[str, Any]],
     what "vs CHIP" means (:func:`codesign.results.compare.baseline_label`)."""
     from rich import box
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from codesign.model.metrics import METRICS
@@ -69,7 +70,7 @@ def _print_front(study_name: str, exp: Any, rows: list[dict[str, Any]],
     table.add_column("trial", justify="right")
     for o in exp.objectives:
         unit = METRICS.get(o.metric, ("", ""))[0]
-        table.add_column(f"{o.metric} {arrows[o.direction]}\n{unit}", justify="right",
+        table.add_column(escape(f"{o.metric} {arrows[o.direction]}\n{unit}"), justify="right",
                          style="bold")
     params = [p.name for p in exp.space.params]
     for name in params:
