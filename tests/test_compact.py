@@ -282,3 +282,29 @@ def test_the_report_samples_a_large_cloud_and_draws_the_front_whole(work: Path,
     assert set(run.pareto["trial"]) <= drawn
     assert f"draw {len(drawn)} of {n_ok}" in html
     assert f"{TRIALS} trials, {n_ok} feasible" in html
+
+
+def test_a_search_compacts_its_log_as_it_goes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys) -> None:
+    """Every COMPACT_EVERY trials the search merges its per-population files into files of one
+    row group (here 96 rows, every 64 trials, once more than 2 small files exist, and no
+    compaction at the end): the log the
+    search leaves holds every trial once, mostly in merged files."""
+    from codesign.search import study
+
+    monkeypatch.setattr(study, "COMPACT_EVERY", 64)
+    monkeypatch.setattr(compact, "ROW_GROUP_ROWS", 96)
+    monkeypatch.setattr(compact, "KEEP_SMALL", 2)
+    monkeypatch.setattr(study, "finish_log", lambda *a, **k: None)
+    run_dir = tmp_path / "run"
+    quick = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.toml"
+    assert main(["search", str(quick), "--trials", "320", "--out", str(run_dir),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    files = sorted((run_dir / "trials").glob("part-*.parquet"))
+    merged = [f for f in files if f.name.startswith(f"part-{compact.WRITER}-")]
+    rows = {f.name: pq.ParquetFile(f).metadata.num_rows for f in files}
+    assert merged and all(rows[f.name] <= 96 for f in merged)
+    assert len(files) < 320 // 32  # fewer than one file per population
+    numbers = parquet_log.read_log(run_dir, columns=["trial"]).column("trial").to_pylist()
+    assert sorted(numbers) == list(range(320))

@@ -55,6 +55,7 @@ from codesign.search.space import (
     design_from_params,
     distributions,
 )
+from codesign.search.storage.log_state import compact_along
 from codesign.search.storage.log_state import finish as finish_log
 from codesign.search.storage.rundir import (
     METRICS_ATTR,
@@ -264,6 +265,7 @@ def run_search(
         bar = tqdm(total=n_trials, desc=f"{run.study_name}", unit="trial", file=sys.stderr)
     done = 0
     next_snapshot = SNAPSHOT_EVERY
+    next_compact = COMPACT_EVERY
     index = DesignIndex(dists)
     asks = _asks_trials(study)
     # the study as this loop sees it, read incrementally; the Pareto front kept from it
@@ -338,6 +340,9 @@ def run_search(
                 if rows:
                     parquet_log.write_trials(run.run_dir, exp, rows, writer)
             done += k
+            if done >= next_compact:
+                compact_along(exp, run)
+                next_compact = done + COMPACT_EVERY
             if timings is not None:
                 timings.append((done, time.perf_counter()))
             if done >= next_snapshot and done < n_trials:
@@ -355,6 +360,11 @@ def run_search(
     feed.refresh()
     return finalize(exp, run, done, time.perf_counter() - t0, writer, study, index.repeats,
                     front)
+
+
+COMPACT_EVERY = 8192
+"""Trials of a search between two compactions of its Parquet log
+(:func:`~codesign.search.storage.log_state.compact_along`)."""
 
 
 def finalize(exp: Experiment, run: RunSpec, done: int, seconds: float, writer: str,

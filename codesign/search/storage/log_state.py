@@ -101,6 +101,22 @@ def record(exp: Experiment, run: Any, study: Any, writer: str,
     return state
 
 
+def compact_along(exp: Experiment, run: Any) -> None:
+    """During a search: merge the per-population files written so far into files of one row
+    group (:data:`~codesign.search.storage.compact.ROW_GROUP_ROWS` rows), skipped if another
+    process is compacting. Each merge reads a row group's worth of small files, so the
+    search's memory does not rise with it, and the compaction at the end (:func:`finish`)
+    joins a few row-group files instead of thousands of small ones (68.7 s at 100,000
+    quickstart trials, 69 MB over the search's peak). A refused write is one warning."""
+    from codesign.search.storage.compact import ROW_GROUP_ROWS, compact_log
+
+    try:
+        compact_log(run.run_dir, exp, target_rows=ROW_GROUP_ROWS, wait=False)
+    except (OSError, pa.ArrowException, ConfigError) as exc:
+        print(f"warning: {run.run_dir}: the Parquet log was not compacted ({exc}); nothing "
+              "stored is lost", file=sys.stderr)
+
+
 def finish(exp: Experiment, run: Any, study: Any, writer: str,
            front: tuple[int, list[dict[str, Any]]] | None = None) -> None:
     """The end of a search: compact the log (skipped if another process is compacting) and
