@@ -13,6 +13,7 @@ import pytest
 
 from codesign.cli import main
 from codesign.errors import ConfigError
+from codesign.model.catalog import get_chip
 from codesign.model.serving import Traffic, evaluate_traffic
 from codesign.model.specs import InferJob
 from codesign.search.design import (
@@ -121,8 +122,7 @@ def test_the_shipped_pair_space_loads_and_baselines_take_one_chip_in_both_pools(
     names = [p.name for p in exp.space.params]
     assert "compute_units" in names and "decode_compute_units" in names
     assert exp.traffic is not None and exp.pools == "both"
-    params = project_params(exp.space, project_chip(__import__(
-        "codesign.model.catalog", fromlist=["get_chip"]).get_chip("h100-sxm")))
+    params = project_params(exp.space, project_chip(get_chip("h100-sxm")))
     for name in names:
         if name.startswith("decode_"):
             assert params[name] == params[name[len("decode_"):]], name

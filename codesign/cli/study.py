@@ -42,13 +42,11 @@ def _run(exp: Any, run: Any, trials: int | None, workers: int, progress: bool,
 def cmd_search(args: argparse.Namespace) -> int:
     from codesign.search.experiment import load_experiment
     from codesign.search.storage.rundir import prepare_run
+    from codesign.search.warm_start import warm_start_params
 
     exp = load_experiment(args.experiment)
-    warm = []
-    for other in args.warm_start or ():  # read before the run exists: bad input touches nothing
-        from codesign.search.warm_start import warm_start_params
-
-        warm += warm_start_params(exp, other)
+    # read before the run exists: a bad --warm-start touches nothing
+    warm = [d for other in args.warm_start or () for d in warm_start_params(exp, other)]
     run = prepare_run(exp, args.out, args.study, args.storage, args.sampler, args.seed,
                       args.allow_space_change)
     return _run(exp, run, args.trials, args.workers, not args.no_progress, args.json,

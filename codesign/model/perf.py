@@ -177,6 +177,20 @@ def _with_memory_needed(res: Result, search: Any, arrays: tuple[np.ndarray, ...]
         f"chip has {chip.hbm_gb:g} GB"))
 
 
+def chip_metrics(chip: ChipSpec, price: float) -> dict[str, float]:
+    """The metrics of the chip itself, as every result reports them: ``die_area_mm2`` (one
+    compute die) and ``silicon_mm2`` (all of them), mm^2, NaN if unknown; ``n_compute_dies``;
+    ``tdp_w`` (W); ``chip_cost_usd`` = ``price`` (USD, :func:`chip_price_usd`)."""
+    die = chip.die_area_mm2
+    return {
+        "die_area_mm2": die if die is not None else float("nan"),
+        "silicon_mm2": die * (chip.n_compute_dies or 1) if die is not None else float("nan"),
+        "n_compute_dies": chip.n_compute_dies or 1,
+        "tdp_w": chip.tdp_w,
+        "chip_cost_usd": price,
+    }
+
+
 def chip_price_usd(chip: ChipSpec, prices: tech.Prices = tech.PRICES) -> float:
     """What a chip costs its buyer: the published price, else the modelled manufacturing
     cost (``price_usd`` of a design) x ``prices.chip_margin``; NaN if neither is known."""
@@ -244,12 +258,7 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
         "step_time_s": nan if serving else res.step_time_s,
         "ttft_s": res.ttft_s if serving else nan,
         "itl_s": res.itl_s if serving else nan,
-        "die_area_mm2": chip.die_area_mm2 if chip.die_area_mm2 is not None else nan,
-        "silicon_mm2": (chip.die_area_mm2 * (chip.n_compute_dies or 1)
-                        if chip.die_area_mm2 is not None else nan),
-        "n_compute_dies": chip.n_compute_dies or 1,
-        "tdp_w": chip.tdp_w,
-        "chip_cost_usd": price,
+        **chip_metrics(chip, price),
         "chip_power_w": res.chip_power_w,
         "cluster_power_w": res.cluster_power_w,
         "cost_per_mtoken_usd": cost_mtok,

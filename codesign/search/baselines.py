@@ -51,25 +51,18 @@ def enqueue_baselines(exp: Experiment, run: RunSpec, study: optuna.Study) -> lis
     skipped with a warning."""
     if not exp.baselines:
         return []
-    todo = [b for b in exp.baselines if b not in baselines_settled(study)]
-    if not todo:
-        return []
-    enqueued = []
-    with recovery_lock(run):
-        study._thread_local.cached_all_trials = None
-        done = baselines_settled(study)
-        for chip_id in todo:
-            if chip_id in done:
-                continue
-            try:
-                design = project_chip(catalog.get_chip(chip_id))
-            except ValueError as exc:
-                print(f"codesign: warning: baseline skipped: {exc}", file=sys.stderr)
-                continue
-            study.enqueue_trial(project_params(exp.space, design),
-                                user_attrs={BASELINE_ATTR: chip_id})
-            enqueued.append(chip_id)
-    return enqueued
+    settled = baselines_settled(study)
+    todo = []
+    for chip_id in exp.baselines:
+        if chip_id in settled:
+            continue
+        try:
+            design = project_chip(catalog.get_chip(chip_id))
+        except ValueError as exc:
+            print(f"codesign: warning: baseline skipped: {exc}", file=sys.stderr)
+            continue
+        todo.append((project_params(exp.space, design), chip_id))
+    return _enqueue_once(run, study, BASELINE_ATTR, todo)
 
 
 def enqueue_warm_start(run: RunSpec, study: optuna.Study,
@@ -77,16 +70,24 @@ def enqueue_warm_start(run: RunSpec, study: optuna.Study,
     """Queue designs of another study (:func:`codesign.search.warm_start.warm_start_params`:
     ``(params, tag)``) at the head of the queue, once per study as :func:`enqueue_baselines`
     does, with the user attribute ``warm_start`` = tag. Returns the tags enqueued now."""
-    todo = [(p, tag) for p, tag in designs
-            if tag not in baselines_settled(study, WARM_START_ATTR)]
+    settled = baselines_settled(study, WARM_START_ATTR)
+    return _enqueue_once(run, study, WARM_START_ATTR,
+                         [(p, tag) for p, tag in designs if tag not in settled])
+
+
+def _enqueue_once(run: RunSpec, study: optuna.Study, attr: str,
+                  todo: list[tuple[dict[str, Any], str]]) -> list[str]:
+    """Enqueue each ``(params, tag)`` of ``todo`` with the user attribute ``attr`` = tag,
+    under the run's lock, skipping tags another process settled meanwhile
+    (:func:`baselines_settled`). Returns the tags enqueued."""
     if not todo:
         return []
     enqueued = []
     with recovery_lock(run):
         study._thread_local.cached_all_trials = None
-        done = baselines_settled(study, WARM_START_ATTR)
+        done = baselines_settled(study, attr)
         for params, tag in todo:
             if tag not in done:
-                study.enqueue_trial(params, user_attrs={WARM_START_ATTR: tag})
+                study.enqueue_trial(params, user_attrs={attr: tag})
                 enqueued.append(tag)
     return enqueued

@@ -13,7 +13,13 @@ from typing import Any
 
 from codesign.model import tech
 from codesign.model.metrics import DECODE_CHIP_METRICS, TRAFFIC_ONLY
-from codesign.model.perf import Job, chip_price_usd, evaluate_population, sized_cluster
+from codesign.model.perf import (
+    Job,
+    chip_metrics,
+    chip_price_usd,
+    evaluate_population,
+    sized_cluster,
+)
 from codesign.search.design import decode_design, design_area, design_to_chip, design_to_cluster
 
 
@@ -63,9 +69,7 @@ def _add_traffic(results: list[dict[str, Any]], designs: list[dict[str, Any]],
         if dec_design is not None:
             area = design_area(dec_design)
             dec = design_to_chip(dec_design, name="decode", area=area)
-            dec_m = {"die_area_mm2": dec.die_area_mm2, "n_compute_dies": dec.n_compute_dies,
-                     "tdp_w": dec.tdp_w, "chip_cost_usd": chip_price_usd(dec, prices),
-                     "hbm_gb": dec.hbm_gb}
+            dec_m = {**chip_metrics(dec, chip_price_usd(dec, prices)), "hbm_gb": dec.hbm_gb}
             if area.reason and m["feasible"]:
                 m["feasible"] = False
                 m["reason"] = f"decode chip: {area.reason}"

@@ -16,6 +16,7 @@ from typing import Any
 
 from codesign.errors import ConfigError
 from codesign.search.experiment import Experiment, load_experiment
+from codesign.search.parquet_log import read_file
 from codesign.search.space import base_design, project_params
 
 MAX_WARM_START = 256
@@ -36,15 +37,13 @@ def warm_start_params(exp: Experiment, run_dir: str | os.PathLike[str],
     Raises:
         ConfigError: ``--warm-start`` is not a run directory with a snapshot (exit 2).
     """
-    import pyarrow.parquet as pq
-
     path = Path(run_dir)
     fronts = sorted((path / "pareto").glob("front-*.parquet")) if path.is_dir() else []
     if not (path / "experiment.toml").is_file() or not fronts:
         raise ConfigError(None, "--warm-start", _EXPECTED, str(path))
     other = load_experiment(path / "experiment.toml")
     try:
-        table = pq.read_table(fronts[-1])
+        table = read_file(fronts[-1])
     except Exception as exc:  # a damaged snapshot: say which
         raise ConfigError(None, "--warm-start", f"{_EXPECTED}; {fronts[-1]} is unreadable "
                           f"({type(exc).__name__}: {exc})", str(path)) from None
