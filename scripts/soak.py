@@ -85,7 +85,7 @@ def scenario_single(s: Soak, res: Result, kills: int, workers: int = 1) -> None:
     # no --workers)
     again = ["search", str(exp)] if workers > 1 else ["resume", str(run_dir)]
     one_process(s, res, kills, [*again, "--trials", LONG, *extra], storage)
-    s.run(*again, "--trials", str(2 * s.pop), *extra, res=res)
+    s.finish(*again, "--trials", str(2 * s.pop), *extra, res=res, journal=storage.journal)
     measure(res, storage, run_dir)
 
 
@@ -101,7 +101,8 @@ def scenario_baselines(s: Soak, res: Result, kills: int) -> None:
         return
     res.kills += 1
     one_process(s, res, kills, ["resume", str(run_dir), "--trials", LONG], storage)
-    s.run("resume", str(run_dir), "--trials", str(2 * s.pop), res=res)
+    s.finish("resume", str(run_dir), "--trials", str(2 * s.pop), res=res,
+             journal=storage.journal)
     measure(res, storage, run_dir)
 
 
@@ -143,7 +144,7 @@ def scenario_workers(s: Soak, res: Result, kills: int, n: int, storage: Storage,
     for w in workers:
         s.kill(w)
     res.note = f"the {n} workers killed at the end too"
-    s.run(*final, res=res)
+    s.finish(*final, res=res, journal=storage.journal)
     measure(res, storage, run_dir)
 
 

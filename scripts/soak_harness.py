@@ -178,6 +178,22 @@ class Soak:
             res.errors.append(f"{args[0]} exit {rc}: {self.tail(proc)}")
         return rc
 
+    def finish(self, *args: str, res: Result, journal: Path | None) -> int:
+        """The run after the last kill: as :meth:`run`, but a start refused for a torn journal
+        (the last kill came mid-append) is repaired with ``codesign doctor --repair`` and run
+        again, exactly as a restart between kills is."""
+        proc = self.start(*args)
+        rc = self.wait(proc)
+        tail = self.tail(proc)
+        if rc == 2 and "torn" in tail and "doctor" in tail and journal is not None:
+            self.say(f"torn journal refused: {tail}")
+            self.run("doctor", str(journal), "--repair", res=res)
+            res.repaired += 1
+            return self.run(*args, res=res)
+        if rc != 0:
+            res.errors.append(f"{args[0]} exit {rc}: {tail}")
+        return rc
+
     def kill(self, proc: subprocess.Popen[bytes]) -> int:
         if proc.poll() is None:
             try:
