@@ -152,6 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     pa = sub.add_parser("pareto", help="print the Pareto front of a run")
     pa.add_argument("run_dir")
     pa.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    pa.add_argument("--uncertainty", nargs="?", const=256, default=None, type=_int_at_least(1),
+                    metavar="N", help="bands of every front design's objectives and the "
+                    "probability it beats each baseline, from N paired draws (default 256)")
 
     rp = sub.add_parser("report", help="one self-contained HTML report of a run (plots)")
     rp.add_argument("run_dir")
@@ -264,6 +267,9 @@ def _parser() -> argparse.ArgumentParser:
                     "pool (default: --chip)")
     tg.add_argument("--kv-over-scaleup", action="store_true",
                     help="with --disaggregated: the KV cache moves over the scale-up network")
+    e.add_argument("--uncertainty", nargs="?", const=256, default=None, type=_int_at_least(1),
+                   metavar="N", help="P10/P50/P90 bands from N paired Monte Carlo draws of the "
+                   "model's error and the estimated constants (default N: 256)")
     e.add_argument("--json", action="store_true")
 
     dr = sub.add_parser("doctor", help="check a run's journal; --repair mends a torn one")

@@ -32,8 +32,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"infeasible: {out['reason']}")
         return 0
     for key, value in out.items():
+        if key == "uncertainty":
+            continue
         print(f"{key:>22}: {_cooling_line(value) if key == 'cooling' else value}")
+    if "uncertainty" in out:
+        _print_bands(out["uncertainty"])
     return 0
+
+
+def _print_bands(u: dict) -> None:
+    """The bands of ``evaluate --uncertainty`` as a table (metric, P10, P50, P90)."""
+    from codesign.model.metrics import METRICS
+
+    print(f"\nuncertainty: {u['draws']} paired draws (seed {u['seed']}), the mapping held; "
+          f"the mapping runs in {u['feasible_share']:.0%} of them")
+    print(f"{'metric':>22}  {'P10':>12} {'P50':>12} {'P90':>12}  unit")
+    for m, (p10, p50, p90) in u["bands"].items():
+        unit = METRICS.get(m, ("",))[0]
+        print(f"{m:>22}  {p10:>12.4g} {p50:>12.4g} {p90:>12.4g}  {unit}")
+    e = u["error_model"]
+    print(f"model error (log sd): speed {e['speed_between']:.3f} shared + "
+          f"{e['speed_within']:.3f} own ({e['speed_rows']} rows, {e['speed_families']} "
+          f"families); power {e['power_between']:.3f} + {e['power_within']:.3f} "
+          f"({e['power_rows']} rows); constants: "
+          + ", ".join(f"{s['name']} x{s['lo']:g}-{s['hi']:g}" for s in u["sources"]))
 
 
 def _cooling_line(c: dict) -> str:

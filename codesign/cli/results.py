@@ -36,21 +36,31 @@ def cmd_pareto(args: argparse.Namespace) -> int:
                                *(k for r in rows for k in r if not k.startswith("_"))]))
     chips = sorted({k.split("_vs_", 1)[1] for k in cols if "_vs_" in k})
     refs = []
+    designs: dict[str, dict | None] = {}
     for chip in chips:
         proj = projection(exp, chip, study)
+        designs[chip] = None if proj is None else proj["design"]
         changes = None if proj is None else proj["changes"]
         refs.append({"id": chip, "meaning": BASELINE_MEANING,
                      "trial": None if proj is None else proj["trial"],
                      "projection_changes": changes or {},
                      "label": baseline_label(chip, changes)})
+    unc = None
+    if args.uncertainty is not None:
+        from codesign.results.uncertainty import band_columns, front_uncertainty
+
+        unc = front_uncertainty(exp, rows, designs, args.uncertainty)
+        extra = band_columns(unc)
+        rows = [{**r, **e} for r, e in zip(rows, extra, strict=True)]
+        cols += [c for c in (extra[0] if extra else {}) if c not in cols]
     if args.format == "json":
-        print(json.dumps(_strict_json({
-            "study": run.study_name,
-            "objectives": [[o.metric, o.direction] for o in exp.objectives],
-            "columns": cols,
-            "baselines": refs,
-            "front": [{c: r.get(c) for c in cols} for r in rows]}),
-            default=str, allow_nan=False))
+        doc = {"study": run.study_name,
+               "objectives": [[o.metric, o.direction] for o in exp.objectives],
+               "columns": cols, "baselines": refs,
+               "front": [{c: r.get(c) for c in cols} for r in rows]}
+        if unc is not None:
+            doc["uncertainty"] = unc
+        print(json.dumps(_strict_json(doc), default=str, allow_nan=False))
         return 0
     import pandas as pd
 
@@ -59,7 +69,27 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         sys.stdout.write(df.to_csv(index=False))
         return 0
     _print_front(run.study_name, exp, rows, [r["label"] for r in refs])
+    if unc is not None:
+        _print_uncertainty(unc)
     return 0
+
+
+def _print_uncertainty(unc: dict) -> None:
+    """Per front design: each objective's P10-P90 and the probability it beats each
+    baseline (sure: >= 0.9)."""
+    from codesign.results.uncertainty import WIN_SURE
+
+    print(f"\nuncertainty: {unc['draws']} paired draws (seed {unc['seed']}); P(beats) over "
+          f"the same draws, >= {WIN_SURE:g} marked *")
+    for b in unc["baselines"]:
+        print(f"  baseline {b['id']}: " + ", ".join(
+            f"{o} {_fmt(lo)}..{_fmt(hi)}" for o, (lo, _, hi) in b["bands"].items()))
+    for d in unc["designs"]:
+        parts = [f"{o} {_fmt(lo)}..{_fmt(hi)}" for o, (lo, _, hi) in d["bands"].items()]
+        wins = "; ".join(f"vs {cid}: " + ", ".join(
+            f"{o} {p:.2f}{'*' if p >= WIN_SURE else ''}" for o, p in ps.items())
+            for cid, ps in d["p_beats"].items())
+        print(f"  trial {d['trial']}: " + ", ".join(parts) + (f"  |  {wins}" if wins else ""))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

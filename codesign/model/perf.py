@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -114,6 +114,35 @@ def host_prices(cluster: ClusterSpec, prices: tech.Prices) -> tech.Prices:
     return replace(prices, host_usd_per_chip=cluster.host_usd_per_chip)
 
 
+class Packed(NamedTuple):
+    """What the kernels read for one job on one chip and cluster (:func:`packed`)."""
+
+    chip: ChipSpec
+    """The chip with its ports split as the cluster uses them."""
+    whole: ClusterSpec
+    """The cluster sized by its power budget (:func:`sized_cluster`)."""
+    cluster: ClusterSpec
+    """The part of it one job runs on (:func:`job_cluster`)."""
+    replicas: int
+    """How many such jobs the whole cluster runs."""
+    arrays: tuple[np.ndarray, ...]
+    """(chip, cluster, model, job, fixed mapping) arrays of the kernels."""
+
+
+def packed(chip: ChipSpec, cluster: ClusterSpec, job: Job, mapping: Mapping | None = None,
+           scaleout_gbps: float | None = None, eff: Efficiency | Stack | None = None) -> Packed:
+    """The kernels' inputs for :func:`evaluate` (same arguments); raises
+    :class:`codesign.model.pack.UnknownSpecError` if the chip lacks a needed number."""
+    chip = build.port_split(chip, cluster)
+    whole = sized_cluster(chip, cluster, scaleout_gbps)
+    cluster, replicas = job_cluster(whole)
+    pack_job = _KERNELS[type(job)][2]
+    arrays = (pack.chip_array(chip, scaleout_gbps, eff),
+              pack.cluster_array(cluster, overhead_w_per_chip(chip, cluster, scaleout_gbps)),
+              pack.model_array(job.model), pack_job(job), pack.fixed_array(mapping))
+    return Packed(chip, whole, cluster, replicas, arrays)
+
+
 def evaluate(
     chip: ChipSpec,
     cluster: ClusterSpec,
@@ -135,13 +164,9 @@ def evaluate(
     them). Raises :class:`codesign.model.pack.UnknownSpecError` if the chip lacks a needed
     number.
     """
-    chip = build.port_split(chip, cluster)
-    whole = sized_cluster(chip, cluster, scaleout_gbps)
-    cluster, replicas = job_cluster(whole)
-    search, _, pack_job, out_len, unpack = _KERNELS[type(job)]
-    arrays = (pack.chip_array(chip, scaleout_gbps, eff),
-              pack.cluster_array(cluster, overhead_w_per_chip(chip, cluster, scaleout_gbps)),
-              pack.model_array(job.model), pack_job(job), pack.fixed_array(mapping))
+    p = packed(chip, cluster, job, mapping, scaleout_gbps, eff)
+    chip, whole, cluster, replicas, arrays = p.chip, p.whole, p.cluster, p.replicas, p.arrays
+    search, _, _, out_len, unpack = _KERNELS[type(job)]
     best_mp = np.zeros(layout.MAP_LEN, np.int64)
     best_out = np.zeros(out_len)
     train = isinstance(job, TrainJob) and count_ruled_out

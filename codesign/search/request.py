@@ -57,6 +57,9 @@ class EvaluateRequest:
     sequence_parallel: int | None = None
     ep_overlap: int | None = None
     hybrid_shard: int | None = None
+    uncertainty: int | None = None
+    """Paired Monte Carlo draws for P10/P50/P90 bands of the answer (None: no bands;
+    :mod:`codesign.search.uncertainty`)."""
     offload: str | None = None
     """Model states in host memory (specs.OFFLOAD_MODES; None: searched, used only where HBM
     does not hold the mapping)."""
@@ -211,6 +214,7 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
     except UnknownSpecError as exc:
         raise ConfigError(None, "--chip", "a chip with every number the model needs",
                           str(exc)) from None
+    base_cluster = cluster
     cluster = sized_cluster(chip, cluster, req.scaleout_gbps)
     m = result_metrics(chip, cluster, res, job, scaleout_gbps=req.scaleout_gbps)
     serving = isinstance(res, InferResult)
@@ -277,7 +281,14 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
                               "the traffic flags", "a training workload")
         out["serving_traffic"] = traffic_part(req, chip, cluster, job)
     if not res.feasible:  # no mapping: no numbers to report, only the reason
-        out = _without_numbers(out)
+        return _without_numbers(out)
+    if req.uncertainty is not None:
+        from codesign.search.uncertainty import design_bands
+
+        out["uncertainty"] = design_bands(
+            chip, base_cluster, job, res.mapping, req.uncertainty,
+            scaleout_gbps=req.scaleout_gbps,
+            assumed=tuple(k.removeprefix("chip.") for k in assumed))
     return out
 
 

@@ -1,0 +1,81 @@
+"""Uncertainty bands where the tool answers: one evaluated design (``evaluate --uncertainty``),
+the designs of a run's front against its baselines (``pareto --uncertainty``, the report),
+and the percentile metrics a robust search optimises (``tokens_per_joule@p10``).
+
+Every design of one answer gets the same paired draws
+(:func:`codesign.model.uncertainty.propagate.make_draws` with one seed), so a win probability
+compares the designs under the same doubt.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from codesign.model import tech
+from codesign.model.specs import ChipSpec, ClusterSpec, InferJob, Mapping, TrainJob
+from codesign.model.uncertainty.propagate import (
+    PERCENTILES,
+    bands,
+    default_errors,
+    design_draws,
+    make_draws,
+)
+from codesign.model.uncertainty.sources import SOURCES, Draws
+
+DEFAULT_DRAWS = 256
+"""Draws when ``--uncertainty`` is given without a number."""
+SEED = 0
+"""Seed of every answer's draws (the same seed, the same bands)."""
+BAND_METRICS = ("tokens_per_s", "tokens_per_s_per_chip", "step_time_s", "mfu", "ttft_s",
+                "itl_s", "chip_power_w", "cluster_power_w", "tokens_per_joule",
+                "energy_per_token_j", "tokens_per_s_per_mw", "tokens_per_s_per_gw",
+                "cost_per_mtoken_usd", "cost_per_run_usd", "train_days", "chip_cost_usd",
+                "clock_fraction")
+"""Metrics a band is reported for (those of the job kind: NaN ones are left out)."""
+PERCENTILE_RE = re.compile(r"^(?P<metric>[a-z0-9_]+)@p(?P<pct>[0-9]{1,2})$")
+"""A percentile objective or constraint: ``metric@pNN`` (NN in 1..99)."""
+
+
+def parse_percentile(name: str) -> tuple[str, float] | None:
+    """``("tokens_per_joule", 10.0)`` for ``"tokens_per_joule@p10"``, None for a plain
+    metric name."""
+    m = PERCENTILE_RE.match(name)
+    if m is None:
+        return None
+    return m.group("metric"), float(m.group("pct"))
+
+
+def describe(draws: Draws) -> dict[str, Any]:
+    """What the bands assume: draws, seed, percentiles, the error model and the constants."""
+    return {"draws": draws.n, "seed": draws.seed, "percentiles": list(PERCENTILES),
+            "error_model": asdict(default_errors()),
+            "sources": [{"name": s.name, "lo": s.lo, "hi": s.hi, "why": s.why}
+                        for s in SOURCES],
+            "mapping": "held at the point evaluation's best mapping in every draw"}
+
+
+def design_bands(chip: ChipSpec, cluster: ClusterSpec, job: TrainJob | InferJob,
+                 mapping: Mapping, n_draws: int = DEFAULT_DRAWS, *,
+                 prices: tech.Prices = tech.PRICES, scaleout_gbps: float | None = None,
+                 assumed: tuple[str, ...] = (), key: str | None = None) -> dict[str, Any]:
+    """``evaluate --uncertainty``'s part: :func:`describe` plus ``bands`` ({metric: [P10,
+    P50, P90]} of :data:`BAND_METRICS`) and ``feasible_share`` (draws in which the mapping
+    runs)."""
+    draws = make_draws(n_draws, SEED)
+    d = design_draws(chip, cluster, job, draws, mapping=mapping, prices=prices,
+                     scaleout_gbps=scaleout_gbps, key=key, assumed=assumed)
+    b = bands(d)
+    return {**describe(draws), "feasible_share": float(d["feasible"].mean()),
+            "bands": {m: list(b[m]) for m in BAND_METRICS
+                      if m in b and all(math.isfinite(x) for x in b[m])}}
+
+
+def percentile_of(values: np.ndarray, pct: float) -> float:
+    """The ``pct`` percentile of the finite ``values`` (NaN if none)."""
+    a = values[np.isfinite(values)]
+    return float(np.percentile(a, pct)) if a.size else math.nan
