@@ -70,14 +70,20 @@ def test_soak_counts_match_the_run_it_leaves(single_and_workers2) -> None:
     assert rows["trial"].nunique() == s["parquet_rows"] - s["duplicates"]
 
 
+def _soak_module():
+    """scripts/soak.py as a module."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import soak
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    return soak
+
+
 def test_soak_reports_an_injected_loss(tmp_path: Path) -> None:
     """The checks can fail: a Parquet file deleted behind the storage's back is reported as
     lost rows and exit 1 (measure() on a run the test damages)."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import soak as soak_mod
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    soak_mod = _soak_module()
     s = soak_mod.Soak(tmp_path, __import__("random").Random(0), 8, SAFETY_S, verbose=False)
     exp = soak_mod.write_experiment(tmp_path, "lossy", 8)
     res = soak_mod.Result("lossy")
@@ -109,11 +115,7 @@ def test_the_run_after_the_last_kill_repairs_a_torn_journal(tmp_path: Path) -> N
     """CI fault (workers2): the last kill came mid-append, so the final run was refused for a
     torn journal and the soak counted that refusal (the contract: exit 2 naming ``doctor``)
     as an engine error. The final run repairs it as every restart between kills does."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import soak as soak_mod
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    soak_mod = _soak_module()
     s = soak_mod.Soak(tmp_path, __import__("random").Random(0), 8, SAFETY_S, verbose=False)
     exp = soak_mod.write_experiment(tmp_path, "torn", 8)
     res = soak_mod.Result("torn")

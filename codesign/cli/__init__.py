@@ -336,6 +336,10 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--serving", action="store_true",
                    help="serving under traffic: disaggregated and percentile-latency "
                    "measurements (serving_cases.csv, or --cases with its columns)")
+    v.add_argument("--bands", nargs="?", const=256, default=None, type=_int_at_least(1),
+                   metavar="N", help="check the uncertainty bands: the share of measured "
+                   "values inside each row's P10-P90 band from N paired draws (default 256), "
+                   "the model error of each family estimated without it")
 
     b = sub.add_parser("bench", help="evaluator, mapping-search and search-loop throughput")
     b.add_argument("--json", action="store_true", help="print one JSON object")

@@ -85,6 +85,38 @@ def _validate_serving(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate_bands(args: argparse.Namespace) -> int:
+    from codesign.validate.bands import band_rows, coverage
+    from codesign.validate.predictions import default_cases_path, load_cases
+
+    path = args.cases if args.cases is not None else default_cases_path()
+    cases = load_cases(path, args.assume_input_len)
+    if args.workload != "all":
+        cases = [c for c in cases if c.workload == args.workload]
+    rows = band_rows(cases, args.bands)
+    cov = coverage(rows)
+    if args.json:
+        print(json.dumps(_strict_json({"rows": rows, "coverage": cov}), allow_nan=False))
+        return 0
+
+    def g(x: float | None) -> str:
+        return "" if x is None else f"{x:.4g}"
+
+    for r in rows:
+        mark = "" if r["inside"] is None else ("inside" if r["inside"] else "OUTSIDE")
+        print(f"{r['case_id']:<44} {r['metric']:<22} measured {g(r['measured']):>10}  "
+              f"P10 {g(r['p10']):>10}  P50 {g(r['p50']):>10}  P90 {g(r['p90']):>10}  {mark}"
+              + ("  (power error in-sample)" if r["in_sample"] else ""))
+    print(f"\nshare inside P10-P90 (target 0.8): {cov['share']:.3f} "
+          f"({cov['inside']}/{cov['rows']} rows; {args.bands} draws, each family's model "
+          "error estimated without it)")
+    for k, s in cov["by_kind"].items():
+        print(f"  {k:<8} {s['inside']:>3}/{s['rows']:<3} {s['share']:.3f}")
+    for f, s in cov["by_family"].items():
+        print(f"  {f:<10} {s['inside']:>3}/{s['rows']:<3} {s['share']:.3f}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from codesign.model.specs import mapping_short
 
@@ -92,6 +124,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return _validate_hardware(args)
     if getattr(args, "serving", False):
         return _validate_serving(args)
+    if getattr(args, "bands", None) is not None:
+        return _validate_bands(args)
     from codesign.validate.predictions import (
         CASE_KEYS,
         compact,

@@ -264,6 +264,8 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
         f"evaluator.single_eval_us: median of {SINGLE_EVAL_REPEATS} jitted loops of "
         f"{SINGLE_EVAL_CALLS} eval_mapping calls on the best {PROBLEMS[0].name} mapping",
         f"evaluator.evals_per_s: candidates / seconds of the {PROBLEMS[0].name} mapping search",
+        "uncertainty_bands: P10/P50/P90 of every metric of 100 quickstart designs with 256 "
+        "paired draws each, point mapping search included, one process",
         "serving_traffic: serve_eval (goodput by bisection and P50/P90/P99 latencies of one "
         "disaggregated deployment) in a jitted loop, one thread, median of 5 loops",
         "evaluator.decided_per_s: (candidates evaluated + mappings ruled out by the search's "
@@ -278,6 +280,10 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
     from codesign.search.bench_serving import serving_traffic
 
     serving = serving_traffic()
+    say("uncertainty bands of a front ...")
+    from codesign.search.bench_uncertainty import front_bands
+
+    bands_part = front_bands(experiments_dir()) if experiments_dir().is_dir() else None
     first = searches[0]
     say(f"search loop ({n_trials} trials, engine and plain Optuna) ...")
     search_part = search(n_trials, repeats=repeats)
@@ -308,6 +314,7 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
         },
         "mapping_search": searches,
         "serving_traffic": serving,
+        "uncertainty_bands": bands_part,
         "search": search_part,
         "long_search": long_part,
         "environment": {
@@ -361,6 +368,11 @@ def format_text(doc: dict[str, Any]) -> str:
                   f"(goodput {srch['one_pool']['goodput_rps']:.1f} req/s), disaggregated "
                   f"{srch['disaggregated']['seconds'] * 1e3:.2f} ms (goodput "
                   f"{srch['disaggregated']['goodput_rps']:.1f} req/s)"]
+    ub = doc.get("uncertainty_bands")
+    if ub:
+        lines += ["", f"uncertainty bands ({ub['name']}): {ub['designs']} designs x "
+                  f"{ub['draws']} paired draws in {ub['seconds']:.2f} s "
+                  f"({ub['draws_per_s']:,.0f} draws/s, mapping searches included)"]
     lines += ["", "search loop"]
     se = doc["search"]
     if se is None:

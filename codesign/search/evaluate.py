@@ -30,6 +30,8 @@ def evaluate_designs(
     prices: tech.Prices = tech.PRICES,
     traffic: Any = None,
     pools: str = "both",
+    percentiles: tuple[str, ...] = (),
+    draws: int = 64,
 ) -> list[dict[str, Any]]:
     """Evaluate a population of designs in one parallel kernel call.
 
@@ -40,12 +42,14 @@ def evaluate_designs(
     serving under that traffic (:func:`~codesign.model.serving.traffic_metrics`, ``pools``),
     its decode pool on the chip of its ``decode_*`` parameters when it has any (a
     heterogeneous design: the metrics ``decode_*`` describe that chip; a decode chip that
-    cannot be built makes the design infeasible).
+    cannot be built makes the design infeasible). ``percentiles``: ``metric@pNN`` names, each
+    the percentile of that metric over ``draws`` paired draws of the model's doubt
+    (:func:`codesign.search.uncertainty.add_percentiles`; 0 where infeasible).
     """
     areas = [design_area(d) for d in designs]
     chips = [design_to_chip(d, area=a) for d, a in zip(designs, areas, strict=True)]
-    clusters = [sized_cluster(c, design_to_cluster(d, cluster_extra))
-                for c, d in zip(chips, designs, strict=True)]
+    plain = [design_to_cluster(d, cluster_extra) for d in designs]
+    clusters = [sized_cluster(c, k) for c, k in zip(chips, plain, strict=True)]
     results = evaluate_population(chips, clusters, job, prices)
     for m, area in zip(results, areas, strict=True):
         if area.reason:
@@ -53,6 +57,10 @@ def evaluate_designs(
             m["reason"] = area.reason
     if traffic is not None:
         _add_traffic(results, designs, chips, clusters, job, traffic, pools, prices)
+    if percentiles:
+        from codesign.search.uncertainty import add_percentiles
+
+        add_percentiles(results, chips, plain, job, prices, percentiles, draws)
     return results
 
 

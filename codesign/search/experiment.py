@@ -44,6 +44,7 @@ from codesign.search.toml_checks import (
     _suggest,
     _Table,
 )
+from codesign.search.uncertainty import BAND_METRICS, parse_percentile
 from codesign.search.workload_file import (  # noqa: F401 - re-exported
     MAX_BATCH,
     MAX_TOKENS,
@@ -162,6 +163,14 @@ class Experiment:
     """``[traffic]`` (serving): a :class:`~codesign.model.serving.Traffic`, or None."""
     pools: str = "both"
     """``[traffic] pools``: "one", "disaggregated" or "both"."""
+    uncertainty_draws: int = 64
+    """``[uncertainty] draws``: paired draws per design behind a percentile objective or
+    constraint (``tokens_per_joule@p10``, :mod:`codesign.search.uncertainty`)."""
+
+    def percentile_metrics(self) -> tuple[str, ...]:
+        """The ``metric@pNN`` names among the objectives and constraints."""
+        names = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
+        return tuple(dict.fromkeys(n for n in names if "@p" in n))
 
     def fingerprint(self) -> str:
         """sha256 hex of what defines the problem: space, workload, objectives, constraints,
@@ -175,6 +184,8 @@ class Experiment:
             "tco": asdict(self.prices),
             # only when given: the fingerprints of experiments without it stay as they were
             **({"traffic": [asdict(self.traffic), self.pools]} if self.traffic else {}),
+            **({"uncertainty_draws": self.uncertainty_draws}
+               if self.percentile_metrics() else {}),
         })
 
 
@@ -283,7 +294,7 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
     """
     text, doc = _read(path)
     doc.only(("experiment", "workload", "cluster", "objectives", "constraints", "budget",
-              "search", "storage", "tco", "traffic"))
+              "search", "storage", "tco", "traffic", "uncertainty"))
 
     head = doc.table("experiment")
     head.only(("name", "description", "search_space", "baselines"))
@@ -313,6 +324,12 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
                     if m not in (INFER_ONLY if isinstance(job, TrainJob) else TRAIN_ONLY)
                     and (traffic is not None or m not in TRAFFIC_ONLY)]
 
+    # metric@pNN: a percentile of a metric the uncertainty draws cover (a robust objective)
+    banded = [m for m in BAND_METRICS if m in kind_metrics]
+    for table_name in ("objectives", "constraints"):
+        kind_metrics += [k for k in doc.table(table_name, required=False).data
+                         if (pm := parse_percentile(k)) is not None and pm[0] in banded
+                         and 1 <= pm[1] <= 99 and k not in kind_metrics]
     obj_t = doc.table("objectives")
     obj_t.only(kind_metrics)
     if not obj_t.data:
@@ -330,6 +347,8 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
                                       "its tokens / tokens_per_s, and costs that x the cost "
                                       "per s)", _Plain("no workload.train_tokens"))
 
+    unc = doc.table("uncertainty", required=False)
+    unc.only(("draws",))
     budget = doc.table("budget", required=False)
     budget.only(("trials",))
     search = doc.table("search", required=False)
@@ -354,6 +373,7 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
         prices=prices,
         traffic=traffic,
         pools=pools,
+        uncertainty_draws=unc.get("draws", "int", default=64, low=1, high=4096),
     )
 
 

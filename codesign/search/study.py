@@ -210,8 +210,14 @@ def trial_template(exp: Experiment, study: optuna.Study, dists: dict[str, Any],
 
 
 def traffic_kw(exp: Experiment) -> dict[str, Any]:
-    """The experiment's ``[traffic]`` as :func:`evaluate_designs`' keywords (none without)."""
-    return {"traffic": exp.traffic, "pools": exp.pools} if exp.traffic is not None else {}
+    """The experiment's ``[traffic]`` and percentile metrics (``metric@pNN`` objectives or
+    constraints, with ``[uncertainty] draws``) as :func:`evaluate_designs`' keywords (none
+    without)."""
+    kw: dict[str, Any] = ({"traffic": exp.traffic, "pools": exp.pools}
+                          if exp.traffic is not None else {})
+    if exp.percentile_metrics():
+        kw.update(percentiles=exp.percentile_metrics(), draws=exp.uncertainty_draws)
+    return kw
 
 
 def _asks_trials(study: optuna.Study) -> bool:

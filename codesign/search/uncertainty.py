@@ -79,3 +79,39 @@ def percentile_of(values: np.ndarray, pct: float) -> float:
     """The ``pct`` percentile of the finite ``values`` (NaN if none)."""
     a = values[np.isfinite(values)]
     return float(np.percentile(a, pct)) if a.size else math.nan
+
+
+def mapping_of(metrics: dict[str, Any]) -> Mapping:
+    """The mapping a metric dict reports (its ``map_*`` keys)."""
+    from dataclasses import fields
+
+    return Mapping(**{f.name: metrics[f"map_{f.name}"] for f in fields(Mapping)
+                      if f"map_{f.name}" in metrics})
+
+
+ROBUST_KEY = "percentile-objective"
+"""The one design key of every design behind a percentile metric (common random numbers)."""
+
+
+def add_percentiles(results: list[dict[str, Any]], chips: list[ChipSpec],
+                    clusters: list[ClusterSpec], job: TrainJob | InferJob,
+                    prices: tech.Prices, names: tuple[str, ...], n_draws: int) -> None:
+    """Set each ``metric@pNN`` of ``names`` in every result: the percentile of the metric over
+    ``n_draws`` paired draws, the design's best mapping held (0.0 where the design is
+    infeasible or no draw runs). ``clusters``: the designs' clusters before sizing.
+
+    Every design gets the same draws, its own part of the model error included (common
+    random numbers): a percentile then ranks designs by how they respond to the same doubt
+    (throttling under the TDP, the weight of HBM energy, leakage or cost constants), never
+    by the luck of their own draws."""
+    wanted = [(n, *parse_percentile(n)) for n in names]
+    draws = make_draws(n_draws, SEED)
+    for m, chip, cluster in zip(results, chips, clusters, strict=True):
+        vals = dict.fromkeys(names, 0.0)
+        if m["feasible"]:
+            d = design_draws(chip, cluster, job, draws, mapping=mapping_of(m), prices=prices,
+                             key=ROBUST_KEY)
+            for name, metric, pct in wanted:
+                v = percentile_of(d.get(metric, np.array([])), pct)
+                vals[name] = v if math.isfinite(v) else 0.0
+        m.update(vals)

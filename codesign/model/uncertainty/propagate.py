@@ -28,7 +28,7 @@ import numpy as np
 from codesign.model import perf, tech
 from codesign.model.chip.cost import cost_breakdown_usd
 from codesign.model.kernels import layout as L
-from codesign.model.kernels.draws import infer_draws, train_draws
+from codesign.model.kernels.draws import INFER, TRAIN, run_draws
 from codesign.model.pack import infer_result_from_arrays, result_from_arrays
 from codesign.model.specs import ChipSpec, ClusterSpec, InferJob, Mapping, TrainJob
 from codesign.model.uncertainty.sources import (
@@ -137,11 +137,10 @@ def design_draws(chip: ChipSpec, cluster: ClusterSpec, job: TrainJob | InferJob,
     cols, factors, speed = factor_columns(draws, errors, key or f"{chip.id or chip.name}"
                                    f"@{cluster.n_chips}", assumed)
     train = isinstance(job, TrainJob)
-    kernel, unpack = ((train_draws, result_from_arrays) if train
-                      else (infer_draws, infer_result_from_arrays))
+    unpack = result_from_arrays if train else infer_result_from_arrays
     outs = np.zeros((draws.n, L.OUT_LEN if train else L.IOUT_LEN))
     status = np.zeros(draws.n, np.int64)
-    kernel(chip_arr, cols, factors, *p.arrays[1:], outs, status)
+    run_draws(TRAIN if train else INFER, chip_arr, cols, factors, *p.arrays[1:], outs, status)
     mp = p.arrays[4].copy()
     counts = np.zeros(L.N_STATUS, np.int64)
     counts[L.S_OK] = 1
