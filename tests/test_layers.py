@@ -54,6 +54,8 @@ MODEL_ORDER = [
     {"codesign.model.pack"},
     {"codesign.model.perf"},
     {"codesign.model.serving"},
+    {"codesign.model.uncertainty", "codesign.model.uncertainty.sources"},
+    {"codesign.model.uncertainty.propagate"},
 ]
 
 

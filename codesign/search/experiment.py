@@ -27,7 +27,6 @@ from codesign.model.metrics import DIRECTIONS, INFER_ONLY, METRICS, TRAFFIC_ONLY
 from codesign.model.specs import InferJob, TrainJob
 from codesign.search.design import (
     CLUSTER_PARAMETERS,
-    DECODE_PREFIX,
     DEFAULT_DESIGN,
     DESIGN_PARAMETERS,
     NEUTRAL_VALUES,
@@ -43,6 +42,12 @@ from codesign.search.toml_checks import (
     _sha256,
     _suggest,
     _Table,
+)
+from codesign.search.traffic_file import (  # noqa: F401 - re-exported
+    POOLS,
+    TRAFFIC_KEYS,
+    _check_decode_pool,
+    _traffic,
 )
 from codesign.search.uncertainty import BAND_METRICS, parse_percentile
 from codesign.search.workload_file import (  # noqa: F401 - re-exported
@@ -375,51 +380,6 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
         pools=pools,
         uncertainty_draws=unc.get("draws", "int", default=64, low=1, high=4096),
     )
-
-
-TRAFFIC_KEYS = {  # key: (type, low, high), as Traffic's fields
-    "rate_rps": ("float", 0.0, None), "input_cv": ("float", 0.0, 10.0),
-    "output_cv": ("float", 0.0, 10.0), "prefix_hit": ("float", 0.0, 0.99),
-    "spec_k": ("int", 0, 16), "spec_accept": ("float", 0.0, 1.0),
-    "spec_cost": ("float", 0.0, 1.0), "chunk": ("int", 0, 1_000_000),
-    "percentile": ("float", 0.5, 0.9999), "prefill_chips": ("int", 1, None),
-}
-POOLS = ("one", "disaggregated", "both")
-
-
-def _traffic(t: _Table, job: Any) -> tuple[Any, str]:
-    """``[traffic]``: (a :class:`~codesign.model.serving.Traffic`, pools), or (None, "both")
-    when the table is absent. Serving workloads only; ``pools``: one pool, disaggregated
-    pools, or both (each design's best, and both goodputs logged)."""
-    from codesign.model.serving import Traffic
-
-    if not t.data:
-        return None, "both"
-    t.only((*TRAFFIC_KEYS, "pools", "kv_over_scaleup"))
-    if not isinstance(job, InferJob):
-        raise t.error(next(iter(t.data)), "a serving workload (kind = \"infer\") for "
-                      "[traffic]", _Plain("a training workload"))
-    values = {k: t.get(k, kind, low=low, high=high) for k, (kind, low, high)
-              in TRAFFIC_KEYS.items() if k in t.data}
-    pools = t.get("pools", "str", default="both", choices=POOLS)
-    kv_up = t.get("kv_over_scaleup", "bool", default=False)
-    return Traffic(**values, kv_over_scaleup=kv_up), pools
-
-
-def _check_decode_pool(doc: _Table, space: SearchSpace, traffic: Any, pools: str) -> None:
-    """A space with ``decode_*`` parameters (a second chip for the decode pool) needs a
-    ``[traffic]`` table whose pools may be disaggregated."""
-    decode = [k for k in [p.name for p in space.params] + list(space.base)
-              if k.startswith(DECODE_PREFIX)]
-    if not decode:
-        return
-    if traffic is None:
-        raise doc.error("traffic", "a [traffic] table with pools = \"disaggregated\" or "
-                        f"\"both\" (the search space {space.path} gives the decode pool its "
-                        f"own chip: {decode[0]})", _MISSING)
-    if pools == "one":
-        raise doc.error("traffic.pools", "\"disaggregated\" or \"both\" (the search space "
-                        f"{space.path} gives the decode pool its own chip: {decode[0]})", pools)
 
 
 def _cluster(t: _Table, space: SearchSpace, fixed: frozenset[str]) -> dict[str, Any]:
