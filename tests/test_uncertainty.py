@@ -243,3 +243,9 @@ def test_robust_search_and_pareto_uncertainty(capsys: pytest.CaptureFixture[str]
     code, out, err = cli(capsys, "pareto", str(run), "--uncertainty", "16")
     assert code == 0, err
     assert "P(beats)" in out and "vs h100-sxm" in out
+    # the report: error bars on the front plot, the win-probability table
+    from codesign.results.report import write_report
+
+    html = write_report(str(run), tmp_path / "r.html").read_text()
+    assert 'id="table-uncertainty"' in html and "P(beats h100-sxm) tokens_per_s" in html
+    assert '"error_y":{"array":[' in html

@@ -155,6 +155,10 @@ def _parser() -> argparse.ArgumentParser:
     pa.add_argument("--uncertainty", nargs="?", const=256, default=None, type=_int_at_least(1),
                     metavar="N", help="bands of every front design's objectives and the "
                     "probability it beats each baseline, from N paired draws (default 256)")
+    pa.add_argument("--against", action="append", metavar="CHIP",
+                    help="with --uncertainty: also the probability of beating this catalog "
+                    "chip as projected into the search space (repeatable; default: the "
+                    "experiment's baselines)")
 
     rp = sub.add_parser("report", help="one self-contained HTML report of a run (plots)")
     rp.add_argument("run_dir")

@@ -46,8 +46,21 @@ def cmd_pareto(args: argparse.Namespace) -> int:
                      "projection_changes": changes or {},
                      "label": baseline_label(chip, changes)})
     unc = None
+    against = args.against or []
+    if against and args.uncertainty is None:
+        raise ConfigError(None, "--against", "--against together with --uncertainty",
+                          f"--against {against[0]} alone")
     if args.uncertainty is not None:
+        from codesign.model import catalog
         from codesign.results.uncertainty import band_columns, front_uncertainty
+
+        for chip in against:
+            if chip not in catalog.chip_ids():
+                raise ConfigError(None, "--against", "a catalog chip id, one of: "
+                                  + ", ".join(catalog.chip_ids()), chip)
+            if chip not in designs:
+                proj = projection(exp, chip, study)
+                designs[chip] = None if proj is None else proj["design"]
 
         unc = front_uncertainty(exp, rows, designs, args.uncertainty)
         extra = band_columns(unc)

@@ -199,9 +199,28 @@ def baseline_hypervolume(points: pd.DataFrame, hv: pd.DataFrame) -> float:
 # ---------------------------------------------------------------------------- the figures
 
 
-def front_2d(run: Any, feasible: pd.DataFrame, front: pd.DataFrame, refs: pd.DataFrame) -> Any:
+def _error_bars(front: pd.DataFrame, bands: dict[int, dict[str, list[float]]] | None,
+                metric: str) -> dict[str, Any] | None:
+    """Plotly error bars from each front design's P10..P90 of ``metric`` (None: no bands)."""
+    if not bands:
+        return None
+    lo, hi = [], []
+    for t, v in zip(front["trial"], front[metric], strict=True):
+        b = bands.get(int(t), {}).get(metric)
+        ok = b is not None and all(np.isfinite(b)) and np.isfinite(v)
+        lo.append(max(0.0, v - min(b[0], b[2])) if ok else 0.0)
+        hi.append(max(0.0, max(b[0], b[2]) - v) if ok else 0.0)
+    if not any(lo) and not any(hi):
+        return None
+    return {"type": "data", "symmetric": False, "array": hi, "arrayminus": lo,
+            "thickness": 1, "width": 0, "color": "rgba(31,119,180,0.45)"}
+
+
+def front_2d(run: Any, feasible: pd.DataFrame, front: pd.DataFrame, refs: pd.DataFrame,
+             bands: dict[int, dict[str, list[float]]] | None = None) -> Any:
     """The front over every pair of objectives (a cost objective included), reference chips
-    as labelled stars."""
+    as labelled stars; ``bands`` ({trial: {objective: [P10, P50, P90]}}): each front design's
+    P10-P90 as error bars."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -221,6 +240,7 @@ def front_2d(run: Any, feasible: pd.DataFrame, front: pd.DataFrame, refs: pd.Dat
         f = front.sort_values(x)
         fig.add_trace(cloud(
             x=f[x], y=f[y], mode="markers", name="Pareto front",
+            error_x=_error_bars(f, bands, x), error_y=_error_bars(f, bands, y),
             marker={"color": "#1f77b4", "size": 9, "line": {"width": 1, "color": "white"}},
             legendgroup="front", showlegend=first,
             text=[f"trial {t}" for t in f["trial"]]), row=1, col=i)

@@ -200,6 +200,24 @@ def _front_table(run: Any, front: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _uncertainty_table(unc: dict[str, Any]) -> pd.DataFrame:
+    """Per front design: each objective's P10-P90 and, per baseline, the probability it
+    beats it (paired draws; >= 0.9 marked *)."""
+    from codesign.results.uncertainty import WIN_SURE
+
+    rows = []
+    for d in unc["designs"]:
+        row: dict[str, Any] = {"trial": d["trial"]}
+        for o, (p10, _, p90) in d["bands"].items():
+            row[f"{o} P10-P90"] = f"{p10:.4g} - {p90:.4g}"
+        for cid, ps in d["p_beats"].items():
+            for o, p in ps.items():
+                row[f"P(beats {cid}) {o}"] = (f"{p:.2f}" + ("*" if p >= WIN_SURE else "")
+                                              if p == p else "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _compare_tables(docs: list[dict[str, Any]]) -> str:
     """The best design per objective next to each reference chip, every spec and metric."""
     parts = []
@@ -334,9 +352,16 @@ def _assemble(run: Any, chips: list[str], design: int | None) -> _Report:
     base = plots.baseline_rows(run, chips, docs)  # no docs: the baseline trials of the log
     why = {str(r["chip"]): str(r["category"] or r["reason"] or "") for _, r in base.iterrows()}
     rep.baselines = {c: why.get(c, "not evaluated") for c in chips}
+    unc = None
+    if len(front):
+        from codesign.results.uncertainty import report_bands
+
+        unc, notes = report_bands(run.run.experiment, front, chips, run.run.study)
+        rep.notes += notes
+    bands = None if unc is None else {d["trial"]: d["bands"] for d in unc["designs"]}
     if len(feasible):
         rep.sections.append(("Pareto front", rep.plot(
-            plots.front_2d(run, feasible, front, refs), "plot-front2d")))
+            plots.front_2d(run, feasible, front, refs, bands), "plot-front2d")))
         if len(run.objectives) >= 3:
             rep.sections.append(("Pareto front in 3-D", rep.plot(
                 plots.front_3d(run, feasible, front, refs), "plot-front3d")))
@@ -366,6 +391,9 @@ def _assemble(run: Any, chips: list[str], design: int | None) -> _Report:
             rep.sections.append(("Where the cluster's watts and dollars go",
                                  rep.plot(breakdown.figure(docs), "plot-breakdown")))
         rep.sections.append(("Front designs", _table(_front_table(run, front), "table-front")))
+        if unc is not None:
+            rep.sections.append(("How sure: bands and win probabilities",
+                                 _table(_uncertainty_table(unc), "table-uncertainty")))
         rep.sections.append(("Compared with reference chips",
                              f'<div id="table-compare">{_compare_tables(docs)}</div>'))
     return rep

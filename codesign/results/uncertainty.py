@@ -102,3 +102,36 @@ def band_columns(unc: dict[str, Any]) -> list[dict[str, float]]:
             row.update({f"p_beats_{o}_vs_{cid}": p for o, p in ps.items()})
         out.append(row)
     return out
+
+
+REPORT_DRAWS = 128
+"""Paired draws behind the report's error bars and win probabilities."""
+REPORT_MAX_DESIGNS = 200
+"""Front designs the report bands at most (a seeded sample beyond: a large front of a long
+search would otherwise take minutes)."""
+
+
+def report_bands(exp: Experiment, front: Any, chips: list[str], study: Any = None,
+                 n_draws: int = REPORT_DRAWS) -> tuple[dict[str, Any] | None, list[str]]:
+    """The report's :func:`front_uncertainty` of the ``front`` DataFrame (its ``trial`` and
+    ``param_*`` columns) against the projections of ``chips``, and notes (a sampled front,
+    chips without a projection)."""
+    from codesign.results.compare import projection
+
+    notes = []
+    rows = front.to_dict("records")
+    if len(rows) > REPORT_MAX_DESIGNS:
+        keep = sorted(np.random.default_rng(0).choice(len(rows), REPORT_MAX_DESIGNS,
+                                                      replace=False))
+        rows = [rows[i] for i in keep]
+        notes.append(f"error bars: {REPORT_MAX_DESIGNS} of the {len(front)} front designs "
+                     "(a random sample, seed 0)")
+    designs: dict[str, dict[str, Any] | None] = {}
+    for chip in chips:
+        proj = projection(exp, chip, study)
+        designs[chip] = None if proj is None else proj["design"]
+        if proj is None:
+            notes.append(f"{chip}: no win probability (it cannot be projected into the space)")
+    if not rows:
+        return None, notes
+    return front_uncertainty(exp, rows, designs, n_draws), notes

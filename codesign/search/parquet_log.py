@@ -108,6 +108,7 @@ def schema(exp: Experiment) -> pa.Schema:
                for p in exp.space.params]
     fields += [pa.field(f"value_{o.metric}", pa.float64()) for o in exp.objectives]
     fields += [pa.field(m, pa.float64()) for m in METRICS]
+    fields += [pa.field(m, pa.float64()) for m in exp.percentile_metrics()]  # metric@pNN
     fields += [pa.field("n_candidates", pa.int64()), pa.field("n_feasible", pa.int64())]
     fields += [pa.field(k, pa.int64()) for k in _MAPPING_INT]
     fields += [pa.field("map_recompute", pa.string()),
