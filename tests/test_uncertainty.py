@@ -249,3 +249,19 @@ def test_robust_search_and_pareto_uncertainty(capsys: pytest.CaptureFixture[str]
     html = write_report(str(run), tmp_path / "r.html").read_text()
     assert 'id="table-uncertainty"' in html and "P(beats h100-sxm) tokens_per_s" in html
     assert '"error_y":{"array":[' in html
+
+
+def test_validate_bands_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from codesign.validate.predictions import default_cases_path
+
+    lines = Path(default_cases_path()).read_text().splitlines(keepends=True)
+    small = tmp_path / "cases.csv"
+    small.write_text("".join(lines[:5]))  # header + 4 MLM21 rows
+    code, out, err = cli(capsys, "validate", "--bands", "32", "--cases", str(small), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert len(doc["rows"]) == 4 and doc["coverage"]["rows"] == 4
+    assert doc["coverage"]["inside"] == sum(r["inside"] for r in doc["rows"])
+    code, out, err = cli(capsys, "validate", "--bands", "32", "--cases", str(small))
+    assert code == 0, err
+    assert "share inside P10-P90" in out and "MLM21-T1" in out
