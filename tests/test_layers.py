@@ -44,7 +44,8 @@ OUTSIDE = {"codesign", "codesign._legacy", "codesign.__main__"}
 MODEL_ORDER = [
     # inside the model, a module imports only modules of its own rank or lower
     {"codesign.model.specs", "codesign.model.tech", "codesign.model.metrics",
-     "codesign.model.traffic", "codesign.model.chip", "codesign.model.cluster"},
+     "codesign.model.traffic", "codesign.model.chip", "codesign.model.cluster",
+     "codesign.model.checkpoint", "codesign.model.reliability"},
     {"codesign.model.catalog", "codesign.model.catalog.platforms"},
     {"codesign.model.efficiency", "codesign.model.chip.area", "codesign.model.chip.datasheet",
      "codesign.model.chip.power", "codesign.model.chip.cost", "codesign.model.cluster.network",

@@ -46,6 +46,11 @@ A change that is meant to move a number regenerates the files
   (``prefill_chip_share``, ``ttft_p50_s`` ... ``itl_p90_s`` and the decode pool's chip,
   ``decode_die_area_mm2`` ... ``decode_hbm_gb``, NaN without ``[traffic]``); after dropping
   those, identical.
+* issue 19, goodput at scale: new keys only (``evaluate``'s ``goodput`` object, the metrics
+  ``interruptions_per_day`` ... ``spare_chips`` and the cluster parameters
+  ``spares_per_domain``, ``checkpoint_gbps``, ``async_checkpoint`` and
+  ``checkpoint_interval_s`` in the Parquet log, with their units); after dropping those,
+  every row, front, fingerprint and prediction is identical.
 """
 
 from __future__ import annotations

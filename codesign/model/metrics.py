@@ -45,6 +45,19 @@ METRICS: dict[str, tuple[str, str]] = {
     "hbm_gb": ("GB", "maximize"),
     "peak_tflops_bf16": ("TFLOP/s", "maximize"),
     "clock_fraction": ("sustained clock / peak clock (< 1: throttled to the TDP)", "maximize"),
+    # training at scale: failures, checkpoints, restarts, spares (codesign.model.reliability)
+    "interruptions_per_day": ("job interruptions per day (hardware failures by component, "
+                              "plus known software ones)", "minimize"),
+    "effective_training_fraction": ("share of wall time that advances training (after "
+                                    "checkpoints, restarts, lost work, chips out for repair)",
+                                    "maximize"),
+    "train_goodput_tokens_per_s": ("training tokens/s delivered (tokens_per_s x "
+                                   "effective_training_fraction)", "maximize"),
+    "cost_per_goodput_mtoken_usd": ("USD per 1e6 training tokens delivered (hot spares "
+                                    "included)", "minimize"),
+    "goodput_train_days": ("days to train the workload's train_tokens, failures included",
+                           "minimize"),
+    "spare_chips": ("hot spare chips kept in the scale-up domains", "minimize"),
     # serving under traffic (an experiment's [traffic]): at the goodput of the best deployment
     "goodput_rps": ("requests/s whose TTFT and ITL meet the limits at the [traffic] "
                     "percentile (the highest such rate)", "maximize"),
@@ -76,7 +89,11 @@ METRICS: dict[str, tuple[str, str]] = {
 
 DIRECTIONS = ("maximize", "minimize")
 
-TRAIN_ONLY = ("mfu", "step_time_s", "cost_per_run_usd", "train_days")
+GOODPUT_METRICS = ("interruptions_per_day", "effective_training_fraction",
+                   "train_goodput_tokens_per_s", "cost_per_goodput_mtoken_usd",
+                   "goodput_train_days", "spare_chips")
+"""Metrics of a training job under failures (:mod:`codesign.model.reliability`)."""
+TRAIN_ONLY = ("mfu", "step_time_s", "cost_per_run_usd", "train_days", *GOODPUT_METRICS)
 INFER_ONLY = ("ttft_s", "itl_s")
 TRAFFIC_ONLY = ("goodput_rps", "goodput_tokens_per_s", "ttft_p99_s", "itl_p99_s",
                 "goodput_cost_per_mtoken_usd", "goodput_tokens_per_joule", "disaggregated",

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from codesign.model import pack, tech
+from codesign.model import pack, reliability, tech
 from codesign.model.chip import datasheet as chip_area
 from codesign.model.chip import power
 from codesign.model.cluster import build, cooling, facility
@@ -25,7 +25,7 @@ from codesign.model.efficiency import Efficiency, Stack
 from codesign.model.kernels import layout
 from codesign.model.kernels.infer_search import infer_search, infer_search_population
 from codesign.model.kernels.train_search import search_mappings, search_population
-from codesign.model.metrics import TRAFFIC_ONLY
+from codesign.model.metrics import GOODPUT_METRICS, TRAFFIC_ONLY
 from codesign.model.specs import (
     ChipSpec,
     ClusterSpec,
@@ -298,10 +298,54 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
         "n_candidates": res.n_candidates,
         "n_feasible": res.n_feasible,
     }
+    metrics.update(goodput_metrics(chip, cluster, res, job, net, metrics))
     metrics.update(_breakdown_per_chip(chip, cluster, res, prices, net))
     metrics.update({f"map_{k}": v for k, v in res.mapping.as_dict().items()})
     metrics.update({m: nan for m in TRAFFIC_ONLY})  # filled by model.serving, when asked
     return metrics
+
+
+def goodput_breakdown(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult, job: Job | None,
+                      net: Any) -> dict[str, Any] | None:
+    """:func:`codesign.model.reliability.goodput` of a feasible training result (one job of
+    ``cluster.job_chips`` or all chips; the switches and links in proportion), None for
+    serving or an infeasible result."""
+    if not isinstance(job, TrainJob) or not res.feasible or res.tokens_per_s <= 0:
+        return None
+    n = cluster.n_chips
+    job_chips = min(cluster.job_chips or n, n)
+    share = job_chips / max(n, 1)
+    links = max(net.optical_links, net.optics // 2)
+    g = reliability.goodput(
+        job_chips, res.tokens_per_s, float(job.model.params_total()),
+        hbm_stacks=chip.hbm_stacks or 0, domain=chip.scaleup_domain or 1,
+        switched=build.fabric(cluster, chip) == "switched", switches=net.switches * share,
+        optical_links=links * share, host_link_gbs=cluster.host_link_gbs,
+        res=cluster.resilience or reliability.Resilience())
+    g["job_chips"] = job_chips
+    return g
+
+
+def goodput_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult, job: Job | None,
+                    net: Any, metrics: dict[str, Any]) -> dict[str, float]:
+    """The :data:`codesign.model.metrics.GOODPUT_METRICS` of a result (NaN for serving,
+    finite zeros when infeasible); ``metrics``: its other metrics (cost, train days)."""
+    if not isinstance(job, TrainJob):
+        return dict.fromkeys(GOODPUT_METRICS, float("nan"))
+    g = goodput_breakdown(chip, cluster, res, job, net)
+    if g is None:
+        return dict.fromkeys(GOODPUT_METRICS, 0.0)
+    eff = g["effective_training_fraction"]
+    spares = g["spare_chips"] * cluster.n_chips / g["job_chips"]
+    paid = (cluster.n_chips + spares) / max(cluster.n_chips, 1)
+    days = metrics["train_days"]
+    return {"interruptions_per_day": g["interruptions_per_day"],
+            "effective_training_fraction": eff,
+            "train_goodput_tokens_per_s": res.tokens_per_s * eff,
+            "cost_per_goodput_mtoken_usd": (metrics["cost_per_mtoken_usd"] * paid / eff
+                                            if eff > 0 else 0.0),
+            "goodput_train_days": days / eff if eff > 0 and math.isfinite(days) else days,
+            "spare_chips": spares}
 
 
 BREAKDOWN_METRICS = {

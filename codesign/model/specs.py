@@ -156,6 +156,10 @@ class ClusterSpec:
     host_memory_gbs_per_chip: float = 76.8
     """Host DRAM bandwidth per accelerator, GB/s (the host CPU's Adam step streams through
     it); default a DGX H100's 2 x 307.2 GB/s (8-channel DDR5-4800, hosts.csv) over 8 GPUs."""
+    resilience: Any = None
+    """How a training job survives failures: a
+    :class:`codesign.model.reliability.Resilience` (checkpoint storage and interval, restart,
+    hot spares per scale-up domain); None: its defaults."""
 
 
 @dataclass(frozen=True)

@@ -264,6 +264,8 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
         f"evaluator.single_eval_us: median of {SINGLE_EVAL_REPEATS} jitted loops of "
         f"{SINGLE_EVAL_CALLS} eval_mapping calls on the best {PROBLEMS[0].name} mapping",
         f"evaluator.evals_per_s: candidates / seconds of the {PROBLEMS[0].name} mapping search",
+        "goodput_overhead: evaluate_designs of 128 goodput_100k designs with the goodput "
+        "metrics and with them replaced by constants, alternately, median of 5 each",
         "uncertainty_bands: P10/P50/P90 of every metric of 100 quickstart designs with 256 "
         "paired draws each, point mapping search included, one process",
         "serving_traffic: serve_eval (goodput by bisection and P50/P90/P99 latencies of one "
@@ -284,6 +286,10 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
     from codesign.search.bench_uncertainty import front_bands
 
     bands_part = front_bands(experiments_dir()) if experiments_dir().is_dir() else None
+    say("goodput overhead ...")
+    from codesign.search.bench_goodput import goodput_overhead
+
+    goodput_part = goodput_overhead(experiments_dir()) if experiments_dir().is_dir() else None
     first = searches[0]
     say(f"search loop ({n_trials} trials, engine and plain Optuna) ...")
     search_part = search(n_trials, repeats=repeats)
@@ -315,6 +321,7 @@ def run_bench(quick: bool = False, search_trials: int | None = None,
         "mapping_search": searches,
         "serving_traffic": serving,
         "uncertainty_bands": bands_part,
+        "goodput_overhead": goodput_part,
         "search": search_part,
         "long_search": long_part,
         "environment": {
@@ -373,6 +380,11 @@ def format_text(doc: dict[str, Any]) -> str:
         lines += ["", f"uncertainty bands ({ub['name']}): {ub['designs']} designs x "
                   f"{ub['draws']} paired draws in {ub['seconds']:.2f} s "
                   f"({ub['draws_per_s']:,.0f} draws/s, mapping searches included)"]
+    go = doc.get("goodput_overhead")
+    if go:
+        lines += [f"goodput ({go['name']}): {go['designs']} designs in "
+                  f"{go['seconds_with'] * 1e3:.0f} ms with the failure model, "
+                  f"{go['seconds_without'] * 1e3:.0f} ms without ({go['overhead']:+.1%})"]
     lines += ["", "search loop"]
     se = doc["search"]
     if se is None:

@@ -15,6 +15,7 @@ from codesign.model import tech
 from codesign.model.chip import area as area_model
 from codesign.model.chip import cost, power
 from codesign.model.chip import datasheet as chip_area
+from codesign.model.reliability import Resilience
 from codesign.model.specs import HBM_GENERATIONS, TOPOLOGIES, ChipSpec, ClusterSpec
 
 
@@ -80,6 +81,18 @@ DESIGN_PARAMETERS: dict[str, ParamInfo] = {
                          help="rack cooling, air or direct liquid: each bounds a rack's power "
                               "and a chip's TDP (codesign.model.cluster.cooling, the metric "
                               "cooling_ok); unstated: no limit"),
+    "spares_per_domain": ParamInfo("int", "chips", 0, 64,
+                                   help="hot spare chips per scale-up domain (or node): a "
+                                        "failure costs a swap instead of a restart "
+                                        "(codesign.model.reliability)"),
+    "checkpoint_gbps": ParamInfo("float", "GB/s", 1.0, 1_000_000.0,
+                                 help="aggregate bandwidth of the checkpoint storage"),
+    "async_checkpoint": ParamInfo("int", "", choices=(0, 1),
+                                  help="1: training pauses only to copy its checkpoint shard "
+                                       "to host memory, the storage write overlaps"),
+    "checkpoint_interval_s": ParamInfo("float", "s", 0.0, 1_000_000.0,
+                                       help="training seconds between checkpoints (0: "
+                                            "Daly's optimum for the job's failure rate)"),
     "topology": ParamInfo("str", "", choices=TOPOLOGIES, help="scale-out network topology"),
     "oversubscription": ParamInfo("float", "ratio", 1.0, 16.0,
                                   help="fat-tree taper above the leaf (1 = non-blocking)"),
@@ -90,7 +103,8 @@ DESIGN_PARAMETERS: dict[str, ParamInfo] = {
 NEUTRAL_VALUES: dict[str, Any] = {
     "power_limit": 1.0, "shared_ports": 0, "port_gbps": 400.0, "scaleout_ports": 0,
     "scaleup_fabric": "switched", "chips_per_rack": 8, "host_cpu": "generic",
-    "chips_per_host": 4, "cooling": "unstated",
+    "chips_per_host": 4, "cooling": "unstated", "spares_per_domain": 0,
+    "checkpoint_gbps": 2000.0, "async_checkpoint": 0, "checkpoint_interval_s": 0.0,
 }
 """Parameters added after the first release, with the value that reproduces the behaviour
 from before they existed: a space that leaves one at this value keeps the fingerprint it had
@@ -100,7 +114,11 @@ bounds a rack at 250 kW, which a dense space (1,024 chips per rack) can exceed."
 
 CLUSTER_PARAMETERS = ("n_chips", "topology", "oversubscription", "pue", "scaleout_ports",
                       "scaleup_fabric", "chips_per_rack", "host_cpu", "chips_per_host",
-                      "cooling")
+                      "cooling", "spares_per_domain", "checkpoint_gbps", "async_checkpoint",
+                      "checkpoint_interval_s")
+RESILIENCE_PARAMETERS = {"spares_per_domain": int, "checkpoint_gbps": float,
+                         "async_checkpoint": bool, "checkpoint_interval_s": float}
+"""Cluster parameters that are fields of :class:`codesign.model.reliability.Resilience`."""
 
 DECODE_PREFIX = "decode_"
 """Prefix of the decode pool's chip parameters (``decode_hbm_stacks``, ...): a search space
@@ -165,6 +183,10 @@ DEFAULT_DESIGN: dict[str, Any] = {
     "host_cpu": "generic",
     "chips_per_host": 4,
     "cooling": "unstated",
+    "spares_per_domain": 0,
+    "checkpoint_gbps": 2000.0,
+    "async_checkpoint": 0,
+    "checkpoint_interval_s": 0.0,
 }
 
 
@@ -255,6 +277,8 @@ def design_to_cluster(design: dict[str, Any], extra: dict[str, Any] | None = Non
         kwargs["scaleup_fabric"] = None  # by topology and chip, as before the parameter
     if kwargs["cooling"] == "unstated":
         kwargs["cooling"] = None  # no cooling limit, as before the parameter
+    kwargs["resilience"] = Resilience(**{k: kind(kwargs.pop(k))
+                                         for k, kind in RESILIENCE_PARAMETERS.items()})
     kwargs.update(extra or {})
     if host != "generic":
         from codesign.model.cluster.build import host_fields

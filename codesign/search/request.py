@@ -269,6 +269,7 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
     if not serving:
         out["host_memory_gb"] = res.host_memory_gb
         out["breakdown_s"] = res.breakdown_s
+        out["goodput"] = _goodput_part(chip, cluster, res, job, m, req.scaleout_gbps)
     out["power_breakdown_w"] = res.power_w
     out["cluster_breakdown"] = cluster_breakdown(chip, cluster, res,
                                                  scaleout_gbps=req.scaleout_gbps)
@@ -290,6 +291,19 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
             scaleout_gbps=req.scaleout_gbps,
             assumed=tuple(k.removeprefix("chip.") for k in assumed))
     return out
+
+
+def _goodput_part(chip: Any, cluster: Any, res: Any, job: Any, m: dict[str, Any],
+                  scaleout_gbps: float | None) -> dict[str, Any] | None:
+    """``evaluate``'s goodput of a training job: the breakdown of
+    :func:`codesign.model.perf.goodput_breakdown` (failures per day by component, time lost
+    to checkpoints, restarts and lost work) with the goodput metrics."""
+    from codesign.model.cluster.build import equipment
+    from codesign.model.metrics import GOODPUT_METRICS
+    from codesign.model.perf import goodput_breakdown
+
+    g = goodput_breakdown(chip, cluster, res, job, equipment(chip, cluster, scaleout_gbps))
+    return None if g is None else {**g, **{k: m[k] for k in GOODPUT_METRICS}}
 
 
 _TRAIN_FLAGS = ("seq_len", "global_batch")
