@@ -139,6 +139,12 @@ def test_goodput_search_and_bad_cluster_value(capsys: pytest.CaptureFixture[str]
                        ok.tokens_per_s * ok.effective_training_fraction)
     assert (ok.goodput_train_days >= ok.train_days).all()
     assert set(ok.param_spares_per_domain) <= {0, 1, 2, 4, 8}
+    # the report draws failures by component and the shares of wall time
+    from codesign.results.report import write_report
+
+    html = write_report(str(tmp_path / "run"), tmp_path / "r.html",
+                        against=["h100-sxm"]).read_text()
+    assert 'id="plot-goodput"' in html and "job interruptions per day" in html
     bad = tmp_path / "bad.toml"
     bad.write_text(GOODPUT.format(space=REPO / "search_spaces" / "quickstart.toml",
                                   cluster="spares_per_domain = -1"))

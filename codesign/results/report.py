@@ -69,8 +69,9 @@ __all__ = ["HYPERVOLUME_AXIS", "PLOT_IDS", "REFERENCE_NAME", "SENSITIVITY_AXIS",
            "build_figures", "build_report", "write_report"]
 
 PLOT_IDS = ("plot-front2d", "plot-front3d", "plot-parcoords", "plot-hypervolume",
-            "plot-infeasible", "plot-sensitivity", "plot-breakdown")
-"""Ids of the plot elements (``plot-front3d`` only with three or more objectives)."""
+            "plot-infeasible", "plot-sensitivity", "plot-breakdown", "plot-goodput")
+"""Ids of the plot elements (``plot-front3d`` only with three or more objectives,
+``plot-goodput`` only for a training workload with a reference chip)."""
 
 _CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -390,6 +391,15 @@ def _assemble(run: Any, chips: list[str], design: int | None) -> _Report:
 
             rep.sections.append(("Where the cluster's watts and dollars go",
                                  rep.plot(breakdown.figure(docs), "plot-breakdown")))
+        from codesign.model.specs import TrainJob
+
+        if docs and isinstance(run.run.experiment.job, TrainJob):
+            from codesign.results import goodput_view
+
+            cols = goodput_view.columns(run.run, docs)
+            if cols:
+                rep.sections.append(("Failures, checkpoints and restarts (goodput)",
+                                     rep.plot(goodput_view.figure(cols), "plot-goodput")))
         rep.sections.append(("Front designs", _table(_front_table(run, front), "table-front")))
         if unc is not None:
             rep.sections.append(("How sure: bands and win probabilities",
