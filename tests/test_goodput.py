@@ -76,6 +76,9 @@ def test_spares_async_checkpoints_and_blast_radius() -> None:
     node = goodput(100_000, 1e7, 405e9, domain=8, switched=True, **KW)
     assert base["capacity_loss"] > node["capacity_loss"] > 0
     assert blast_chips(100_000, 72, True) == 72 and blast_chips(100_000, 72, False) == 8
+    for g in (base, spares, fast, node):  # the shares of wall time add up
+        assert sum(g[k] for k in ("effective_training_fraction", "checkpoints", "restarts",
+                                  "lost_work", "repair")) == pytest.approx(1.0)
     assert base["goodput_tokens_per_s"] == pytest.approx(
         1e7 * base["effective_training_fraction"])
 

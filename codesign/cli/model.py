@@ -32,12 +32,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"infeasible: {out['reason']}")
         return 0
     for key, value in out.items():
-        if key == "uncertainty":
+        if key in ("uncertainty", "goodput"):
             continue
         print(f"{key:>22}: {_cooling_line(value) if key == 'cooling' else value}")
+    if out.get("goodput"):
+        _print_goodput(out["goodput"])
     if "uncertainty" in out:
         _print_bands(out["uncertainty"])
     return 0
+
+
+def _print_goodput(g: dict) -> None:
+    """The goodput breakdown of a training job (``evaluate``'s ``goodput``)."""
+    fails = ", ".join(f"{k} {v:.2f}" for k, v in g["failures_per_day"].items() if v)
+    print(f"\ngoodput ({g['job_chips']:,} chips in the job): {g['interruptions_per_day']:.2f} "
+          f"interruptions/day (MTBF {g['mtbf_h']:.2f} h): {fails}")
+    print(f"  checkpoint {g['checkpoint_gb']:,.0f} GB, pauses training "
+          f"{g['checkpoint_block_s']:.1f} s (write {g['checkpoint_write_s']:.1f} s), every "
+          f"{g['checkpoint_interval_s']:.0f} s"
+          f"; recovery {g['recover_s']:.0f} s per failure; spares {g['spare_chips']:.0f} "
+          f"(absorb {g['spare_cover']:.0%} of failures)")
+    print(f"  wall time: training {g['effective_training_fraction']:.1%}, checkpoints "
+          f"{g['checkpoints']:.1%}, restarts {g['restarts']:.1%}, lost work "
+          f"{g['lost_work']:.1%}, chips out for repair {g['repair']:.1%}")
+    print(f"  {g['train_goodput_tokens_per_s']:,.0f} tokens/s delivered, "
+          f"{g['cost_per_goodput_mtoken_usd']:.4g} USD per 1e6 delivered tokens")
 
 
 def _print_bands(u: dict) -> None:

@@ -119,8 +119,8 @@ def goodput(n_chips: int, tokens_per_s: float, params: float, *, hbm_stacks: int
     ``checkpoint_write_s``, ``restore_s``, ``recover_s`` (per failure, restore included),
     ``checkpoint_interval_s``, ``spare_chips``, ``spare_cover`` (share of failures a spare
     absorbs), ``capacity_loss`` (share of the job's chips out for repair), the shares of wall
-    time lost to ``checkpoints``, ``restarts`` and ``lost_work``, and
-    ``effective_training_fraction`` and ``goodput_tokens_per_s``."""
+    time lost to ``checkpoints``, ``restarts``, ``lost_work`` and ``repair`` (with
+    ``effective_training_fraction`` they sum to 1), and ``goodput_tokens_per_s``."""
     fails = failures_per_day(n_chips, hbm_stacks, switches, optical_links)
     fails["software"] = res.software_per_day
     per_day = sum(fails.values())
@@ -147,8 +147,15 @@ def goodput(n_chips: int, tokens_per_s: float, params: float, *, hbm_stacks: int
     out_chip_h = ((hw * (1 - cover) * unit + fails["switch"] * SWITCH_BLAST_CHIPS)
                   * res.repair_h)
     capacity_loss = min(1.0, out_chip_h / 24.0 / n_chips)
-    ckpt_share = block_s / (tau + block_s) if tau > 0 and math.isfinite(tau) else 0.0
-    restart_share = recover_s / mtbf_s if math.isfinite(mtbf_s) else 0.0
+    # the wall time not training, split in proportion to Daly's first-order terms: checkpoint
+    # pauses delta/tau, recoveries R/M, work redone (tau + delta)/(2M)
+    fin = math.isfinite(mtbf_s) and math.isfinite(tau) and tau > 0
+    terms = ((block_s / tau if tau > 0 and math.isfinite(tau) else 0.0),
+             (recover_s / mtbf_s if fin else 0.0), ((tau + block_s) / (2 * mtbf_s) if fin
+                                                   else 0.0))
+    total = sum(terms)
+    ckpt_share, restart_share, lost_share = (
+        (1.0 - frac) * x / total if total > 0 else 0.0 for x in terms)
     eff = frac * (1.0 - capacity_loss)
     return {
         "failures_per_day": fails, "interruptions_per_day": per_day,
@@ -156,8 +163,8 @@ def goodput(n_chips: int, tokens_per_s: float, params: float, *, hbm_stacks: int
         "checkpoint_block_s": block_s, "checkpoint_write_s": write_s, "restore_s": restore_s,
         "recover_s": recover_s, "checkpoint_interval_s": tau, "spare_chips": spares,
         "spare_cover": cover, "capacity_loss": capacity_loss, "checkpoints": ckpt_share,
-        "restarts": restart_share,
-        "lost_work": max(0.0, 1.0 - frac - ckpt_share - restart_share),
+        "restarts": restart_share, "lost_work": lost_share,
+        "repair": frac * capacity_loss,
         "effective_training_fraction": eff, "goodput_tokens_per_s": tokens_per_s * eff,
     }
 

@@ -10,7 +10,7 @@ from typing import Any
 FAILURE_PARTS = ("accelerator", "hbm", "network_port", "host", "switch", "optics", "software")
 TIME_PARTS = (("training", "effective_training_fraction"), ("checkpoints", "checkpoints"),
               ("restarts", "restarts"), ("lost work", "lost_work"),
-              ("out for repair", "capacity_loss"))
+              ("out for repair", "repair"))
 COLORS = ("#1f77b4", "#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#7f7f7f")
 
 
