@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run as cli
 
-from codesign.cli import main
 from codesign.model.checkpoint import checkpoint_bytes, effective_fraction, optimal_interval_s
 from codesign.model.reliability import (
     PER_CHIP_DAY,
@@ -22,12 +22,6 @@ from codesign.model.reliability import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize(("delta", "mtbf"), [(60.0, 9000.0), (5.0, 3600.0), (600.0, 86400.0)])

@@ -80,15 +80,20 @@ def _soak_module():
     return soak
 
 
+def _searched(tmp_path: Path, name: str, trials: int):
+    """(soak module, its Soak, a Result, the run directory) after a search of ``trials``."""
+    soak_mod = _soak_module()
+    s = soak_mod.Soak(tmp_path, __import__("random").Random(0), 8, SAFETY_S, verbose=False)
+    exp = soak_mod.write_experiment(tmp_path, name, 8)
+    res = soak_mod.Result(name)
+    assert s.run("search", str(exp), "--trials", str(trials), res=res) == 0, res.errors
+    return soak_mod, s, res, tmp_path / "runs" / name
+
+
 def test_soak_reports_an_injected_loss(tmp_path: Path) -> None:
     """The checks can fail: a Parquet file deleted behind the storage's back is reported as
     lost rows and exit 1 (measure() on a run the test damages)."""
-    soak_mod = _soak_module()
-    s = soak_mod.Soak(tmp_path, __import__("random").Random(0), 8, SAFETY_S, verbose=False)
-    exp = soak_mod.write_experiment(tmp_path, "lossy", 8)
-    res = soak_mod.Result("lossy")
-    assert s.run("search", str(exp), "--trials", "16", res=res) == 0, res.errors
-    run_dir = tmp_path / "runs" / "lossy"
+    soak_mod, _, res, run_dir = _searched(tmp_path, "lossy", 16)
     storage = soak_mod.Storage(run_dir / "study.log", study="lossy")
     soak_mod.measure(res, storage, run_dir)
     soak_mod.judge(res)
@@ -115,12 +120,7 @@ def test_the_run_after_the_last_kill_repairs_a_torn_journal(tmp_path: Path) -> N
     """CI fault (workers2): the last kill came mid-append, so the final run was refused for a
     torn journal and the soak counted that refusal (the contract: exit 2 naming ``doctor``)
     as an engine error. The final run repairs it as every restart between kills does."""
-    soak_mod = _soak_module()
-    s = soak_mod.Soak(tmp_path, __import__("random").Random(0), 8, SAFETY_S, verbose=False)
-    exp = soak_mod.write_experiment(tmp_path, "torn", 8)
-    res = soak_mod.Result("torn")
-    assert s.run("search", str(exp), "--trials", "8", res=res) == 0, res.errors
-    run_dir = tmp_path / "runs" / "torn"
+    soak_mod, s, res, run_dir = _searched(tmp_path, "torn", 8)
     journal = run_dir / "study.log"
     with open(journal, "ab") as f:  # a writer killed mid-append
         f.write(b'{"op_code": 5, "worker_id": "x", "trial_id": 3, "param')

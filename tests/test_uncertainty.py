@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run as cli
 
-from codesign.cli import main
 from codesign.model import perf
 from codesign.model.catalog import get_chip, get_model
 from codesign.model.kernels import draws as kd
@@ -38,12 +38,6 @@ TRAIN = TrainJob(get_model("llama3-8b"), seq_len=4096, global_batch=256)
 INFER = InferJob(get_model("llama3-8b"), 1024, 256.0)
 H100 = get_chip("h100-sxm")
 ZERO = ErrorModel(0.0, 0.0, 0.0, 0.0)
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("job", [TRAIN, INFER], ids=["train", "infer"])

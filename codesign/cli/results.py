@@ -51,17 +51,9 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         raise ConfigError(None, "--against", "--against together with --uncertainty",
                           f"--against {against[0]} alone")
     if args.uncertainty is not None:
-        from codesign.model import catalog
-        from codesign.results.uncertainty import band_columns, front_uncertainty
+        from codesign.results.uncertainty import band_columns, baseline_designs, front_uncertainty
 
-        for chip in against:
-            if chip not in catalog.chip_ids():
-                raise ConfigError(None, "--against", "a catalog chip id, one of: "
-                                  + ", ".join(catalog.chip_ids()), chip)
-            if chip not in designs:
-                proj = projection(exp, chip, study)
-                designs[chip] = None if proj is None else proj["design"]
-
+        designs.update(baseline_designs(exp, [c for c in against if c not in designs])[0])
         unc = front_uncertainty(exp, rows, designs, args.uncertainty)
         extra = band_columns(unc)
         rows = [{**r, **e} for r, e in zip(rows, extra, strict=True)]

@@ -305,19 +305,19 @@ def result_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult,
     return metrics
 
 
-def goodput_breakdown(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult, job: Job | None,
-                      net: Any) -> dict[str, Any] | None:
-    """:func:`codesign.model.reliability.goodput` of a feasible training result (one job of
-    ``cluster.job_chips`` or all chips; the switches and links in proportion), None for
-    serving or an infeasible result."""
-    if not isinstance(job, TrainJob) or not res.feasible or res.tokens_per_s <= 0:
+def goodput_breakdown(chip: ChipSpec, cluster: ClusterSpec, tokens_per_s: float,
+                      job: Job | None, net: Any) -> dict[str, Any] | None:
+    """:func:`codesign.model.reliability.goodput` of a training job running at
+    ``tokens_per_s`` (one job of ``cluster.job_chips`` or all chips; the switches and links
+    in proportion), None for serving or no throughput (an infeasible result)."""
+    if not isinstance(job, TrainJob) or not tokens_per_s > 0:
         return None
     n = cluster.n_chips
     job_chips = min(cluster.job_chips or n, n)
     share = job_chips / max(n, 1)
     links = max(net.optical_links, net.optics // 2)
     g = reliability.goodput(
-        job_chips, res.tokens_per_s, float(job.model.params_total()),
+        job_chips, tokens_per_s, float(job.model.params_total()),
         hbm_stacks=chip.hbm_stacks or 0, domain=chip.scaleup_domain or 1,
         switched=build.fabric(cluster, chip) == "switched", switches=net.switches * share,
         optical_links=links * share, host_link_gbs=cluster.host_link_gbs,
@@ -332,7 +332,7 @@ def goodput_metrics(chip: ChipSpec, cluster: ClusterSpec, res: AnyResult, job: J
     finite zeros when infeasible); ``metrics``: its other metrics (cost, train days)."""
     if not isinstance(job, TrainJob):
         return dict.fromkeys(GOODPUT_METRICS, float("nan"))
-    g = goodput_breakdown(chip, cluster, res, job, net)
+    g = goodput_breakdown(chip, cluster, res.tokens_per_s if res.feasible else 0.0, job, net)
     if g is None:
         return dict.fromkeys(GOODPUT_METRICS, 0.0)
     eff = g["effective_training_fraction"]

@@ -96,7 +96,7 @@ class Resilience:
 def blast_chips(n_chips: int, domain: int, switched: bool) -> int:
     """Chips one chip-level failure takes out of the job: its node, or its switched scale-up
     domain where larger."""
-    unit = max(domain, NODE_CHIPS) if switched and domain > NODE_CHIPS else NODE_CHIPS
+    unit = domain if switched and domain > NODE_CHIPS else NODE_CHIPS
     return max(1, min(unit, n_chips))
 
 

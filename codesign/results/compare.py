@@ -100,6 +100,18 @@ def baseline_label(chip_id: str, changes: dict[str, list[Any]] | None) -> str:
     return f"{chip_id} {BASELINE_MEANING}: {format_changes(changes)}"
 
 
+def projected_design(exp: Experiment, chip_id: str
+                     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``(params, design)`` of catalog chip ``chip_id`` projected into ``exp``'s search space
+    (searched parameters, every design parameter), None when it cannot be projected (no
+    compute units or bf16 peak); nothing is evaluated."""
+    try:
+        params = project_params(exp.space, project_chip(catalog.get_chip(chip_id)))
+    except ValueError:
+        return None
+    return params, design_from_params(base_design(exp), params)
+
+
 def projection(exp: Experiment, chip_id: str,
                study: optuna.Study | None = None) -> dict[str, Any] | None:
     """Catalog chip ``chip_id`` as projected into ``exp``'s search space, the point the
@@ -112,11 +124,10 @@ def projection(exp: Experiment, chip_id: str,
     from codesign.results.sensitivity import evaluate_params
 
     chip = catalog.get_chip(chip_id)
-    try:
-        params = project_params(exp.space, project_chip(chip))
-    except ValueError:
+    pd_ = projected_design(exp, chip_id)
+    if pd_ is None:
         return None
-    design = design_from_params(base_design(exp), params)
+    params, design = pd_
     projected = design_to_chip(design)
     trial = None
     if study is not None:

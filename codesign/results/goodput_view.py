@@ -14,47 +14,46 @@ TIME_PARTS = (("training", "effective_training_fraction"), ("checkpoints", "chec
 COLORS = ("#1f77b4", "#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#7f7f7f")
 
 
-def breakdown_of(exp: Any, design: dict[str, Any]) -> dict[str, Any] | None:
-    """The goodput breakdown of one design on ``exp``'s workload (None: infeasible or a
-    serving workload)."""
+def breakdown_of(exp: Any, design: dict[str, Any], tokens_per_s: float
+                 ) -> dict[str, Any] | None:
+    """The goodput breakdown of one design of ``exp`` running at its stored ``tokens_per_s``
+    (None: a chip that cannot be built, no throughput, or a serving workload)."""
     from codesign.model import perf
     from codesign.model.cluster.build import equipment
     from codesign.search.design import design_area, design_to_chip, design_to_cluster
     from codesign.search.space import cluster_extra
 
     area = design_area(design)
-    if area.reason:
+    if area.reason or not tokens_per_s:
         return None
     chip = design_to_chip(design, area=area)
     cluster = perf.sized_cluster(chip, design_to_cluster(design, cluster_extra(exp)))
-    res = perf.evaluate(chip, cluster, exp.job)
-    return perf.goodput_breakdown(chip, cluster, res, exp.job, equipment(chip, cluster))
+    return perf.goodput_breakdown(chip, cluster, tokens_per_s, exp.job,
+                                  equipment(chip, cluster))
 
 
-def columns(run: Any, docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """``(bar label, breakdown)`` of each reference chip's projection and each best design."""
-    from codesign.results.compare import projection
+def columns(exp: Any, docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """``(bar label, breakdown)`` of each reference chip's projection and each best design
+    of the compare documents (:func:`codesign.results.compare.compare_run`: their designs and
+    stored throughputs, nothing evaluated again)."""
     from codesign.search.space import base_design, design_from_params
 
-    exp = run.experiment
     out = []
     for doc in docs:
-        proj = projection(exp, doc["baseline"]["id"])
-        g = None if proj is None else breakdown_of(exp, proj["design"])
+        ref = doc["baseline"]
+        g = (breakdown_of(exp, ref["design_projection"], ref["metrics"].get("tokens_per_s"))
+             if ref["meaning"] == "projected" and ref["feasible"] else None)
         if g is not None:
-            out.append((doc["baseline"]["id"], g))
-    trials = run.trials.set_index("trial")
+            out.append((ref["id"], g))
     seen: set[int] = set()
     for best in (docs[0]["best"] if docs else []):
-        t = int(best["trial"])
-        if t in seen or t not in trials.index:
+        if best["trial"] in seen:
             continue
-        seen.add(t)
-        row = trials.loc[t]
-        params = {k[6:]: v for k, v in row.items() if k.startswith("param_")}
-        g = breakdown_of(exp, design_from_params(base_design(exp), params))
+        seen.add(best["trial"])
+        g = breakdown_of(exp, design_from_params(base_design(exp), best["params"]),
+                         best["metrics"].get("tokens_per_s"))
         if g is not None:
-            out.append((f"trial {t} (best {best['objective']})", g))
+            out.append((f"trial {best['trial']} (best {best['objective']})", g))
     return out
 
 

@@ -357,7 +357,7 @@ def _assemble(run: Any, chips: list[str], design: int | None) -> _Report:
     if len(front):
         from codesign.results.uncertainty import report_bands
 
-        unc, notes = report_bands(run.run.experiment, front, chips, run.run.study)
+        unc, notes = report_bands(run.run.experiment, front, chips)
         rep.notes += notes
     bands = None if unc is None else {d["trial"]: d["bands"] for d in unc["designs"]}
     if len(feasible):
@@ -396,7 +396,7 @@ def _assemble(run: Any, chips: list[str], design: int | None) -> _Report:
         if docs and isinstance(run.run.experiment.job, TrainJob):
             from codesign.results import goodput_view
 
-            cols = goodput_view.columns(run.run, docs)
+            cols = goodput_view.columns(run.run.experiment, docs)
             if cols:
                 rep.sections.append(("Failures, checkpoints and restarts (goodput)",
                                      rep.plot(goodput_view.figure(cols), "plot-goodput")))

@@ -111,13 +111,29 @@ REPORT_MAX_DESIGNS = 200
 search would otherwise take minutes)."""
 
 
-def report_bands(exp: Experiment, front: Any, chips: list[str], study: Any = None,
+def baseline_designs(exp: Experiment, chips: list[str]
+                     ) -> tuple[dict[str, dict[str, Any] | None], list[str]]:
+    """``({chip id: its design as projected into exp's space, None if it cannot be},
+    [the ids that cannot])``; an id not in the catalog is a ConfigError (``--against``)."""
+    from codesign.errors import ConfigError
+    from codesign.model import catalog
+    from codesign.results.compare import projected_design
+
+    designs: dict[str, dict[str, Any] | None] = {}
+    for chip in chips:
+        if chip not in catalog.chip_ids():
+            raise ConfigError(None, "--against", "a catalog chip id, one of: "
+                              + ", ".join(catalog.chip_ids()), chip)
+        pd_ = projected_design(exp, chip)
+        designs[chip] = None if pd_ is None else pd_[1]
+    return designs, [c for c, d in designs.items() if d is None]
+
+
+def report_bands(exp: Experiment, front: Any, chips: list[str],
                  n_draws: int = REPORT_DRAWS) -> tuple[dict[str, Any] | None, list[str]]:
     """The report's :func:`front_uncertainty` of the ``front`` DataFrame (its ``trial`` and
     ``param_*`` columns) against the projections of ``chips``, and notes (a sampled front,
     chips without a projection)."""
-    from codesign.results.compare import projection
-
     notes = []
     rows = front.to_dict("records")
     if len(rows) > REPORT_MAX_DESIGNS:
@@ -126,12 +142,9 @@ def report_bands(exp: Experiment, front: Any, chips: list[str], study: Any = Non
         rows = [rows[i] for i in keep]
         notes.append(f"error bars: {REPORT_MAX_DESIGNS} of the {len(front)} front designs "
                      "(a random sample, seed 0)")
-    designs: dict[str, dict[str, Any] | None] = {}
-    for chip in chips:
-        proj = projection(exp, chip, study)
-        designs[chip] = None if proj is None else proj["design"]
-        if proj is None:
-            notes.append(f"{chip}: no win probability (it cannot be projected into the space)")
+    designs, unprojected = baseline_designs(exp, chips)
+    notes += [f"{chip}: no win probability (it cannot be projected into the space)"
+              for chip in unprojected]
     if not rows:
         return None, notes
     return front_uncertainty(exp, rows, designs, n_draws), notes

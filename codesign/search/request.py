@@ -302,7 +302,8 @@ def _goodput_part(chip: Any, cluster: Any, res: Any, job: Any, m: dict[str, Any]
     from codesign.model.metrics import GOODPUT_METRICS
     from codesign.model.perf import goodput_breakdown
 
-    g = goodput_breakdown(chip, cluster, res, job, equipment(chip, cluster, scaleout_gbps))
+    g = goodput_breakdown(chip, cluster, res.tokens_per_s if res.feasible else 0.0, job,
+                          equipment(chip, cluster, scaleout_gbps))
     return None if g is None else {**g, **{k: m[k] for k in GOODPUT_METRICS}}
 
 

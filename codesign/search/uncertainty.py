@@ -24,6 +24,7 @@ from codesign.model.uncertainty.propagate import (
     default_errors,
     design_draws,
     make_draws,
+    percentiles,
 )
 from codesign.model.uncertainty.sources import SOURCES, Draws
 
@@ -75,12 +76,6 @@ def design_bands(chip: ChipSpec, cluster: ClusterSpec, job: TrainJob | InferJob,
                       if m in b and all(math.isfinite(x) for x in b[m])}}
 
 
-def percentile_of(values: np.ndarray, pct: float) -> float:
-    """The ``pct`` percentile of the finite ``values`` (NaN if none)."""
-    a = values[np.isfinite(values)]
-    return float(np.percentile(a, pct)) if a.size else math.nan
-
-
 def mapping_of(metrics: dict[str, Any]) -> Mapping:
     """The mapping a metric dict reports (its ``map_*`` keys)."""
     from dataclasses import fields
@@ -112,6 +107,6 @@ def add_percentiles(results: list[dict[str, Any]], chips: list[ChipSpec],
             d = design_draws(chip, cluster, job, draws, mapping=mapping_of(m), prices=prices,
                              key=ROBUST_KEY)
             for name, metric, pct in wanted:
-                v = percentile_of(d.get(metric, np.array([])), pct)
+                v = percentiles(d.get(metric, np.array([])), (pct,))[0]
                 vals[name] = v if math.isfinite(v) else 0.0
         m.update(vals)

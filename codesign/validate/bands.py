@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from codesign.model.specs import ClusterSpec, Mapping
-from codesign.model.uncertainty.propagate import design_draws, make_draws
+from codesign.model.uncertainty.propagate import design_draws, make_draws, percentiles
 from codesign.model.uncertainty.sources import ErrorModel, fit_errors, load_residuals
 from codesign.validate.cases import Case
 from codesign.validate.predictions import predict
@@ -79,11 +79,9 @@ def band_rows(cases: list[Case], n_draws: int = 256, seed: int = 0) -> list[dict
         d = design_draws(chip, ClusterSpec(n_chips=case.n_chips), job, draws,
                          mapping=Mapping(**pred["mapping"]), errors=errors, key=case.case_id,
                          assumed=tuple(pred["assumed"]))
-        vals = d.get(RESULT_METRIC[case.metric], np.array([]))
-        vals = vals[np.isfinite(vals)]
-        if not vals.size:
+        p10, p50, p90 = percentiles(d.get(RESULT_METRIC[case.metric], np.array([])))
+        if math.isnan(p50):
             continue
-        p10, p50, p90 = (float(x) for x in np.percentile(vals, (10, 50, 90)))
         row.update(p10=p10, p50=p50, p90=p90, inside=bool(p10 <= case.measured <= p90),
                    in_sample=in_sample and row["kind"] != "speed")
     return out

@@ -164,16 +164,19 @@ def design_draws(chip: ChipSpec, cluster: ClusterSpec, job: TrainJob | InferJob,
     return out
 
 
-def bands(metric_draws: dict[str, np.ndarray]) -> dict[str, tuple[float, float, float]]:
+def percentiles(values: np.ndarray, pcts: tuple[float, ...] = PERCENTILES
+                ) -> tuple[float, ...]:
+    """The ``pcts`` percentiles of the finite ``values`` (NaN each where none is finite)."""
+    a = values[np.isfinite(values)]
+    if not a.size:
+        return (math.nan,) * len(pcts)
+    return tuple(float(x) for x in np.percentile(a, pcts))
+
+
+def bands(metric_draws: dict[str, np.ndarray]) -> dict[str, tuple[float, ...]]:
     """(P10, P50, P90) of every metric over its feasible draws (NaN where none)."""
-    out = {}
-    for name, arr in metric_draws.items():
-        if name == "feasible":
-            continue
-        a = arr[np.isfinite(arr)]
-        out[name] = (tuple(float(x) for x in np.percentile(a, PERCENTILES)) if a.size
-                     else (math.nan,) * 3)
-    return out
+    return {name: percentiles(arr) for name, arr in metric_draws.items()
+            if name != "feasible"}
 
 
 def win_probability(a: np.ndarray, b: np.ndarray, direction: str) -> float:
@@ -188,4 +191,4 @@ def win_probability(a: np.ndarray, b: np.ndarray, direction: str) -> float:
 
 
 __all__ = ["PERCENTILES", "bands", "default_errors", "design_draws", "factor_columns",
-           "make_draws", "price_factors", "win_probability"]
+           "make_draws", "percentiles", "price_factors", "win_probability"]
