@@ -203,3 +203,43 @@ def test_compact_replay_reads_as_optunas_and_shares_spaces(tmp_path) -> None:
     assert compact[6].params["c"] is own[2]
     assert compact[8].state == optuna.trial.TrialState.RUNNING
     assert compact[8]._distributions is not compact[5]._distributions
+
+
+def test_a_search_replay_shares_times_and_keeps_few_line_offsets(tmp_path) -> None:
+    """After a search, its journal's replay holds one start and one completion time object
+    per population (the trials of a population record the same times, as committed together),
+    one empty intermediate-values dict for all finished trials, and the byte offsets of only
+    the lines not yet read (not one per line of the journal): the memory a 100,000-trial
+    search holds per trial. The trials still read as Optuna's own replay gives them."""
+    import dataclasses
+
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from codesign.search.bench import SEARCH_EXPERIMENT, experiments_dir
+    from codesign.search.bench_loop import engine
+    from codesign.search.experiment import load_experiment
+    from codesign.search.journal.packed import CompactJournalStorage
+    from codesign.search.journal.sums import ChecksummedJournalBackend
+
+    exp = dataclasses.replace(load_experiment(experiments_dir() / SEARCH_EXPERIMENT),
+                              population=8)
+    engine(exp, 64, tmp_path)
+    journal = next(tmp_path.rglob("study.log"))
+    backend = ChecksummedJournalBackend(str(journal), lazy_metrics=True)
+    storage = CompactJournalStorage(backend)
+    trials = storage.get_all_trials(0, deepcopy=False)
+    assert len(trials) == 64
+    assert len(backend._log_number_offset) <= 2  # the next line to read (and the start)
+    finished = [t for t in trials if t.state.is_finished()]
+    assert len({id(t.intermediate_values) for t in finished}) == 1
+    starts = {id(t.datetime_start) for t in finished}
+    assert len(starts) <= 64 // 8 + 1  # one per population (a baseline's trial apart)
+    plain = JournalStorage(JournalFileBackend(str(journal))).get_all_trials(0)
+    for p, c in zip(plain, trials, strict=True):
+        assert (p.params, p.values, p.datetime_start, p.datetime_complete, p.state) == (
+            c.params, c.values, c.datetime_start, c.datetime_complete, c.state)
+    study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0],
+                              storage=storage)
+    assert len(study.get_trials(deepcopy=False)) == 64

@@ -106,6 +106,23 @@ def test_design_index_reads_each_trial_about_once() -> None:
     assert index._scanned == 2 and not index._open
 
 
+def test_design_index_tells_designs_apart_whose_keys_hash_alike() -> None:
+    """The index holds trials by the hash of their key: two designs whose keys collide
+    (``hash(-1) == hash(-2)`` in CPython, so their 1-tuples do too) are both found, each as
+    itself, and a design absent under a held hash is absent."""
+    assert hash((-1,)) == hash((-2,))
+    study = optuna.create_study(directions=["minimize"])
+    dist = {"x": optuna.distributions.IntDistribution(-9, 9)}
+    for x in (-1, -2, -1):
+        study.add_trial(optuna.trial.create_trial(params={"x": x}, distributions=dist,
+                                                  values=[float(x)]))
+    index = DesignIndex(dist)
+    index.update(study.get_trials(deepcopy=False))
+    assert index.stored({"x": -1}).number == 0 and index.stored({"x": -2}).number == 1
+    assert (-1,) in index and (-3,) not in index and len(index) == 2
+    assert index.stored({"x": 5}) is None
+
+
 def test_every_worker_s_repeats_are_counted_and_recorded(work: Path, capsys) -> None:
     """The summary of a run with two worker processes counts both workers' repeats, as the
     trials record them (``codesign:redraws`` / ``codesign:repeat_of``)."""

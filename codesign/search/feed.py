@@ -41,6 +41,9 @@ class TrialFeed:
         self.study = study
         self.trials: list[FrozenTrial] = []
         self.by_id: dict[int, FrozenTrial] = {}
+        """Trials by id: a journal replay's own dict of them (every study's trials, each as
+        stored now; read only), else one kept here."""
+        self._own_ids = True
         self.on_finished: list[Callable[[list[FrozenTrial]], None]] = []
         self._open: list[int] = []  # numbers of trials unfinished at the last refresh
         self._shared: dict[tuple[Any, ...], Any] = {}  # distributions, metrics layouts
@@ -59,6 +62,7 @@ class TrialFeed:
             with storage._thread_lock:
                 storage._sync_with_backend()
                 replay = storage._replay_result
+                self.by_id, self._own_ids = replay._trials, False  # 100 bytes a trial less
                 ids = replay._study_id_to_trial_ids[self.study._study_id]
                 new = [replay._trials[i] for i in ids[len(self.trials):]]
                 now = [replay._trials[self.trials[n]._trial_id] for n in self._open]
@@ -72,16 +76,19 @@ class TrialFeed:
         new, now = self._read()
         finished = []
         still_open = []
+        own = self._own_ids
         for t in now:
             self.trials[t.number] = t
-            self.by_id[t._trial_id] = t
+            if own:
+                self.by_id[t._trial_id] = t
             (finished if t.state.is_finished() else still_open).append(t)
         for t in new:
             assert t.number == len(self.trials), "trial numbers are the list positions"
             if t.state.is_finished():
                 self._compact(t)
             self.trials.append(t)
-            self.by_id[t._trial_id] = t
+            if own:
+                self.by_id[t._trial_id] = t
             (finished if t.state.is_finished() else still_open).append(t)
         self._open = [t.number for t in still_open]
         finished.sort(key=lambda t: t.number)
@@ -184,8 +191,15 @@ class GenerationCounter:
         return self.newest if self.count < self.population_size else self.newest + 1
 
 
-def _create_log(study_id: int, template: FrozenTrial) -> dict[str, Any]:
-    """The journal record of ``JournalStorage.create_new_trial(study_id, template)``."""
+def _iso(when: Any) -> str | None:
+    """A trial time as the journal records it (UTC, microseconds), None for None."""
+    return when.astimezone(UTC).isoformat(timespec="microseconds") if when else None
+
+
+def _create_log(study_id: int, template: FrozenTrial,
+                times: tuple[str | None, str | None] | None = None) -> dict[str, Any]:
+    """The journal record of ``JournalStorage.create_new_trial(study_id, template)``
+    (``times``: its start and completion as recorded, instead of the template's)."""
     log: dict[str, Any] = {"study_id": study_id, "state": template.state}
     if template.values is not None and len(template.values) > 1:
         log["value"] = None
@@ -193,12 +207,10 @@ def _create_log(study_id: int, template: FrozenTrial) -> dict[str, Any]:
     else:
         log["value"] = template.value
         log["values"] = None
-    log["datetime_start"] = (template.datetime_start.astimezone(UTC)
-                             .isoformat(timespec="microseconds")
-                             if template.datetime_start else None)
-    if template.datetime_complete:
-        log["datetime_complete"] = (template.datetime_complete.astimezone(UTC)
-                                    .isoformat(timespec="microseconds"))
+    start, complete = times or (_iso(template.datetime_start), _iso(template.datetime_complete))
+    log["datetime_start"] = start
+    if complete:
+        log["datetime_complete"] = complete
     log["distributions"] = {k: distribution_to_json(d)
                             for k, d in template.distributions.items()}
     log["params"] = {k: template.distributions[k].to_internal_repr(p)
@@ -213,8 +225,10 @@ def create_trials(study: optuna.Study, templates: list[FrozenTrial]) -> list[Fro
     """Create a finished trial from each template, in order, and return them as stored.
 
     On a journal file this is one write of every record (one lock, one fsync) instead of one
-    per trial; the records are those ``create_new_trial`` writes. Other storages: one
-    ``create_new_trial`` each."""
+    per trial; the records are those ``create_new_trial`` writes, except that every trial of
+    the population records the same start (the earliest) and completion (the latest): they
+    were evaluated together, and the replay then holds two time objects per population
+    instead of two per trial. Other storages: one ``create_new_trial`` each."""
     storage = study._storage
     if not templates:
         return []
@@ -224,9 +238,13 @@ def create_trials(study: optuna.Study, templates: list[FrozenTrial]) -> list[Fro
                 for t in templates]
     with storage._thread_lock:
         worker = storage._replay_result.worker_id
+        starts = [t.datetime_start for t in templates if t.datetime_start]
+        ends = [t.datetime_complete for t in templates if t.datetime_complete]
+        times = (_iso(min(starts)) if starts else None, _iso(max(ends)) if ends else None)
         storage._backend.append_logs([
             {"op_code": JournalOperation.CREATE_TRIAL, "worker_id": worker,
-             **_create_log(study._study_id, t)} for t in templates])
+             **_create_log(study._study_id, t, times if t.state.is_finished() else None)}
+            for t in templates])
         storage._sync_with_backend()
         last = storage._replay_result._last_created_trial_id_by_this_process
         trials = storage._replay_result._trials

@@ -129,6 +129,14 @@ def _table(rows: list[dict[str, Any]], sch: pa.Schema) -> pa.Table:
     return pa.Table.from_pydict(cols, schema=sch)
 
 
+def dictionary_columns(sch: pa.Schema) -> list[str]:
+    """The columns written dictionary-encoded: the strings (a handful of values each, the
+    writer tags, the HBM generations). Numbers are written plain: the dictionary encoders of
+    some 90 numeric columns held 25 MB while a 4,096-row group was written, for files 4 %
+    smaller (measured on a quickstart log)."""
+    return [f.name for f in sch if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+
+
 def temp_path(path: Path, pid: int) -> Path:
     """Where process ``pid`` writes ``path`` before the rename: hidden and not ``*.parquet``,
     so no reader or glob picks up a half-written file."""
@@ -141,7 +149,7 @@ def atomic_write(table: pa.Table, path: Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
-            pq.write_table(table, fh)
+            pq.write_table(table, fh, use_dictionary=dictionary_columns(table.schema))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -42,7 +42,9 @@ class DesignIndex:
 
     def __init__(self, names: Iterable[str]) -> None:
         self.names = tuple(names)
-        self.by_key: dict[Key, FrozenTrial] = {}
+        # the first COMPLETE trial of each design, by the hash of its key (a trial, or the
+        # trials of keys whose hashes collide): no key tuple held, 120 bytes a trial less
+        self._by_hash: dict[int, FrozenTrial | list[FrozenTrial]] = {}
         self.repeats = 0
         self.redraws: list[int] = []  # per proposal of the last population drawn
         self._scanned = 0
@@ -61,16 +63,40 @@ class DesignIndex:
         for i in todo:
             t = trials[i]
             if t.state == TrialState.COMPLETE:
-                self.by_key.setdefault(self.key(t.params), t)
+                self._add(self.key(t.params), t)
                 self._open.discard(i)
             elif t.state.is_finished():
                 self._open.discard(i)
             else:
                 self._open.add(i)
 
+    def _add(self, key: Key, t: FrozenTrial) -> None:
+        h = hash(key)
+        held = self._by_hash.get(h)
+        if held is None:
+            self._by_hash[h] = t
+        elif self.get(key) is None:  # a design new under a hash already held
+            self._by_hash[h] = [*held, t] if isinstance(held, list) else [held, t]
+
+    def get(self, key: Key) -> FrozenTrial | None:
+        """The first COMPLETE trial of the design ``key``, or None."""
+        held = self._by_hash.get(hash(key))
+        if held is None:
+            return None
+        for t in held if isinstance(held, list) else (held,):
+            if self.key(t.params) == key:
+                return t
+        return None
+
+    def __contains__(self, key: Key) -> bool:
+        return self.get(key) is not None
+
+    def __len__(self) -> int:
+        return sum(len(v) if isinstance(v, list) else 1 for v in self._by_hash.values())
+
     def stored(self, params: dict[str, Any]) -> FrozenTrial | None:
         """The first COMPLETE trial of the same design, or None."""
-        return self.by_key.get(self.key(params))
+        return self.get(self.key(params))
 
 
 def unique_designs(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:

@@ -176,7 +176,7 @@ def propose_population(study: optuna.Study, dists: dict[str, Any], k: int,
         if index is not None:
             n = 0
             while n < MAX_REDRAWS and (index.key(params) in taken
-                                       or index.key(params) in index.by_key):
+                                       or index.key(params) in index):
                 n += 1
                 params = draw()
             index.repeats += n
@@ -302,7 +302,7 @@ def run_search(
             plan: list[FrozenTrial | int | None] = []
             for t in trials:
                 key = index.key(t.params)
-                prior = index.by_key.get(key)
+                prior = index.get(key)
                 plan.append(prior if prior is not None else taken.get(key))
                 index.repeats += plan[-1] is not None
                 taken.setdefault(key, len(plan) - 1)

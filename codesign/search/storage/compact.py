@@ -127,7 +127,8 @@ def _merge(folder: Path, batch: list[Path], sch: pa.Schema, target_rows: int) ->
     tmp = pl.temp_path(path, os.getpid())
     try:
         with open(tmp, "wb") as fh:
-            with pq.ParquetWriter(fh, out_schema) as writer:
+            with pq.ParquetWriter(fh, out_schema,
+                                  use_dictionary=pl.dictionary_columns(out_schema)) as writer:
                 pending: list[pa.Table] = []
                 n = 0
                 for f, mask in zip(batch, keep, strict=True):
