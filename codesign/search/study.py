@@ -39,6 +39,7 @@ from codesign.search.front import (
     pareto_rows,
     snapshot_pareto,
 )
+from codesign.search.precompile import PRECOMPILE_TRIALS, compile_elsewhere
 from codesign.search.recovery import _rdb, recover_stale_trials, sync_parquet
 from codesign.search.repeats import (
     MAX_REDRAWS,
@@ -249,6 +250,8 @@ def run_search(
     and appended to the Parquet log as one file; a Pareto snapshot is written at the end.
     """
     t0 = time.perf_counter()
+    if n_trials >= PRECOMPILE_TRIALS and evaluate is None:  # the compiler's memory elsewhere
+        compile_elsewhere(str(exp.path))
     system_arrow_pool()
     write_run_files(exp, run)
     hold_worker_lock(run, worker)
