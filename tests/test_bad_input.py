@@ -269,6 +269,12 @@ EXPERIMENT_CASES = [
     E("cost-per-run-constraint-without-train-tokens", "tdp_w = { max = 1200 }",
       "cost_per_run_usd = { max = 1e9 }", "constraints.cost_per_run_usd",
       "workload.train_tokens", "no workload.train_tokens"),
+    E("goodput-days-without-train-tokens", 'die_area_mm2 = "minimize"',
+      'goodput_train_days = "minimize"', "objectives.goodput_train_days",
+      "workload.train_tokens", "no workload.train_tokens"),
+    E("train-days-percentile-without-train-tokens", 'die_area_mm2 = "minimize"',
+      '"train_days@p90" = "minimize"', "objectives.train_days@p90", "workload.train_tokens",
+      "no workload.train_tokens"),
     # serving workloads
     E("infer-input-len-missing", "input_len = 2000\n", "", "workload.input_len", "an integer",
       "nothing", infer=True),

@@ -141,7 +141,7 @@ def test_evaluate_cooling_air_on_gb200_prints_the_violation(capsys) -> None:
             "--seq-len", "4096", "--global-batch", "512")
     code, out, err = run(capsys, *argv, "--cooling", "air")
     assert code == 0, err
-    line = next(x for x in out.splitlines() if x.strip().startswith("cooling:"))
+    line = next(x for x in out.splitlines() if x.split()[:1] == ["cooling"])  # its summary line
     assert "air" in line and "does not fit" in line and "> 50 kW" in line, line
     doc = run_json(capsys, *argv, "--cooling", "air", "--json")
     assert doc["cooling"]["kind"] == "air" and doc["cooling"]["cooling_ok"] is False

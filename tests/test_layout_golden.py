@@ -51,6 +51,8 @@ A change that is meant to move a number regenerates the files
   ``spares_per_domain``, ``checkpoint_gbps``, ``async_checkpoint`` and
   ``checkpoint_interval_s`` in the Parquet log, with their units); after dropping those,
   every row, front, fingerprint and prediction is identical.
+* issue 20, the architect's path: ``evaluate``'s answer gains the key ``hbm_gb`` (GB of HBM
+  per chip, for its summary's memory line); after dropping it, identical.
 """
 
 from __future__ import annotations

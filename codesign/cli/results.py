@@ -10,7 +10,17 @@ import json
 import math
 import sys
 
-from codesign.cli.format import _fmt, _print_front, _strict_json
+from codesign.cli.format import (
+    Column,
+    _fmt,
+    _print_front,
+    _strict_json,
+    num,
+    print_fitted,
+    terminal_width,
+    unit_of,
+    with_unit,
+)
 from codesign.errors import ConfigError
 
 
@@ -73,7 +83,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     if args.format == "csv":
         sys.stdout.write(df.to_csv(index=False))
         return 0
-    _print_front(run.study_name, exp, rows, [r["label"] for r in refs])
+    _print_front(run.study_name, exp, rows, [r["label"] for r in refs], wide=args.wide)
     if unc is not None:
         _print_uncertainty(unc)
     return 0
@@ -117,31 +127,69 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(_strict_json(doc), allow_nan=False))
         return 0
+    _print_compare(doc, args.wide)
+    return 0
+
+
+def _print_compare(doc: dict, wide: bool = False, width: int | None = None) -> None:
+    """``compare``'s text: per objective, the best design next to the baseline, each metric
+    and spec value with its unit and the improvement.
+
+    On a terminal (or at ``width`` columns) each table is fitted like ``pareto``'s (whole
+    columns left out, named below), rows where neither side has a value are left out (and
+    counted) and long lines are wrapped; ``wide``: every row and column, nothing wrapped;
+    piped: every row and column, nothing wrapped."""
+    if width is None and not wide:
+        width = terminal_width()
+    fitted = width is not None and not wide
+
+    def say(text: str, indent: str = "  ") -> None:
+        if fitted and width is not None and len(text) > width:
+            import textwrap
+
+            text = textwrap.fill(text, width, subsequent_indent=indent,
+                                 break_long_words=False, break_on_hyphens=False)
+        print(text)
+
     base = doc["baseline"]
-    print(f"{doc['study']}: best design per objective vs {base['id']} "
-          f"(same workload and cluster; improvement > 1 = better)")
-    print(f"  vs {base['label']}")
+    say(f"{doc['study']}: best design per objective vs {base['id']} "
+        f"(same workload and cluster; improvement > 1 = better)", "")
+    say(f"  vs {base['label']}", "    ")
     if not base["feasible"]:
-        print(f"  {base['id']} is infeasible here: {base['reason']}")
+        say(f"  {base['id']} is infeasible here: {base['reason']}", "    ")
     cat = base["catalog"]
     if base["meaning"] == "projected":
-        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in cat["metrics"].items()
+        shown = ", ".join(f"{k} {with_unit(v, unit_of(k))}" for k, v in cat["metrics"].items()
                           if k in {b["objective"] for b in doc["best"]})
-        print(f"  (the catalog {base['id']} itself, not projected: "
-              + (shown if cat["feasible"] else f"infeasible: {cat['reason']}") + ")")
+        say(f"  (the catalog {base['id']} itself, not projected: "
+            + (shown if cat["feasible"] else f"infeasible: {cat['reason']}") + ")", "    ")
     for b in doc["best"]:
         print(f"\nbest {b['objective']} ({b['direction']}): trial {b['trial']}")
-        rows = [(k, base["metrics"].get(k), b["metrics"].get(k), b["improvement"].get(k, ""))
+        rows = [(k, base["metrics"].get(k), b["metrics"].get(k), b["improvement"].get(k))
                 for k in b["metrics"]]
-        rows += [(k, base["spec"].get(k), b["spec"].get(k), "") for k in b["spec"]
+        rows += [(k, base["spec"].get(k), b["spec"].get(k), None) for k in b["spec"]
                  if k not in b["metrics"]]
-        width = max(len(r[0]) for r in rows)
-        print(f"  {'':<{width}}  {base['id']:>14}  {'design':>14}  improvement")
-        for k, ref, new, imp in rows:
-            print(f"  {k:<{width}}  {_fmt(ref):>14}  {_fmt(new):>14}  {_fmt(imp)}")
-        changes = ", ".join(f"{k} {_fmt(a)} -> {_fmt(v)}" for k, (a, v) in b["changed"].items())
-        print(f"  changed vs {base['id']} as a design point: {changes or 'nothing'}")
-    return 0
+        empty = [r for r in rows if _missing(r[1]) and _missing(r[2])]
+        if fitted:
+            rows = [r for r in rows if r not in empty]
+        cols = [Column("metric", [k for k, *_ in rows], justify="left"),
+                Column(base["id"], [num(ref) for _, ref, _, _ in rows]),
+                Column("design", [num(new) for _, _, new, _ in rows]),
+                Column("unit", [unit_of(k) for k, *_ in rows], justify="left"),
+                Column("improvement", ["" if imp is None else f"{num(imp)}x"
+                                       for *_, imp in rows])]
+        notes = [f"{len(empty)} rows with no value on either side left out "
+                 f"({', '.join(k for k, *_ in empty[:3])}{', ...' if len(empty) > 3 else ''})"
+                 "; --wide shows them"] if fitted and empty else []
+        print_fitted(cols, "", notes, width if fitted else None, "--wide or --format json")
+        changes = ", ".join(f"{k} {num(a)} -> {with_unit(v, unit_of(k))}"
+                            for k, (a, v) in b["changed"].items())
+        say(f"  changed vs {base['id']} as a design point: {changes or 'nothing'}", "    ")
+
+
+def _missing(value: object) -> bool:
+    """No value: None or NaN."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _pct_cell(value: object) -> str:

@@ -33,6 +33,13 @@ def _run(exp: Any, run: Any, trials: int | None, workers: int, progress: bool,
     check_sampler(exp, run)  # a missing optional dependency: exit 2 before any file
     summary, failed = run_workers(exp, run, n, workers, progress, first_worker, warm_start)
     _print_summary(summary, as_json)
+    if not as_json and summary.feasible:
+        from codesign.results.recommend import search_headline
+
+        try:
+            print(search_headline(summary.run_dir))
+        except ConfigError:  # the run is read back (a database URL given on the command
+            pass             # line only, not in the environment): the summary stands alone
     if failed:
         print(f"{PROG}: {failed} worker process(es) failed", file=sys.stderr)
         return 1

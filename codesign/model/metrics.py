@@ -95,6 +95,8 @@ GOODPUT_METRICS = ("interruptions_per_day", "effective_training_fraction",
 """Metrics of a training job under failures (:mod:`codesign.model.reliability`)."""
 TRAIN_ONLY = ("mfu", "step_time_s", "cost_per_run_usd", "train_days", *GOODPUT_METRICS)
 INFER_ONLY = ("ttft_s", "itl_s")
+"""Metrics that exist for one workload kind only (NaN for the other). For serving,
+``tokens_per_s`` counts output tokens of the whole system."""
 TRAFFIC_ONLY = ("goodput_rps", "goodput_tokens_per_s", "ttft_p99_s", "itl_p99_s",
                 "goodput_cost_per_mtoken_usd", "goodput_tokens_per_joule", "disaggregated",
                 "one_pool_goodput_rps", "disaggregated_goodput_rps", "prefill_chip_share",
@@ -106,5 +108,21 @@ DECODE_CHIP_METRICS = {"decode_die_area_mm2": "die_area_mm2",
                        "decode_n_compute_dies": "n_compute_dies", "decode_tdp_w": "tdp_w",
                        "decode_chip_cost_usd": "chip_cost_usd", "decode_hbm_gb": "hbm_gb"}
 """The decode pool's chip: each metric and the chip metric it mirrors."""
-"""Metrics that exist for one workload kind only (NaN for the other). For serving,
-``tokens_per_s`` counts output tokens of the whole system."""
+
+STEP_PARTS = (
+    # key, label, level (1: a part of the level-0 row above it)
+    ("compute", "compute", 0),
+    ("attention_compute", "attention core", 1),
+    ("moe_compute", "MoE layers", 1),
+    ("tp_cp_ep_comm", "tp/cp/ep communication", 0),
+    ("cp_ring_exposed", "cp ring", 1),
+    ("ep_all_to_all_exposed", "ep all-to-all", 1),
+    ("pipeline_bubble", "pipeline bubble", 0),
+    ("pipeline_p2p", "pipeline p2p sends", 0),
+    ("dp_comm_exposed", "data-parallel communication", 0),
+    ("fsdp_gather_exposed", "ZeRO-3/FSDP gathers", 1),
+    ("optimizer", "optimizer step", 0),
+    ("host_offload_exposed", "host offload (exposed)", 0),
+)
+"""The parts of a training step's time (``evaluate``'s ``breakdown_s``, seconds): key, words
+for people, level (1: a part of the level-0 part above it)."""

@@ -25,22 +25,21 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from codesign.errors import ConfigError
-from codesign.model import catalog
 from codesign.model.metrics import INFER_ONLY, METRICS, TRAIN_ONLY
 from codesign.model.pack import UnknownSpecError
 from codesign.model.perf import chip_price_usd, evaluate, result_metrics, sized_cluster
 from codesign.model.specs import ChipSpec, InferJob
 from codesign.search.baselines import BASELINE_ATTR
+from codesign.search.chip_file import resolve_chip
 from codesign.search.design import (
     CLUSTER_PARAMETERS,
     design_to_chip,
     design_to_cluster,
-    project_chip,
 )
 from codesign.search.experiment import Experiment
 from codesign.search.front import front_trials
-from codesign.search.space import base_design, cluster_extra, design_from_params, project_params
+from codesign.search.references import reference_params
+from codesign.search.space import base_design, cluster_extra, design_from_params
 from codesign.search.storage.rundir import METRICS_ATTR, load_run, open_storage
 
 SPEC_FIELDS = ("tflops_bf16", "tflops_fp8", "tflops_fp4", "sram_mb", "hbm_gen", "hbm_stacks",
@@ -102,11 +101,12 @@ def baseline_label(chip_id: str, changes: dict[str, list[Any]] | None) -> str:
 
 def projected_design(exp: Experiment, chip_id: str
                      ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """``(params, design)`` of catalog chip ``chip_id`` projected into ``exp``'s search space
+    """``(params, design)`` of catalog chip ``chip_id`` (or spec-sheet chip TOML,
+    :func:`codesign.search.chip_file.resolve_chip`) projected into ``exp``'s search space
     (searched parameters, every design parameter), None when it cannot be projected (no
     compute units or bf16 peak); nothing is evaluated."""
     try:
-        params = project_params(exp.space, project_chip(catalog.get_chip(chip_id)))
+        params = reference_params(exp.space, exp.chip_ref(chip_id))
     except ValueError:
         return None
     return params, design_from_params(base_design(exp), params)
@@ -123,7 +123,7 @@ def projection(exp: Experiment, chip_id: str,
     units or bf16 peak)."""
     from codesign.results.sensitivity import evaluate_params
 
-    chip = catalog.get_chip(chip_id)
+    chip = resolve_chip(exp.chip_ref(chip_id))
     pd_ = projected_design(exp, chip_id)
     if pd_ is None:
         return None
@@ -142,8 +142,9 @@ def projection(exp: Experiment, chip_id: str,
 
 
 def baseline_metrics(exp: Experiment, chip_id: str) -> dict[str, Any]:
-    """A catalog chip evaluated on the experiment's workload and cluster (same chip count)."""
-    chip = catalog.get_chip(chip_id)
+    """A catalog chip (or spec-sheet chip TOML) evaluated on the experiment's workload and
+    cluster (same chip count)."""
+    chip = resolve_chip(exp.chip_ref(chip_id))
     base = base_design(exp)
     cluster = design_to_cluster(base, cluster_extra(exp))
     nic = None if chip.scaleout_gbps is not None else float(base["scaleout_gbps"])
@@ -172,12 +173,10 @@ def compare_run(run_dir: str | os.PathLike[str], against: str,
     published, for reference. ``study``: the run's study if already open (loaded from the
     run's storage otherwise); ``front``: its :func:`codesign.search.front.front_trials` if already
     computed (comparing with several chips)."""
-    if against not in catalog.chip_ids():
-        raise ConfigError(None, "--against", f"one of: {', '.join(catalog.chip_ids())}", against)
     exp, run = load_run(run_dir)
+    ref_chip = resolve_chip(exp.chip_ref(against), "--against")
     if study is None:
         study = optuna.load_study(study_name=run.study_name, storage=open_storage(run))
-    ref_chip = catalog.get_chip(against)
     proj = projection(exp, against, study)
     try:
         cat = baseline_metrics(exp, against)

@@ -35,6 +35,7 @@ from codesign.search.baselines import BASELINE_ATTR
 from codesign.search.design import SPACE_PARAMETERS
 from codesign.search.experiment import Experiment
 from codesign.search.front import front_trials
+from codesign.search.references import reference_params
 from codesign.search.storage.rundir import METRICS_ATTR, objective_values
 
 HEADLINE_METRICS = ("tokens_per_joule", "cost_per_mtoken_usd")
@@ -150,9 +151,6 @@ def baseline_params(exp: Experiment, chip_id: str | None) -> tuple[str, dict[str
         ConfigError: the experiment lists no baselines, ``chip_id`` is not one of them, or
             the chip cannot be projected (no compute units or bf16 peak).
     """
-    from codesign.model import catalog
-    from codesign.search.design import project_chip
-    from codesign.search.space import project_params
 
     if not exp.baselines:
         raise ConfigError(exp.path, "experiment.baselines",
@@ -164,7 +162,7 @@ def baseline_params(exp: Experiment, chip_id: str | None) -> tuple[str, dict[str
                           f"one of the experiment's baselines: {', '.join(exp.baselines)}",
                           chip_id)
     try:
-        return chip_id, project_params(exp.space, project_chip(catalog.get_chip(chip_id)))
+        return chip_id, reference_params(exp.space, exp.chip_ref(chip_id))
     except ValueError as exc:
         raise ConfigError(None, "--baseline", "a chip that projects into the search space",
                           str(exc)) from None

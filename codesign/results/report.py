@@ -51,7 +51,6 @@ from typing import Any
 import pandas as pd
 
 from codesign.errors import ConfigError
-from codesign.model import catalog
 from codesign.model.pack import UnknownSpecError
 from codesign.results import plots
 from codesign.results.plots import (  # the report's public names, defined with its figures
@@ -415,12 +414,12 @@ def _open(run_dir: str | os.PathLike[str], design: int | None,
     from optuna.trial import TrialState
 
     from codesign.results.inspect import load_run
+    from codesign.search.chip_file import resolve_chip
 
     run = _View(load_run(run_dir))
     chips = list(against or run.experiment.baselines or ("h100-sxm",))
     for c in chips:
-        if c not in catalog.chip_ids():
-            raise ConfigError(None, "--against", f"one of: {', '.join(catalog.chip_ids())}", c)
+        resolve_chip(run.experiment.chip_ref(c), "--against")  # an id, a chip or design file
     trials = run.trials
     if trials.empty:
         stored = len(run.run.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))

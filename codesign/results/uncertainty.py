@@ -114,16 +114,15 @@ search would otherwise take minutes)."""
 def baseline_designs(exp: Experiment, chips: list[str]
                      ) -> tuple[dict[str, dict[str, Any] | None], list[str]]:
     """``({chip id: its design as projected into exp's space, None if it cannot be},
-    [the ids that cannot])``; an id not in the catalog is a ConfigError (``--against``)."""
-    from codesign.errors import ConfigError
-    from codesign.model import catalog
+    [the ids that cannot])``; a chip is a catalog id or a spec-sheet chip TOML
+    (:func:`codesign.search.chip_file.resolve_chip`), anything else a ConfigError
+    (``--against``)."""
     from codesign.results.compare import projected_design
+    from codesign.search.chip_file import resolve_chip
 
     designs: dict[str, dict[str, Any] | None] = {}
     for chip in chips:
-        if chip not in catalog.chip_ids():
-            raise ConfigError(None, "--against", "a catalog chip id, one of: "
-                              + ", ".join(catalog.chip_ids()), chip)
+        resolve_chip(exp.chip_ref(chip), "--against")
         pd_ = projected_design(exp, chip)
         designs[chip] = None if pd_ is None else pd_[1]
     return designs, [c for c, d in designs.items() if d is None]

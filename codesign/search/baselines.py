@@ -9,10 +9,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from codesign.model import catalog
-from codesign.search.design import project_chip
 from codesign.search.experiment import Experiment
-from codesign.search.space import project_params
+from codesign.search.references import reference_params
 from codesign.search.storage.rundir import RunSpec
 from codesign.search.workers import recovery_lock
 
@@ -57,11 +55,11 @@ def enqueue_baselines(exp: Experiment, run: RunSpec, study: optuna.Study) -> lis
         if chip_id in settled:
             continue
         try:
-            design = project_chip(catalog.get_chip(chip_id))
+            params = reference_params(exp.space, exp.chip_ref(chip_id))
         except ValueError as exc:
             print(f"codesign: warning: baseline skipped: {exc}", file=sys.stderr)
             continue
-        todo.append((project_params(exp.space, design), chip_id))
+        todo.append((params, chip_id))
     return _enqueue_once(run, study, BASELINE_ATTR, todo)
 
 

@@ -116,6 +116,9 @@ CLUSTER_PARAMETERS = ("n_chips", "topology", "oversubscription", "pue", "scaleou
                       "scaleup_fabric", "chips_per_rack", "host_cpu", "chips_per_host",
                       "cooling", "spares_per_domain", "checkpoint_gbps", "async_checkpoint",
                       "checkpoint_interval_s")
+CLUSTER_EXTRA = ("scaleup_latency_us", "scaleout_latency_us", "host_power_w_per_chip",
+                 "power_budget_mw", "site_mw", "job_chips")
+"""``[cluster]`` keys that are not design parameters (non-negative numbers)."""
 RESILIENCE_PARAMETERS = {"spares_per_domain": int, "checkpoint_gbps": float,
                          "async_checkpoint": bool, "checkpoint_interval_s": float}
 """Cluster parameters that are fields of :class:`codesign.model.reliability.Resilience`."""

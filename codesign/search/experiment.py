@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from codesign.model import catalog, tech
 from codesign.model.metrics import DIRECTIONS, INFER_ONLY, METRICS, TRAFFIC_ONLY, TRAIN_ONLY
 from codesign.model.specs import InferJob, TrainJob
 from codesign.search.design import (
+    CLUSTER_EXTRA,
     CLUSTER_PARAMETERS,
     DEFAULT_DESIGN,
     DESIGN_PARAMETERS,
@@ -40,7 +41,6 @@ from codesign.search.toml_checks import (
     _Plain,
     _read,
     _sha256,
-    _suggest,
     _Table,
 )
 from codesign.search.traffic_file import (  # noqa: F401 - re-exported
@@ -48,6 +48,7 @@ from codesign.search.traffic_file import (  # noqa: F401 - re-exported
     TRAFFIC_KEYS,
     _check_decode_pool,
     _traffic,
+    check_prefill_chips,
 )
 from codesign.search.uncertainty import BAND_METRICS, parse_percentile
 from codesign.search.workload_file import (  # noqa: F401 - re-exported
@@ -69,9 +70,6 @@ JOURNAL_SUFFIXES = (".log", ".journal")
 MAX_GRID_POINTS = 1_000_000
 """Most values a float parameter's ``step`` may put between ``low`` and ``high``."""
 
-CLUSTER_EXTRA = ("scaleup_latency_us", "scaleout_latency_us", "host_power_w_per_chip",
-                 "power_budget_mw", "site_mw", "job_chips")
-"""``[cluster]`` keys that are not design parameters (non-negative numbers)."""
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _PASSWORD_RE = re.compile(r"(://[^/@:]*):[^/@]*@|[?&]password=", re.IGNORECASE)
@@ -163,6 +161,8 @@ class Experiment:
     population: int = 32
     storage_url: str | None = None
     baselines: tuple[str, ...] = ()
+    """Reference chips by name: catalog ids, and the names (file stems) of chip or design
+    files (:attr:`baseline_files`)."""
     prices: tech.Prices = tech.PRICES  # [tco]: capex, amortisation, energy price
     traffic: Any = None
     """``[traffic]`` (serving): a :class:`~codesign.model.serving.Traffic`, or None."""
@@ -171,6 +171,13 @@ class Experiment:
     uncertainty_draws: int = 64
     """``[uncertainty] draws``: paired draws per design behind a percentile objective or
     constraint (``tokens_per_joule@p10``, :mod:`codesign.search.uncertainty`)."""
+    baseline_files: dict[str, str] = field(default_factory=dict)
+    """Baselines given as files: name (the file's stem) -> absolute path of a spec-sheet chip
+    TOML or a design file (``codesign export-design``)."""
+
+    def chip_ref(self, name: str) -> str:
+        """What a baseline name stands for: its file's path, or the catalog id itself."""
+        return self.baseline_files.get(name, name)
 
     def percentile_metrics(self) -> tuple[str, ...]:
         """The ``metric@pNN`` names among the objectives and constraints."""
@@ -314,15 +321,15 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
         raise head.error("search_space", f"a search space file (relative to {space_path.parent})",
                          space_rel)
     space, fixed = _load_space(space_path)
-    chip_ids = catalog.chip_ids()
-    items = head.get("baselines", "list", default=[])
-    baselines = head.unique("baselines", tuple(
-        _check(doc.file, head.at(f"baselines[{i}]"), v, "str", choices=chip_ids)
-        for i, v in enumerate(items)))
+    baselines, baseline_files = _baselines(head)
 
     job = _workload(doc.table("workload"))
     cluster = _cluster(doc.table("cluster", required=False), space, fixed)
     traffic, pools = _traffic(doc.table("traffic", required=False), job)
+    if "n_chips" not in {p.name for p in space.params}:
+        check_prefill_chips(doc.table("traffic", required=False), traffic,
+                            cluster.get("n_chips", space.base.get("n_chips"))
+                            if "power_budget_mw" not in cluster else None)
     _check_decode_pool(doc, space, traffic, pools)
     # metrics that exist for this workload kind (and, serving, with its [traffic]) only
     kind_metrics = [m for m in METRICS
@@ -345,9 +352,11 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
     con_t.only(kind_metrics)
     constraints = tuple(_constraint(con_t, m) for m in con_t.data)
     if isinstance(job, TrainJob) and job.train_tokens is None:
+        needs_tokens = ("cost_per_run_usd", "train_days", "goodput_train_days")
         for table in (obj_t, con_t):
-            for metric in ("cost_per_run_usd", "train_days"):
-                if metric in table.data:
+            for metric in table.data:
+                base = (parse_percentile(metric) or (metric,))[0]
+                if base in needs_tokens:
                     raise table.error(metric, "workload.train_tokens set (a training run takes "
                                       "its tokens / tokens_per_s, and costs that x the cost "
                                       "per s)", _Plain("no workload.train_tokens"))
@@ -375,11 +384,42 @@ def load_experiment(path: str | os.PathLike[str]) -> Experiment:
         population=search.get("population", "int", default=32, low=2),
         storage_url=_storage_url(storage),
         baselines=baselines,
+        baseline_files=baseline_files,
         prices=prices,
         traffic=traffic,
         pools=pools,
         uncertainty_draws=unc.get("draws", "int", default=64, low=1, high=4096),
     )
+
+
+def _baselines(head: _Table) -> tuple[tuple[str, ...], dict[str, str]]:
+    """``baselines``: catalog chip ids, or paths (relative to the experiment's folder) of
+    chip TOML files, a spec sheet or a design file, each named by its stem. Returns (names,
+    {name: absolute path})."""
+    from codesign.search.chip_file import resolve_chip
+
+    chip_ids = catalog.chip_ids()
+    names: list[str] = []
+    files: dict[str, str] = {}
+    expected = ("a catalog chip id or a chip TOML file (a [chip] spec sheet or a [design] "
+                f"file, relative to {Path(head.file).parent}); ids: {_one_of(chip_ids)}")
+    for i, v in enumerate(head.get("baselines", "list", default=[])):
+        key = head.at(f"baselines[{i}]")
+        ref = _check(head.file, key, v, "str", expected=expected)
+        if not ref.endswith(".toml"):
+            names.append(_check(head.file, key, ref, "str", choices=chip_ids, expected=expected))
+            continue
+        path = (Path(head.file).parent / ref).resolve()
+        name = path.stem
+        if not path.is_file():
+            raise ConfigError(head.file, key, expected, ref)
+        if name in chip_ids or name in names:
+            raise ConfigError(head.file, key, "a file whose name (its stem) is neither a catalog "
+                              "chip id nor another baseline's", ref)
+        resolve_chip(str(path), key)  # the file's own errors name it
+        names.append(name)
+        files[name] = str(path)
+    return head.unique("baselines", tuple(names)), files
 
 
 def _cluster(t: _Table, space: SearchSpace, fixed: frozenset[str]) -> dict[str, Any]:
@@ -404,7 +444,7 @@ def _cluster(t: _Table, space: SearchSpace, fixed: frozenset[str]) -> dict[str, 
     if "power_budget_mw" in cluster:
         if cluster["power_budget_mw"] <= 0:
             raise t.error("power_budget_mw", "a number > 0 (MW)", cluster["power_budget_mw"])
-        if "n_chips" in cluster or "n_chips" in searched:
+        if "n_chips" in cluster or "n_chips" in searched | fixed:
             raise t.error("power_budget_mw", "either power_budget_mw or n_chips (the budget "
                                              "sets the chip count)", cluster["power_budget_mw"])
         return cluster
@@ -441,31 +481,3 @@ def _storage_url(t: _Table) -> str | None:
         raise t.error("url", f"a URL starting with {', '.join(STORAGE_PREFIXES)} or a journal "
                              f"file path ending in {' or '.join(JOURNAL_SUFFIXES)}", url)
     return url
-
-
-# --------------------------------------------------------------------------- single files
-
-
-def load_design(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A chip design file: a ``[design]`` table of chip design parameters (units as in
-    :data:`~codesign.search.design.DESIGN_PARAMETERS`; the cluster ones, ``n_chips``, ``topology``,
-    ``oversubscription``, ``pue``, are not a chip's and are refused); unset ones take
-    :data:`DEFAULT_DESIGN`.
-
-    Raises:
-        ConfigError: on any problem, naming file, key path, expected and got.
-    """
-    _, root = _read(path)
-    root.only(("design",))
-    t = root.table("design")
-    chip_keys = [k for k in DESIGN_PARAMETERS if k not in CLUSTER_PARAMETERS]
-    for key in t.data:
-        if key not in chip_keys:
-            note = (" (the cluster is not part of a chip file: use --n-chips, --topology, "
-                    "--oversubscription)" if key in CLUSTER_PARAMETERS
-                    else _suggest(key, chip_keys))
-            raise t.error(key, f"a chip parameter ({_one_of(chip_keys)}){note}",
-                          _Plain(f"unknown key {key!r}"))
-    design = dict(DEFAULT_DESIGN)
-    design.update({k: _check_design(t.file, t.at(k), k, v) for k, v in t.data.items()})
-    return design

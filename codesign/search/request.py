@@ -23,9 +23,11 @@ class EvaluateRequest:
     documented default). Units: seconds, W, MW, Gbit/s, tokens."""
 
     chip: str
-    """A catalog chip id or a design TOML file."""
-    workload: str
-    """A catalog model id or a workload TOML file."""
+    """A catalog chip id, or a chip TOML file: a ``[chip]`` spec sheet
+    (:mod:`codesign.search.chip_file`) or a ``[design]`` of design parameters."""
+    workload: str | None = None
+    """A catalog model id, a Hugging Face ``config.json`` (a model, as an id) or a workload
+    TOML file (None: the ``[workload]`` of a design file given as ``chip``)."""
     n_chips: int | None = None
     power_budget_mw: float | None = None
     site_mw: float | None = None
@@ -150,25 +152,34 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
     """The model's answer to ``req`` (the keys of ``codesign evaluate --json``); an infeasible
     one keeps the chip, cluster, workload and reason, every predicted number None. Bad input
     raises ConfigError."""
-    from codesign.model import catalog
+    from codesign.model import catalog, tech
     from codesign.model.cluster.build import fabric as build_fabric
     from codesign.model.pack import UnknownSpecError
     from codesign.model.perf import cluster_breakdown, evaluate, result_metrics, sized_cluster
     from codesign.model.specs import InferJob, InferResult, Mapping, TrainJob
     from codesign.search.design import design_to_chip
-    from codesign.search.experiment import load_design, load_workload
+    from codesign.search.experiment import load_workload
+    from codesign.search.toml_checks import _Plain
 
-    assumed: dict[str, Any] = {}
+    why: dict[str, Any] = {}
+    dfile = None  # a design file: its cluster, workload and prices where it has them
     if req.chip.endswith(".toml"):
-        chip = design_to_chip(load_design(req.chip), name=Path(req.chip).stem)
+        from codesign.search.chip_file import load_chip_file, toml_kind
+        from codesign.search.design_file import load_design_file
+
+        if toml_kind(req.chip) == "chip":  # a spec sheet: its stated assumptions
+            chip, why = load_chip_file(req.chip)
+        else:
+            dfile = load_design_file(req.chip)
+            chip = design_to_chip(dfile.design, name=Path(req.chip).stem)
     elif req.chip in catalog.chip_ids():
         from codesign.model.catalog.assume import explain_unknowns
 
         chip, why = explain_unknowns(catalog.get_chip(req.chip))
-        assumed = {f"chip.{k}": {"value": a.value, "reason": a.reason} for k, a in why.items()}
     else:
-        raise ConfigError(None, "--chip",
-                          f"a design TOML or one of: {', '.join(catalog.chip_ids())}", req.chip)
+        raise ConfigError(None, "--chip", "a spec-sheet chip TOML ([chip]), a design TOML or "
+                          f"one of: {', '.join(catalog.chip_ids())}", req.chip)
+    assumed = {f"chip.{k}": {"value": a.value, "reason": a.reason} for k, a in why.items()}
     if req.power_limit_w is not None:
         from dataclasses import replace
 
@@ -178,19 +189,32 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
 
     if req.cooling is not None and req.cooling not in COOLINGS:
         raise ConfigError(None, "--cooling", f"one of: {', '.join(COOLINGS)}", req.cooling)
-    if req.workload.endswith(".toml"):
+    if req.workload is None:
+        if dfile is None or dfile.job is None:
+            raise ConfigError(None, "--workload", "a catalog model id, a Hugging Face "
+                              "config.json or a workload TOML (only a design file with a "
+                              "[workload] table needs none)", _Plain("no --workload"))
+        job = dfile.job
+    elif req.workload.endswith(".toml"):
         job = load_workload(req.workload)
-    elif req.workload in catalog.model_ids() and req.input_len is not None:
-        job = InferJob(catalog.get_model(req.workload), req.input_len,
-                       512.0 if req.output_len is None else req.output_len,
-                       req.concurrency, req.precision, req.kv_precision,
-                       req.ttft_slo_s, req.itl_slo_s)
-    elif req.workload in catalog.model_ids():
-        job = TrainJob(catalog.get_model(req.workload), req.seq_len or 4096,
-                       req.global_batch or 1024, req.precision, req.attention)
+    elif req.workload.endswith(".json") or req.workload in catalog.model_ids():
+        if req.workload.endswith(".json"):  # a Hugging Face config.json: as a model id
+            from codesign.search.hf_config import load_hf_model
+
+            model = load_hf_model(req.workload)
+        else:
+            model = catalog.get_model(req.workload)
+        if req.input_len is not None:
+            job = InferJob(model, req.input_len,
+                           512.0 if req.output_len is None else req.output_len,
+                           req.concurrency, req.precision, req.kv_precision,
+                           req.ttft_slo_s, req.itl_slo_s)
+        else:
+            job = TrainJob(model, req.seq_len or 4096, req.global_batch or 1024,
+                           req.precision, req.attention)
     else:
-        raise ConfigError(None, "--workload",
-                          f"a workload TOML or one of: {', '.join(catalog.model_ids())}",
+        raise ConfigError(None, "--workload", "a workload TOML or one of: "
+                          f"{', '.join(catalog.model_ids())}, or a Hugging Face config.json",
                           req.workload)
     if req.site_mw is not None and req.power_budget_mw is None:
         raise ConfigError(None, "--site-mw", "a site size together with --power-budget-mw",
@@ -200,7 +224,13 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
                           f"both (--n-chips {req.n_chips})")
     if req.n_chips is not None:
         _check_degrees(req)
-    chip, cluster = _cluster(req, chip, catalog_chip=req.chip in catalog.chip_ids())
+    if dfile is not None and dfile.cluster is not None:  # the cluster the search evaluated
+        from codesign.search.design_file import file_cluster
+
+        cluster = file_cluster(dfile, req)
+    else:
+        chip, cluster = _cluster(req, chip, catalog_chip=req.chip in catalog.chip_ids())
+    prices = dfile.prices if dfile is not None and dfile.prices is not None else tech.PRICES
     mapping = Mapping(tp=req.tp or 0, pp=req.pp or 0, dp=req.dp or 0, cp=req.cp or 0,
                       ep=req.ep or 0, vpp=req.vpp or 0, micro_batch=req.micro_batch or 0,
                       recompute=req.recompute, zero=req.zero,
@@ -216,13 +246,14 @@ def evaluate_request(req: EvaluateRequest) -> dict[str, Any]:
                           str(exc)) from None
     base_cluster = cluster
     cluster = sized_cluster(chip, cluster, req.scaleout_gbps)
-    m = result_metrics(chip, cluster, res, job, scaleout_gbps=req.scaleout_gbps)
+    m = result_metrics(chip, cluster, res, job, prices, scaleout_gbps=req.scaleout_gbps)
     serving = isinstance(res, InferResult)
     out = {
         "chip": chip.id or chip.name,
         "die_area_mm2": chip.die_area_mm2,
         "n_compute_dies": chip.n_compute_dies,
         "tdp_w": chip.tdp_w,
+        "hbm_gb": chip.hbm_gb,
         "chip_cost_usd": m["chip_cost_usd"],
         "n_chips": cluster.n_chips,
         "model": job.model.name,
@@ -321,7 +352,7 @@ def _check_workload_flags(req: EvaluateRequest) -> None:
              if getattr(req, k) is not None]
     for key in given:
         got = f"{_flag(key)} {getattr(req, key)}"
-        if req.workload.endswith(".toml"):
+        if req.workload is None or req.workload.endswith(".toml"):
             raise ConfigError(None, _flag(key), "a flag for a model id as --workload (a "
                               "workload TOML sets its own workload)",
                               f"{got} with --workload {req.workload}")
@@ -351,8 +382,8 @@ def _check_degrees(req: EvaluateRequest) -> None:
         raise ConfigError(None, key, f"a product at most --n-chips ({req.n_chips})", product)
 
 
-_DESIGN_KEYS = ("chip", "die_area_mm2", "n_compute_dies", "tdp_w", "chip_cost_usd", "n_chips",
-                "model", "workload", "feasible", "reason", "candidates",
+_DESIGN_KEYS = ("chip", "die_area_mm2", "n_compute_dies", "tdp_w", "hbm_gb", "chip_cost_usd",
+                "n_chips", "model", "workload", "feasible", "reason", "candidates",
                 "feasible_candidates", "cooling", "assumed")
 """Keys of ``evaluate``'s output that describe what was asked (the chip, its price, the
 cluster and its cooling, the workload, why it failed), so they stay when no mapping is

@@ -133,16 +133,22 @@ class _Table:
         return values
 
 
-def _read(path: str | os.PathLike[str]) -> tuple[str, _Table]:
-    """The text and top-level table of a UTF-8 TOML file."""
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a user's file; a missing or unreadable one is a ConfigError naming it."""
     file = str(path)
     try:
-        raw = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(file, "<file>", "an existing file", _Plain("no such file")) from None
     except OSError as exc:
         raise ConfigError(file, "<file>", "a readable file", _Plain(exc.strerror or str(exc))) \
             from None
+
+
+def _read(path: str | os.PathLike[str]) -> tuple[str, _Table]:
+    """The text and top-level table of a UTF-8 TOML file."""
+    file = str(path)
+    raw = read_bytes(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

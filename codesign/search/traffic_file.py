@@ -36,7 +36,23 @@ def _traffic(t: _Table, job: Any) -> tuple[Any, str]:
               in TRAFFIC_KEYS.items() if k in t.data}
     pools = t.get("pools", "str", default="both", choices=POOLS)
     kv_up = t.get("kv_over_scaleup", "bool", default=False)
+    if pools == "one":  # disaggregation's own keys would be silently ignored
+        for key in ("prefill_chips", "kv_over_scaleup"):
+            if key in t.data:
+                raise t.error(key, 'pools = "disaggregated" or "both" (one pool has no '
+                              "prefill pool)", t.data[key])
     return Traffic(**values, kv_over_scaleup=kv_up), pools
+
+
+def check_prefill_chips(t: _Table, traffic: Any, n_chips: Any) -> None:
+    """``[traffic] prefill_chips`` fewer than the cluster's fixed chip count, as
+    ``codesign evaluate --prefill-chips`` requires (unchecked when the count is searched or
+    set by a power budget)."""
+    if traffic is None or not traffic.prefill_chips or not isinstance(n_chips, int | float):
+        return
+    if traffic.prefill_chips >= n_chips:
+        raise t.error("prefill_chips", f"fewer than the cluster's {int(n_chips)} chips",
+                      traffic.prefill_chips)
 
 
 def _check_decode_pool(doc: _Table, space: Any, traffic: Any, pools: str) -> None:

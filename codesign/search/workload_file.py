@@ -1,10 +1,11 @@
 """Strict TOML -> a workload: ``[workload]`` tables of experiments and workload files
-(training steps or serving), catalog or inline models (:mod:`codesign.search.toml_checks` rules:
-file, key path, expected and got in every error)."""
+(training steps or serving), catalog, inline or Hugging Face ``config.json`` models
+(:mod:`codesign.search.toml_checks` rules: file, key path, expected and got in every error)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from codesign.model import catalog
@@ -35,11 +36,15 @@ def _workload(t: _Table) -> TrainJob | InferJob:
     """A ``[workload]`` table: ``kind = "train"`` (a training step) or ``"infer"`` (serving)."""
     kind = t.get("kind", "str", choices=("train", "infer"))
     t.only(_TRAIN_KEYS if kind == "train" else _INFER_KEYS)
-    if isinstance(t.data.get("model"), dict):
+    model_value = t.data.get("model")
+    if isinstance(model_value, dict):
         model = _inline_model(t.table("model"))
+    elif isinstance(model_value, str) and model_value.endswith(".json"):
+        model = _json_model(t, model_value)
     else:
         ids = catalog.model_ids()
-        expected = f"a catalog model id ({_one_of(ids)}) or a table [{t.at('model')}]"
+        expected = (f"a catalog model id ({_one_of(ids)}), a table [{t.at('model')}] or a "
+                    "Hugging Face config.json path")
         model = catalog.get_model(t.get("model", "str", choices=ids, expected=expected))
     if kind == "infer":
         return InferJob(
@@ -62,6 +67,17 @@ def _workload(t: _Table) -> TrainJob | InferJob:
         train_tokens=t.get("train_tokens", "float", default=None, low=0.0, low_open=True),
         moe_imbalance=t.get("moe_imbalance", "float", default=1.0, low=1.0, high=16.0),
     )
+
+
+def _json_model(t: _Table, rel: str) -> ModelSpec:
+    """``model = "path/config.json"``: a Hugging Face config (relative to the TOML file's
+    folder), read by :func:`codesign.search.hf_config.load_hf_model`."""
+    from codesign.search.hf_config import load_hf_model
+
+    folder = Path(t.file).parent
+    if not (folder / rel).is_file():
+        raise t.error("model", f"a Hugging Face config.json file (relative to {folder})", rel)
+    return load_hf_model(folder / rel)
 
 
 def _inline_model(t: _Table) -> ModelSpec:

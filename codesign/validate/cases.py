@@ -222,7 +222,7 @@ def load_cases(path: str | os.PathLike[str] | None = None,
     Example:
         >>> cases = {c.case_id: c for c in load_cases()}
         >>> cases["MLE3-L31-8B-H100-1x-bs8-tput"].assumed["input_len"]
-        70
+        212
     """
     path = Path(path) if path is not None else default_cases_path()
     file = str(path)

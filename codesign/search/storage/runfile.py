@@ -32,6 +32,7 @@ from typing import Any
 from codesign.errors import ConfigError
 from codesign.search import parquet_log
 from codesign.search.experiment import SAMPLERS, Experiment, load_experiment
+from codesign.search.hf_config import inline_json_model
 from codesign.search.journal.check import RUN_FILE
 
 CONFIG_FILES = ("experiment.toml", "search_space.toml", RUN_FILE)  # run.json last: the commit
@@ -91,6 +92,34 @@ def read_run_file(run_dir: Path) -> dict[str, Any]:
     return info
 
 
+BASELINE_DIR = "baselines"
+"""Folder of a run directory holding copies of the experiment's baseline chip files."""
+
+
+def _copy_baseline_files(exp: Experiment, dest: Path, text: str) -> str:
+    """Copy the experiment's baseline chip files into ``dest/baselines/`` and return its
+    ``text`` with ``baselines`` pointing at the copies (paths relative to the experiment's
+    folder would not follow the copy); ``text`` unchanged without baseline files."""
+    if not exp.baseline_files:
+        return text
+    folder = dest / BASELINE_DIR
+    folder.mkdir(exist_ok=True)
+    refs = []
+    for name in exp.baselines:
+        if name in exp.baseline_files:
+            target = folder / f"{name}.toml"
+            target.write_bytes(Path(exp.baseline_files[name]).read_bytes())
+            refs.append(f"{BASELINE_DIR}/{name}.toml")
+        else:
+            refs.append(name)
+    listed = "[" + ", ".join(f'"{r}"' for r in refs) + "]"
+    new, n = re.subn(r"(?ms)^(\s*baselines\s*=\s*)\[.*?\]", lambda m: m.group(1) + listed,
+                     text, count=1)
+    if n != 1:
+        raise RuntimeError("the experiment's baselines array was not found in its text")
+    return new
+
+
 def write_config(exp: Experiment, dest: Path, info: dict[str, Any]) -> None:
     """Write the config as run into ``dest``: ``search_space.toml``, ``experiment.toml``
     (pointing at it, with its fingerprint) and ``run.json`` = ``info`` (written last, via a
@@ -102,11 +131,14 @@ def write_config(exp: Experiment, dest: Path, info: dict[str, Any]) -> None:
         target.write_text(space_text, encoding="utf-8")
         text, n = re.subn(r'(?m)^(\s*search_space\s*=\s*)(".*?"|\'.*?\')',
                           r'\1"search_space.toml"', exp.text, count=1)
+        text = inline_json_model(text, exp.job.model)  # a config.json path: the model inline
+        text = _copy_baseline_files(exp, dest, text)
         header = f"# config as run; fingerprint {exp.fingerprint()}\n"
         target = dest / "experiment.toml"
         target.write_text(header + text, encoding="utf-8")
         copied = load_experiment(target)
-        if n != 1 or copied.fingerprint() != exp.fingerprint():
+        if (n != 1 or copied.fingerprint() != exp.fingerprint()
+                or copied.baselines != exp.baselines):
             raise RuntimeError("the copied experiment does not reproduce the original "
                                "fingerprint")
         target = dest / RUN_FILE
