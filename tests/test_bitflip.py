@@ -222,3 +222,22 @@ def test_flips_in_the_checksum_file_never_cost_a_trial(original: tuple[Path, byt
         for f in tmp_path.iterdir():
             if f.name not in ("study.log", "study.log.sums"):
                 f.unlink()
+
+
+def test_a_check_decodes_only_lines_the_side_file_does_not_vouch_for(
+        original: tuple[Path, bytes, bytes], tmp_path: Path, monkeypatch) -> None:
+    """A line with the length and CRC recorded before it was written is not decoded again
+    (the bulk of a check's time at 100,000 trials); a flipped line is, and is flagged."""
+    from codesign.search.journal import check as check_mod
+
+    _, data, sums = original
+    copy = tmp_path / "study.log"
+    copy.write_bytes(data)
+    sums_path(copy).write_bytes(sums)
+    decoded: list[bytes] = []
+    real = check_mod._is_op
+    monkeypatch.setattr(check_mod, "_is_op", lambda raw: decoded.append(raw) or real(raw))
+    assert check_journal(copy).ok and decoded == []
+    first_end = data.index(b"\n")
+    copy.write_bytes(flip(data, first_end // 2, 0))
+    assert check_journal(copy).damaged and len(decoded) == 1

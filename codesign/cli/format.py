@@ -171,13 +171,19 @@ def _print_front_piped(study_name: str, exp: Any, rows: list[dict[str, Any]], ex
         print(note)
 
 
+_PLAIN = frozenset((str, int, bool, type(None)))
+_INF = float("inf")
+
+
 def _strict_json(value: Any) -> Any:
     """``value`` with NaN/inf (and pandas' missing values) as None and numpy scalars as
     Python numbers, so ``json.dumps(allow_nan=False)`` succeeds."""
-    if isinstance(value, dict):
-        return {str(k): _strict_json(v) for k, v in value.items()}
+    if isinstance(value, dict):  # plain values kept as they are without a call each
+        return {str(k): v if type(v) in _PLAIN or (type(v) is float and -_INF < v < _INF)
+                else _strict_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_strict_json(v) for v in value]
+        return [v if type(v) in _PLAIN or (type(v) is float and -_INF < v < _INF)
+                else _strict_json(v) for v in value]
     if value is None or isinstance(value, bool | str):
         return value
     if hasattr(value, "item"):  # numpy scalar

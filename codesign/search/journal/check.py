@@ -205,21 +205,26 @@ def _glued_split(content: bytes) -> int | None:
 
 
 def _scan_file(path: Path) -> _Scan:
-    """Read ``path`` once, line by line, and classify its lines."""
+    """Read ``path`` once, line by line, and classify its lines. A line whose length and
+    CRC are those the side file recorded before it was written is the operation written:
+    it is not decoded again (decoding every line was two thirds of a check, 5 s of 7 at
+    100,000 trials); any other line is."""
     offset = 0
     lines = 0
     tail_start = 0
     bad: list[int] = []
     unexplained: list[int] = []
     spans: list[tuple[int, int, int]] = []
+    written = read_sums(path) or {}
     with open(path, "rb") as f:
         for line in f:
             if not line.endswith(b"\n"):
                 offset += len(line)
                 break
             lines += 1
-            spans.append((offset, len(line) - 1, crc(line[:-1])))
-            if not _is_op(line):
+            span = (offset, len(line) - 1, crc(line[:-1]))
+            spans.append(span)
+            if written.get(offset) != span[1:] and not _is_op(line):
                 bad.append(lines)
                 if _glued_split(line[:-1]) is None:
                     unexplained.append(lines)
