@@ -26,8 +26,8 @@ from codesign.errors import ConfigError
 
 def cmd_pareto(args: argparse.Namespace) -> int:
     from codesign.results.compare import BASELINE_MEANING, baseline_label, projection
-    from codesign.results.inspect import front_source
     from codesign.search.parquet_log import schema
+    from codesign.search.storage.log_state import front_source
     from codesign.search.storage.rundir import load_run
 
     exp, run = load_run(args.run_dir)

@@ -49,6 +49,7 @@ from codesign.search.front import front_trials, pareto_rows
 from codesign.search.journal.check import check_journal
 from codesign.search.storage import log_state
 from codesign.search.storage import rundir as _rundir
+from codesign.search.storage.log_state import front_source
 
 __all__ = [
     "CONTINUOUS_FACTOR",
@@ -228,20 +229,6 @@ class Run:
         front = f", pareto {len(self.__dict__['pareto'])}" if "pareto" in self.__dict__ else ""
         return (f"<codesign.Run {self.name!r} at {str(self.path)!r}: {counts}{front}; "
                 f"objectives: {objectives}>")
-
-
-def front_source(run_dir: str | os.PathLike[str], exp: Experiment,
-                 spec: _rundir.RunSpec) -> tuple[list[dict[str, Any]], Any, str]:
-    """The rows of the Pareto front (:func:`codesign.search.front.pareto_rows`), what
-    :func:`codesign.results.compare.projection` reads of the study, and a note ('' if none):
-    from the Parquet log and its recorded front when the log stands in for the storage
-    (:func:`codesign.search.storage.log_state.log_view`), else from the storage."""
-    view = log_state.log_view(run_dir, spec)
-    if view.usable:
-        return (log_state.front_rows(run_dir, exp, view),
-                log_state.LogStudy(spec.study_name, exp, run_dir), view.note)
-    study = optuna.load_study(study_name=spec.study_name, storage=_rundir.open_storage(spec))
-    return pareto_rows(exp, study), study, ""
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:

@@ -363,3 +363,22 @@ class LogStudy:
 
     def get_trials(self, deepcopy: bool = False, states: Any = None) -> list[LogTrial]:
         return list(self._trials)
+
+
+def front_source(run_dir: str | os.PathLike[str], exp: Experiment,
+                 spec: Any) -> tuple[list[dict[str, Any]], Any, str]:
+    """The rows of the Pareto front (:func:`codesign.search.front.pareto_rows`), what
+    :func:`codesign.results.compare.projection` reads of the study, and a note ('' if none):
+    from the Parquet log and its recorded front when the log stands in for the storage
+    (:func:`codesign.search.storage.log_state.log_view`), else from the storage."""
+    import optuna
+
+    from codesign.search.front import pareto_rows
+    from codesign.search.storage.rundir import open_storage
+
+    view = log_view(run_dir, spec)
+    if view.usable:
+        return (front_rows(run_dir, exp, view),
+                LogStudy(spec.study_name, exp, run_dir), view.note)
+    study = optuna.load_study(study_name=spec.study_name, storage=open_storage(spec))
+    return pareto_rows(exp, study), study, ""
