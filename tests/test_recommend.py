@@ -343,3 +343,18 @@ def test_a_budget_sized_design_round_trips(tmp_path, capsys):
     stored = load_run(run_dir).trials.set_index("trial").loc[trial]
     for m in ("tokens_per_s", "n_chips", "tokens_per_joule", "cluster_power_w"):
         assert _close(float(got[m]), float(stored[m])), m
+
+
+def test_a_decode_pool_on_a_spec_sheet_or_an_exported_chip(quickstart, tmp_path, capsys):
+    """--decode-chip takes the chip files --chip takes."""
+    trial = _front_trials(quickstart, 1)[0]
+    design = tmp_path / "d.toml"
+    run_json(capsys, "export-design", str(quickstart), str(trial), "-o", str(design), "--json")
+    for chip in (str(ROOT / "examples" / "chips" / "my_accelerator.toml"), str(design)):
+        doc = run_json(capsys, "evaluate", "--chip", "h100-sxm", "--workload", "llama3-8b",
+                       "--n-chips", "16", "--input-len", "1000", "--output-len", "200",
+                       "--disaggregated", "--decode-chip", chip, "--json")
+        assert doc["serving_traffic"] is not None
+    code, _, err = run(capsys, "evaluate", "--chip", "h100-sxm", "--workload", "llama3-8b",
+                       "--input-len", "1000", "--disaggregated", "--decode-chip", "nope")
+    assert code == 2 and "--decode-chip" in err

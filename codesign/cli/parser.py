@@ -70,9 +70,9 @@ def parser() -> argparse.ArgumentParser:
                     metavar="N", help="bands of every front design's objectives and the "
                     "probability it beats each baseline, from N paired draws (default 256)")
     pa.add_argument("--against", action="append", metavar="CHIP",
-                    help="with --uncertainty: also the probability of beating this catalog "
-                    "chip as projected into the search space (repeatable; default: the "
-                    "experiment's baselines)")
+                    help="with --uncertainty: also the probability of beating this chip (a "
+                    "catalog id, a spec-sheet chip TOML or a design file) as projected into "
+                    "the search space (repeatable; default: the experiment's baselines)")
 
     rp = sub.add_parser("report", help="one self-contained HTML report of a run (plots)")
     rp.add_argument("run_dir")
@@ -81,8 +81,8 @@ def parser() -> argparse.ArgumentParser:
                     help="trial of the sensitivity chart (default: the best design of each "
                     "objective, with a picker)")
     rp.add_argument("--against", action="append", metavar="CHIP",
-                    help="reference chip id (repeatable; default: the experiment's baselines, "
-                    "else h100-sxm)")
+                    help="reference chip: a catalog id, a spec-sheet chip TOML or a design "
+                    "file (repeatable; default: the experiment's baselines, else h100-sxm)")
 
     add_evaluate(sub)
 
@@ -106,7 +106,8 @@ def parser() -> argparse.ArgumentParser:
 
     cm = sub.add_parser("compare", help="best designs of a run next to a reference chip")
     cm.add_argument("run_dir")
-    cm.add_argument("--against", required=True, help="catalog chip id, e.g. h100-sxm")
+    cm.add_argument("--against", required=True, help="reference chip: a catalog id (e.g. "
+                    "h100-sxm), a spec-sheet chip TOML or a design file (export-design)")
     cm.add_argument("--format", choices=("table", "json"), default="table")
     cm.add_argument("--wide", action="store_true",
                     help="the table with every column whatever the terminal's width")

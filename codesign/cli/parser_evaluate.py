@@ -121,7 +121,8 @@ def add_evaluate(sub: Any) -> None:
                     help="separate prefill and decode pools (split searched)")
     tg.add_argument("--prefill-chips", type=_int_at_least(1, n_info.high),
                     help="with --disaggregated: chips of the prefill pool")
-    tg.add_argument("--decode-chip", help="with --disaggregated: catalog chip of the decode "
+    tg.add_argument("--decode-chip", help="with --disaggregated: catalog chip id or chip TOML "
+                    "file of the decode "
                     "pool (default: --chip)")
     tg.add_argument("--kv-over-scaleup", action="store_true",
                     help="with --disaggregated: the KV cache moves over the scale-up network")

@@ -161,7 +161,8 @@ def _print_compare(doc: dict, wide: bool = False, width: int | None = None) -> N
     if base["meaning"] == "projected":
         shown = ", ".join(f"{k} {with_unit(v, unit_of(k))}" for k, v in cat["metrics"].items()
                           if k in {b["objective"] for b in doc["best"]})
-        say(f"  (the catalog {base['id']} itself, not projected: "
+        what = "the chip of" if str(base["id"]).endswith(".toml") else "the catalog"
+        say(f"  ({what} {base['id']} itself, not projected: "
             + (shown if cat["feasible"] else f"infeasible: {cat['reason']}") + ")", "    ")
     for b in doc["best"]:
         print(f"\nbest {b['objective']} ({b['direction']}): trial {b['trial']}")

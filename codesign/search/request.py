@@ -123,10 +123,16 @@ def traffic_part(req: EvaluateRequest, chip: Any, cluster: Any, job: Any) -> dic
     from codesign.model.catalog.assume import explain_unknowns
 
     decode = None
-    if req.decode_chip is not None:
+    if req.decode_chip is not None and req.decode_chip.endswith(".toml"):
+        from codesign.search.chip_file import load_chip_file, resolve_chip, toml_kind
+
+        # a spec sheet completed by its stated rules, or a design file's chip
+        decode = (load_chip_file(req.decode_chip)[0] if toml_kind(req.decode_chip) == "chip"
+                  else resolve_chip(req.decode_chip, "--decode-chip"))
+    elif req.decode_chip is not None:
         if req.decode_chip not in catalog.chip_ids():
-            raise ConfigError(None, "--decode-chip", "a catalog chip id",
-                              repr(req.decode_chip))
+            raise ConfigError(None, "--decode-chip", "a catalog chip id or a chip TOML file "
+                              "([chip] or [design])", repr(req.decode_chip))
         # as the prefill chip: its stated assumptions, wired as its platform builds it
         decode, _ = explain_unknowns(catalog.get_chip(req.decode_chip))
         decode, _ = _cluster(replace(req, chip=req.decode_chip), decode, catalog_chip=True)
