@@ -39,6 +39,9 @@ from codesign.search.front import (
     pareto_rows,
     snapshot_pareto,
 )
+from codesign.search.journal.packed import CompactJournalStorage
+from codesign.search.journal.snapshot import MIN_TRIALS as SNAPSHOT_TRIALS
+from codesign.search.journal.snapshot import write_snapshot_elsewhere
 from codesign.search.precompile import PRECOMPILE_TRIALS, compile_elsewhere
 from codesign.search.recovery import _rdb, recover_stale_trials, sync_parquet
 from codesign.search.repeats import (
@@ -407,6 +410,8 @@ def finalize(exp: Experiment, run: RunSpec, done: int, seconds: float, writer: s
         pareto_path = parquet_log.write_pareto(run.run_dir, exp, rows, n_complete, writer)
     # compact the Parquet log, record its state (with the front just computed)
     finish_log(exp, run, study, writer, (n_complete, rows))
+    if n_complete >= SNAPSHOT_TRIALS and isinstance(study._storage, CompactJournalStorage):
+        write_snapshot_elsewhere(study._storage)  # the next opening starts from here
     return SearchSummary(
         run_dir=str(run.run_dir),
         study_name=run.study_name,

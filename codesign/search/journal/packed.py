@@ -193,12 +193,21 @@ class CompactJournalStorage(JournalStorage):
     spaces and each choice of a categorical parameter: one dict of distributions per space
     instead of one per trial (about 2 KB a trial, 200 MB at 100,000); also one empty
     intermediate-values dict for all of them and one pair of time objects per population
-    (its trials record the same times). The trials read as Optuna's own."""
+    (its trials record the same times). The trials read as Optuna's own. A long study's
+    replay starts from its snapshot where one matches the journal
+    (:mod:`codesign.search.journal.snapshot`; ``from_snapshot``: the lines it held, 0 if
+    none was used)."""
+
+    from_snapshot = 0
 
     def _sync_with_backend(self) -> None:
         replay = self._replay_result
         if type(replay) is JournalStorageReplayResult and replay.log_number_read == 0:
-            replay = self._replay_result = _CompactReplay(self._worker_id_prefix)
+            from codesign.search.journal.snapshot import load_snapshot
+
+            loaded = load_snapshot(self._backend, self._worker_id_prefix)
+            self.from_snapshot = 0 if loaded is None else loaded.log_number_read
+            replay = self._replay_result = loaded or _CompactReplay(self._worker_id_prefix)
         replay.apply_logs(self._backend.read_logs(replay.log_number_read))
 
 
