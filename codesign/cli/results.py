@@ -25,7 +25,6 @@ from codesign.errors import ConfigError
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    from codesign.results.compare import BASELINE_MEANING, baseline_label, projection
     from codesign.search.parquet_log import schema
     from codesign.search.storage.log_state import front_source
     from codesign.search.storage.rundir import load_run
@@ -47,6 +46,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     chips = sorted({k.split("_vs_", 1)[1] for k in cols if "_vs_" in k})
     refs = []
     designs: dict[str, dict | None] = {}
+    if chips:  # the model only where there are baselines to project
+        from codesign.results.compare import BASELINE_MEANING, baseline_label, projection
     for chip in chips:
         proj = projection(exp, chip, study)
         designs[chip] = None if proj is None else proj["design"]

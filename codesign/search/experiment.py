@@ -33,6 +33,7 @@ from codesign.search.design import (
     NEUTRAL_VALUES,
     SPACE_PARAMETERS,
 )
+from codesign.search.percentile_names import BAND_METRICS, parse_percentile
 from codesign.search.toml_checks import (
     _MISSING,
     _check,
@@ -50,7 +51,6 @@ from codesign.search.traffic_file import (  # noqa: F401 - re-exported
     _traffic,
     check_prefill_chips,
 )
-from codesign.search.uncertainty import BAND_METRICS, parse_percentile
 from codesign.search.workload_file import (  # noqa: F401 - re-exported
     MAX_BATCH,
     MAX_TOKENS,

@@ -24,10 +24,10 @@ def _traffic(t: _Table, job: Any) -> tuple[Any, str]:
     """``[traffic]``: (a :class:`~codesign.model.serving.Traffic`, pools), or (None, "both")
     when the table is absent. Serving workloads only; ``pools``: one pool, disaggregated
     pools, or both (each design's best, and both goodputs logged)."""
-    from codesign.model.serving import Traffic
-
     if not t.data:
         return None, "both"
+    from codesign.model.serving import Traffic  # with the kernels: only where it is needed
+
     t.only((*TRAFFIC_KEYS, "pools", "kv_over_scaleup"))
     if not isinstance(job, InferJob):
         raise t.error(next(iter(t.data)), "a serving workload (kind = \"infer\") for "

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 from codesign.model import tech
 from codesign.model.chip.datasheet import DEFAULT_MACS_PER_UNIT, macs_per_unit, silicon_mm2
-from codesign.model.kernels.dvfs import CLOCK_FLOOR, voltage
 from codesign.model.specs import ChipSpec
 
 E_MAC_N7_PJ = 0.20
@@ -146,6 +145,8 @@ def power_at_clock_w(parts: tuple[float, float, float], s: float) -> float:
     with the kernels' DVFS law (:func:`codesign.model.kernels.train.at_clock`: voltage
     ``v = voltage(s)``, leakage x v, clock-domain power x s v^2)."""
     leak, dynamic, memory = parts
+    from codesign.model.kernels.dvfs import voltage  # numba: imported when first used
+
     v = float(voltage(s))
     return leak * v + dynamic * s * v * v + memory
 
@@ -153,6 +154,8 @@ def power_at_clock_w(parts: tuple[float, float, float], s: float) -> float:
 def clock_at_power(parts: tuple[float, float, float], limit_w: float) -> float | None:
     """Highest clock, as a fraction of peak (at most 1), at which the sustained peak of
     :func:`tdp_parts_w` stays within ``limit_w``; None if even :data:`CLOCK_FLOOR` does not."""
+    from codesign.model.kernels.dvfs import CLOCK_FLOOR
+
     if power_at_clock_w(parts, 1.0) <= limit_w:
         return 1.0
     if power_at_clock_w(parts, CLOCK_FLOOR) > limit_w:
