@@ -18,36 +18,33 @@ SHOWN = ("tokens_per_s", "tokens_per_joule", "cost_per_mtoken_usd", "chip_power_
 """Metrics the file's header records besides the objectives (as stored by the search)."""
 
 
-def _plain(v: Any) -> Any:
-    """A numpy or pandas scalar as the Python value (ints that are whole stay ints)."""
-    item = getattr(v, "item", None)
-    return item() if callable(item) else v
-
-
 def trial_row(run: Any, trial: int) -> dict[str, Any]:
     """The Parquet log's row of trial ``trial`` of ``run`` (a
-    :class:`~codesign.results.inspect.Run`), as plain values; a ConfigError naming the trial
-    numbers there are when it is not logged (a trial still running, failed or pruned)."""
-    df = run.trials
-    rows = df[df["trial"] == trial]
-    if rows.empty:
+    :class:`~codesign.results.inspect.Run`); a ConfigError naming the trial numbers there are
+    when it is not logged (a trial still running, failed or pruned)."""
+    from codesign.search.storage.log_state import trial_rows
+
+    rows = trial_rows(run.path, run.experiment, [trial])
+    if not rows:
+        df = run.trials
         have = (f"one of the {len(df)} logged trials ({int(df['trial'].min())}.."
                 f"{int(df['trial'].max())})" if len(df) else "a logged trial (the log is empty)")
         raise ConfigError(run.path, "TRIAL", f"{have}, a COMPLETE trial of the study", trial)
-    return {k: _plain(v) for k, v in rows.iloc[-1].items()}
+    return rows[-1]
 
 
 def design_of(run: Any, row: dict[str, Any]) -> dict[str, Any]:
-    """Every design parameter of a logged trial: the run's base and ``[cluster]`` with the
-    trial's searched parameters on top (as the search evaluated it)."""
+    """Every design parameter of a logged trial (a log row, or a row of ``run``'s tables):
+    the run's base and ``[cluster]`` with the trial's searched parameters on top, as the
+    search evaluated it (whole numbers where a table gave an int parameter as a float)."""
+    from codesign.search.storage.log_state import LogTrial
+
     exp = run.experiment
-    params = {}
+    params = LogTrial(exp, row).params
     for p in exp.space.params:
-        value = row.get(f"param_{p.name}", row.get(p.name))
-        if p.kind == "int" or (isinstance(value, float) and value.is_integer()
-                               and isinstance(p.low, int)):
-            value = int(value)
-        params[p.name] = value
+        value = params.get(p.name)
+        if p.kind == "int" and value is not None:
+            params[p.name] = int(value)
     return design_from_params(base_design(exp), params)
 
 

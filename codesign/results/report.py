@@ -77,8 +77,8 @@ _CONFIG = {"displaylogo": False, "responsive": True}
 
 
 HV_POINTS = 100
-"""Checkpoints of the report's hypervolume curve (at 100,000 trials, 200 took 3 s of the
-report's 10 s; the curve reads the same)."""
+"""Checkpoints of the report's hypervolume curve (at 100,000 trials the report went from
+10.5 s to 9.5 s when this went from 200 to 100; the curve reads the same)."""
 
 def _div(fig: Any, div_id: str) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,

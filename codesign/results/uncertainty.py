@@ -108,8 +108,10 @@ REPORT_DRAWS = 64
 """Paired draws behind the report's error bars and win probabilities (P to 1/64; ``codesign
 pareto --uncertainty N`` for more)."""
 REPORT_MAX_DESIGNS = 100
-"""Front designs the report bands at most (a seeded sample beyond: at 100,000 trials, 200
-designs x 128 draws took 5.5 s of a 13.5 s report, against the 10 s asked of it)."""
+"""Front designs the report bands at most (a seeded sample beyond). At 100,000 trials the
+report took 13.5 s with 200 designs x 128 draws and 10.5 s with 100 x 64, against the 10 s
+asked of it (the hypervolume curve's :data:`~codesign.results.report.HV_POINTS` did the
+rest)."""
 
 
 def baseline_designs(exp: Experiment, chips: list[str]

@@ -33,6 +33,7 @@ from typing import Any
 from codesign.errors import ConfigError
 from codesign.model import tech
 from codesign.model.specs import InferJob, ModelSpec, TrainJob
+from codesign.search.atomic import atomic_file
 from codesign.search.design import (
     CLUSTER_EXTRA,
     CLUSTER_PARAMETERS,
@@ -234,12 +235,10 @@ def write_design_file(path: str | os.PathLike[str], text: str, force: bool = Fal
     if not out.parent.is_dir():
         raise ConfigError(None, "-o", "a path in an existing folder",
                           _Plain(f"no folder {out.parent}"))
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
+        with atomic_file(out, "w") as fh:
+            fh.write(text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(None, "-o", "a writable path", _Plain(exc.strerror or str(exc))) \
             from None
     return out

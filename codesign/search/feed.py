@@ -47,6 +47,7 @@ class TrialFeed:
         self.on_finished: list[Callable[[list[FrozenTrial]], None]] = []
         self._open: list[int] = []  # numbers of trials unfinished at the last refresh
         self._shared: dict[tuple[Any, ...], Any] = {}  # distributions, metrics layouts
+        self._spaces: set[int] = set()  # ids of the shared distribution dicts (kept alive)
         sampler = study.sampler
         self.generations: GenerationCounter | None = None
         """The GA generation counter (None for other samplers)."""
@@ -62,7 +63,7 @@ class TrialFeed:
             with storage._thread_lock:
                 storage._sync_with_backend()
                 replay = storage._replay_result
-                self.by_id, self._own_ids = replay._trials, False  # 100 bytes a trial less
+                self.by_id, self._own_ids = replay._trials, False  # no second dict
                 ids = replay._study_id_to_trial_ids[self.study._study_id]
                 new = [replay._trials[i] for i in ids[len(self.trials):]]
                 now = [replay._trials[self.trials[n]._trial_id] for n in self._open]
@@ -109,11 +110,14 @@ class TrialFeed:
         metrics = t._user_attrs.get(METRICS_ATTR)
         if type(metrics) is dict:
             t._user_attrs[METRICS_ATTR] = PackedMetrics(metrics, self._shared)
+        if id(t._distributions) in self._spaces:
+            return  # shared already (a compact journal replay shares as it reads)
         try:
             key = tuple(t._distributions.items())
             t._distributions = self._shared.setdefault(key, t._distributions)
         except TypeError:  # an unhashable distribution: left as it is
             return
+        self._spaces.add(id(t._distributions))
         for name, d in t._distributions.items():  # a choice: the distribution's own object
             if isinstance(d, CategoricalDistribution) and name in t._params:
                 try:

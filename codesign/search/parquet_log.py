@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 
 from codesign.errors import ConfigError
 from codesign.model.metrics import METRICS
+from codesign.search.atomic import atomic_file, temp_path  # noqa: F401 - temp_path re-exported
 from codesign.search.experiment import Experiment
 
 SCHEMA_VERSION = "1"
@@ -137,28 +138,14 @@ def dictionary_columns(sch: pa.Schema) -> list[str]:
     return [f.name for f in sch if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
 
 
-def temp_path(path: Path, pid: int) -> Path:
-    """Where process ``pid`` writes ``path`` before the rename: hidden and not ``*.parquet``,
-    so no reader or glob picks up a half-written file."""
-    return path.with_name(f".{path.name}.{pid}.tmp")
-
-
 def atomic_write(table: pa.Table, path: Path) -> Path:
     """Write ``table`` to ``path`` via a hidden temp file + fsync + rename; never a half file."""
-    tmp = temp_path(path, os.getpid())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
+        with atomic_file(path) as fh:
             pq.write_table(table, fh, use_dictionary=dictionary_columns(table.schema))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        if isinstance(exc, OSError) and (err := write_error(path, exc)) is not None:
+    except OSError as exc:
+        if (err := write_error(path, exc)) is not None:
             raise err from exc
         raise
     return path

@@ -17,7 +17,7 @@ import sys
 
 PRECOMPILE_TRIALS = 10_000
 """Searches of at least this many trials compile in a child process first (a shorter one
-ends before its memory matters, and the child costs about 1.5 s)."""
+ends before its memory matters, and the child costs about 1 s with the cache warm)."""
 
 _CHILD = (
     "import sys\n"

@@ -26,6 +26,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from codesign.search.atomic import atomic_file
+
 MIN_TRIALS = 20_000
 """Studies of fewer trials replay in a few seconds: no snapshot."""
 MAGIC = b"codesign journal snapshot 1\n"
@@ -39,7 +41,7 @@ def snapshot_path(journal: str | os.PathLike[str]) -> Path:
 
 def _tail_crc(path: Path, offset: int) -> tuple[int, int]:
     """(0, CRC-32 of the journal's first ``offset`` bytes): every byte the snapshot stands
-    for (0.3 s at 100,000 trials, against 9 s to decode them)."""
+    for (0.25 s over the 348 MB of a 100,000-trial journal, whose replay takes 12.5 s)."""
     crc, left = 0, offset
     with open(path, "rb") as f:
         while left:
@@ -113,16 +115,9 @@ def write_snapshot(storage: Any) -> Path | None:
         header = {"dev": st.st_dev, "ino": st.st_ino, "log_number": number, "offset": offset,
                   "tail_start": start, "tail_crc": crc, "python": list(sys.version_info[:2])}
         out = snapshot_path(journal)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(MAGIC + json.dumps(header).encode() + b"\n")
-                _Pickler(f, backend._source).dump(replay)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_file(out) as f:
+            f.write(MAGIC + json.dumps(header).encode() + b"\n")
+            _Pickler(f, backend._source).dump(replay)
     return out
 
 

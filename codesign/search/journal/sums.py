@@ -144,9 +144,9 @@ class ChecksummedJournalBackend(JournalFileBackend):
 
     def _forget_offsets(self, log_number_from: int) -> None:
         """Drop the byte offsets Optuna's reader records of lines before ``log_number_from``
-        (one per line, about 100 bytes a trial, 10 MB at 100,000): a replay reads on from
-        where it stopped, and a read from an earlier line (none in the package) reads the file
-        from its start, as Optuna does for an unknown line."""
+        (one per line: 11 MB for the 103,128 lines of a 100,000-trial journal): a replay reads
+        on from where it stopped, and a read from an earlier line (none in the package) reads
+        the file from its start, as Optuna does for an unknown line."""
         offsets = self._log_number_offset
         if len(offsets) > 1 and log_number_from in offsets:
             self._log_number_offset = {k: v for k, v in offsets.items() if k >= log_number_from}

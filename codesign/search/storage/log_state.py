@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 
 from codesign.errors import ConfigError
 from codesign.search import parquet_log as pl
+from codesign.search.atomic import atomic_file
 from codesign.search.baselines import BASELINE_ATTR
 from codesign.search.experiment import Experiment
 from codesign.search.storage.trial_rows import METRICS_ATTR
@@ -88,16 +89,8 @@ def record(exp: Experiment, run: Any, study: Any, writer: str,
         rows = pareto_rows(exp, _Fixed(study, complete))
     state = {"n_complete": n, "journal": key, "writer": writer,
              "written": datetime.now(UTC).isoformat(timespec="seconds"), "front": rows}
-    path = run.run_dir / STATE_FILE
-    tmp = pl.temp_path(path, os.getpid())
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(state, fh, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(run.run_dir / STATE_FILE, "w") as fh:
+        json.dump(state, fh, default=str)
     return state
 
 
@@ -283,6 +276,14 @@ def _rows_where(run_dir: Path, exp: Experiment, expr: Any) -> list[dict[str, Any
     raise RuntimeError(f"{run_dir}: the log kept changing while it was read")
 
 
+def trial_rows(run_dir: str | os.PathLike[str], exp: Experiment,
+               numbers: list[int]) -> list[dict[str, Any]]:
+    """The log rows of trials ``numbers`` (those logged), by trial number, typed as Parquet
+    keeps them (no pandas)."""
+    return _rows_where(Path(run_dir), exp,
+                       pc.field("trial").isin(pa.array(numbers, pa.int64())))
+
+
 def baseline_rows(run_dir: str | os.PathLike[str], exp: Experiment) -> list[dict[str, Any]]:
     """The log rows of the baseline trials, by trial number."""
     return _rows_where(Path(run_dir), exp, pc.field("is_baseline") == True)  # noqa: E712
@@ -312,8 +313,7 @@ def front_rows(run_dir: str | os.PathLike[str], exp: Experiment,
     if not numbers:
         return []
     hint = view.front[0] if view.front else {}
-    rows = [_typed(r, hint) for r in
-            _rows_where(run_dir, exp, pc.field("trial").isin(pa.array(numbers, pa.int64())))]
+    rows = [_typed(r, hint) for r in trial_rows(run_dir, exp, numbers)]
     from codesign.search.front import add_improvements
 
     def values(row: dict[str, Any]) -> list[Any]:
