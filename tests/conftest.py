@@ -19,3 +19,14 @@ def procs(tmp_path: Path) -> Iterator[object]:
         yield p
     finally:
         p.cleanup()
+
+
+@pytest.fixture(scope="module")
+def file_per_population() -> Iterator[None]:
+    """Searches write a Parquet file for every population (``CODESIGN_TEST_LOG_ROWS=1``)
+    instead of one every :data:`codesign.search.study.LOG_ROWS` rows: for tests of logs made
+    of many small files (compaction, a lost or damaged file, a worker killed before logging a
+    population). In-process searches and the subprocesses that inherit the environment."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CODESIGN_TEST_LOG_ROWS", "1")
+        yield

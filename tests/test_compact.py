@@ -37,6 +37,11 @@ TRIALS = 48  # six files of 8 rows (population 8)
 SMALL = {"keep_small": 2, "target_rows": 24}  # files of up to 24 rows once 3 small exist
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _file_per_population(file_per_population: None) -> None:
+    """A Parquet file for every population (conftest.file_per_population)."""
+
+
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("compact")
@@ -115,6 +120,43 @@ def test_compaction_merges_the_oldest_files_and_keeps_every_row_once(work: Path)
     after = read_trials(RUN, exp)
     pd.testing.assert_frame_equal(after, before)
     assert not list((RUN / "trials").glob(".*"))  # no temporary file left
+
+
+def _with_row(src: Path, trial: int, reason: str) -> pa.Table:
+    """``src``'s table with one more row: its first row as trial ``trial``, ``reason`` set."""
+    table = pq.read_table(src)
+    extra = table.slice(0, 1)
+    for name, value, kind in (("trial", trial, pa.int64()), ("reason", reason, pa.string())):
+        extra = extra.set_column(extra.schema.get_field_index(name), name,
+                                 pa.array([value], kind))
+    return pa.concat_tables([table, extra])
+
+
+def test_a_trial_twice_in_one_file_keeps_its_last_row(work: Path) -> None:
+    # the names' ranges are disjoint (one search's files): only a file's own rows can repeat
+    exp, _ = rd.load_run(RUN)
+    src = parts(RUN)[1]
+    trial = pq.read_table(src).column("trial")[0].as_py()
+    pq.write_table(_with_row(src, trial, "the later row"), src)
+    compact.compact_log(RUN, exp, **SMALL)
+    rows = pd.concat([pd.read_parquet(p) for p in parts(RUN)])
+    assert sorted(rows["trial"]) == sorted(complete(RUN))  # each trial once
+    assert rows.loc[rows["trial"] == trial, "reason"].tolist() == ["the later row"]
+
+
+def test_a_file_holding_trials_its_name_does_not_give_is_merged_by_its_numbers(
+        work: Path) -> None:
+    # a file named for its own range that also holds a trial of another file: the merge
+    # reads every trial number first and keeps the last row in file order
+    exp, _ = rd.load_run(RUN)
+    first, later = parts(RUN)[0], parts(RUN)[1]  # merged together
+    trial = pq.read_table(first).column("trial")[0].as_py()
+    pq.write_table(_with_row(later, trial, "from the later file"), later)
+    compact.compact_log(RUN, exp, **SMALL)
+    rows = pd.concat([pd.read_parquet(p) for p in parts(RUN)])
+    assert sorted(rows["trial"]) == sorted(complete(RUN))
+    assert rows.loc[rows["trial"] == trial, "reason"].tolist() == ["from the later file"]
+    assert not list((RUN / "trials").glob(".*"))  # the abandoned attempt left no file
 
 
 def test_compaction_is_idempotent_and_waits_for_enough_small_files(work: Path) -> None:
@@ -308,3 +350,17 @@ def test_a_search_compacts_its_log_as_it_goes(tmp_path: Path, monkeypatch: pytes
     assert len(files) < 320 // 32  # fewer than one file per population
     numbers = parquet_log.read_log(run_dir, columns=["trial"]).column("trial").to_pylist()
     assert sorted(numbers) == list(range(320))
+
+
+@pytest.mark.parametrize("front", [[], [{"trial": 1, "x": 1.5, "y": None, "z": "a"},
+                                        {"trial": 2, "x": float("nan"), "when": pd.Timestamp(0)}]])
+def test_log_state_is_written_as_json_dump_writes_it(front: list) -> None:
+    import io
+
+    state = {"n_complete": 2, "journal": {"size": 10, "mtime_ns": 1}, "writer": "w",
+             "written": "2026-12-06T00:00:00+00:00", "front": front}
+    got, want = io.StringIO(), io.StringIO()
+    log_state._dump(state, got)
+    json.dump(state, want, default=str)
+    assert got.getvalue() == want.getvalue()
+    assert json.loads(got.getvalue())["front"][:1] == json.loads(want.getvalue())["front"][:1]

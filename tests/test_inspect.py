@@ -72,6 +72,11 @@ def feasible(t: optuna.trial.FrozenTrial) -> bool:
     return all(v <= 0 for v in t.constraints.values())
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _file_per_population(file_per_population: None) -> None:
+    """A Parquet file for every population (conftest.file_per_population)."""
+
+
 @pytest.fixture(scope="module")
 def qs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 64-trial quickstart run with two reference-chip baselines (trials 0 and 1)."""

@@ -144,3 +144,37 @@ def test_feed_parents_equal_the_samplers(tmp_path) -> None:
         assert len(ours) == pop
         cached = fresh.sampler.get_parent_population(fresh, gen + 1)  # the ids we stored
         assert [t.number for t in cached] == sorted(t.number for t in ours)
+
+
+@pytest.mark.parametrize("finite", [True, False])
+def test_a_trial_template_is_the_trial_optuna_create_trial_makes(finite: bool) -> None:
+    # trial_template builds the FrozenTrial without create_trial's per-param checks: the same
+    # trial (times aside), and one that passes those checks
+    from pathlib import Path
+
+    from codesign.search.evaluate import evaluate_designs
+    from codesign.search.experiment import load_experiment
+    from codesign.search.space import base_design, cluster_extra, design_from_params
+    from codesign.search.space import distributions as space_dists
+    from codesign.search.study import trial_template
+
+    exp = load_experiment(Path(__file__).parents[1] / "experiments" / "quickstart.toml")
+    dists = space_dists(exp.space)
+    study = optuna.create_study(directions=["maximize"] * len(exp.objectives),
+                                sampler=optuna.samplers.NSGAIISampler(seed=0))
+    params = {n: study.sampler.sample_independent(study, None, n, d) for n, d in dists.items()}
+    metrics = evaluate_designs([design_from_params(base_design(exp), params)], exp.job,
+                               cluster_extra(exp), exp.prices)[0]
+    if not finite:
+        metrics[exp.objectives[0].metric] = float("nan")
+    got = trial_template(exp, study, dists, params, metrics, "w", 3, redraws=2)
+    got._validate()
+    want = optuna.trial.create_trial(
+        params=params, distributions=dists, values=got.values if finite else None,
+        user_attrs=got.user_attrs, system_attrs=got.system_attrs,
+        state=TrialState.COMPLETE if finite else TrialState.FAIL)
+    assert got.state == want.state and got.values == want.values
+    assert "fail_reason" in got.user_attrs or finite
+    same = {k: v for k, v in got.__dict__.items() if "datetime" not in k}
+    assert same == {k: v for k, v in want.__dict__.items() if "datetime" not in k}
+    assert got.datetime_start == got.datetime_complete is not None

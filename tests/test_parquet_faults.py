@@ -137,6 +137,11 @@ def one_line(err: str, *words: str) -> None:
         assert w in lines[0], (w, err)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _file_per_population(file_per_population: None) -> None:
+    """A Parquet file for every population (conftest.file_per_population)."""
+
+
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run of 16 trials (two Parquet parts), made once; tests work on copies."""

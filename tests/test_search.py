@@ -407,7 +407,23 @@ def test_pareto_front_matches_optuna_and_the_snapshot(work: Path, capsys) -> Non
 # ----------------------------------------------------------------------------- crash recovery
 
 
-def test_lost_part_file_is_rebuilt_from_storage(work: Path, capsys) -> None:
+@pytest.mark.parametrize(("log_rows", "sizes"), [(None, [40]), ("16", [16, 16, 8]),
+                                                 ("1", [8] * 5)])
+def test_a_search_logs_its_rows_a_file_every_log_rows(work: Path, capsys, monkeypatch,
+                                                      log_rows: str | None,
+                                                      sizes: list[int]) -> None:
+    # rows gathered until LOG_ROWS (256) or the end; population 8
+    if log_rows is not None:
+        monkeypatch.setenv("CODESIGN_TEST_LOG_ROWS", log_rows)
+    exp_path = write_experiment(work)
+    assert cli(capsys, "search", str(exp_path), "--trials", "40")[0] == 0
+    parts = sorted((RUN / "trials").glob("part-*.parquet"))
+    assert [pq.ParquetFile(p).metadata.num_rows for p in parts] == sizes
+    assert len(check_log(RUN)) == 40
+
+
+def test_lost_part_file_is_rebuilt_from_storage(work: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("CODESIGN_TEST_LOG_ROWS", "1")  # a file for every population
     exp_path = write_experiment(work)
     assert cli(capsys, "search", str(exp_path), "--trials", "24")[0] == 0
     parts = sorted((RUN / "trials").glob("part-*.parquet"))

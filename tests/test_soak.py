@@ -90,9 +90,10 @@ def _searched(tmp_path: Path, name: str, trials: int):
     return soak_mod, s, res, tmp_path / "runs" / name
 
 
-def test_soak_reports_an_injected_loss(tmp_path: Path) -> None:
+def test_soak_reports_an_injected_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The checks can fail: a Parquet file deleted behind the storage's back is reported as
     lost rows and exit 1 (measure() on a run the test damages)."""
+    monkeypatch.setenv("CODESIGN_TEST_LOG_ROWS", "1")  # a file for every population
     soak_mod, _, res, run_dir = _searched(tmp_path, "lossy", 16)
     storage = soak_mod.Storage(run_dir / "study.log", study="lossy")
     soak_mod.measure(res, storage, run_dir)

@@ -100,6 +100,7 @@ def test_worker_killed_before_logging_a_population_is_restarted_with_its_flags(
     """Killed after its first population is COMPLETE in the storage and before it reaches
     the Parquet log; the same command again logs it, once."""
     monkeypatch.delitem(test_faults.ENV, "CODESIGN_STORAGE_URL", raising=False)  # --storage only
+    monkeypatch.setitem(test_faults.ENV, "CODESIGN_TEST_LOG_ROWS", "1")  # a file a population
     exp = write_experiment(tmp_path)
     storage, study = storage_args(tmp_path, kind)
     flags = ["worker", str(exp), *storage, "--study", study, "--out", "runs/w",

@@ -200,10 +200,22 @@ def _iso(when: Any) -> str | None:
     return when.astimezone(UTC).isoformat(timespec="microseconds") if when else None
 
 
+def _encoded(dist: Any, encoded: dict[int, tuple[Any, str]]) -> str:
+    """``distribution_to_json(dist)``, once per object (``encoded`` keeps the object alive,
+    so its identity is not reused)."""
+    hit = encoded.get(id(dist))
+    if hit is None:
+        hit = encoded[id(dist)] = (dist, distribution_to_json(dist))
+    return hit[1]
+
+
 def _create_log(study_id: int, template: FrozenTrial,
-                times: tuple[str | None, str | None] | None = None) -> dict[str, Any]:
+                times: tuple[str | None, str | None] | None = None,
+                encoded: dict[int, tuple[Any, str]] | None = None) -> dict[str, Any]:
     """The journal record of ``JournalStorage.create_new_trial(study_id, template)``
-    (``times``: its start and completion as recorded, instead of the template's)."""
+    (``times``: its start and completion as recorded, instead of the template's;
+    ``encoded``: distributions already encoded, by identity, filled as it goes: a
+    population's trials share their distribution objects)."""
     log: dict[str, Any] = {"study_id": study_id, "state": template.state}
     if template.values is not None and len(template.values) > 1:
         log["value"] = None
@@ -215,8 +227,8 @@ def _create_log(study_id: int, template: FrozenTrial,
     log["datetime_start"] = start
     if complete:
         log["datetime_complete"] = complete
-    log["distributions"] = {k: distribution_to_json(d)
-                            for k, d in template.distributions.items()}
+    encoded = {} if encoded is None else encoded
+    log["distributions"] = {k: _encoded(d, encoded) for k, d in template.distributions.items()}
     log["params"] = {k: template.distributions[k].to_internal_repr(p)
                      for k, p in template.params.items()}
     log["user_attrs"] = template.user_attrs
@@ -245,9 +257,11 @@ def create_trials(study: optuna.Study, templates: list[FrozenTrial]) -> list[Fro
         starts = [t.datetime_start for t in templates if t.datetime_start]
         ends = [t.datetime_complete for t in templates if t.datetime_complete]
         times = (_iso(min(starts)) if starts else None, _iso(max(ends)) if ends else None)
+        encoded: dict[int, tuple[Any, str]] = {}
         storage._backend.append_logs([
             {"op_code": JournalOperation.CREATE_TRIAL, "worker_id": worker,
-             **_create_log(study._study_id, t, times if t.state.is_finished() else None)}
+             **_create_log(study._study_id, t, times if t.state.is_finished() else None,
+                           encoded)}
             for t in templates])
         storage._sync_with_backend()
         last = storage._replay_result._last_created_trial_id_by_this_process

@@ -301,7 +301,10 @@ def conform(table: pa.Table, sch: pa.Schema) -> pa.Table:
     """``table`` under ``sch``, as a dataset read with that schema gives it: the columns of
     ``sch`` in its order, each cast to its type, null where the table lacks it; others
     dropped. (Without ``pyarrow.dataset``, whose import alone costs 38 MB.)"""
-    cols = [table.column(f.name).cast(f.type) if f.name in table.column_names
+    if table.schema.equals(sch, check_metadata=False):  # the common case: nothing to do
+        return table.replace_schema_metadata(sch.metadata)
+    have = dict(zip(table.column_names, table.columns, strict=True))
+    cols = [(c if (c := have[f.name]).type == f.type else c.cast(f.type)) if f.name in have
             else pa.nulls(len(table), f.type) for f in sch]
     return pa.Table.from_arrays(cols, schema=sch)
 

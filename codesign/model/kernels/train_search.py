@@ -53,19 +53,23 @@ def search_mappings(chip, cluster, model, job, fixed, best_mp, best_out, counts)
             counts[L.S_INVALID] += 1
             return L.S_INVALID
     # a first bound: the best of a coarse subspace (micro-batch 1, no interleaving, ZeRO-1,
-    # no hybrid sharding or overlap, where those are free); used strictly (slightly
-    # inflated), it never rules out a mapping as fast as itself, so the search below keeps
-    # every mapping it would keep without it and finds the same one
-    coarse = fixed.copy()
-    for i, v in ((L.P_MB, 1), (L.P_VPP, 1), (L.P_ZERO, 1), (L.P_HSDP, 0), (L.P_EPO, 0)):
-        if coarse[i] < 0:
-            coarse[i] = v
+    # no hybrid sharding or overlap, where those are free; first also selective recompute
+    # and no offload, else with those searched); used strictly (slightly inflated), it never
+    # rules out a mapping as fast as itself, so the search below keeps every mapping it
+    # would keep without it and finds the same one
     seed = np.inf
     mp = np.zeros(L.MAP_LEN, np.int64)
     out = np.zeros(L.OUT_LEN)
     scratch = np.zeros(L.N_STATUS, np.int64)
-    if _search(chip, cluster, model, job, coarse, mp, out, scratch, np.inf) == L.S_OK:
-        seed = out[L.O_STEP_S] * (1.0 + SEED_SLACK)
+    for narrow in (True, False):
+        coarse = fixed.copy()
+        for i, v in ((L.P_MB, 1), (L.P_VPP, 1), (L.P_ZERO, 1), (L.P_HSDP, 0), (L.P_EPO, 0),
+                     (L.P_RECOMPUTE, 1 if narrow else -1), (L.P_OFFLOAD, 0 if narrow else -1)):
+            if coarse[i] < 0:
+                coarse[i] = v
+        if _search(chip, cluster, model, job, coarse, mp, out, scratch, np.inf) == L.S_OK:
+            seed = out[L.O_STEP_S] * (1.0 + SEED_SLACK)
+            break
     return _search(chip, cluster, model, job, fixed, best_mp, best_out, counts, seed)
 
 
@@ -164,15 +168,15 @@ def _search(chip, cluster, model, job, fixed, best_mp, best_out, counts, seed):
                             t_tp = (per_dp // b) * (layers / pp) * 4.0 * allreduce_time(
                                 act_h * b / cp, tp, tp_bw, tp_lat)
                         lb_b = (lb + t_tp) * bubble
-                        lb_redo = ((t_all + t_redo) / (tp * cp * pp * dp) + t_tp) * bubble
+                        lb_redo = (t_all + t_redo) / (tp * cp * pp * dp) + t_tp
                         # evaluate, or (bound out) count what is skipped
                         go = not block_out and not (prune and lb_b >= min(best[0], best[3]))
                         if not go and counts.shape[0] <= L.N_STATUS:
                             continue  # nothing to evaluate, no count asked for
                         _tail(go, chip, cluster, model, job, fixed, eps, vpps, rcs, zeros,
                               epos, hsdps, tp, cp, pp, dp, b, per_dp, experts, layers,
-                              domain, prune, lb_redo, mp, out, spare, counts, best, best_mp,
-                              best_out, cache, stamp)
+                              domain, prune, lb + t_tp, lb_redo, mp, out, spare, counts, best,
+                              best_mp, best_out, cache, stamp)
     if counts.shape[0] > L.N_STATUS:
         counts[L.N_STATUS] = best[2]
     if best[0] < np.inf:
@@ -182,14 +186,17 @@ def _search(chip, cluster, model, job, fixed, best_mp, best_out, counts, seed):
 
 @njit(cache=True)
 def _tail(go, chip, cluster, model, job, fixed, eps, vpps, rcs, zeros, epos, hsdps, tp, cp,
-          pp, dp, b, per_dp, experts, layers, domain, prune, lb_redo, mp, out, spare, counts,
-          best, best_mp, best_out, cache, stamp):
+          pp, dp, b, per_dp, experts, layers, domain, prune, lb_one, lb_redo, mp, out, spare,
+          counts, best, best_mp, best_out, cache, stamp):
     """The candidates of one (tp, cp, pp, dp, micro-batch): every (ep, vpp, recompute, ZeRO,
-    overlap, hybrid sharding) the search allows. With ``go``, each is evaluated (full
-    recompute skipped when its bound ``lb_redo`` cannot beat ``best[0]``) and the best kept
-    in ``best`` (step, memory), ``best_mp``, ``best_out``; candidates a bound rules out
-    (all of them without ``go``) are counted in ``best[2]``. ``cache`` rows stamped
-    ``stamp`` hold per-layer costs (:func:`.train.eval_cached`)."""
+    overlap, hybrid sharding) the search allows. With ``go``, each is evaluated unless its
+    bound cannot beat ``best[0]`` (or ``best[3]``): ``lb_one`` (``lb_redo`` with full
+    recompute) is a lower bound of the step without the pipeline bubble, which adds at least
+    (pp - 1) / vpp of m stage times for this vpp. The best is kept in ``best`` (step,
+    memory), ``best_mp``, ``best_out``; candidates a bound rules out (all of them without
+    ``go``) are counted in ``best[2]``. ``cache`` rows stamped ``stamp`` hold per-layer
+    costs (:func:`.train.eval_cached`)."""
+    m = per_dp // b
     for ei in range(eps.shape[0]):
         ep = eps[ei]
         if fixed[L.P_EP] < 0 and (experts % ep != 0 or (cp * dp) % ep != 0):
@@ -198,9 +205,10 @@ def _tail(go, chip, cluster, model, job, fixed, eps, vpps, rcs, zeros, epos, hsd
             if fixed[L.P_VPP] < 0 and vpp > 1 and (
                     layers % (pp * vpp) != 0 or (per_dp // b) % pp != 0):
                 continue
+            bubble = 1.0 + ((pp - 1.0) / (vpp * m) if m >= 1 else 0.0)
             for rc in rcs:
-                bound_out = not go or (prune and rc >= 2
-                                       and lb_redo >= min(best[0], best[3]))
+                bound_out = not go or (prune and (lb_redo if rc >= 2 else lb_one) * bubble
+                                       >= min(best[0], best[3]))
                 for zero in zeros:
                     for epo in epos:
                         if fixed[L.P_EPO] < 0 and epo == 1 and (ep == 1 or per_dp // b < 2):

@@ -1,10 +1,11 @@
-"""Compaction of the Parquet trial log: the small per-population files merged into larger ones.
+"""Compaction of the Parquet trial log: the small files searches append merged into larger ones.
 
-A search writes one file per population (``part-<writer>-<first>-<last>.parquet``, 32 rows in
-the quickstart): 3,125 files at 100,000 trials, each opened by every reader. :func:`compact_log`
-merges the small files, oldest first, into ``part-compact-<first>-<last>.parquet`` files of up
-to :data:`TARGET_ROWS` rows in row groups of :data:`ROW_GROUP_ROWS`, once more than
-:data:`KEEP_SMALL` exist.
+A search writes a file every :data:`codesign.search.study.LOG_ROWS` trials
+(``part-<writer>-<first>-<last>.parquet``, 256 rows; until that was batched, one per
+32-row quickstart population: 3,125 files at 100,000 trials), each opened by every reader.
+:func:`compact_log` merges the small files, oldest first, into
+``part-compact-<first>-<last>.parquet`` files of up to :data:`TARGET_ROWS` rows in row groups
+of :data:`ROW_GROUP_ROWS`, once more than :data:`KEEP_SMALL` exist.
 
 The switch, for each merged file, is crash-safe without stopping the writers that append:
 
@@ -30,6 +31,7 @@ so nothing stored is ever lost, and only one compaction (or log replacement) run
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
@@ -104,21 +106,67 @@ def _joined(tables: list[pa.Table], sch: pa.Schema) -> pa.Table:
     return table if table.schema.equals(sch, check_metadata=False) else table.cast(sch)
 
 
+def _name_range(f: Path) -> tuple[int, int] | None:
+    """The first and last trial numbers a file's name gives, None if it gives none."""
+    parts = f.name.removesuffix(".parquet").rsplit("-", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return int(parts[1]), int(parts[2])
+    return None
+
+
+def _disjoint(batch: list[Path]) -> list[tuple[int, int]] | None:
+    """The name ranges of ``batch`` if every file's name gives one and no two overlap (then no
+    trial can be in two files: each file's rows are checked against its range as they are
+    read), else None."""
+    ranges = [_name_range(f) for f in batch]
+    if any(r is None for r in ranges):
+        return None
+    spans = sorted(r for r in ranges if r is not None)
+    if any(a[1] >= b[0] for a, b in itertools.pairwise(spans)):
+        return None
+    return [r for r in ranges if r is not None]
+
+
+class _NameMismatch(Exception):
+    """A file's rows are not the trials its name gives (the merge then reads the numbers)."""
+
+
+def _last_rows(trials: np.ndarray) -> np.ndarray:
+    """Mask of each trial number's last row in ``trials``."""
+    _, from_end = np.unique(trials[::-1], return_index=True)
+    keep = np.zeros(len(trials), bool)
+    keep[len(trials) - 1 - from_end] = True
+    return keep
+
+
 def _merge(folder: Path, batch: list[Path], sch: pa.Schema, target_rows: int) -> Path | None:
     """Merge ``batch`` into one file (the switch of the module text); None if its name is
-    taken by a file outside the batch. Streamed: the trial numbers are read first (a trial
-    logged twice keeps its last row, in file order, as read_trials does), then each source
-    in turn, written in row groups of up to :data:`ROW_GROUP_ROWS` rows: memory bounded by
-    one row group, whatever the batch."""
+    taken by a file outside the batch. Streamed: each source in turn, written in row groups
+    of up to :data:`ROW_GROUP_ROWS` rows: memory bounded by one row group, whatever the batch.
+    A trial logged twice keeps its last row, in file order, as read_trials does: when the
+    names' trial ranges are disjoint (one search's files) only a file's own rows can repeat a
+    trial, seen as it is read; otherwise every source's trial numbers are read first."""
+    ranges = _disjoint(batch)
+    if ranges is not None:
+        try:
+            return _merge_files(folder, batch, sch, (min(a for a, _ in ranges),
+                                                     max(b for _, b in ranges)), None, ranges)
+        except _NameMismatch:
+            pass
     trials = [np.array(pl.read_file(f, columns=["trial"]).column("trial").to_pylist(), np.int64)
               for f in batch]
     every = np.concatenate(trials)
-    numbers, from_end = np.unique(every[::-1], return_index=True)
-    flat = np.zeros(len(every), bool)
-    flat[len(every) - 1 - from_end] = True  # each trial's last row
-    keep = np.split(flat, np.cumsum([len(t) for t in trials])[:-1])
-    first, final = int(numbers[0]), int(numbers[-1])
-    path = folder / f"part-{WRITER}-{first:08d}-{final:08d}.parquet"
+    keep = np.split(_last_rows(every), np.cumsum([len(t) for t in trials])[:-1])
+    return _merge_files(folder, batch, sch, (int(every.min()), int(every.max())), keep, None)
+
+
+def _merge_files(folder: Path, batch: list[Path], sch: pa.Schema, span: tuple[int, int],
+                 keep: list[np.ndarray] | None, ranges: list[tuple[int, int]] | None
+                 ) -> Path | None:
+    """:func:`_merge` of ``batch`` (trials ``span``, first and last) with each source's rows
+    to keep (``keep``), or with the sources' name ranges (``ranges``: a source whose rows do
+    not span exactly its range raises :class:`_NameMismatch` before anything is visible)."""
+    path = folder / f"part-{WRITER}-{span[0]:08d}-{span[1]:08d}.parquet"
     if path.exists() and path not in batch:
         return None
     meta = dict(sch.metadata or {})
@@ -131,9 +179,17 @@ def _merge(folder: Path, batch: list[Path], sch: pa.Schema, target_rows: int) ->
                                   use_dictionary=pl.dictionary_columns(out_schema)) as writer:
                 pending: list[pa.Table] = []
                 n = 0
-                for f, mask in zip(batch, keep, strict=True):
+                for i, f in enumerate(batch):
                     table = pl.read_file(f, sch)
-                    if not mask.all():
+                    if ranges is not None:
+                        numbers = table.column("trial").to_numpy()
+                        if (len(numbers) == 0 or numbers.min() != ranges[i][0]
+                                or numbers.max() != ranges[i][1]):
+                            raise _NameMismatch(f.name)
+                        mask = _last_rows(numbers)
+                    else:
+                        mask = keep[i] if keep is not None else None
+                    if mask is not None and not mask.all():
                         table = table.filter(pa.array(mask))
                     pending.append(table)
                     n += len(table)

@@ -90,8 +90,20 @@ def record(exp: Experiment, run: Any, study: Any, writer: str,
     state = {"n_complete": n, "journal": key, "writer": writer,
              "written": datetime.now(UTC).isoformat(timespec="seconds"), "front": rows}
     with atomic_file(run.run_dir / STATE_FILE, "w") as fh:
-        json.dump(state, fh, default=str)
+        _dump(state, fh)
     return state
+
+
+def _dump(state: dict[str, Any], fh: Any) -> None:
+    """``json.dump(state, fh, default=str)`` with ``state["front"]`` last, the same text: a
+    row at a time through ``json.dumps``, C-encoded (``json.dump`` encodes in Python: 0.84 s
+    instead of 0.29 s for a 5,945-design front, 26 ms instead of 11 for 190 designs), never
+    the whole front's text at once (16 MB for those 5,945 designs)."""
+    head = json.dumps({k: v for k, v in state.items() if k != "front"}, default=str)
+    fh.write(head[:-1] + (', "front": [' if len(head) > 2 else '"front": ['))
+    for i, row in enumerate(state["front"]):
+        fh.write((", " if i else "") + json.dumps(row, default=str))
+    fh.write("]}")
 
 
 def compact_along(exp: Experiment, run: Any) -> None:
