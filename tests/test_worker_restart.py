@@ -38,6 +38,7 @@ from test_postgres import URL as PG_URL
 from codesign.search import recovery
 from codesign.search import workers as wk
 from codesign.search.recovery import sync_parquet
+from codesign.search.study import LOG_ROWS
 
 # python -c PARK WHERE MARKER codesign-args...: run ``codesign`` and park (marker, then sleep)
 # in the first model evaluation (WHERE=evaluate) or the first Parquet write (WHERE=parquet)
@@ -93,14 +94,20 @@ def load(tmp_path: Path, kind: str, study: str) -> optuna.Study:
 KINDS = ["journal", pytest.param("postgresql", marks=needs_pg)]
 
 
+@pytest.mark.parametrize("log_rows", ["1", None])
 @pytest.mark.parametrize("kind", KINDS)
 def test_worker_killed_before_logging_a_population_is_restarted_with_its_flags(
-        tmp_path: Path, procs: Procs, kind: str,
+        tmp_path: Path, procs: Procs, kind: str, log_rows: str | None,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Killed after its first population is COMPLETE in the storage and before it reaches
-    the Parquet log; the same command again logs it, once."""
+    """Killed after its first population (``log_rows`` "1": a file a population) or its first
+    LOG_ROWS trials (the default) are COMPLETE in the storage and before they reach the
+    Parquet log; the same command again logs them, once."""
     monkeypatch.delitem(test_faults.ENV, "CODESIGN_STORAGE_URL", raising=False)  # --storage only
-    monkeypatch.setitem(test_faults.ENV, "CODESIGN_TEST_LOG_ROWS", "1")  # a file a population
+    if log_rows is None:
+        monkeypatch.delitem(test_faults.ENV, "CODESIGN_TEST_LOG_ROWS", raising=False)
+    else:
+        monkeypatch.setitem(test_faults.ENV, "CODESIGN_TEST_LOG_ROWS", log_rows)
+    batch = POP if log_rows == "1" else LOG_ROWS
     exp = write_experiment(tmp_path)
     storage, study = storage_args(tmp_path, kind)
     flags = ["worker", str(exp), *storage, "--study", study, "--out", "runs/w",
@@ -110,7 +117,7 @@ def test_worker_killed_before_logging_a_population_is_restarted_with_its_flags(
     wait_for(marker, parked, procs)
     s = load(tmp_path, kind, study)
     unlogged = [t.number for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    assert len(unlogged) == POP
+    assert len(unlogged) == batch
     assert not (tmp_path / "runs/w/trials").exists() or not any(
         (tmp_path / "runs/w/trials").glob("*.parquet"))
     assert procs.kill(parked) == -signal.SIGKILL
@@ -120,7 +127,7 @@ def test_worker_killed_before_logging_a_population_is_restarted_with_its_flags(
     check_trials(s)
     df = check_log(tmp_path / "runs/w", s)
     assert set(unlogged) <= set(df["trial"])
-    assert len(df) == 2 * POP
+    assert len(df) == batch + POP
 
 
 @pytest.mark.parametrize("kind", KINDS)
