@@ -72,23 +72,37 @@ def test_a_snapshot_is_loaded_and_the_lines_after_it_read(run_dir: Path, tmp_pat
     st.run_search(exp, run, 32, progress=False)
     storage = _open(journal)
     assert storage.from_snapshot > 0 and _same_as_plain(storage, journal) == 128
-    # a copy of the run is another file: its snapshot is not used, the copy replays
+    # a copy of the run holds the same bytes: it starts from its snapshot too
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
     storage = _open(copy / "study.log")
-    assert storage.from_snapshot == 0 and _same_as_plain(storage, copy / "study.log") == 128
+    assert storage.from_snapshot > 0 and _same_as_plain(storage, copy / "study.log") == 128
+    # and goes on from there on its own: lines the copy gains are read after it
+    exp, run = load_run(copy)
+    st.run_search(exp, run, 32, progress=False)
+    storage = _open(copy / "study.log")
+    assert storage.from_snapshot > 0 and _same_as_plain(storage, copy / "study.log") == 160
+    assert _same_as_plain(_open(journal), journal) == 128  # the original is untouched
 
 
 def test_a_stale_or_broken_snapshot_is_never_used(run_dir: Path):
     journal = run_dir / "study.log"
     write_snapshot(_open(journal))
     good = snapshot_path(journal).read_bytes()
-    # the journal rewritten under a new inode (codesign doctor --repair does so)
+    # the journal rewritten under a new inode with the same bytes: the same replay
     data = journal.read_bytes()
     journal.unlink()
     journal.write_bytes(data)
     storage = _open(journal)
+    assert storage.from_snapshot > 0 and _same_as_plain(storage, journal) == 96
+    # rewritten with one byte before the snapshot's point changed (a repair would): replayed
+    raw = bytearray(data)
+    raw[raw.index(b'"value') + 2] = ord("V")  # a key Optuna ignores: the journal replays
+    journal.unlink()
+    journal.write_bytes(bytes(raw))
+    storage = _open(journal)
     assert storage.from_snapshot == 0 and _same_as_plain(storage, journal) == 96
+    journal.write_bytes(data)
     # the same file, its bytes before the snapshot's point changed
     write_snapshot(_open(journal))
     raw = bytearray(journal.read_bytes())

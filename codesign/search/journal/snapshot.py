@@ -5,15 +5,16 @@ Opening a journal replays every line (12.5 s at 100,000 quickstart trials: a JSO
 348 MB). At the end of a long search (:data:`MIN_TRIALS` trials or more) the search writes
 ``study.log.snapshot``: the compact replay (:class:`~codesign.search.journal.packed.
 _CompactReplay`) pickled, each trial's metrics as their place in the journal, under a header
-naming the journal (device and inode), the line and byte the replay had read, and the CRC of
-every byte before it. A process that opens the journal
-(:class:`~codesign.search.journal.packed.CompactJournalStorage`) loads the snapshot when the
-header matches the journal as it is (same file, at least that long, the same bytes before
-that point) and reads only the lines after it; otherwise, or if the snapshot does not load,
-it replays the journal as before. The journal stays the truth: a snapshot is never needed,
-and a stale one is never used (``codesign doctor --repair`` rewrites the journal under a new
-inode). The search writes it from a forked child process, so the pickler's memory (a memo of
-every object) never enters the searching process.
+giving the line and byte the replay had read and the CRC of every byte before it. A process
+that opens the journal (:class:`~codesign.search.journal.packed.CompactJournalStorage`) loads
+the snapshot when the header matches the journal as it is (at least that long, the same
+bytes before that point: the replay of those bytes is the snapshot, whichever file holds
+them, so a copied run directory starts from it too) and reads only the lines after it;
+otherwise, or if the snapshot does not load, it replays the journal as before. The journal
+stays the truth: a snapshot is never needed, and a stale one is never used (a journal
+repaired or edited before the snapshot's point fails the CRC). The search writes it from a
+forked child process, so the pickler's memory (a memo of every object) never enters the
+searching process.
 """
 
 from __future__ import annotations
@@ -110,9 +111,8 @@ def write_snapshot(storage: Any) -> Path | None:
         if not number or offset is None:
             return None
         journal = Path(backend._file_path)
-        st = os.stat(journal)
         start, crc = _tail_crc(journal, offset)
-        header = {"dev": st.st_dev, "ino": st.st_ino, "log_number": number, "offset": offset,
+        header = {"log_number": number, "offset": offset,
                   "tail_start": start, "tail_crc": crc, "python": list(sys.version_info[:2])}
         out = snapshot_path(journal)
         with atomic_file(out) as f:
@@ -158,8 +158,7 @@ def load_snapshot(backend: Any, worker_id_prefix: str) -> Any | None:
                 return None
             header = json.loads(f.readline())
             st = os.stat(journal)
-            if ((st.st_dev, st.st_ino) != (header["dev"], header["ino"])
-                    or st.st_size < header["offset"]
+            if (st.st_size < header["offset"]
                     or header["python"] != list(sys.version_info[:2])
                     or _tail_crc(journal, header["offset"]) != (header["tail_start"],
                                                                  header["tail_crc"])):
