@@ -94,10 +94,6 @@ _LABEL = 14
 SUMMARY_WIDTH = 100
 """Columns the summary's lists fill (its one screen: at most ~40 lines of this width)."""
 
-_STEP_PARTS = STEP_PARTS
-"""The parts of ``breakdown_s`` in the order the summary lists them (exposed time: what
-compute does not hide)."""
-
 _ADDITIVE = ("compute", "tp_cp_ep_comm", "pipeline_bubble", "pipeline_p2p", "dp_comm_exposed",
              "optimizer")
 """Parts that do not overlap: the step less their sum is what the breakdown does not itemise
@@ -169,7 +165,7 @@ def evaluate_summary(out: dict[str, Any], hbm_gb: float | None = None) -> list[s
         add("step time", f"{seconds(step)} per step; by part (communication: what compute "
             "does not hide):")
         b = out.get("breakdown_s") or {}
-        for key, label, level in _STEP_PARTS:
+        for key, label, level in STEP_PARTS:
             if b.get(key):
                 part(label, b[key], step, "s", level)
         rest = step - sum(b.get(k) or 0.0 for k in _ADDITIVE)

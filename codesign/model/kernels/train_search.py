@@ -202,8 +202,7 @@ def _tail(go, chip, cluster, model, job, fixed, eps, vpps, rcs, zeros, epos, hsd
         if fixed[L.P_EP] < 0 and (experts % ep != 0 or (cp * dp) % ep != 0):
             continue
         for vpp in vpps:
-            if fixed[L.P_VPP] < 0 and vpp > 1 and (
-                    layers % (pp * vpp) != 0 or (per_dp // b) % pp != 0):
+            if fixed[L.P_VPP] < 0 and vpp > 1 and (layers % (pp * vpp) != 0 or m % pp != 0):
                 continue
             bubble = 1.0 + ((pp - 1.0) / (vpp * m) if m >= 1 else 0.0)
             for rc in rcs:
@@ -211,7 +210,7 @@ def _tail(go, chip, cluster, model, job, fixed, eps, vpps, rcs, zeros, epos, hsd
                                        >= min(best[0], best[3]))
                 for zero in zeros:
                     for epo in epos:
-                        if fixed[L.P_EPO] < 0 and epo == 1 and (ep == 1 or per_dp // b < 2):
+                        if fixed[L.P_EPO] < 0 and epo == 1 and (ep == 1 or m < 2):
                             continue
                         for hsdp in hsdps:
                             if fixed[L.P_HSDP] < 0 and hsdp == 1 and (

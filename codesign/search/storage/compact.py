@@ -34,6 +34,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,9 +91,9 @@ def _footer(f: Path) -> tuple[int, set[str]]:
 
 
 def _first_trial(f: Path) -> int:
-    """The first trial number a file's name gives (``...-<first>-<last>.parquet``)."""
-    parts = f.name.removesuffix(".parquet").rsplit("-", 2)
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 0
+    """The first trial number a file's name gives (``...-<first>-<last>.parquet``), else 0."""
+    r = _name_range(f)
+    return r[0] if r is not None else 0
 
 
 JOIN_FILES = 16
@@ -148,24 +149,31 @@ def _merge(folder: Path, batch: list[Path], sch: pa.Schema, target_rows: int) ->
     trial, seen as it is read; otherwise every source's trial numbers are read first."""
     ranges = _disjoint(batch)
     if ranges is not None:
+
+        def own_rows(i: int, table: pa.Table) -> np.ndarray:
+            numbers = table.column("trial").to_numpy()
+            if len(numbers) == 0 or (numbers.min(), numbers.max()) != ranges[i]:
+                raise _NameMismatch(batch[i].name)
+            return _last_rows(numbers)
+
         try:
             return _merge_files(folder, batch, sch, (min(a for a, _ in ranges),
-                                                     max(b for _, b in ranges)), None, ranges)
+                                                     max(b for _, b in ranges)), own_rows)
         except _NameMismatch:
             pass
     trials = [np.array(pl.read_file(f, columns=["trial"]).column("trial").to_pylist(), np.int64)
               for f in batch]
     every = np.concatenate(trials)
     keep = np.split(_last_rows(every), np.cumsum([len(t) for t in trials])[:-1])
-    return _merge_files(folder, batch, sch, (int(every.min()), int(every.max())), keep, None)
+    return _merge_files(folder, batch, sch, (int(every.min()), int(every.max())),
+                        lambda i, _table: keep[i])
 
 
 def _merge_files(folder: Path, batch: list[Path], sch: pa.Schema, span: tuple[int, int],
-                 keep: list[np.ndarray] | None, ranges: list[tuple[int, int]] | None
-                 ) -> Path | None:
-    """:func:`_merge` of ``batch`` (trials ``span``, first and last) with each source's rows
-    to keep (``keep``), or with the sources' name ranges (``ranges``: a source whose rows do
-    not span exactly its range raises :class:`_NameMismatch` before anything is visible)."""
+                 rows_to_keep: Callable[[int, pa.Table], np.ndarray]) -> Path | None:
+    """:func:`_merge` of ``batch`` (trials ``span``, first and last), keeping of source ``i``
+    (read as ``table``) the rows ``rows_to_keep(i, table)`` marks; an exception it raises
+    leaves nothing visible."""
     path = folder / f"part-{WRITER}-{span[0]:08d}-{span[1]:08d}.parquet"
     if path.exists() and path not in batch:
         return None
@@ -181,15 +189,8 @@ def _merge_files(folder: Path, batch: list[Path], sch: pa.Schema, span: tuple[in
                 n = 0
                 for i, f in enumerate(batch):
                     table = pl.read_file(f, sch)
-                    if ranges is not None:
-                        numbers = table.column("trial").to_numpy()
-                        if (len(numbers) == 0 or numbers.min() != ranges[i][0]
-                                or numbers.max() != ranges[i][1]):
-                            raise _NameMismatch(f.name)
-                        mask = _last_rows(numbers)
-                    else:
-                        mask = keep[i] if keep is not None else None
-                    if mask is not None and not mask.all():
+                    mask = rows_to_keep(i, table)
+                    if not mask.all():
                         table = table.filter(pa.array(mask))
                     pending.append(table)
                     n += len(table)
